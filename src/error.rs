@@ -1,0 +1,175 @@
+//! The one error type of annal, with the context that says what went wrong and where.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout annal.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is wrong with a corrupt piece of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionKind {
+    /// A record's length field is zero, too small, or runs past the end of the data.
+    BadLength(u32),
+    /// A record's stored CRC does not match the CRC of its bytes.
+    BadChecksum {
+        /// The CRC stored in the record.
+        stored: u32,
+        /// The CRC computed over the record's bytes.
+        computed: u32,
+    },
+    /// A record's fields are inconsistent (magic byte, flags, inner lengths, header names).
+    BadLayout(&'static str),
+    /// A record carries another offset than its position in the log implies.
+    UnexpectedOffset {
+        /// The offset the position implies.
+        expected: u64,
+        /// The offset stored in the record.
+        found: u64,
+    },
+    /// A file header (magic, version, checksum or base offset) is invalid.
+    BadHeader(String),
+    /// A sealed segment's footer is missing or invalid.
+    BadFooter(String),
+    /// Damaged bytes in a part of the segment that was already durable.
+    DamagedDurableData,
+    /// Offsets are missing between two segments.
+    Gap {
+        /// The offset the previous segment ends at.
+        expected: u64,
+        /// The base offset of the next segment.
+        found: u64,
+    },
+}
+
+impl fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptionKind::BadLength(len) => write!(f, "invalid record length {len}"),
+            CorruptionKind::BadChecksum { stored, computed } => {
+                write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
+            CorruptionKind::BadLayout(what) => write!(f, "malformed record: {what}"),
+            CorruptionKind::UnexpectedOffset { expected, found } => {
+                write!(f, "record carries offset {found}, expected {expected}")
+            }
+            CorruptionKind::BadHeader(why) => write!(f, "bad file header: {why}"),
+            CorruptionKind::BadFooter(why) => write!(f, "bad segment footer: {why}"),
+            CorruptionKind::DamagedDurableData => {
+                write!(f, "invalid record inside data that was already synced to disk")
+            }
+            CorruptionKind::Gap { expected, found } => {
+                write!(f, "offsets {expected}..{found} are missing between segments")
+            }
+        }
+    }
+}
+
+/// Every error annal returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What annal was doing (`"open"`, `"fsync"`, `"preallocate"`, ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Stored data failed a check: it is reported, never returned as data.
+    #[error("corruption in {path} at byte {position} (offset {offset}): {kind}")]
+    Corruption {
+        /// The damaged file.
+        path: PathBuf,
+        /// The log offset at or after which the damage lies.
+        offset: u64,
+        /// Byte position of the damage within the file.
+        position: u64,
+        /// What is wrong.
+        kind: CorruptionKind,
+    },
+    /// A record is larger than the configured maximum; nothing was written.
+    #[error("record of {size} bytes exceeds the maximum record size of {max} bytes")]
+    RecordTooLarge {
+        /// Encoded size of the refused record.
+        size: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// An earlier failure (for example a failed fsync) put the log into a failed
+    /// state; it accepts no more writes. Reopen it to recover.
+    #[error("the log at {path} failed earlier and refuses writes: {reason}")]
+    Failed {
+        /// The log directory.
+        path: PathBuf,
+        /// The first failure.
+        reason: String,
+    },
+    /// The requested offset is not in the log.
+    #[error("offset {requested} is out of range: the log holds offsets {start}..{end}")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: u64,
+        /// The first offset in the log.
+        start: u64,
+        /// The next offset to be written.
+        end: u64,
+    },
+    /// The directory does not hold an annal log.
+    #[error("{path} is not an annal log: {reason}")]
+    NotALog {
+        /// The directory.
+        path: PathBuf,
+        /// Why it was not recognised.
+        reason: String,
+    },
+    /// Another handle or process holds the log open for writing.
+    #[error("the log at {path} is locked by another writer")]
+    Locked {
+        /// The log directory.
+        path: PathBuf,
+    },
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A write was attempted on a log opened read-only.
+    #[error("the log at {path} is open read-only")]
+    ReadOnly {
+        /// The log directory.
+        path: PathBuf,
+    },
+    /// The log was closed.
+    #[error("the log at {path} is closed")]
+    Closed {
+        /// The log directory.
+        path: PathBuf,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    /// True for [`Error::Corruption`].
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+}
+
+/// Adds a path and an operation name to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}

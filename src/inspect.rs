@@ -1,0 +1,1 @@
+//! Read-only inspection of a log directory: verification and dumps.

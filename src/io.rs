@@ -1,0 +1,91 @@
+//! The file-system seam. Every call that makes data durable or changes which
+//! files exist goes through [`Io`], so that tests can inject failures (a failed
+//! fsync, a full disk) without touching production code paths.
+//!
+//! Writes of record bytes go through the memory map (see `mmap.rs`) and are
+//! made durable by [`Io::sync_data`] on the segment's file: on Linux `fdatasync`
+//! writes back pages dirtied through a shared mapping as well as by `write(2)`.
+
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+/// File-system operations annal needs to be able to fail on purpose.
+///
+/// The default is [`OsIo`]. Implementations must be thread-safe.
+pub trait Io: Send + Sync + Debug {
+    /// Reserves disk blocks so that `file` is at least `len` bytes long and
+    /// writes to it through a memory map cannot fail for lack of space.
+    fn allocate(&self, file: &File, len: u64) -> io::Result<()>;
+    /// Flushes the file's data (and the metadata needed to read it) to disk.
+    fn sync_data(&self, file: &File) -> io::Result<()>;
+    /// Flushes the file's data and all of its metadata (size included).
+    fn sync_all(&self, file: &File) -> io::Result<()>;
+    /// Flushes a directory, so that files created, renamed or removed in it survive a crash.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Sets the file's length (used to trim a sealed segment).
+    fn set_len(&self, file: &File, len: u64) -> io::Result<()>;
+    /// Renames a file atomically.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsIo;
+
+impl Io for OsIo {
+    fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
+        match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => zero_fill(file, len),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn sync_data(&self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn sync_all(&self, file: &File) -> io::Result<()> {
+        file.sync_all()
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
+        file.set_len(len)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+}
+
+/// Fallback for file systems without `fallocate`: write real zeros so that the
+/// blocks exist before the file is mapped.
+fn zero_fill(file: &File, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let current = file.metadata()?.len();
+    let zeros = vec![0u8; 1 << 20];
+    let mut pos = current;
+    while pos < len {
+        let n = (len - pos).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], pos)?;
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Opens a file for reading and writing, creating it if `create`.
+pub(crate) fn open_rw(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)
+}

@@ -1,0 +1,637 @@
+//! The partition log: ordered segments, one active segment, durability and
+//! group commit, recovery on open, concurrent readers and tailing.
+
+mod open;
+mod reader;
+mod writer;
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use reader::LogReader;
+
+use crate::config::{Durability, LogConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::record::{OwnedRecord, Record};
+use crate::segment::{self, SealedMeta, Segment};
+use writer::WriterState;
+
+/// Name of the lock file that marks a directory as an annal log and keeps a
+/// second writer out.
+pub const LOCK_FILE_NAME: &str = "annal.lock";
+
+/// What opening the log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Segment data files found.
+    pub segments: usize,
+    /// Base offset of the segment that had to be scanned because it was not
+    /// sealed (the log was not closed cleanly). `None` after a clean close.
+    pub scanned_segment: Option<u64>,
+    /// Records found in the scanned segment.
+    pub records_scanned: u64,
+    /// Bytes of torn tail cut from the end of the scanned segment (read-only:
+    /// bytes a writer would cut; nothing is changed).
+    pub truncated_bytes: u64,
+    /// Leftover temporary files removed.
+    pub removed_temp_files: Vec<PathBuf>,
+}
+
+/// Summary of one segment, as [`Log::segments`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Offset of the segment's first record.
+    pub base_offset: u64,
+    /// Offset after its last record.
+    pub next_offset: u64,
+    /// Bytes of record data (header and footer excluded).
+    pub data_bytes: u64,
+    /// Largest record timestamp, `i64::MIN` if empty.
+    pub max_timestamp: i64,
+    /// Whether the segment is sealed (immutable, with a footer).
+    pub sealed: bool,
+}
+
+/// An append-only log in one directory.
+///
+/// One `Log` handle writes; it is `Send + Sync`, so many threads may append
+/// through a shared reference (appends are serialized, fsyncs are shared).
+/// Readers ([`Log::read_from`]) may live on other threads and outlive neither
+/// correctness nor the handle: they keep what they read mapped.
+///
+/// ```
+/// use annal::{Durability, Log, LogConfig, Record};
+/// let dir = tempfile::tempdir()?;
+/// let log = Log::open(dir.path(), LogConfig::default().durability(Durability::Never))?;
+/// let first = log.append(&Record::new(b"hello").with_key(b"k"))?;
+/// let rest = log.append_batch(&[Record::new(b"a"), Record::new(b"b")])?;
+/// assert_eq!((first, rest), (0, 1..3));
+///
+/// let mut reader = log.read_from(1)?;
+/// while let Some(record) = reader.next_record()? {
+///     println!("{}: {:?}", record.offset(), record.value());
+/// }
+/// log.close()?;
+/// # Ok::<(), annal::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Log {
+    shared: Arc<Shared>,
+    flusher: Option<Flusher>,
+    closed: bool,
+}
+
+/// State shared by the log handle, its readers and its flusher thread.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) read_only: bool,
+    writer: Mutex<WriterState>,
+    pub(crate) segments: RwLock<SegmentSet>,
+    cache: Mutex<SegmentCache>,
+    next_offset: AtomicU64,
+    start_offset: AtomicU64,
+    commit: Mutex<CommitState>,
+    commit_cv: Condvar,
+    failed: AtomicBool,
+    failure: Mutex<Option<String>>,
+    closed: AtomicBool,
+    tail: Mutex<()>,
+    tail_cv: Condvar,
+    tail_waiters: AtomicUsize,
+    indexes_rebuilt: AtomicU64,
+    report: RecoveryReport,
+    _lock: Option<File>,
+}
+
+/// The segments of the log: sealed ones by metadata, plus the active one.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentSet {
+    pub(crate) sealed: Vec<SealedMeta>,
+    /// The writer's active segment, or the unsealed last segment of a
+    /// read-only log.
+    pub(crate) active: Option<Arc<Segment>>,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    /// Every offset below this is durable.
+    durable: u64,
+    /// A thread is inside fsync on behalf of everyone.
+    syncing: bool,
+}
+
+/// A bounded cache of open (mapped) sealed segments, least recently used out first.
+#[derive(Debug)]
+struct SegmentCache {
+    entries: Vec<(u64, Arc<Segment>, u64)>,
+    tick: u64,
+    capacity: usize,
+}
+
+#[derive(Debug)]
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Log {
+    /// Opens the log in `dir` for reading and writing, creating the directory
+    /// and an empty log if needed, and recovering after a crash (see
+    /// [`crate::RecoveryMode`]). Fails with [`Error::Locked`] if another handle
+    /// has it open for writing.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        let shared = Arc::new(open::open(dir.as_ref(), config, false)?);
+        let flusher = match shared.config.durability {
+            Durability::Interval(every) => Some(Flusher::start(Arc::clone(&shared), every)),
+            _ => None,
+        };
+        Ok(Log { shared, flusher, closed: false })
+    }
+
+    /// Opens an existing log without changing any file, not even a torn tail.
+    /// Appends return [`Error::ReadOnly`]. A directory that holds no annal log
+    /// gives [`Error::NotALog`].
+    pub fn open_read_only(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        let shared = Arc::new(open::open(dir.as_ref(), config, true)?);
+        Ok(Log { shared, flusher: None, closed: false })
+    }
+
+    /// Appends one record and returns its offset. Under [`Durability::Always`]
+    /// it returns once the record is on disk.
+    pub fn append(&self, record: &Record<'_>) -> Result<u64> {
+        self.append_batch(std::slice::from_ref(record)).map(|r| r.start)
+    }
+
+    /// Appends records in order and returns their offsets. Every record is
+    /// checked against the maximum size before anything is written. Readers
+    /// see the batch at once (unless it spans a segment roll). If an error
+    /// occurs during a roll, a prefix of the batch may have been appended:
+    /// [`Log::next_offset`] tells how much.
+    pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
+        let max = u64::from(self.shared.config.get_max_record_bytes());
+        for r in records {
+            let size = r.encoded_len().map_or(u64::MAX, |l| l as u64);
+            if size > max {
+                return Err(Error::RecordTooLarge { size, max });
+            }
+        }
+        if self.shared.read_only {
+            return Err(Error::ReadOnly { path: self.shared.dir.clone() });
+        }
+        let range = {
+            let mut w = self.shared.writer.lock().expect("writer lock");
+            self.shared.check_writable(&w)?;
+            w.append(&self.shared, records, now_ms())?
+        };
+        self.shared.notify_appended();
+        if self.shared.config.durability == Durability::Always {
+            self.shared.sync_to(range.end)?;
+        }
+        Ok(range)
+    }
+
+    /// Makes every record appended so far durable, whatever the durability policy.
+    pub fn sync(&self) -> Result<()> {
+        if self.shared.read_only {
+            return Ok(());
+        }
+        self.shared.sync_to(self.next_offset())
+    }
+
+    /// A reader positioned at `offset` (`start_offset() ..= next_offset()`).
+    /// A reader at `next_offset()` sees records appended later.
+    pub fn read_from(&self, offset: u64) -> Result<LogReader> {
+        LogReader::new(Arc::clone(&self.shared), offset)
+    }
+
+    /// Reads the one record at `offset`.
+    pub fn get(&self, offset: u64) -> Result<OwnedRecord> {
+        let end = self.next_offset();
+        if offset >= end {
+            return Err(Error::OffsetOutOfRange { requested: offset, start: self.start_offset(), end });
+        }
+        let mut reader = self.read_from(offset)?;
+        match reader.next_record()? {
+            Some(r) => Ok(r.to_owned()),
+            None => Err(Error::OffsetOutOfRange { requested: offset, start: self.start_offset(), end }),
+        }
+    }
+
+    /// The first offset whose record has a timestamp `>= timestamp_ms`, or
+    /// `None` if every record is older.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<u64>> {
+        self.shared.offset_for_timestamp(timestamp_ms)
+    }
+
+    /// The first offset held by the log.
+    pub fn start_offset(&self) -> u64 {
+        self.shared.start_offset.load(Ordering::Acquire)
+    }
+
+    /// The offset the next appended record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.shared.next_offset.load(Ordering::SeqCst)
+    }
+
+    /// Waits until a record with offset `>= offset` exists, for at most
+    /// `timeout`. Returns whether it does.
+    pub fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        self.shared.wait_for(offset, timeout)
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.shared.config
+    }
+
+    /// What opening the log found.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.shared.report
+    }
+
+    /// How many segment indexes were found missing or invalid and rebuilt from
+    /// the data since the log was opened.
+    pub fn indexes_rebuilt(&self) -> u64 {
+        self.shared.indexes_rebuilt.load(Ordering::Relaxed)
+    }
+
+    /// Whether the log refuses writes after a failure, and why.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().expect("failure lock").clone()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let set = self.shared.segments.read().expect("segments lock");
+        let mut out: Vec<SegmentInfo> = set
+            .sealed
+            .iter()
+            .map(|m| SegmentInfo {
+                base_offset: m.footer.base_offset,
+                next_offset: m.footer.next_offset,
+                data_bytes: m.footer.data_end - segment::DATA_START as u64,
+                max_timestamp: m.footer.max_timestamp,
+                sealed: true,
+            })
+            .collect();
+        drop(set);
+        if let Some(info) = self.shared.active_info() {
+            out.push(info);
+        }
+        out
+    }
+
+    /// Seals the active segment (so the next open reads footers only) and
+    /// releases the log. Readers keep working on what they can see. Dropping a
+    /// `Log` closes it too, ignoring errors.
+    pub fn close(mut self) -> Result<()> {
+        self.close_inner()
+    }
+
+    /// Releases the log without sealing, syncing or cleaning up anything, as
+    /// if the process had been killed: what was written stays in the page
+    /// cache, nothing more reaches the disk through this handle, and the next
+    /// open recovers. Meant for crash tests.
+    pub fn abandon(mut self) {
+        self.closed = true;
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+        }
+        let mut w = self.shared.writer.lock().expect("writer lock");
+        w.closed = true;
+        if let Some(active) = w.active.take() {
+            active.finish();
+        }
+        drop(w);
+        self.shared.closed.store(true, Ordering::SeqCst);
+        // The lock file handle lives in `Shared`, which readers may keep alive;
+        // release the lock now so that the log can be reopened.
+        if let Some(lock) = &self.shared._lock {
+            let _ = lock.unlock();
+        }
+    }
+
+    fn close_inner(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+        }
+        let result = {
+            let mut w = self.shared.writer.lock().expect("writer lock");
+            w.close(&self.shared)
+        };
+        self.shared.closed.store(true, Ordering::SeqCst);
+        {
+            let _g = self.shared.tail.lock().expect("tail lock");
+            self.shared.tail_cv.notify_all();
+        }
+        if let Some(lock) = &self.shared._lock {
+            let _ = lock.unlock();
+        }
+        result
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.close_inner();
+    }
+}
+
+impl Shared {
+    fn check_writable(&self, w: &WriterState) -> Result<()> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(self.failed_error());
+        }
+        if w.closed {
+            return Err(Error::Closed { path: self.dir.clone() });
+        }
+        Ok(())
+    }
+
+    fn failed_error(&self) -> Error {
+        let reason = self.failure.lock().expect("failure lock").clone().unwrap_or_default();
+        Error::Failed { path: self.dir.clone(), reason }
+    }
+
+    /// Puts the log into the failed state: no later write is accepted.
+    pub(crate) fn fail(&self, error: &Error) {
+        let mut f = self.failure.lock().expect("failure lock");
+        if f.is_none() {
+            *f = Some(error.to_string());
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    fn set_next_offset(&self, next: u64) {
+        self.next_offset.store(next, Ordering::SeqCst);
+    }
+
+    fn notify_appended(&self) {
+        if self.tail_waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.tail.lock().expect("tail lock");
+            self.tail_cv.notify_all();
+        }
+    }
+
+    fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
+        if self.next_offset.load(Ordering::SeqCst) > offset {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        self.tail_waiters.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.tail.lock().expect("tail lock");
+        let found = loop {
+            if self.next_offset.load(Ordering::SeqCst) > offset {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline || self.closed.load(Ordering::SeqCst) {
+                break false;
+            }
+            guard = self.tail_cv.wait_timeout(guard, deadline - now).expect("tail lock").0;
+        };
+        drop(guard);
+        self.tail_waiters.fetch_sub(1, Ordering::SeqCst);
+        found
+    }
+
+    /// Group commit: returns once every offset below `target` is durable. One
+    /// caller at a time runs fsync; the others wait for it and are covered by
+    /// it if their records were written before it started.
+    pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
+        let mut st = self.commit.lock().expect("commit lock");
+        loop {
+            if self.failed.load(Ordering::Acquire) {
+                return Err(self.failed_error());
+            }
+            if st.durable >= target {
+                return Ok(());
+            }
+            if st.syncing {
+                st = self.commit_cv.wait(st).expect("commit lock");
+                continue;
+            }
+            st.syncing = true;
+            drop(st);
+            let result = self.sync_once();
+            st = self.commit.lock().expect("commit lock");
+            st.syncing = false;
+            self.commit_cv.notify_all();
+            match result {
+                Ok(upto) => st.durable = st.durable.max(upto),
+                Err(e) => {
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One fsync of the active segment; returns the offset it made durable up
+    /// to. Segments before the active one were synced when they were sealed.
+    fn sync_once(&self) -> Result<u64> {
+        let captured = {
+            let w = self.writer.lock().expect("writer lock");
+            w.active
+                .as_ref()
+                .map(|a| (Arc::clone(&a.file), a.path().to_owned(), a.position(), a.next_offset(), a.base_offset()))
+        };
+        let Some((file, path, end, next, base)) = captured else {
+            return Ok(self.next_offset.load(Ordering::SeqCst));
+        };
+        self.config.io.sync_data(&file).ctx("fsync segment", &path)?;
+        let mut w = self.writer.lock().expect("writer lock");
+        if let Some(a) = w.active.as_mut()
+            && a.base_offset() == base
+        {
+            a.write_checkpoint(end);
+        }
+        Ok(next)
+    }
+
+    fn active_info(&self) -> Option<SegmentInfo> {
+        let seg = self.segments.read().expect("segments lock").active.clone()?;
+        let end = seg.area.published();
+        let next = if self.read_only {
+            // The last record of a read-only log ends its segment.
+            self.next_offset.load(Ordering::SeqCst)
+        } else {
+            let w = self.writer.lock().expect("writer lock");
+            w.active.as_ref().map_or(self.next_offset.load(Ordering::SeqCst), |a| a.next_offset())
+        };
+        let max_timestamp = {
+            let w = self.writer.lock().expect("writer lock");
+            w.active.as_ref().map(|a| a.max_timestamp())
+        };
+        let max_timestamp = max_timestamp.unwrap_or_else(|| {
+            let data = seg.area.published_data();
+            segment::scan(data, seg.base_offset, u32::MAX).max_timestamp
+        });
+        Some(SegmentInfo {
+            base_offset: seg.base_offset,
+            next_offset: next,
+            data_bytes: (end - segment::DATA_START) as u64,
+            max_timestamp,
+            sealed: false,
+        })
+    }
+
+    /// The segment holding `offset`, if any (the active one, or a sealed one
+    /// opened through the cache).
+    pub(crate) fn segment_for(&self, offset: u64) -> Result<Option<Arc<Segment>>> {
+        let meta = {
+            let set = self.segments.read().expect("segments lock");
+            if let Some(a) = &set.active
+                && offset >= a.base_offset
+            {
+                return Ok(Some(Arc::clone(a)));
+            }
+            let i = set.sealed.partition_point(|m| m.footer.base_offset <= offset);
+            match i.checked_sub(1).map(|i| set.sealed[i]) {
+                Some(m) if offset < m.footer.next_offset => m,
+                _ => return Ok(None),
+            }
+        };
+        self.open_sealed(&meta).map(Some)
+    }
+
+    /// The last segment of the log (for a reader positioned at its end).
+    pub(crate) fn last_segment(&self) -> Result<Option<Arc<Segment>>> {
+        let meta = {
+            let set = self.segments.read().expect("segments lock");
+            if let Some(a) = &set.active {
+                return Ok(Some(Arc::clone(a)));
+            }
+            match set.sealed.last() {
+                Some(m) => *m,
+                None => return Ok(None),
+            }
+        };
+        self.open_sealed(&meta).map(Some)
+    }
+
+    fn open_sealed(&self, meta: &SealedMeta) -> Result<Arc<Segment>> {
+        let base = meta.footer.base_offset;
+        let mut cache = self.cache.lock().expect("cache lock");
+        cache.tick += 1;
+        let tick = cache.tick;
+        if let Some(e) = cache.entries.iter_mut().find(|e| e.0 == base) {
+            e.2 = tick;
+            return Ok(Arc::clone(&e.1));
+        }
+        let io = (!self.read_only).then(|| self.config.io.as_ref());
+        let (seg, rebuilt) = segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes, io)?;
+        if rebuilt {
+            self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
+        }
+        if cache.entries.len() >= cache.capacity
+            && let Some(lru) = cache.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i)
+        {
+            cache.entries.swap_remove(lru);
+        }
+        cache.entries.push((base, Arc::clone(&seg), tick));
+        Ok(seg)
+    }
+
+    /// Number of sealed segments currently mapped by the cache.
+    pub(crate) fn open_segment_count(&self) -> usize {
+        self.cache.lock().expect("cache lock").entries.len()
+    }
+
+    fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
+        let (sealed, active) = {
+            let set = self.segments.read().expect("segments lock");
+            (set.sealed.clone(), set.active.clone())
+        };
+        for meta in sealed.iter().filter(|m| m.footer.max_timestamp >= ts) {
+            let seg = self.open_sealed(meta)?;
+            if let Some(found) = search_time(&seg, ts)? {
+                return Ok(Some(found));
+            }
+        }
+        match active {
+            Some(seg) => search_time(&seg, ts),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The first record in `seg` with a timestamp `>= ts`.
+fn search_time(seg: &Segment, ts: i64) -> Result<Option<u64>> {
+    let (mut pos, rel) = {
+        let index = seg.index.read().expect("index lock");
+        index.lookup(index.lookup_time(ts))
+    };
+    let end = seg.area.published();
+    let mut offset = seg.base_offset + u64::from(rel);
+    while pos < end {
+        let r = seg.record_at(pos, offset)?;
+        if r.timestamp() >= ts {
+            return Ok(Some(offset));
+        }
+        pos += r.frame_len() as usize;
+        offset += 1;
+    }
+    Ok(None)
+}
+
+impl SegmentCache {
+    fn new(capacity: usize) -> SegmentCache {
+        SegmentCache { entries: Vec::new(), tick: 0, capacity }
+    }
+}
+
+impl Flusher {
+    fn start(shared: Arc<Shared>, every: Duration) -> Flusher {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop2 = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("annal-flusher".into())
+            .spawn(move || {
+                let (lock, cv) = &*stop2;
+                let mut stopped = lock.lock().expect("flusher lock");
+                loop {
+                    stopped = cv.wait_timeout(stopped, every).expect("flusher lock").0;
+                    if *stopped {
+                        break;
+                    }
+                    let target = shared.next_offset.load(Ordering::SeqCst);
+                    if shared.sync_to(target).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawn flusher thread");
+        Flusher { stop, handle: Some(handle) }
+    }
+
+    fn stop(mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().expect("flusher lock") = true;
+        cv.notify_all();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Opening a log: find segments, check their headers and footers, recover the
+//! last segment after a crash, and prepare the active segment.
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+use super::writer::WriterState;
+use super::{CommitState, LOCK_FILE_NAME, RecoveryReport, SegmentCache, SegmentSet, Shared, now_ms};
+use crate::config::LogConfig;
+use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::segment::{
+    self, ActiveSegment, OnDisk, PreparedSegment, RECORD_ROOM, SealedMeta, inspect_file, log_path,
+    open_unsealed_read_only, parse_log_file_name,
+};
+
+pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Shared> {
+    config.validate()?;
+    let lock = if read_only {
+        if !dir.is_dir() {
+            return Err(Error::NotALog { path: dir.to_owned(), reason: "no such directory".into() });
+        }
+        None
+    } else {
+        let created = !dir.exists();
+        fs::create_dir_all(dir).ctx("create log directory", dir)?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = crate::io::open_rw(&lock_path, true).ctx("open lock file", &lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.to_owned() }),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", lock_path, e)),
+        }
+        if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            config.io.sync_dir(parent).ctx("fsync directory", parent)?;
+        }
+        Some(lock)
+    };
+
+    let mut report = RecoveryReport::default();
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir).ctx("list log directory", dir)? {
+        let entry = entry.ctx("list log directory", dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_log_file_name(name) {
+            bases.push(base);
+        } else if !read_only && name.ends_with(".tmp") && is_our_temp(name) {
+            let path = entry.path();
+            config.io.remove_file(&path).ctx("remove temporary file", &path)?;
+            report.removed_temp_files.push(path);
+        }
+    }
+    bases.sort_unstable();
+    report.segments = bases.len();
+    if read_only && bases.is_empty() && !dir.join(LOCK_FILE_NAME).exists() {
+        return Err(Error::NotALog { path: dir.to_owned(), reason: "no segment files and no lock file".into() });
+    }
+    if !report.removed_temp_files.is_empty() {
+        config.io.sync_dir(dir).ctx("fsync directory", dir)?;
+    }
+
+    let mut sealed: Vec<SealedMeta> = Vec::with_capacity(bases.len());
+    let mut unsealed_last = None;
+    for (i, &base) in bases.iter().enumerate() {
+        let path = log_path(dir, base);
+        if let Some(prev) = sealed.last()
+            && prev.footer.next_offset != base
+        {
+            let kind = CorruptionKind::Gap { expected: prev.footer.next_offset, found: base };
+            return Err(Error::Corruption { path, offset: prev.footer.next_offset, position: 0, kind });
+        }
+        match inspect_file(&path, base)? {
+            OnDisk::Sealed(meta) => sealed.push(meta),
+            OnDisk::Unsealed { len, .. } if i + 1 == bases.len() => unsealed_last = Some((base, len)),
+            OnDisk::Unsealed { len, .. } => {
+                let kind = CorruptionKind::BadFooter("a segment before the last one is not sealed".into());
+                return Err(Error::Corruption { path, offset: base, position: len.saturating_sub(64), kind });
+            }
+        }
+    }
+
+    let mut writer = WriterState::default();
+    let mut active_seg = None;
+    let now = now_ms();
+    if read_only {
+        if let Some((base, len)) = unsealed_last {
+            let (seg, would_cut) = open_unsealed_read_only(dir, base, len, &config)?;
+            report.scanned_segment = Some(base);
+            report.truncated_bytes = would_cut;
+            report.records_scanned = count_published(&seg);
+            active_seg = Some(seg);
+        }
+    } else {
+        let active = if let Some((base, _)) = unsealed_last {
+            let (active, recovered) = ActiveSegment::recover(dir, base, &config, None)?;
+            report.scanned_segment = Some(base);
+            report.truncated_bytes = recovered.truncated_bytes;
+            report.records_scanned = recovered.records;
+            active
+        } else if let Some(last) = sealed.last().copied().filter(|m| reusable(m, &config, now)) {
+            // Continue appending to the last segment instead of starting a new one.
+            let (seg, _) = segment::open_sealed(dir, &last, config.index_interval_bytes, None)?;
+            let index = seg.index.read().expect("index lock").clone();
+            drop(seg);
+            let (active, _) = ActiveSegment::recover(dir, last.footer.base_offset, &config, Some((&last, index)))?;
+            sealed.pop();
+            active
+        } else {
+            let base = sealed.last().map_or(0, |m| m.footer.next_offset);
+            PreparedSegment::create(dir, base, now, &config)?.install(dir, &config)?
+        };
+        active_seg = Some(Arc::clone(&active.seg));
+        writer.active = Some(active);
+    }
+
+    let next_offset = match (&writer.active, &active_seg) {
+        (Some(a), _) => a.next_offset(),
+        (None, Some(seg)) => seg.base_offset + count_published(seg),
+        (None, None) => sealed.last().map_or(0, |m| m.footer.next_offset),
+    };
+    let start_offset = sealed
+        .first()
+        .map(|m| m.footer.base_offset)
+        .or(active_seg.as_ref().map(|s| s.base_offset))
+        .unwrap_or(next_offset);
+    let capacity = config.max_open_segments;
+    Ok(Shared {
+        dir: dir.to_owned(),
+        config,
+        read_only,
+        writer: Mutex::new(writer),
+        segments: RwLock::new(SegmentSet { sealed, active: active_seg }),
+        cache: Mutex::new(SegmentCache::new(capacity)),
+        next_offset: AtomicU64::new(next_offset),
+        start_offset: AtomicU64::new(start_offset),
+        commit: Mutex::new(CommitState { durable: 0, syncing: false }),
+        commit_cv: Condvar::new(),
+        failed: AtomicBool::new(false),
+        failure: Mutex::new(None),
+        closed: AtomicBool::new(false),
+        tail: Mutex::new(()),
+        tail_cv: Condvar::new(),
+        tail_waiters: AtomicUsize::new(0),
+        indexes_rebuilt: AtomicU64::new(0),
+        report,
+        _lock: lock,
+    })
+}
+
+/// Temporary files annal itself writes: `<segment or index file name>.tmp`.
+fn is_our_temp(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tmp") else { return false };
+    let digits = stem.split('.').next().unwrap_or("");
+    digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether a cleanly sealed last segment can take more records.
+fn reusable(meta: &SealedMeta, config: &LogConfig, now: i64) -> bool {
+    let young =
+        config.segment_max_age.is_none_or(|age: Duration| now.saturating_sub(meta.created_ms) < age.as_millis() as i64);
+    young && meta.footer.data_end + RECORD_ROOM < config.segment_bytes
+}
+
+fn count_published(seg: &segment::Segment) -> u64 {
+    let data = seg.area.published_data();
+    let index = seg.index.read().expect("index lock");
+    let (pos, rel) = index.offsets.last().map_or((segment::DATA_START, 0), |e| (e.position as usize, e.rel_offset));
+    let mut n = u64::from(rel);
+    let mut at = pos - segment::DATA_START;
+    while at < data.len() {
+        let Some(len) = crate::record::peek_len(&data[at..]) else { break };
+        at += len as usize;
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,134 @@
+//! Readers: iterate records from an offset, following the log across segments.
+
+use std::sync::Arc;
+
+use super::Shared;
+use crate::error::{CorruptionKind, Error, Result};
+use crate::record::{OwnedRecord, RecordRef};
+use crate::segment::{DATA_START, Segment};
+
+/// Reads records in offset order from a starting offset.
+///
+/// [`LogReader::next_record`] lends each record straight out of the segment's
+/// memory map (no copy); the [`Iterator`] implementation copies each record
+/// into an [`OwnedRecord`]. A reader sees only complete, published records; at
+/// the end of the log it returns `None`, and returns records again once more
+/// are appended (use [`crate::Log::wait_for`] to wait). After an error the
+/// iterator ends; `next_record` returns the same error again.
+#[derive(Debug)]
+pub struct LogReader {
+    shared: Arc<Shared>,
+    seg: Option<Arc<Segment>>,
+    pos: usize,
+    next: u64,
+    fused: bool,
+}
+
+impl LogReader {
+    pub(crate) fn new(shared: Arc<Shared>, offset: u64) -> Result<LogReader> {
+        let start = shared.start_offset.load(std::sync::atomic::Ordering::Acquire);
+        let end = shared.next_offset.load(std::sync::atomic::Ordering::SeqCst);
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { requested: offset, start, end });
+        }
+        let seg = match shared.segment_for(offset)? {
+            Some(seg) => Some(seg),
+            None if offset == end => shared.last_segment()?,
+            None => return Err(Error::OffsetOutOfRange { requested: offset, start, end }),
+        };
+        let mut reader = LogReader { shared, seg: None, pos: DATA_START, next: offset, fused: false };
+        if let Some(seg) = seg {
+            if offset >= seg.base_offset {
+                let (pos, rel) = seg.index.read().expect("index lock").lookup((offset - seg.base_offset) as u32);
+                reader.pos = pos;
+                reader.next = seg.base_offset + u64::from(rel);
+            } else {
+                reader.next = seg.base_offset;
+            }
+            reader.seg = Some(seg);
+            // Skip from the index entry to the requested offset.
+            while reader.next < offset {
+                if reader.next_record()?.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(reader)
+    }
+
+    /// The offset of the record the next call returns.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// The next record, borrowed from the map, or `None` at the current end of
+    /// the log. Damaged data gives [`Error::Corruption`] with its position.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>> {
+        loop {
+            let Some(seg) = &self.seg else {
+                match self.shared.segment_for(self.next)? {
+                    Some(seg) => self.enter(seg)?,
+                    None => return Ok(None),
+                }
+                continue;
+            };
+            // `finished` first: if set, the published end read after it is final.
+            let finished = seg.area.is_finished();
+            if self.pos < seg.area.published() {
+                break;
+            }
+            if !finished {
+                return Ok(None);
+            }
+            if let Some((position, kind)) = &seg.tail_error {
+                return Err(Error::Corruption {
+                    path: seg.path.clone(),
+                    offset: self.next,
+                    position: *position,
+                    kind: kind.clone(),
+                });
+            }
+            match self.shared.segment_for(self.next)? {
+                Some(next) if !Arc::ptr_eq(&next, seg) => self.enter(next)?,
+                _ => return Ok(None),
+            }
+        }
+        let seg = self.seg.as_ref().expect("positioned on a segment");
+        let record = seg.record_at(self.pos, self.next)?;
+        self.pos += record.frame_len() as usize;
+        self.next += 1;
+        Ok(Some(record))
+    }
+
+    fn enter(&mut self, seg: Arc<Segment>) -> Result<()> {
+        if seg.base_offset != self.next {
+            return Err(Error::Corruption {
+                path: seg.path.clone(),
+                offset: self.next,
+                position: 0,
+                kind: CorruptionKind::Gap { expected: self.next, found: seg.base_offset },
+            });
+        }
+        self.seg = Some(seg);
+        self.pos = DATA_START;
+        Ok(())
+    }
+}
+
+impl Iterator for LogReader {
+    type Item = Result<OwnedRecord>;
+
+    fn next(&mut self) -> Option<Result<OwnedRecord>> {
+        if self.fused {
+            return None;
+        }
+        match self.next_record() {
+            Ok(r) => r.map(|r| Ok(r.to_owned())),
+            Err(e) => {
+                self.fused = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

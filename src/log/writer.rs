@@ -1,0 +1,118 @@
+//! The writer side of the log: appending into the active segment and rolling.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+use crate::error::Result;
+use crate::record::Record;
+use crate::segment::{ActiveSegment, PreparedSegment};
+
+/// Everything the single writer owns; guarded by `Shared::writer`.
+#[derive(Debug, Default)]
+pub(crate) struct WriterState {
+    /// `None` for a read-only log, after close, or after a failed roll left no
+    /// active segment (the next append creates one).
+    pub(crate) active: Option<ActiveSegment>,
+    pub(crate) closed: bool,
+}
+
+impl WriterState {
+    /// Writes `records` and publishes them. Sizes were checked by the caller.
+    pub(crate) fn append(&mut self, shared: &Shared, records: &[Record<'_>], now: i64) -> Result<Range<u64>> {
+        let start = shared.next_offset.load(std::sync::atomic::Ordering::Relaxed);
+        if self.active.is_none() {
+            self.install_new(shared, start, now)?;
+        }
+        let result = self.write_all(shared, records, now);
+        if let Some(active) = self.active.as_mut() {
+            active.publish();
+            shared.set_next_offset(active.next_offset());
+        }
+        result?;
+        Ok(start..shared.next_offset.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn write_all(&mut self, shared: &Shared, records: &[Record<'_>], now: i64) -> Result<()> {
+        let max_age = shared.config.segment_max_age;
+        for record in records {
+            let len = record.encoded_len().expect("size checked by the caller");
+            let timestamp = record.timestamp().unwrap_or(now);
+            let active = self.active.as_mut().expect("an active segment");
+            if active.record_count() > 0 && expired(active.created_ms, now, max_age) {
+                self.roll(shared, now)?;
+            }
+            let active = self.active.as_mut().expect("an active segment");
+            if !active.try_append(record, len, timestamp) {
+                self.roll(shared, now)?;
+                let active = self.active.as_mut().expect("an active segment");
+                let fits = active.try_append(record, len, timestamp);
+                assert!(fits, "a record no larger than max_record_bytes fits in an empty segment");
+            }
+        }
+        Ok(())
+    }
+
+    fn install_new(&mut self, shared: &Shared, base: u64, now: i64) -> Result<()> {
+        let active =
+            PreparedSegment::create(&shared.dir, base, now, &shared.config)?.install(&shared.dir, &shared.config);
+        let active = active.inspect_err(|e| shared.fail(e))?;
+        shared.segments.write().expect("segments lock").active = Some(Arc::clone(&active.seg));
+        self.active = Some(active);
+        Ok(())
+    }
+
+    /// Seals the active segment and starts the next one. The next file is
+    /// prepared first, so that a full disk fails the append without changing
+    /// the log; a failure after that (fsync, rename) fails the log.
+    fn roll(&mut self, shared: &Shared, now: i64) -> Result<()> {
+        let active = self.active.as_mut().expect("an active segment");
+        active.publish();
+        shared.set_next_offset(active.next_offset());
+        let next = active.next_offset();
+        let prepared = PreparedSegment::create(&shared.dir, next, now, &shared.config)?;
+        let meta = active.seal(&shared.dir, shared.config.io.as_ref()).inspect_err(|e| shared.fail(e))?;
+        let old = self.active.take().expect("an active segment");
+        let installed = prepared.install(&shared.dir, &shared.config).inspect_err(|e| shared.fail(e));
+        {
+            let mut set = shared.segments.write().expect("segments lock");
+            set.sealed.push(meta);
+            set.active = installed.as_ref().ok().map(|a| Arc::clone(&a.seg));
+        }
+        old.finish();
+        self.active = Some(installed?);
+        Ok(())
+    }
+
+    /// Seals the active segment (or removes it if empty) on close.
+    pub(crate) fn close(&mut self, shared: &Shared) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let Some(mut active) = self.active.take() else { return Ok(()) };
+        if shared.failed.load(std::sync::atomic::Ordering::Acquire) {
+            // Leave the files as they are: the next open recovers them.
+            active.finish();
+            return Err(shared.failed_error());
+        }
+        let io = shared.config.io.as_ref();
+        if active.record_count() == 0 {
+            shared.segments.write().expect("segments lock").active = None;
+            return active.discard_empty(&shared.dir, io);
+        }
+        let meta = active.seal(&shared.dir, io).inspect_err(|e| shared.fail(e))?;
+        {
+            let mut set = shared.segments.write().expect("segments lock");
+            set.sealed.push(meta);
+            set.active = None;
+        }
+        active.finish();
+        Ok(())
+    }
+}
+
+fn expired(created_ms: i64, now: i64, max_age: Option<Duration>) -> bool {
+    max_age.is_some_and(|age| now.saturating_sub(created_ms) >= age.as_millis() as i64)
+}

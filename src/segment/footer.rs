@@ -1,0 +1,92 @@
+//! The footer of a sealed segment.
+//!
+//! ```text
+//! Footer (64 bytes at file position data_end; the file ends right after it)
+//!  0  8  magic          "ANNALEND"
+//!  8  8  base_offset    u64
+//! 16  8  data_end       u64  file position of this footer
+//! 24  8  record_count   u64
+//! 32  8  next_offset    u64  offset after the last record
+//! 40  8  max_timestamp  i64  largest record timestamp (i64::MIN if none)
+//! 48  4  index_crc      u32  the crc field of the .index file
+//! 52  4  timeindex_crc  u32  the crc field of the .timeindex file
+//! 56  4  reserved       u32 = 0
+//! 60  4  crc            u32  CRC-32 of bytes [0,60)
+//! ```
+
+/// Length of a segment footer.
+pub const FOOTER_LEN: usize = 64;
+const MAGIC: &[u8; 8] = b"ANNALEND";
+
+/// What a sealed segment's footer records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentFooter {
+    /// Base offset (must match the header and the file name).
+    pub base_offset: u64,
+    /// File position where record data ends and the footer starts.
+    pub data_end: u64,
+    /// Number of records in the segment.
+    pub record_count: u64,
+    /// Offset after the segment's last record.
+    pub next_offset: u64,
+    /// Largest record timestamp, `i64::MIN` if the segment is empty.
+    pub max_timestamp: i64,
+    /// CRC field of the offset index file that belongs to this data.
+    pub index_crc: u32,
+    /// CRC field of the time index file that belongs to this data.
+    pub timeindex_crc: u32,
+}
+
+impl SegmentFooter {
+    /// Encodes the footer into 64 bytes.
+    pub fn encode(&self) -> [u8; FOOTER_LEN] {
+        let mut buf = [0u8; FOOTER_LEN];
+        buf[0..8].copy_from_slice(MAGIC);
+        buf[8..16].copy_from_slice(&self.base_offset.to_le_bytes());
+        buf[16..24].copy_from_slice(&self.data_end.to_le_bytes());
+        buf[24..32].copy_from_slice(&self.record_count.to_le_bytes());
+        buf[32..40].copy_from_slice(&self.next_offset.to_le_bytes());
+        buf[40..48].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        buf[48..52].copy_from_slice(&self.index_crc.to_le_bytes());
+        buf[52..56].copy_from_slice(&self.timeindex_crc.to_le_bytes());
+        let crc = crc32fast::hash(&buf[0..60]);
+        buf[60..64].copy_from_slice(&crc.to_le_bytes());
+        buf
+    }
+
+    /// Decodes the last 64 bytes of a file of `file_len` bytes and checks that
+    /// the footer is valid and sits exactly at the end of the file.
+    pub fn decode(buf: &[u8], file_len: u64) -> Result<SegmentFooter, String> {
+        let buf: &[u8; FOOTER_LEN] = buf.try_into().map_err(|_| "footer must be 64 bytes")?;
+        if &buf[0..8] != MAGIC {
+            return Err("no footer magic".into());
+        }
+        let stored = u32::from_le_bytes(buf[60..64].try_into().expect("4 bytes"));
+        if stored != crc32fast::hash(&buf[0..60]) {
+            return Err("footer checksum mismatch".into());
+        }
+        if buf[56..60] != [0; 4] {
+            return Err("reserved footer bytes are not zero".into());
+        }
+        let u = |r: std::ops::Range<usize>| u64::from_le_bytes(buf[r].try_into().expect("8 bytes"));
+        let footer = SegmentFooter {
+            base_offset: u(8..16),
+            data_end: u(16..24),
+            record_count: u(24..32),
+            next_offset: u(32..40),
+            max_timestamp: i64::from_le_bytes(buf[40..48].try_into().expect("8 bytes")),
+            index_crc: u32::from_le_bytes(buf[48..52].try_into().expect("4 bytes")),
+            timeindex_crc: u32::from_le_bytes(buf[52..56].try_into().expect("4 bytes")),
+        };
+        if footer.data_end.checked_add(FOOTER_LEN as u64) != Some(file_len) {
+            return Err(format!("footer says data ends at {} but the file is {file_len} bytes", footer.data_end));
+        }
+        if footer.data_end < super::DATA_START as u64 {
+            return Err("footer data_end inside the header".into());
+        }
+        if footer.next_offset.checked_sub(footer.base_offset) != Some(footer.record_count) {
+            return Err("footer record count does not match its offsets".into());
+        }
+        Ok(footer)
+    }
+}

@@ -1,0 +1,89 @@
+//! The segment header and the checkpoint that follows it.
+//!
+//! ```text
+//! Header (64 bytes at file position 0)
+//!  0  8  magic        "ANNALSEG"
+//!  8  2  version      u16 = 1
+//! 10  2  flags        u16 = 0 (reserved)
+//! 12  4  reserved     u32 = 0
+//! 16  8  base_offset  u64
+//! 24  8  created_ms   i64  creation time, milliseconds since the Unix epoch
+//! 32  4  crc          u32  CRC-32 of bytes [0,32)
+//! 36 28  reserved     zero
+//!
+//! Checkpoint (16 bytes at file position 64)
+//! 64  8  synced_end   u64  bytes [128, synced_end) were on disk when it was written
+//! 72  4  crc          u32  CRC-32 of bytes [64,72)
+//! 76  4  reserved     u32 = 0
+//! ```
+
+/// Length of the header proper.
+pub const HEADER_LEN: usize = 64;
+/// File position of the checkpoint.
+pub const CHECKPOINT_POS: usize = 64;
+const CHECKPOINT_LEN: usize = 16;
+const MAGIC: &[u8; 8] = b"ANNALSEG";
+/// The segment format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// The immutable header of a segment file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Offset of the first record in the segment.
+    pub base_offset: u64,
+    /// When the segment was created (ms since the Unix epoch).
+    pub created_ms: i64,
+}
+
+impl SegmentHeader {
+    /// Encodes the header into `buf[0..64]`, zeroing the reserved bytes.
+    pub fn encode(&self, buf: &mut [u8]) {
+        let buf = &mut buf[..HEADER_LEN];
+        buf.fill(0);
+        buf[0..8].copy_from_slice(MAGIC);
+        buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[16..24].copy_from_slice(&self.base_offset.to_le_bytes());
+        buf[24..32].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = crc32fast::hash(&buf[0..32]);
+        buf[32..36].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes and checks a header: magic first, then version, then checksum.
+    pub fn decode(buf: &[u8]) -> Result<SegmentHeader, String> {
+        let buf = buf.get(..HEADER_LEN).ok_or("file shorter than a segment header")?;
+        if &buf[0..8] != MAGIC {
+            return Err("bad magic (not an annal segment)".into());
+        }
+        let version = u16::from_le_bytes([buf[8], buf[9]]);
+        if version != FORMAT_VERSION {
+            return Err(format!("unsupported segment format version {version}"));
+        }
+        let stored = u32::from_le_bytes(buf[32..36].try_into().expect("4 bytes"));
+        if stored != crc32fast::hash(&buf[0..32]) {
+            return Err("header checksum mismatch".into());
+        }
+        if buf[10..16] != [0; 6] {
+            return Err("unknown header flags".into());
+        }
+        Ok(SegmentHeader {
+            base_offset: u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")),
+            created_ms: i64::from_le_bytes(buf[24..32].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+/// Encodes a checkpoint into the header area `buf` (at least 80 bytes).
+pub fn encode_checkpoint(buf: &mut [u8], synced_end: u64) {
+    let cp = &mut buf[CHECKPOINT_POS..CHECKPOINT_POS + CHECKPOINT_LEN];
+    cp[0..8].copy_from_slice(&synced_end.to_le_bytes());
+    let crc = crc32fast::hash(&cp[0..8]);
+    cp[8..12].copy_from_slice(&crc.to_le_bytes());
+    cp[12..16].fill(0);
+}
+
+/// Decodes the checkpoint; `None` if it is invalid (never written, or damaged).
+pub fn decode_checkpoint(buf: &[u8]) -> Option<u64> {
+    let cp = buf.get(CHECKPOINT_POS..CHECKPOINT_POS + CHECKPOINT_LEN)?;
+    let stored = u32::from_le_bytes(cp[8..12].try_into().ok()?);
+    (stored == crc32fast::hash(&cp[0..8])).then(|| u64::from_le_bytes(cp[0..8].try_into().expect("8 bytes")))
+}

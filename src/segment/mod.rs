@@ -1,0 +1,321 @@
+//! One segment: a `.log` data file (header, records, footer once sealed) and,
+//! once sealed, its `.index` and `.timeindex` files.
+
+pub mod footer;
+pub mod header;
+
+mod active;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+pub(crate) use active::{ActiveSegment, PreparedSegment, Recovered};
+pub use footer::{FOOTER_LEN, SegmentFooter};
+pub use header::{HEADER_LEN, SegmentHeader};
+
+use crate::config::{LogConfig, RecoveryMode};
+use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::index::{SegmentIndex, stored_crc};
+use crate::io::Io;
+use crate::mmap::MapArea;
+use crate::record;
+
+/// File position of the first record of every segment.
+pub const DATA_START: usize = 128;
+
+/// File name of the data file of the segment starting at `base`.
+pub fn log_file_name(base: u64) -> String {
+    format!("{base:020}.log")
+}
+
+pub(crate) fn log_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(log_file_name(base))
+}
+
+pub(crate) fn index_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.index"))
+}
+
+pub(crate) fn timeindex_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.timeindex"))
+}
+
+/// The base offset named by a segment data file name: exactly twenty decimal
+/// digits and `.log`. Anything else (temporary files, other files) is not a segment.
+pub fn parse_log_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// What the log keeps in memory for every sealed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SealedMeta {
+    pub(crate) footer: SegmentFooter,
+    pub(crate) created_ms: i64,
+}
+
+/// A segment as readers see it: a map with a published end, and its index.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) area: Arc<MapArea>,
+    pub(crate) index: RwLock<SegmentIndex>,
+    /// For a segment opened read-only whose valid data ends in corruption:
+    /// readers that reach the end get this error instead of moving on.
+    pub(crate) tail_error: Option<(u64, CorruptionKind)>,
+}
+
+impl Segment {
+    /// Decodes the record at file position `pos`, which must be below the
+    /// published end, and checks it carries `expected` as its offset.
+    pub(crate) fn record_at(&self, pos: usize, expected: u64) -> Result<record::RecordRef<'_>> {
+        let data = self.area.published_data();
+        let r = record::decode(&data[pos - DATA_START..]).map_err(|kind| self.corruption(expected, pos, kind))?;
+        if r.offset() != expected {
+            let kind = CorruptionKind::UnexpectedOffset { expected, found: r.offset() };
+            return Err(self.corruption(expected, pos, kind));
+        }
+        Ok(r)
+    }
+
+    pub(crate) fn corruption(&self, offset: u64, position: usize, kind: CorruptionKind) -> Error {
+        Error::Corruption { path: self.path.clone(), offset, position: position as u64, kind }
+    }
+}
+
+/// Result of scanning records from `DATA_START`.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// File position after the last valid record.
+    pub(crate) end: usize,
+    pub(crate) next_offset: u64,
+    pub(crate) count: u64,
+    pub(crate) max_timestamp: i64,
+    pub(crate) index: SegmentIndex,
+    /// Why the scan stopped before the end of `data`, if it did.
+    pub(crate) bad: Option<CorruptionKind>,
+}
+
+/// Scans the records in `data` (file bytes from `DATA_START` on), validating
+/// each one and its offset, and rebuilds the index on the way.
+pub(crate) fn scan(data: &[u8], base_offset: u64, interval: u32) -> Scan {
+    let mut s = Scan {
+        end: DATA_START,
+        next_offset: base_offset,
+        count: 0,
+        max_timestamp: i64::MIN,
+        index: SegmentIndex::new(interval),
+        bad: None,
+    };
+    let mut at = 0;
+    while at < data.len() {
+        match record::decode(&data[at..]) {
+            Ok(r) if r.offset() == s.next_offset => {
+                s.index.observe(s.count as u32, DATA_START + at, s.max_timestamp);
+                s.max_timestamp = s.max_timestamp.max(r.timestamp());
+                s.count += 1;
+                s.next_offset += 1;
+                at += r.frame_len() as usize;
+            }
+            Ok(r) => {
+                s.bad = Some(CorruptionKind::UnexpectedOffset { expected: s.next_offset, found: r.offset() });
+                break;
+            }
+            Err(kind) => {
+                s.bad = Some(kind);
+                break;
+            }
+        }
+    }
+    s.end = DATA_START + at;
+    s
+}
+
+/// Index of the last non-zero byte of `data`.
+pub(crate) fn last_nonzero(data: &[u8]) -> Option<usize> {
+    let mut chunks = data.rchunks_exact(8);
+    let mut end = data.len();
+    for c in chunks.by_ref() {
+        if u64::from_ne_bytes(c.try_into().expect("8 bytes")) != 0 {
+            return c.iter().rposition(|&b| b != 0).map(|i| end - 8 + i);
+        }
+        end -= 8;
+    }
+    chunks.remainder().iter().rposition(|&b| b != 0)
+}
+
+/// What a segment file on disk is, judged from its header and its last 64 bytes.
+#[derive(Debug)]
+pub(crate) enum OnDisk {
+    Sealed(SealedMeta),
+    Unsealed { header: SegmentHeader, len: u64 },
+}
+
+/// Reads a segment file's header and footer without mapping it.
+pub(crate) fn inspect_file(path: &Path, base: u64) -> Result<OnDisk> {
+    let file = File::open(path).ctx("open segment", path)?;
+    let len = file.metadata().ctx("stat segment", path)?.len();
+    let bad_header = |why: String| Error::Corruption {
+        path: path.to_owned(),
+        offset: base,
+        position: 0,
+        kind: CorruptionKind::BadHeader(why),
+    };
+    let mut hbuf = [0u8; HEADER_LEN];
+    if len < (DATA_START) as u64 {
+        return Err(bad_header(format!("file of {len} bytes is shorter than the segment header")));
+    }
+    file.read_exact_at(&mut hbuf, 0).ctx("read segment header", path)?;
+    let header = SegmentHeader::decode(&hbuf).map_err(bad_header)?;
+    if header.base_offset != base {
+        return Err(bad_header(format!(
+            "header names base offset {} but the file name says {base}",
+            header.base_offset
+        )));
+    }
+    if len >= (DATA_START + FOOTER_LEN) as u64 {
+        let mut fbuf = [0u8; FOOTER_LEN];
+        file.read_exact_at(&mut fbuf, len - FOOTER_LEN as u64).ctx("read segment footer", path)?;
+        if let Ok(footer) = SegmentFooter::decode(&fbuf, len)
+            && footer.base_offset == base
+        {
+            return Ok(OnDisk::Sealed(SealedMeta { footer, created_ms: header.created_ms }));
+        }
+    }
+    Ok(OnDisk::Unsealed { header, len })
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
+/// The caller fsyncs the directory.
+pub(crate) fn write_file_atomic(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let file = crate::io::open_rw(&tmp, true).ctx("create", &tmp)?;
+    file.set_len(0).ctx("truncate", &tmp)?;
+    file.write_all_at(bytes, 0).ctx("write", &tmp)?;
+    io.sync_data(&file).ctx("fsync", &tmp)?;
+    io.rename(&tmp, path).ctx("rename", path)?;
+    Ok(())
+}
+
+/// Loads a sealed segment's index files if they are valid for its data:
+/// their checksums match the footer, or (if they were rebuilt after sealing)
+/// every entry points at a record with the right offset. `None` otherwise.
+fn load_index(dir: &Path, meta: &SealedMeta, data: &[u8], interval: u32) -> Option<SegmentIndex> {
+    let base = meta.footer.base_offset;
+    let bound = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.len() <= meta.footer.data_end * 2 + 64);
+    let ip = index_path(dir, base);
+    let tp = timeindex_path(dir, base);
+    bound(&ip)?;
+    bound(&tp)?;
+    let ob = std::fs::read(&ip).ok()?;
+    let tb = std::fs::read(&tp).ok()?;
+    let index = SegmentIndex::decode(&ob, &tb, base, meta.footer.data_end as usize, interval).ok()?;
+    if stored_crc(&ob) == meta.footer.index_crc && stored_crc(&tb) == meta.footer.timeindex_crc {
+        return Some(index);
+    }
+    let all_point_at_records = index.offsets.iter().all(|e| {
+        record::decode(&data[e.position as usize - DATA_START..])
+            .is_ok_and(|r| r.offset() == base + u64::from(e.rel_offset))
+    });
+    all_point_at_records.then_some(index)
+}
+
+/// Opens a sealed segment for reading: maps it and loads (or rebuilds) its index.
+/// Returns the segment and whether the index had to be rebuilt.
+pub(crate) fn open_sealed(
+    dir: &Path,
+    meta: &SealedMeta,
+    interval: u32,
+    io: Option<&dyn Io>,
+) -> Result<(Arc<Segment>, bool)> {
+    let base = meta.footer.base_offset;
+    let path = log_path(dir, base);
+    let file = File::open(&path).ctx("open segment", &path)?;
+    let len = file.metadata().ctx("stat segment", &path)?.len();
+    let data_end = meta.footer.data_end as usize;
+    if len != meta.footer.data_end + FOOTER_LEN as u64 {
+        return Err(Error::Corruption {
+            path,
+            offset: base,
+            position: len,
+            kind: CorruptionKind::BadFooter(format!("sealed segment changed size to {len} bytes")),
+        });
+    }
+    let area = MapArea::read_only(&file, len as usize, DATA_START, data_end).ctx("map segment", &path)?;
+    let data = area.published_data();
+    let (index, rebuilt) = match load_index(dir, meta, data, interval) {
+        Some(index) => (index, false),
+        None => {
+            let s = scan(data, base, interval);
+            if let Some(kind) = s.bad {
+                return Err(Error::Corruption { path, offset: s.next_offset, position: s.end as u64, kind });
+            }
+            if s.next_offset != meta.footer.next_offset {
+                return Err(Error::Corruption {
+                    path,
+                    offset: s.next_offset,
+                    position: s.end as u64,
+                    kind: CorruptionKind::BadFooter(format!(
+                        "footer says the segment ends at offset {}, its records end at {}",
+                        meta.footer.next_offset, s.next_offset
+                    )),
+                });
+            }
+            if let Some(io) = io {
+                write_file_atomic(io, &index_path(dir, base), &s.index.encode_offsets(base))?;
+                write_file_atomic(io, &timeindex_path(dir, base), &s.index.encode_times(base))?;
+                io.sync_dir(dir).ctx("fsync directory", dir)?;
+            }
+            (s.index, true)
+        }
+    };
+    Ok((Arc::new(Segment { base_offset: base, path, area, index: RwLock::new(index), tail_error: None }), rebuilt))
+}
+
+/// Opens the last, unsealed segment of a log read-only: scans it without
+/// changing anything. Returns the segment (published up to its last valid
+/// record, with a tail error if what follows is corruption) and the number of
+/// bytes a writer's recovery would cut.
+pub(crate) fn open_unsealed_read_only(
+    dir: &Path,
+    base: u64,
+    len: u64,
+    config: &LogConfig,
+) -> Result<(Arc<Segment>, u64)> {
+    let path = log_path(dir, base);
+    let file = File::open(&path).ctx("open segment", &path)?;
+    let len = len as usize;
+    let mut hbuf = [0u8; DATA_START];
+    file.read_exact_at(&mut hbuf, 0).ctx("read segment header", &path)?;
+    let checkpoint = header::decode_checkpoint(&hbuf).map_or(DATA_START, |c| c as usize);
+    let whole = MapArea::read_only(&file, len, DATA_START, len).ctx("map segment", &path)?;
+    let data = whole.published_data();
+    let capacity = len.saturating_sub(FOOTER_LEN).max(DATA_START);
+    let s = scan(&data[..capacity - DATA_START], base, config.index_interval_bytes);
+    let rest_nonzero = last_nonzero(&data[s.end - DATA_START..]);
+    let bad = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
+    let mut would_cut = 0;
+    let tail_error = if s.end < checkpoint {
+        Some((s.end as u64, s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData)))
+    } else if let Some(last) = rest_nonzero {
+        would_cut = last as u64 + 1;
+        (config.recovery_mode == RecoveryMode::AbsoluteConsistency).then_some((s.end as u64, bad))
+    } else {
+        None
+    };
+    let area = MapArea::read_only(&file, len, DATA_START, s.end).ctx("map segment", &path)?;
+    let seg = Segment { base_offset: base, path, area, index: RwLock::new(s.index), tail_error };
+    Ok((Arc::new(seg), would_cut))
+}
+
+/// Space a sealed segment must have left (a minimal record plus the footer)
+/// to be reopened for appending.
+pub(crate) const RECORD_ROOM: u64 = (crate::record::RECORD_HEADER_LEN + FOOTER_LEN) as u64;
