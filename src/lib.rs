@@ -39,3 +39,8 @@ pub use config::{Durability, LogConfig, RecoveryMode};
 pub use error::{CorruptionKind, Error, Result};
 pub use log::{Log, LogReader, RecoveryReport, SegmentInfo};
 pub use record::{Header, OwnedRecord, Record, RecordRef};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
