@@ -1,0 +1,85 @@
+//! Criterion benchmarks of the log's hot paths: append (batched and single,
+//! without fsync) and a full scan with CRC checks.
+//!
+//! Run with `cargo bench --bench log`. Figures and the machine they were taken
+//! on are in docs/BENCHMARKS.md.
+
+use std::hint::black_box;
+
+use annal::{Durability, Log, LogConfig, Record};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+const RECORDS: u64 = 100_000;
+
+fn config() -> LogConfig {
+    LogConfig::default().segment_bytes(256 << 20).durability(Durability::Never)
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    group.sample_size(10);
+    for size in [100usize, 1024] {
+        let value = vec![0x5Au8; size];
+        group.throughput(Throughput::Elements(RECORDS));
+        group.bench_function(format!("batch100/{size}B"), |b| {
+            b.iter_batched(
+                || tempfile::tempdir().expect("tempdir"),
+                |dir| {
+                    let log = Log::open(dir.path(), config()).expect("open");
+                    let batch: Vec<Record<'_>> = (0..100).map(|_| Record::new(&value)).collect();
+                    for _ in 0..RECORDS / 100 {
+                        black_box(log.append_batch(&batch).expect("append"));
+                    }
+                    log.close().expect("close");
+                    dir
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        group.bench_function(format!("single/{size}B"), |b| {
+            b.iter_batched(
+                || tempfile::tempdir().expect("tempdir"),
+                |dir| {
+                    let log = Log::open(dir.path(), config()).expect("open");
+                    for _ in 0..RECORDS {
+                        black_box(log.append(&Record::new(&value)).expect("append"));
+                    }
+                    log.close().expect("close");
+                    dir
+                },
+                BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+}
+
+fn scan(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scan");
+    group.sample_size(10);
+    for size in [100usize, 1024] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), config()).expect("open");
+        let value = vec![0xA5u8; size];
+        let batch: Vec<Record<'_>> = (0..100).map(|_| Record::new(&value)).collect();
+        for _ in 0..RECORDS / 100 {
+            log.append_batch(&batch).expect("append");
+        }
+        group.throughput(Throughput::Elements(RECORDS));
+        group.bench_function(format!("crc_checked/{size}B"), |b| {
+            b.iter(|| {
+                let mut reader = log.read_from(0).expect("reader");
+                let mut bytes = 0usize;
+                while let Some(r) = reader.next_record().expect("read") {
+                    bytes += r.value().map_or(0, <[u8]>::len);
+                }
+                assert_eq!(bytes, size * RECORDS as usize);
+                black_box(bytes)
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append, scan);
+criterion_main!(benches);
