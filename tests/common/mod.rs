@@ -1,0 +1,213 @@
+//! Helpers shared by the integration tests: a fault-injecting [`Io`], small
+//! configurations, deterministic record contents, directory snapshots and a
+//! tiny seeded random number generator.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use annal::io::{Io, OsIo};
+use annal::{Durability, Log, LogConfig, OwnedRecord};
+
+/// errno EIO.
+pub const EIO: i32 = 5;
+/// errno ENOSPC.
+pub const ENOSPC: i32 = 28;
+
+/// An [`Io`] that forwards to [`OsIo`] unless a switch tells it to fail.
+///
+/// Every switch is sticky: it stays on until it is turned off. Counters tell
+/// how often each call was made (successful or not), so tests can see, for
+/// example, how many fsyncs a workload needed.
+#[derive(Debug, Default)]
+pub struct FaultIo {
+    inner: OsIo,
+    /// `sync_data` and `sync_all` fail with EIO.
+    pub fail_sync: AtomicBool,
+    /// `sync_dir` fails with EIO.
+    pub fail_sync_dir: AtomicBool,
+    /// `allocate` fails with ENOSPC.
+    pub fail_allocate: AtomicBool,
+    /// Calls of `sync_data` + `sync_all`.
+    pub syncs: AtomicU64,
+    /// Calls of `sync_dir`.
+    pub dir_syncs: AtomicU64,
+    /// Calls of `allocate`.
+    pub allocations: AtomicU64,
+}
+
+impl FaultIo {
+    pub fn new() -> FaultIo {
+        FaultIo::default()
+    }
+
+    pub fn set_fail_sync(&self, on: bool) {
+        self.fail_sync.store(on, Ordering::SeqCst);
+    }
+
+    pub fn set_fail_sync_dir(&self, on: bool) {
+        self.fail_sync_dir.store(on, Ordering::SeqCst);
+    }
+
+    pub fn set_fail_allocate(&self, on: bool) {
+        self.fail_allocate.store(on, Ordering::SeqCst);
+    }
+
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
+    }
+
+    fn sync_result(&self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        if self.fail_sync.load(Ordering::SeqCst) { Err(io::Error::from_raw_os_error(EIO)) } else { Ok(()) }
+    }
+}
+
+impl Io for FaultIo {
+    fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
+        self.allocations.fetch_add(1, Ordering::SeqCst);
+        if self.fail_allocate.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(ENOSPC));
+        }
+        self.inner.allocate(file, len)
+    }
+
+    fn sync_data(&self, file: &File) -> io::Result<()> {
+        self.sync_result()?;
+        self.inner.sync_data(file)
+    }
+
+    fn sync_all(&self, file: &File) -> io::Result<()> {
+        self.sync_result()?;
+        self.inner.sync_all(file)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.dir_syncs.fetch_add(1, Ordering::SeqCst);
+        if self.fail_sync_dir.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        self.inner.sync_dir(dir)
+    }
+
+    fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
+        self.inner.set_len(file, len)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+}
+
+/// A fast configuration for tests: 64 KiB segments, an index entry every
+/// 512 bytes, no fsync on append.
+pub fn small_cfg() -> LogConfig {
+    LogConfig::default().segment_bytes(64 * 1024).index_interval_bytes(512).durability(Durability::Never)
+}
+
+/// The smallest segments allowed (4 KiB), so that a few records roll the log.
+pub fn tiny_cfg() -> LogConfig {
+    LogConfig::default().segment_bytes(4096).index_interval_bytes(256).durability(Durability::Never)
+}
+
+/// The value stored at `offset` by the tests that derive contents from
+/// offsets: the offset's 8 little-endian bytes repeated to a length between
+/// 1 and `max_len` that also depends on the offset.
+pub fn value_for(offset: u64, max_len: usize) -> Vec<u8> {
+    let len = 1 + (offset.wrapping_mul(2_654_435_761) % max_len as u64) as usize;
+    offset.to_le_bytes().iter().copied().cycle().take(len).collect()
+}
+
+/// The key stored at `offset` by the same tests.
+pub fn key_for(offset: u64) -> Vec<u8> {
+    format!("key-{offset}").into_bytes()
+}
+
+/// Every record from the start of the log to its current end.
+pub fn read_all(log: &Log) -> annal::Result<Vec<OwnedRecord>> {
+    log.read_from(log.start_offset())?.collect()
+}
+
+/// Every file in `dir` (not recursive) with its bytes.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            out.insert(e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+/// Asserts that two snapshots are identical, naming the first file that differs.
+pub fn assert_same_files(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>, what: &str) {
+    let names_before: Vec<_> = before.keys().collect();
+    let names_after: Vec<_> = after.keys().collect();
+    assert_eq!(names_before, names_after, "{what}: the set of files changed");
+    for (name, bytes) in before {
+        let other = &after[name];
+        assert!(
+            bytes == other,
+            "{what}: {name} changed (length {} -> {}, first difference at byte {:?})",
+            bytes.len(),
+            other.len(),
+            bytes.iter().zip(other.iter()).position(|(a, b)| a != b)
+        );
+    }
+}
+
+/// Copies the files of `src` (not recursive) into `dst`, creating it.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// The segment data files of a log directory, sorted by base offset.
+pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| annal::segment::parse_log_file_name(n).is_some()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// xorshift64*: a small deterministic generator for seeded tests.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        assert!(lo < hi);
+        lo + self.next_u64() % (hi - lo)
+    }
+}
