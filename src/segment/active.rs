@@ -155,11 +155,11 @@ impl ActiveSegment {
         let path = super::log_path(dir, base);
         let io = config.io.as_ref();
         let file = open_rw(&path, false).ctx("open segment", &path)?;
-        let len = file.metadata().ctx("stat segment", &path)?.len();
-        if len < config.segment_bytes {
+        let file_len = file.metadata().ctx("stat segment", &path)?.len();
+        if file_len < config.segment_bytes {
             io.allocate(&file, config.segment_bytes).ctx("preallocate segment", &path)?;
         }
-        let len = len.max(config.segment_bytes) as usize;
+        let len = file_len.max(config.segment_bytes) as usize;
         let mut writer = MapArea::writable(&file, len, DATA_START).ctx("map segment", &path)?;
         let header = SegmentHeader::decode(writer.header_mut()).map_err(|why| Error::Corruption {
             path: path.clone(),
@@ -167,7 +167,6 @@ impl ActiveSegment {
             position: 0,
             kind: CorruptionKind::BadHeader(why),
         })?;
-        let capacity = len - FOOTER_LEN;
 
         if let Some((meta, index)) = sealed {
             // Reopen a cleanly sealed segment: no scan. Record that its data is
@@ -195,7 +194,11 @@ impl ActiveSegment {
         }
 
         let checkpoint = decode_checkpoint(writer.header_mut()).map_or(DATA_START, |c| c as usize);
-        let s = scan(&writer.unpublished(DATA_START)[..capacity - DATA_START], base, config.index_interval_bytes);
+        // Scan only the bytes the file held: a record cut by the end of a short
+        // file is torn even if the zeros that extended the file happen to
+        // complete it (read-only opens, which cannot extend, must agree).
+        let scan_end = super::scan_end(file_len, config.segment_bytes);
+        let s = scan(&writer.unpublished(DATA_START)[..scan_end - DATA_START], base, config.index_interval_bytes);
         let corruption =
             |kind| Error::Corruption { path: path.clone(), offset: s.next_offset, position: s.end as u64, kind };
         let mut truncated_bytes = 0;

@@ -137,6 +137,15 @@ pub(crate) fn scan(data: &[u8], base_offset: u64, interval: u32) -> Scan {
     s
 }
 
+/// End (exclusive) of the bytes recovery scans for records in an unsealed
+/// segment file of `file_len` bytes: what the file holds, but never the last
+/// footer-sized room of a full-size segment, where records are never written.
+/// Writable and read-only opens use the same bound so that they agree.
+pub(crate) fn scan_end(file_len: u64, segment_bytes: u64) -> usize {
+    let capacity = file_len.max(segment_bytes).saturating_sub(FOOTER_LEN as u64);
+    (capacity.min(file_len) as usize).max(DATA_START)
+}
+
 /// Index of the last non-zero byte of `data`.
 pub(crate) fn last_nonzero(data: &[u8]) -> Option<usize> {
     let mut chunks = data.rchunks_exact(8);
@@ -298,8 +307,7 @@ pub(crate) fn open_unsealed_read_only(
     let checkpoint = header::decode_checkpoint(&hbuf).map_or(DATA_START, |c| c as usize);
     let whole = MapArea::read_only(&file, len, DATA_START, len).ctx("map segment", &path)?;
     let data = whole.published_data();
-    let capacity = len.saturating_sub(FOOTER_LEN).max(DATA_START);
-    let s = scan(&data[..capacity - DATA_START], base, config.index_interval_bytes);
+    let s = scan(&data[..scan_end(len as u64, config.segment_bytes) - DATA_START], base, config.index_interval_bytes);
     let rest_nonzero = last_nonzero(&data[s.end - DATA_START..]);
     let bad = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
     let mut would_cut = 0;
