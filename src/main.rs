@@ -1,1 +1,10 @@
-fn main() {}
+//! `annal`: the command-line tool of the annal log storage engine (benchmark,
+//! append, read, tail, verify, dump, stats). Run `annal --help`.
+
+#![deny(unsafe_code)]
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,166 @@
+//! Argument parsing, dispatch, and the mapping of errors to messages and exit codes.
+
+mod append;
+mod bench;
+mod inspect;
+mod read;
+
+use std::fmt;
+use std::io;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use annal::Durability;
+
+const EXIT_CODES: &str = "\
+Exit status: 0 on success; 1 for wrong arguments, a directory that is not an \
+annal log, or any other error; 2 when stored data is corrupt (the message names \
+the file, the log offset and the byte position). Every error is one line on stderr.";
+
+/// The annal log storage engine's command-line tool.
+#[derive(Debug, Parser)]
+#[command(name = "annal", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Bench(bench::BenchArgs),
+    Append(append::AppendArgs),
+    Read(read::ReadArgs),
+    Tail(read::TailArgs),
+    Verify(inspect::VerifyArgs),
+    Dump(inspect::DumpArgs),
+    Stats(inspect::StatsArgs),
+}
+
+/// The durability policy, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DurabilityArg {
+    /// No fsync on append (sealing and close still fsync).
+    Never,
+    /// A background fsync every 100 ms.
+    Interval,
+    /// Every append (batch) returns once it is on disk.
+    Always,
+}
+
+impl DurabilityArg {
+    pub(crate) fn to_durability(self) -> Durability {
+        match self {
+            DurabilityArg::Never => Durability::Never,
+            DurabilityArg::Interval => Durability::Interval(Duration::from_millis(100)),
+            DurabilityArg::Always => Durability::Always,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DurabilityArg::Never => "never",
+            DurabilityArg::Interval => "interval",
+            DurabilityArg::Always => "always",
+        }
+    }
+}
+
+/// Why a command failed, and so which exit code it gets.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Wrong usage or an operational error: exit 1.
+    Error(String),
+    /// Stored data is corrupt: exit 2.
+    Corruption(String),
+    /// Stdout was closed by the reader (`annal read ... | head`): exit quietly.
+    BrokenPipe,
+}
+
+impl From<annal::Error> for Failure {
+    fn from(e: annal::Error) -> Failure {
+        match &e {
+            annal::Error::Corruption { .. } => Failure::Corruption(e.to_string()),
+            annal::Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+            _ => Failure::Error(e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Error(m) | Failure::Corruption(m) => f.write_str(m),
+            Failure::BrokenPipe => f.write_str("broken pipe"),
+        }
+    }
+}
+
+/// Maps an error writing to stdout.
+pub(crate) fn stdout_error(e: io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Failure::BrokenPipe
+    } else {
+        Failure::Error(format!("writing to stdout: {e}"))
+    }
+}
+
+pub(crate) type CliResult<T = ()> = Result<T, Failure>;
+
+/// Parses the arguments, runs the command, and turns the outcome into an exit code.
+pub(crate) fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(&args),
+        Command::Append(args) => append::run(&args),
+        Command::Read(args) => read::run_read(&args),
+        Command::Tail(args) => read::run_tail(&args),
+        Command::Verify(args) => inspect::run_verify(&args),
+        Command::Dump(args) => inspect::run_dump(&args),
+        Command::Stats(args) => inspect::run_stats(&args),
+    };
+    match result {
+        Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Failure::Error(m)) => {
+            eprintln!("annal: error: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Corruption(m)) => {
+            eprintln!("annal: {m}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints help and version as clap does, and any other parse error as one line.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(1)
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            // Keep the message, drop the usage block and the hint clap appends.
+            let message = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
+            let message = message.split("\n\nFor more information").next().unwrap_or(message);
+            let message = message.strip_prefix("error: ").unwrap_or(message);
+            let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let command = std::env::args()
+                .nth(1)
+                .filter(|a| ["bench", "append", "read", "tail", "verify", "dump", "stats"].contains(&a.as_str()));
+            let help = command.map_or("annal --help".to_owned(), |c| format!("annal {c} --help"));
+            eprintln!("annal: error: {one_line} (see '{help}')");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `annal read` and `annal tail`: print records.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::Args;
+
+use annal::inspect::escape_bytes;
+use annal::segment::{DATA_START, log_file_name, parse_log_file_name};
+use annal::{Log, LogConfig, RecordRef};
+
+use super::{CliResult, Failure, stdout_error};
+
+/// How often `tail` looks for changes.
+const POLL: Duration = Duration::from_millis(100);
+/// How many polls in a row may fail to reopen the log (a file removed or
+/// renamed by the writer while the directory was read) before `tail` gives up.
+const REOPEN_RETRIES: u32 = 20;
+
+/// Print records, read-only: no file is changed, not even a torn tail.
+///
+/// Plain output is one record per line: offset, timestamp (ms since the Unix
+/// epoch), key and value separated by tabs, then one `name=value` column per
+/// header if the record has any. Text is shown as is, except that `\`, tab,
+/// newline, carriage return and other control characters are escaped (`\\`,
+/// `\t`, `\n`, `\r`, `\u{..}`) and bytes that are not UTF-8 are shown as `\xNN`;
+/// a missing key and a null value (tombstone) are shown as `\N`.
+///
+/// With --json, one JSON object per line: `offset`, `timestamp`, `key` and
+/// `value` as strings (null for a missing key or a tombstone); a key or value
+/// that is not valid UTF-8 is given as `key_b64` / `value_b64` (standard
+/// base64) instead; `headers` (a list of `{"name", "value" or "value_b64"}`)
+/// if the record has any.
+///
+/// If a damaged record is met, the records before it are printed, then the
+/// error (file, offset, byte position) on stderr, and the exit status is 2.
+#[derive(Debug, Args)]
+pub(crate) struct ReadArgs {
+    /// The log directory.
+    dir: PathBuf,
+    /// First offset to print (default: the first record of the log).
+    #[arg(long, value_name = "OFFSET")]
+    from: Option<u64>,
+    /// Print at most N records.
+    #[arg(long, value_name = "N")]
+    max: Option<u64>,
+    /// One JSON object per line instead of tab-separated text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Print records, then keep printing new ones as another process appends them.
+///
+/// Starts like `annal read` (from --from, default the first record), then
+/// checks the directory every 100 ms and prints records as they appear, until
+/// interrupted (Ctrl-C). Read-only: it never changes a file and does not keep
+/// a writer out. Output format as for `annal read`.
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The log directory.
+    dir: PathBuf,
+    /// First offset to print (default: the first record of the log).
+    #[arg(long, value_name = "OFFSET")]
+    from: Option<u64>,
+    /// One JSON object per line instead of tab-separated text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn open(dir: &Path) -> annal::Result<Log> {
+    Log::open_read_only(dir, LogConfig::default())
+}
+
+pub(crate) fn run_read(args: &ReadArgs) -> CliResult {
+    let log = open(&args.dir)?;
+    let from = args.from.unwrap_or_else(|| log.start_offset());
+    let mut reader = log.read_from(from)?;
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut line = Vec::new();
+    let mut printed = 0u64;
+    let result = loop {
+        if args.max.is_some_and(|max| printed >= max) {
+            break Ok(());
+        }
+        match reader.next_record() {
+            Ok(Some(r)) => {
+                format_record(&mut line, &r, args.json);
+                out.write_all(&line).map_err(stdout_error)?;
+                printed += 1;
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(Failure::from(e)),
+        }
+    };
+    // The good records are out before the error is reported.
+    out.flush().map_err(stdout_error)?;
+    result
+}
+
+pub(crate) fn run_tail(args: &TailArgs) -> CliResult {
+    let mut log = open(&args.dir)?;
+    let mut next = args.from.unwrap_or_else(|| log.start_offset());
+    let mut out = io::stdout().lock();
+    let mut line = Vec::new();
+    loop {
+        let mut reader = log.read_from(next)?;
+        let mut batch = Vec::new();
+        while let Some(r) = reader.next_record()? {
+            format_record(&mut line, &r, args.json);
+            batch.extend_from_slice(&line);
+            next = r.offset() + 1;
+            if batch.len() >= 1 << 16 {
+                out.write_all(&batch).map_err(stdout_error)?;
+                batch.clear();
+            }
+        }
+        out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
+        drop(reader);
+        let seen = Snapshot::of(&log);
+        drop(log);
+        log = wait_and_reopen(&args.dir, &seen)?;
+    }
+}
+
+/// What a read-only log saw of its directory: enough to notice that a writer
+/// has appended, rolled, sealed or reopened a segment since.
+struct Snapshot {
+    bases: Vec<u64>,
+    /// Base offset and file position after the last record of the last segment.
+    end: Option<(u64, u64)>,
+}
+
+impl Snapshot {
+    fn of(log: &Log) -> Snapshot {
+        let segments = log.segments();
+        let bases = segments.iter().map(|s| s.base_offset).collect();
+        let end = segments.last().map(|s| (s.base_offset, DATA_START as u64 + s.data_bytes));
+        Snapshot { bases, end }
+    }
+
+    /// Whether the directory now differs: other segment files, or a complete
+    /// record after the end of the last segment. (Records are written into
+    /// preallocated files through a map, so neither the size nor the mtime of
+    /// the file tells reliably that one was appended.)
+    fn changed(&self, dir: &Path) -> io::Result<bool> {
+        let mut bases = Vec::with_capacity(self.bases.len());
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(base) = entry?.file_name().to_str().and_then(parse_log_file_name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        if bases != self.bases {
+            return Ok(true);
+        }
+        let Some((base, end)) = self.end else { return Ok(false) };
+        let file = match File::open(dir.join(log_file_name(base))) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let mut len = [0u8; 4];
+        if !read_at(&file, &mut len, end)? {
+            return Ok(false);
+        }
+        let len = u32::from_le_bytes(len);
+        if (len as usize) < annal::record::RECORD_HEADER_LEN {
+            return Ok(false);
+        }
+        // A record too large to check cheaply: let the reopen decide.
+        if len > 64 << 20 {
+            return Ok(true);
+        }
+        let mut frame = vec![0u8; len as usize];
+        Ok(read_at(&file, &mut frame, end)? && annal::record::decode(&frame).is_ok())
+    }
+}
+
+/// Fills `buf` from `pos`; `false` if the file ends first.
+fn read_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<bool> {
+    match file.read_exact_at(buf, pos) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Polls until the directory changes, then reopens the log read-only.
+/// I/O errors while a writer renames or removes files are retried for a while.
+fn wait_and_reopen(dir: &Path, seen: &Snapshot) -> CliResult<Log> {
+    let mut failures = 0;
+    loop {
+        thread::sleep(POLL);
+        let attempt = match seen.changed(dir) {
+            Ok(false) => continue,
+            Ok(true) => open(dir).map_err(Failure::from),
+            Err(e) => Err(Failure::Error(format!("watching {}: {e}", dir.display()))),
+        };
+        match attempt {
+            Ok(log) => return Ok(log),
+            Err(Failure::Error(m)) => {
+                failures += 1;
+                if failures > REOPEN_RETRIES {
+                    return Err(Failure::Error(m));
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+/// Formats one record as a line (with its newline) into `line`.
+pub(crate) fn format_record(line: &mut Vec<u8>, r: &RecordRef<'_>, json: bool) {
+    line.clear();
+    if json {
+        format_json(line, r);
+    } else {
+        format_plain(line, r);
+    }
+    line.push(b'\n');
+}
+
+fn format_plain(line: &mut Vec<u8>, r: &RecordRef<'_>) {
+    let field = |b: Option<&[u8]>| b.map_or_else(|| "\\N".to_owned(), escape_bytes);
+    let mut s = format!("{}\t{}\t{}\t{}", r.offset(), r.timestamp(), field(r.key()), field(r.value()));
+    for h in r.headers() {
+        s.push('\t');
+        s.push_str(&escape_bytes(h.name.as_bytes()));
+        s.push('=');
+        s.push_str(&escape_bytes(h.value));
+    }
+    line.extend_from_slice(s.as_bytes());
+}
+
+fn format_json(line: &mut Vec<u8>, r: &RecordRef<'_>) {
+    let mut s = format!("{{\"offset\":{},\"timestamp\":{}", r.offset(), r.timestamp());
+    json_bytes(&mut s, "key", r.key());
+    json_bytes(&mut s, "value", r.value());
+    let mut headers = r.headers().peekable();
+    if headers.peek().is_some() {
+        s.push_str(",\"headers\":[");
+        for (i, h) in headers.enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str("{\"name\":");
+            s.push_str(&json_string(h.name));
+            json_bytes(&mut s, "value", Some(h.value));
+            s.push('}');
+        }
+        s.push(']');
+    }
+    s.push('}');
+    line.extend_from_slice(s.as_bytes());
+}
+
+/// Appends `,"name":<string or null>`, or `,"name_b64":"..."` for bytes that are not UTF-8.
+fn json_bytes(s: &mut String, name: &str, bytes: Option<&[u8]>) {
+    match bytes.map(std::str::from_utf8) {
+        None => {
+            s.push_str(&format!(",\"{name}\":null"));
+        }
+        Some(Ok(text)) => {
+            s.push_str(&format!(",\"{name}\":"));
+            s.push_str(&json_string(text));
+        }
+        Some(Err(_)) => {
+            let b64 = BASE64.encode(bytes.expect("some"));
+            s.push_str(&format!(",\"{name}_b64\":\"{b64}\""));
+        }
+    }
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string always serializes")
+}

@@ -1,0 +1,429 @@
+//! Tests of the `annal` binary: every subcommand, run as a separate process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+const SEGMENT_BYTES: &str = "65536";
+
+fn annal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_annal"))
+}
+
+/// Runs `annal args...` with `stdin` as its input.
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = annal()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn annal");
+    let mut input = child.stdin.take().expect("stdin");
+    let bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("wait for annal");
+    writer.join().unwrap();
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+/// Appends `lines` (newline-separated) to a log in `dir` with small segments; checks success.
+fn append(dir: &Path, input: &[u8], extra: &[&str]) -> Output {
+    let mut args = vec!["append", p(dir), "--segment-bytes", SEGMENT_BYTES, "--durability", "never"];
+    args.extend_from_slice(extra);
+    let out = run(&args, input);
+    assert!(out.status.success(), "append failed: {}", stderr(&out));
+    out
+}
+
+/// A log of `n` records `value-{i}` spread over several segments.
+fn make_log(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let input: String = (0..n).map(|i| format!("value-{i:06}-{}\n", "x".repeat(60))).collect();
+    append(&dir, input.as_bytes(), &["--batch", "64"]);
+    (tmp, dir)
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
+}
+
+#[test]
+fn help_works_for_every_subcommand() {
+    let out = run(&["--help"], b"");
+    assert!(out.status.success());
+    for cmd in ["bench", "append", "read", "tail", "verify", "dump", "stats"] {
+        assert!(stdout(&out).contains(cmd), "top-level help lists {cmd}");
+        let out = run(&[cmd, "--help"], b"");
+        assert!(out.status.success(), "{cmd} --help: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("Usage: annal {cmd}")), "{cmd} --help: {text}");
+    }
+}
+
+#[test]
+fn wrong_arguments_give_one_line_and_exit_1() {
+    for args in
+        [&["read"][..], &["read", "x", "--max", "abc"], &["frobnicate"], &["bench", "--durability", "sometimes"]]
+    {
+        let out = run(args, b"");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("annal: error: "), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bench_json_has_the_keys() {
+    let out = run(&["bench", "--records", "3000", "--batch", "50", "--segment-bytes", SEGMENT_BYTES, "--json"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let last = text.lines().last().expect("output");
+    let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    for key in [
+        "records",
+        "record_size",
+        "batch",
+        "durability",
+        "append_records_per_sec",
+        "append_mb_per_sec",
+        "scan_records_per_sec",
+        "scan_mb_per_sec",
+        "reopen_ms",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {last}");
+    }
+    assert_eq!(v["records"], 3000);
+    assert_eq!(v["record_size"], 100);
+    assert_eq!(v["batch"], 50);
+    assert_eq!(v["durability"], "never");
+    for key in ["append_records_per_sec", "append_mb_per_sec", "scan_records_per_sec", "scan_mb_per_sec"] {
+        assert!(v[key].as_f64().unwrap() > 0.0, "{key} in {last}");
+    }
+    assert!(v["reopen_ms"].as_f64().unwrap() >= 0.0);
+    // Not a terminal: no progress bar in the output.
+    assert!(!text.contains('\r'));
+}
+
+#[test]
+fn bench_keeps_a_given_dir_and_refuses_a_used_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("b");
+    let args =
+        ["bench", "--dir", p(&dir), "--records", "500", "--durability", "always", "--segment-bytes", SEGMENT_BYTES];
+    let out = run(&args, b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!segment_files(&dir).is_empty());
+    let out = run(&args, b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn append_prints_one_offset_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let input: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    let out = append(&dir, input.as_bytes(), &["--batch", "7"]);
+    let expected: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+    assert_eq!(stdout(&out).lines().collect::<Vec<_>>(), expected);
+    // A second run continues the offsets.
+    let out = run(&["append", p(&dir)], b"more\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "100\n");
+}
+
+#[test]
+fn append_then_read_json_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let input: &[u8] = b"hello\nw\xc3\xb6rld \"quoted\"\tTAB\n\xff\xfe not utf8\n\nlast line without newline";
+    append(&dir, input, &["--key", "k1", "--batch", "2"]);
+    let out = run(&["read", p(&dir), "--json"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = json_lines(&stdout(&out));
+    let expected: Vec<&[u8]> =
+        vec![b"hello", "wörld \"quoted\"\tTAB".as_bytes(), b"\xff\xfe not utf8", b"", b"last line without newline"];
+    assert_eq!(records.len(), expected.len());
+    for (i, (r, want)) in records.iter().zip(&expected).enumerate() {
+        assert_eq!(r["offset"], i as u64);
+        assert!(r["timestamp"].as_i64().unwrap() > 0);
+        assert_eq!(r["key"], "k1");
+        let got = match std::str::from_utf8(want) {
+            Ok(_) => {
+                assert!(r.get("value_b64").is_none());
+                r["value"].as_str().unwrap().as_bytes().to_vec()
+            }
+            Err(_) => {
+                assert!(r.get("value").is_none(), "{r}");
+                BASE64.decode(r["value_b64"].as_str().unwrap()).unwrap()
+            }
+        };
+        assert_eq!(&got[..], *want, "record {i}");
+        assert!(r.get("headers").is_none());
+    }
+
+    // Plain format: tab-separated, escaped, and --from / --max.
+    let out = run(&["read", p(&dir), "--from", "1", "--max", "2"], b"");
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let fields: Vec<&str> = lines[0].split('\t').collect();
+    assert_eq!(fields[0], "1");
+    assert_eq!(fields[2], "k1");
+    assert_eq!(fields[3], "wörld \"quoted\"\\tTAB");
+    assert!(lines[1].ends_with("\t\\xff\\xfe not utf8"), "{}", lines[1]);
+}
+
+#[test]
+fn read_json_of_keyless_records_and_tombstones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = annal::Log::open(&dir, annal::LogConfig::default().segment_bytes(65536)).unwrap();
+    let headers = [annal::Header { name: "h", value: b"v" }, annal::Header { name: "bin", value: b"\x80" }];
+    log.append(&annal::Record::new(b"v").with_headers(&headers)).unwrap();
+    log.append(&annal::Record::tombstone(b"\xc0gone")).unwrap();
+    log.close().unwrap();
+    let out = run(&["read", p(&dir), "--json"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = json_lines(&stdout(&out));
+    assert!(r[0]["key"].is_null());
+    assert_eq!(r[0]["headers"], serde_json::json!([{"name": "h", "value": "v"}, {"name": "bin", "value_b64": "gA=="}]));
+    assert!(r[1]["value"].is_null());
+    assert_eq!(BASE64.decode(r[1]["key_b64"].as_str().unwrap()).unwrap(), b"\xc0gone");
+}
+
+#[test]
+fn read_only_commands_refuse_what_is_not_a_log_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for cmd in ["read", "tail", "verify", "dump", "stats"] {
+        for dir in [&missing, &empty] {
+            let out = run(&[cmd, p(dir)], b"");
+            assert_eq!(out.status.code(), Some(1), "{cmd} {dir:?}");
+            let err = stderr(&out);
+            assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
+            assert!(err.contains("is not an annal log"), "{cmd}: {err}");
+            assert!(stdout(&out).is_empty());
+        }
+        assert!(!missing.exists(), "{cmd} created the directory");
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0, "{cmd} wrote into the empty directory");
+    }
+}
+
+#[test]
+fn verify_dump_and_stats_on_a_good_log() {
+    let (_tmp, dir) = make_log(2000);
+    assert!(segment_files(&dir).len() >= 3);
+    let out = run(&["verify", p(&dir)], b"");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("ok: "), "{text}");
+    assert!(text.contains("2000 records"), "{text}");
+
+    let out = run(&["stats", p(&dir)], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("records: 2000\n"), "{text}");
+    assert!(text.contains("first offset: 0\n") && text.contains("last offset: 1999\n"), "{text}");
+    assert!(text.contains("sealed"), "{text}");
+
+    let out = run(&["dump", p(&dir), "--segment", "0"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("segment 00000000000000000000.log"), "{text}");
+    assert!(text.contains("offset 0 at byte 128 "), "{text}");
+    assert!(text.contains("footer: data_end"), "{text}");
+    let out = run(&["dump", p(&dir), "--segment", "12345"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no segment with base offset 12345"), "{}", stderr(&out));
+}
+
+/// File position of the start of the record that contains byte `pos` of a segment file.
+fn record_start(file: &[u8], pos: usize) -> (usize, u64) {
+    let mut at = 128;
+    loop {
+        let r = annal::record::decode(&file[at..]).expect("valid record before the damage");
+        let end = at + r.frame_len() as usize;
+        if pos < end {
+            return (at, r.offset());
+        }
+        at = end;
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_a_sealed_segment_is_found_and_stops_read() {
+    let (_tmp, dir) = make_log(2000);
+    let segments = segment_files(&dir);
+    let damaged = &segments[1];
+    let mut bytes = std::fs::read(damaged).unwrap();
+    let flip = 128 + 3000;
+    let (start, offset) = record_start(&bytes, flip);
+    bytes[flip] ^= 0x20;
+    std::fs::write(damaged, &bytes).unwrap();
+    let name = damaged.file_name().unwrap().to_str().unwrap();
+
+    let out = run(&["verify", p(&dir)], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let text = stdout(&out);
+    let problem = text.lines().find(|l| l.starts_with("error: corruption")).expect("a corruption line");
+    assert!(problem.contains(name), "{problem}");
+    assert!(problem.contains(&format!("offset {offset} byte {start}:")), "{problem}");
+    assert!(problem.contains("checksum mismatch"), "{problem}");
+    assert!(!stderr(&out).is_empty());
+
+    let out = run(&["read", p(&dir)], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let offsets: Vec<u64> = stdout(&out).lines().map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(offsets, (0..offset).collect::<Vec<_>>(), "every record before the damage, none after");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(name) && err.contains(&format!("at byte {start} (offset {offset})")), "{err}");
+
+    // Reading from after the damaged segment still works.
+    let next_base: u64 = segments[2].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    let out = run(&["read", p(&dir), "--from", &next_base.to_string(), "--max", "1"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Nothing was changed by any of it.
+    assert_eq!(std::fs::read(damaged).unwrap(), bytes);
+}
+
+#[test]
+fn a_missing_index_file_is_only_a_warning() {
+    let (_tmp, dir) = make_log(2000);
+    let index = segment_files(&dir)[0].with_extension("index");
+    std::fs::remove_file(&index).unwrap();
+    let out = run(&["verify", p(&dir)], b"");
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("warning: index: will be rebuilt on open"), "{text}");
+    assert!(text.contains("00000000000000000000.index"), "{text}");
+    assert!(text.contains("ok with 1 warning(s)"), "{text}");
+    assert!(!index.exists(), "verify must not rebuild anything");
+}
+
+#[test]
+fn a_torn_tail_is_a_warning_and_damage_before_the_checkpoint_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let config = || annal::LogConfig::default().segment_bytes(65536).durability(annal::Durability::Never);
+    let log = annal::Log::open(&dir, config()).unwrap();
+    for i in 0..50u32 {
+        log.append(&annal::Record::new(&i.to_le_bytes())).unwrap();
+    }
+    log.abandon();
+    let seg = segment_files(&dir).pop().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[30_000] = 0x5a;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let out = run(&["verify", p(&dir)], b"");
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("warning: torn tail"), "{}", stdout(&out));
+    let out = run(&["stats", p(&dir)], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("records: 50\n"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("torn tail of"), "{}", stdout(&out));
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "read-only commands changed the file");
+
+    // Make the first records durable (the checkpoint moves past them), then damage one.
+    let log = annal::Log::open(&dir, config()).unwrap();
+    log.sync().unwrap();
+    log.abandon();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[128 + 40] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = run(&["verify", p(&dir)], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stdout(&out).contains("before the durable checkpoint"), "{}", stdout(&out));
+    let out = run(&["read", p(&dir)], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("corruption in"), "{}", stderr(&out));
+}
+
+#[test]
+fn tail_follows_another_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    append(&dir, b"first\nsecond\n", &[]);
+    let mut tail = annal()
+        .args(["tail", p(&dir), "--from", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tail");
+    let (tx, rx) = mpsc::channel();
+    let out = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next =
+        |what: &str| rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("tail printed no {what}"));
+    assert!(next("existing record").starts_with("1\t"));
+    // A writer that stays open (the segment is neither sealed nor resized).
+    let mut writer = annal()
+        .args(["append", p(&dir), "--segment-bytes", SEGMENT_BYTES])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acks = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut stdin = writer.stdin.take().unwrap();
+    for (i, value) in ["third", "fourth"].iter().enumerate() {
+        writeln!(stdin, "{value}").unwrap();
+        stdin.flush().unwrap();
+        assert_eq!(acks.next().unwrap().unwrap(), (i + 2).to_string());
+        let line = next(value);
+        assert_eq!(line.split('\t').nth(3), Some(*value), "{line}");
+    }
+    // Many records through segment rolls, then the writer closes.
+    let many: String = (0..1500).map(|i| format!("bulk-{i}-{}\n", "y".repeat(80))).collect();
+    stdin.write_all(many.as_bytes()).unwrap();
+    drop(stdin);
+    assert!(writer.wait().unwrap().success());
+    for i in 0..1500 {
+        let line = next("bulk record");
+        assert_eq!(line.split('\t').next(), Some((i + 4).to_string().as_str()), "{line}");
+    }
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+}
