@@ -156,9 +156,34 @@ impl ActiveSegment {
         let io = config.io.as_ref();
         let file = open_rw(&path, false).ctx("open segment", &path)?;
         let file_len = file.metadata().ctx("stat segment", &path)?.len();
-        if file_len < config.segment_bytes {
-            io.allocate(&file, config.segment_bytes).ctx("preallocate segment", &path)?;
+        if file_len >= config.segment_bytes {
+            return Self::recover_file(dir, base, config, sealed, file, file_len);
         }
+        // A short file (cut, or a sealed segment) is extended to a full segment
+        // to append to it; if recovery then fails it gets its length back, so
+        // that a refused open leaves the files as it found them.
+        let restore = file.try_clone().ctx("open segment", &path)?;
+        let result = io
+            .allocate(&file, config.segment_bytes)
+            .ctx("preallocate segment", &path)
+            .and_then(|()| Self::recover_file(dir, base, config, sealed, file, file_len));
+        if result.is_err() {
+            let _ = io.set_len(&restore, file_len);
+        }
+        result
+    }
+
+    /// [`ActiveSegment::recover`] once the file is at least a segment long.
+    fn recover_file(
+        dir: &Path,
+        base: u64,
+        config: &LogConfig,
+        sealed: Option<(&SealedMeta, SegmentIndex)>,
+        file: File,
+        file_len: u64,
+    ) -> Result<(ActiveSegment, Recovered)> {
+        let path = super::log_path(dir, base);
+        let io = config.io.as_ref();
         let len = file_len.max(config.segment_bytes) as usize;
         let mut writer = MapArea::writable(&file, len, DATA_START).ctx("map segment", &path)?;
         let header = SegmentHeader::decode(writer.header_mut()).map_err(|why| Error::Corruption {
