@@ -335,6 +335,10 @@ impl ActiveSegment {
         };
         self.writer.unpublished_mut(self.pos, FOOTER_LEN).copy_from_slice(&footer.encode());
         io.sync_data(&self.file).ctx("fsync segment", &path)?;
+        // Every record is durable now; the checkpoint says so (it reaches the
+        // disk with the fsync below), so that if the segment ever loses its
+        // footer, damage to its records is corruption, not a torn tail to cut.
+        self.write_checkpoint(self.pos);
         io.set_len(&self.file, self.pos as u64 + FOOTER_LEN as u64).ctx("trim segment", &path)?;
         io.sync_all(&self.file).ctx("fsync segment", &path)?;
         io.sync_dir(dir).ctx("fsync directory", dir)?;
