@@ -85,6 +85,42 @@ fn zero_fill(file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// A segment file whose fsyncs are serialized and whose failure is sticky.
+///
+/// Linux reports a writeback error to one `fsync` per open file description
+/// and then forgets it, so two threads fsyncing the same file (a group-commit
+/// leader and a roll sealing the segment) could see one failure and one
+/// success. The gate serializes them and remembers the failure: once one fsync
+/// of this file failed, every later one fails too.
+#[derive(Debug)]
+pub(crate) struct SyncedFile {
+    file: File,
+    failed: std::sync::Mutex<bool>,
+}
+
+impl SyncedFile {
+    pub(crate) fn new(file: File) -> SyncedFile {
+        SyncedFile { file, failed: std::sync::Mutex::new(false) }
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// `sync_data` (or `sync_all` if `all`) through `io`, behind the gate.
+    pub(crate) fn sync(&self, io: &dyn Io, all: bool) -> io::Result<()> {
+        let mut failed = self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *failed {
+            return Err(io::Error::other("an earlier fsync of this file failed"));
+        }
+        let result = if all { io.sync_all(&self.file) } else { io.sync_data(&self.file) };
+        if result.is_err() {
+            *failed = true;
+        }
+        result
+    }
+}
+
 /// Opens a file for reading and writing, creating it if `create`.
 pub(crate) fn open_rw(path: &Path, create: bool) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)

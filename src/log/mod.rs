@@ -321,6 +321,10 @@ impl Log {
         }
         drop(w);
         self.shared.closed.store(true, Ordering::SeqCst);
+        {
+            let _g = self.shared.tail.lock().expect("tail lock");
+            self.shared.tail_cv.notify_all();
+        }
         // The lock file handle lives in `Shared`, which readers may keep alive;
         // release the lock now so that the log can be reopened.
         if let Some(lock) = &self.shared._lock {
@@ -460,7 +464,7 @@ impl Shared {
         let Some((file, path, end, next, base)) = captured else {
             return Ok(self.next_offset.load(Ordering::SeqCst));
         };
-        self.config.io.sync_data(&file).ctx("fsync segment", &path)?;
+        file.sync(self.config.io.as_ref(), false).ctx("fsync segment", &path)?;
         let mut w = self.writer.lock().expect("writer lock");
         if let Some(a) = w.active.as_mut()
             && a.base_offset() == base
@@ -533,25 +537,17 @@ impl Shared {
 
     fn open_sealed(&self, meta: &SealedMeta) -> Result<Arc<Segment>> {
         let base = meta.footer.base_offset;
-        let mut cache = self.cache.lock().expect("cache lock");
-        cache.tick += 1;
-        let tick = cache.tick;
-        if let Some(e) = cache.entries.iter_mut().find(|e| e.0 == base) {
-            e.2 = tick;
-            return Ok(Arc::clone(&e.1));
+        if let Some(seg) = self.cache.lock().expect("cache lock").get(base) {
+            return Ok(seg);
         }
+        // Open (and possibly rebuild the index) outside the cache lock, so that
+        // readers of other segments are not held up by a scan.
         let io = (!self.read_only).then(|| self.config.io.as_ref());
         let (seg, rebuilt) = segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes, io)?;
         if rebuilt {
             self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
         }
-        if cache.entries.len() >= cache.capacity
-            && let Some(lru) = cache.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i)
-        {
-            cache.entries.swap_remove(lru);
-        }
-        cache.entries.push((base, Arc::clone(&seg), tick));
-        Ok(seg)
+        Ok(self.cache.lock().expect("cache lock").insert(base, seg))
     }
 
     /// Number of sealed segments currently mapped by the cache.
@@ -599,6 +595,29 @@ fn search_time(seg: &Segment, ts: i64) -> Result<Option<u64>> {
 impl SegmentCache {
     fn new(capacity: usize) -> SegmentCache {
         SegmentCache { entries: Vec::new(), tick: 0, capacity }
+    }
+
+    fn get(&mut self, base: u64) -> Option<Arc<Segment>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.entries.iter_mut().find(|e| e.0 == base)?;
+        entry.2 = tick;
+        Some(Arc::clone(&entry.1))
+    }
+
+    /// Inserts `seg` unless another thread opened the same segment meanwhile;
+    /// returns the cached one. Evicts the least recently used entry when full.
+    fn insert(&mut self, base: u64, seg: Arc<Segment>) -> Arc<Segment> {
+        if let Some(existing) = self.get(base) {
+            return existing;
+        }
+        if self.entries.len() >= self.capacity
+            && let Some(lru) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i)
+        {
+            self.entries.swap_remove(lru);
+        }
+        self.entries.push((base, Arc::clone(&seg), self.tick));
+        seg
     }
 }
 

@@ -67,6 +67,9 @@ impl WriterState {
     /// prepared first, so that a full disk fails the append without changing
     /// the log; a failure after that (fsync, rename) fails the log.
     fn roll(&mut self, shared: &Shared, now: i64) -> Result<()> {
+        if shared.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(shared.failed_error());
+        }
         let active = self.active.as_mut().expect("an active segment");
         active.publish();
         shared.set_next_offset(active.next_offset());

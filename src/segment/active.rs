@@ -10,7 +10,7 @@ use super::{DATA_START, FOOTER_LEN, SealedMeta, Segment, SegmentFooter, SegmentH
 use crate::config::{LogConfig, RecoveryMode};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
-use crate::io::{Io, open_rw};
+use crate::io::{Io, SyncedFile, open_rw};
 use crate::mmap::{MapArea, MapWriter};
 use crate::record::{Record, encode_into};
 
@@ -19,7 +19,7 @@ use crate::record::{Record, encode_into};
 pub(crate) struct ActiveSegment {
     pub(crate) seg: Arc<Segment>,
     writer: MapWriter,
-    pub(crate) file: Arc<File>,
+    pub(crate) file: Arc<SyncedFile>,
     /// Write position: records are written here, then published up to it.
     pos: usize,
     /// Records must end at or before this position, so the footer always fits.
@@ -119,7 +119,7 @@ impl ActiveSegment {
         let mut active = ActiveSegment {
             seg,
             writer,
-            file: Arc::new(file),
+            file: Arc::new(SyncedFile::new(file)),
             pos: DATA_START,
             capacity,
             next_offset: header.base_offset,
@@ -334,13 +334,13 @@ impl ActiveSegment {
             timeindex_crc: stored_crc(&tb),
         };
         self.writer.unpublished_mut(self.pos, FOOTER_LEN).copy_from_slice(&footer.encode());
-        io.sync_data(&self.file).ctx("fsync segment", &path)?;
+        self.file.sync(io, false).ctx("fsync segment", &path)?;
         // Every record is durable now; the checkpoint says so (it reaches the
         // disk with the fsync below), so that if the segment ever loses its
         // footer, damage to its records is corruption, not a torn tail to cut.
         self.write_checkpoint(self.pos);
-        io.set_len(&self.file, self.pos as u64 + FOOTER_LEN as u64).ctx("trim segment", &path)?;
-        io.sync_all(&self.file).ctx("fsync segment", &path)?;
+        io.set_len(self.file.file(), self.pos as u64 + FOOTER_LEN as u64).ctx("trim segment", &path)?;
+        self.file.sync(io, true).ctx("fsync segment", &path)?;
         io.sync_dir(dir).ctx("fsync directory", dir)?;
         Ok(SealedMeta { footer, created_ms: self.created_ms })
     }
