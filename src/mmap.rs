@@ -77,6 +77,19 @@ impl MapArea {
         }))
     }
 
+    /// Asks the kernel to fault in `[start, start + len)` ahead of the writer
+    /// (page-cache pages allocated and zero-filled, mapped read-only, not
+    /// dirtied), so that the writer's first touch of each page is cheap. The
+    /// range is clamped to the map. Changes no byte.
+    pub(crate) fn prefault(&self, start: usize, len: usize) -> io::Result<()> {
+        let start = start.min(self.len());
+        let len = len.min(self.len() - start);
+        if len == 0 {
+            return Ok(());
+        }
+        self.raw.advise_range(memmap2::Advice::PopulateRead, start, len)
+    }
+
     /// Length of the mapping in bytes.
     pub(crate) fn len(&self) -> usize {
         self.raw.len()

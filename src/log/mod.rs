@@ -2,6 +2,7 @@
 //! group commit, recovery on open, concurrent readers and tailing.
 
 mod open;
+mod prefault;
 mod reader;
 mod writer;
 

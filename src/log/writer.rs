@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::Shared;
 use crate::error::Result;
 use crate::record::Record;
+use super::prefault::{Prefaulter, WINDOW};
 use crate::segment::{ActiveSegment, PreparedSegment};
 
 /// Everything the single writer owns; guarded by `Shared::writer`.
@@ -16,6 +17,10 @@ pub(crate) struct WriterState {
     /// active segment (the next append creates one).
     pub(crate) active: Option<ActiveSegment>,
     pub(crate) closed: bool,
+    /// Started on the first append.
+    prefaulter: Option<Prefaulter>,
+    /// How far the prefaulter was asked to go in the active segment.
+    prefault_requested: usize,
 }
 
 impl WriterState {
@@ -29,6 +34,12 @@ impl WriterState {
         if let Some(active) = self.active.as_mut() {
             active.publish();
             shared.set_next_offset(active.next_offset());
+            let pos = active.position();
+            if pos + WINDOW / 2 >= self.prefault_requested {
+                let area = active.seg.area.clone();
+                self.prefault_requested = pos + WINDOW;
+                self.prefaulter.get_or_insert_with(Prefaulter::start).request(&area, pos, pos + WINDOW);
+            }
         }
         result?;
         Ok(start..shared.next_offset.load(std::sync::atomic::Ordering::Relaxed))
@@ -60,6 +71,7 @@ impl WriterState {
         let active = active.inspect_err(|e| shared.fail(e))?;
         shared.segments.write().expect("segments lock").active = Some(Arc::clone(&active.seg));
         self.active = Some(active);
+        self.prefault_requested = 0;
         Ok(())
     }
 
@@ -85,6 +97,7 @@ impl WriterState {
         }
         old.finish();
         self.active = Some(installed?);
+        self.prefault_requested = 0;
         Ok(())
     }
 
@@ -94,6 +107,7 @@ impl WriterState {
             return Ok(());
         }
         self.closed = true;
+        self.prefaulter = None;
         let Some(mut active) = self.active.take() else { return Ok(()) };
         if shared.failed.load(std::sync::atomic::Ordering::Acquire) {
             // Leave the files as they are: the next open recovers them.
