@@ -32,6 +32,8 @@ pub struct FaultIo {
     pub fail_sync_dir: AtomicBool,
     /// `allocate` fails with ENOSPC.
     pub fail_allocate: AtomicBool,
+    /// When set to `Some(n)`: `n` more syncs succeed, then `fail_sync` turns on.
+    pub fail_sync_after: std::sync::Mutex<Option<u64>>,
     /// Calls of `sync_data` + `sync_all`.
     pub syncs: AtomicU64,
     /// Calls of `sync_dir`.
@@ -57,12 +59,28 @@ impl FaultIo {
         self.fail_allocate.store(on, Ordering::SeqCst);
     }
 
+    /// Lets `n` more `sync_data`/`sync_all` calls succeed, then fails every later one.
+    pub fn fail_sync_after(&self, n: u64) {
+        *self.fail_sync_after.lock().unwrap() = Some(n);
+    }
+
     pub fn sync_count(&self) -> u64 {
         self.syncs.load(Ordering::SeqCst)
     }
 
     fn sync_result(&self) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut after = self.fail_sync_after.lock().unwrap();
+            match *after {
+                Some(0) => {
+                    *after = None;
+                    self.fail_sync.store(true, Ordering::SeqCst);
+                }
+                Some(n) => *after = Some(n - 1),
+                None => {}
+            }
+        }
         if self.fail_sync.load(Ordering::SeqCst) { Err(io::Error::from_raw_os_error(EIO)) } else { Ok(()) }
     }
 }

@@ -1,0 +1,597 @@
+//! The log against a model: appends (single and batched), reads, lookups by
+//! offset and time, reopen after a clean close and after a crash; size
+//! limits; and failure semantics with a fault-injecting `Io`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use annal::{Durability, Error, Header, Log, LogConfig, OwnedRecord, Record};
+use common::{FaultIo, Rng, assert_same_files, read_all, snapshot};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------
+// Model
+// ---------------------------------------------------------------------------
+
+/// A record to append, owned.
+#[derive(Debug, Clone)]
+struct Rec {
+    key: Option<Vec<u8>>,
+    /// `None`: a tombstone (which always has a key).
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+    timestamp: Option<i64>,
+}
+
+impl Rec {
+    fn with<T>(&self, f: impl FnOnce(&Record<'_>) -> T) -> T {
+        let headers: Vec<Header<'_>> = self.headers.iter().map(|(n, v)| Header { name: n, value: v }).collect();
+        let mut r = match (&self.value, &self.key) {
+            (Some(v), _) => Record::new(v),
+            (None, Some(k)) => Record::tombstone(k),
+            (None, None) => unreachable!("a tombstone has a key"),
+        };
+        if let Some(k) = &self.key {
+            r = r.with_key(k);
+        }
+        if let Some(t) = self.timestamp {
+            r = r.with_timestamp(t);
+        }
+        f(&r.with_headers(&headers))
+    }
+
+    /// The record as the log should return it; a missing timestamp is filled in later.
+    fn owned(&self, offset: u64) -> OwnedRecord {
+        OwnedRecord {
+            offset,
+            timestamp: self.timestamp.unwrap_or(i64::MIN),
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Appends `recs` (one by one if `single`, else as one batch), checks the
+/// offsets and extends the model, filling in append-time timestamps.
+fn append_to_model(log: &Log, model: &mut Vec<OwnedRecord>, recs: &[Rec], single: bool) {
+    let start = model.len() as u64;
+    assert_eq!(log.next_offset(), start);
+    let before = now_ms();
+    if single {
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(r.with(|rec| log.append(rec)).unwrap(), start + i as u64);
+        }
+    } else {
+        let owned: Vec<_> = recs.iter().collect();
+        let headers: Vec<Vec<Header<'_>>> =
+            owned.iter().map(|r| r.headers.iter().map(|(n, v)| Header { name: n, value: v }).collect()).collect();
+        let batch: Vec<Record<'_>> = owned
+            .iter()
+            .zip(&headers)
+            .map(|(r, h)| {
+                let mut rec = match (&r.value, &r.key) {
+                    (Some(v), _) => Record::new(v),
+                    (None, Some(k)) => Record::tombstone(k),
+                    (None, None) => unreachable!(),
+                };
+                if let Some(k) = &r.key {
+                    rec = rec.with_key(k);
+                }
+                if let Some(t) = r.timestamp {
+                    rec = rec.with_timestamp(t);
+                }
+                rec.with_headers(h)
+            })
+            .collect();
+        assert_eq!(log.append_batch(&batch).unwrap(), start..start + recs.len() as u64);
+    }
+    let after = now_ms();
+    for (i, r) in recs.iter().enumerate() {
+        let offset = start + i as u64;
+        let mut o = r.owned(offset);
+        if r.timestamp.is_none() {
+            let got = log.get(offset).unwrap().timestamp;
+            assert!((before..=after).contains(&got), "append-time timestamp {got} outside {before}..={after}");
+            o.timestamp = got;
+        }
+        model.push(o);
+    }
+    assert_eq!(log.next_offset(), model.len() as u64);
+}
+
+/// Compares the log with the model in every way the API offers.
+fn check(log: &Log, model: &[OwnedRecord], rng: &mut Rng, what: &str) {
+    let n = model.len() as u64;
+    assert_eq!(log.start_offset(), 0, "{what}");
+    assert_eq!(log.next_offset(), n, "{what}");
+    let all = read_all(log).unwrap();
+    assert_eq!(all.len(), model.len(), "{what}: record count");
+    for (g, m) in all.iter().zip(model) {
+        assert_eq!(g, m, "{what}");
+    }
+    // The borrowed reader agrees with the owned iterator.
+    let mut reader = log.read_from(0).unwrap();
+    let mut i = 0;
+    while let Some(r) = reader.next_record().unwrap() {
+        let m = &model[i];
+        assert_eq!((r.offset(), r.timestamp(), r.key(), r.value()), (m.offset, m.timestamp, m.key.as_deref(), m.value.as_deref()), "{what}");
+        i += 1;
+    }
+    assert_eq!(i, model.len(), "{what}");
+    assert_eq!(reader.next_offset(), n);
+
+    for _ in 0..5 {
+        if n == 0 {
+            break;
+        }
+        let at = rng.range(0, n);
+        assert_eq!(log.get(at).unwrap(), model[at as usize], "{what}: get({at})");
+        let suffix: Vec<_> = log.read_from(at).unwrap().map(Result::unwrap).collect();
+        assert_eq!(suffix, model[at as usize..], "{what}: read_from({at})");
+    }
+    // The end: an empty reader; beyond it, out of range.
+    assert_eq!(log.read_from(n).unwrap().count(), 0, "{what}");
+    match log.get(n) {
+        Err(Error::OffsetOutOfRange { requested, start, end }) => assert_eq!((requested, start, end), (n, 0, n)),
+        other => panic!("{what}: get({n}) = {other:?}"),
+    }
+    for past in [n + 1, n + 1000, u64::MAX] {
+        assert!(matches!(log.read_from(past), Err(Error::OffsetOutOfRange { .. })), "{what}: read_from({past})");
+        assert!(matches!(log.get(past), Err(Error::OffsetOutOfRange { .. })), "{what}: get({past})");
+    }
+    // Timestamps are not monotonic: the first offset at or after t.
+    let mut probes: Vec<i64> = vec![i64::MIN, i64::MAX, 0, 999_900, 1_000_100, now_ms() + 100_000];
+    for _ in 0..12 {
+        if let Some(r) = model.get(rng.range(0, n.max(1)) as usize) {
+            probes.extend([r.timestamp - 1, r.timestamp, r.timestamp + 1]);
+        }
+        probes.push(999_940 + rng.range(0, 120) as i64);
+    }
+    for t in probes {
+        let want = model.iter().find(|r| r.timestamp >= t).map(|r| r.offset);
+        assert_eq!(log.offset_for_timestamp(t).unwrap(), want, "{what}: offset_for_timestamp({t})");
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    One(Rec),
+    Batch(Vec<Rec>),
+    Reopen,
+    Crash,
+    ReadOnly,
+}
+
+fn rec_strategy() -> impl Strategy<Value = Rec> {
+    (
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..24)),
+        prop::option::weighted(0.95, 0usize..2000),
+        prop::collection::vec(("[a-z-]{0,8}", prop::collection::vec(any::<u8>(), 0..16)), 0..=3),
+        prop::option::of(-50i64..50),
+        any::<u8>(),
+    )
+        .prop_map(|(key, value_len, headers, ts, fill)| {
+            let value: Option<Vec<u8>> =
+                value_len.map(|n| (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(fill)).collect());
+            let key = if value.is_none() && key.is_none() { Some(b"tombstone".to_vec()) } else { key };
+            Rec { key, value, headers, timestamp: ts.map(|t| 1_000_000 + t) }
+        })
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => rec_strategy().prop_map(Op::One),
+        4 => prop::collection::vec(rec_strategy(), 0..10).prop_map(Op::Batch),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
+        1 => Just(Op::ReadOnly),
+    ]
+}
+
+fn model_cfg(segment_bytes: u64, interval: u32) -> LogConfig {
+    LogConfig::default().segment_bytes(segment_bytes).index_interval_bytes(interval).durability(Durability::Never)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn log_matches_model(
+        ops in prop::collection::vec(op_strategy(), 1..30),
+        segment_bytes in prop_oneof![Just(8192u64), Just(16384), Just(65536)],
+        interval in prop_oneof![Just(1u32), Just(200), Just(512), Just(8192)],
+        seed in any::<u64>(),
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        let cfg = || model_cfg(segment_bytes, interval);
+        let mut rng = Rng::new(seed);
+        let mut model: Vec<OwnedRecord> = Vec::new();
+        let mut log = Log::open(&dir, cfg()).unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            let what = format!("op {i} {:?}", std::mem::discriminant(op));
+            match op {
+                Op::One(r) => append_to_model(&log, &mut model, std::slice::from_ref(r), true),
+                Op::Batch(rs) => {
+                    let single = rng.range(0, 4) == 0;
+                    append_to_model(&log, &mut model, rs, single)
+                }
+                Op::Reopen => {
+                    log.close().unwrap();
+                    log = Log::open(&dir, cfg()).unwrap();
+                    prop_assert_eq!(log.recovery_report().scanned_segment, None, "a clean close needs no scan");
+                }
+                Op::Crash => {
+                    log.abandon();
+                    log = Log::open(&dir, cfg()).unwrap();
+                    prop_assert!(log.recovery_report().scanned_segment.is_some());
+                    prop_assert_eq!(log.recovery_report().truncated_bytes, 0, "an in-process crash tears nothing");
+                }
+                Op::ReadOnly => {
+                    let ro = Log::open_read_only(&dir, cfg()).unwrap();
+                    check(&ro, &model, &mut rng, &format!("{what}, read-only next to the writer"));
+                }
+            }
+            check(&log, &model, &mut rng, &what);
+        }
+        // Sizes reported per segment add up, and segments are dense.
+        let segs = log.segments();
+        let mut next = 0;
+        for s in &segs {
+            prop_assert_eq!(s.base_offset, next);
+            next = s.next_offset;
+        }
+        prop_assert_eq!(next, model.len() as u64);
+        prop_assert!(segs[..segs.len().saturating_sub(1)].iter().all(|s| s.sealed));
+
+        log.close().unwrap();
+        let log = Log::open(&dir, cfg()).unwrap();
+        check(&log, &model, &mut rng, "final reopen");
+        log.abandon();
+        let log = Log::open(&dir, cfg()).unwrap();
+        check(&log, &model, &mut rng, "final crash");
+        drop(log);
+        let ro = Log::open_read_only(&dir, cfg()).unwrap();
+        check(&ro, &model, &mut rng, "final read-only");
+    }
+}
+
+#[test]
+fn reader_at_the_end_sees_later_appends_across_rolls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path(), common::tiny_cfg()).unwrap();
+    let mut reader = log.read_from(0).unwrap();
+    assert!(reader.next_record().unwrap().is_none());
+    let value = vec![3u8; 1500];
+    for round in 0..20u64 {
+        assert_eq!(log.append(&Record::new(&value).with_key(&round.to_le_bytes())).unwrap(), round);
+        let r = reader.next_record().unwrap().expect("the new record");
+        assert_eq!((r.offset(), r.key()), (round, Some(&round.to_le_bytes()[..])));
+        assert!(reader.next_record().unwrap().is_none());
+    }
+    assert!(log.segments().len() > 5, "records of 1.5 KiB roll 4 KiB segments");
+}
+
+// ---------------------------------------------------------------------------
+// Size limits and empty batches
+// ---------------------------------------------------------------------------
+
+#[test]
+fn oversized_record_is_refused_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let cfg = common::small_cfg();
+    let max = cfg.get_max_record_bytes() as usize;
+    assert_eq!(max, 64 * 1024 - 128 - 64, "by default a record may fill a segment");
+    let log = Log::open(&dir, cfg.clone()).unwrap();
+    for i in 0..10u64 {
+        log.append(&Record::new(&common::value_for(i, 3000))).unwrap();
+    }
+    log.sync().unwrap();
+    let before = snapshot(&dir);
+
+    let too_big = vec![1u8; max - 36 + 1];
+    match log.append(&Record::new(&too_big)) {
+        Err(Error::RecordTooLarge { size, max: m }) => assert_eq!((size, m), (max as u64 + 1, max as u64)),
+        other => panic!("expected RecordTooLarge, got {other:?}"),
+    }
+    // With a key and headers counted in the size too.
+    let headers = [Header { name: "h", value: b"v" }];
+    let exact_value = vec![2u8; max - 36 - 1 - 8];
+    assert!(matches!(
+        log.append(&Record::new(&exact_value[..]).with_key(b"kk").with_headers(&headers)),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    // A header name longer than the format allows.
+    let long_name = "n".repeat(70_000);
+    let bad_headers = [Header { name: &long_name, value: b"" }];
+    assert!(matches!(log.append(&Record::new(b"x").with_headers(&bad_headers)), Err(Error::RecordTooLarge { .. })));
+    // A batch with one oversized record writes none of it.
+    let small = Record::new(b"small");
+    for batch in [vec![small, Record::new(&too_big), small], vec![Record::new(&too_big)], vec![small, small, Record::new(&too_big)]] {
+        assert!(matches!(log.append_batch(&batch), Err(Error::RecordTooLarge { .. })));
+    }
+    assert_eq!(log.next_offset(), 10);
+    assert_eq!(read_all(&log).unwrap().len(), 10);
+    assert_same_files(&before, &snapshot(&dir), "refused records");
+    assert!(log.failure().is_none(), "a refused record does not fail the log");
+
+    // Exactly the maximum is accepted (it needs a segment of its own).
+    let exact = vec![4u8; max - 36];
+    assert_eq!(log.append(&Record::new(&exact)).unwrap(), 10);
+    assert_eq!(log.get(10).unwrap().value.unwrap().len(), max - 36);
+    assert_eq!(log.append(&Record::new(b"after")).unwrap(), 11);
+    log.close().unwrap();
+
+    // A configured maximum below the segment size.
+    let log = Log::open(&dir, common::small_cfg().max_record_bytes(1000)).unwrap();
+    assert!(matches!(log.append(&Record::new(&[0u8; 965])), Err(Error::RecordTooLarge { size: 1001, max: 1000 })));
+    assert_eq!(log.append(&Record::new(&[0u8; 964])).unwrap(), 12);
+    // A maximum that does not fit in a segment is a configuration error.
+    drop(log);
+    assert!(matches!(Log::open(&dir, common::small_cfg().max_record_bytes(64 * 1024)), Err(Error::InvalidConfig(_))));
+}
+
+#[test]
+fn empty_batch_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, common::small_cfg()).unwrap();
+    assert_eq!(log.append_batch(&[]).unwrap(), 0..0);
+    log.append_batch(&[Record::new(b"a"), Record::new(b"b")]).unwrap();
+    log.sync().unwrap();
+    let before = snapshot(&dir);
+    assert_eq!(log.append_batch(&[]).unwrap(), 2..2);
+    assert_eq!(log.next_offset(), 2);
+    assert_same_files(&before, &snapshot(&dir), "empty batch");
+    drop(log);
+    let log = Log::open(&dir, common::small_cfg().durability(Durability::Always)).unwrap();
+    assert_eq!(log.append_batch(&[]).unwrap(), 2..2);
+    assert_eq!(log.append(&Record::new(b"c")).unwrap(), 2);
+    assert_eq!(read_all(&log).unwrap().len(), 3);
+}
+
+#[test]
+fn invalid_configurations_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = [
+        LogConfig::default().segment_bytes(4095),
+        LogConfig::default().segment_bytes(u64::from(u32::MAX) + 1),
+        LogConfig::default().index_interval_bytes(0),
+        LogConfig::default().max_open_segments(0),
+        LogConfig::default().max_record_bytes(10),
+        LogConfig::default().durability(Durability::Interval(std::time::Duration::ZERO)),
+    ];
+    for cfg in bad {
+        let what = format!("{cfg:?}");
+        assert!(matches!(Log::open(tmp.path(), cfg), Err(Error::InvalidConfig(_))), "{what}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing created for a bad configuration");
+}
+
+#[test]
+fn second_writer_is_locked_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(tmp.path(), common::small_cfg()).unwrap();
+    assert!(matches!(Log::open(tmp.path(), common::small_cfg()), Err(Error::Locked { .. })));
+    log.close().unwrap();
+    let log = Log::open(tmp.path(), common::small_cfg()).unwrap();
+    log.abandon();
+    assert!(Log::open(tmp.path(), common::small_cfg()).is_ok(), "abandon releases the lock");
+}
+
+// ---------------------------------------------------------------------------
+// Failure semantics (fault-injecting Io)
+// ---------------------------------------------------------------------------
+
+fn faulty(io: &Arc<FaultIo>, durability: Durability) -> LogConfig {
+    common::small_cfg().durability(durability).io(io.clone())
+}
+
+fn value(i: u64) -> Vec<u8> {
+    common::value_for(i, 900)
+}
+
+/// Checks that `dir`, reopened with the real file system, holds a dense
+/// prefix of the values `value(0..)` that includes `0..acked`.
+fn reopen_holds_prefix(dir: &std::path::Path, acked: u64) -> u64 {
+    let log = Log::open(dir, common::small_cfg()).unwrap();
+    let all = read_all(&log).unwrap();
+    assert!(all.len() as u64 >= acked, "acknowledged records lost: {} < {acked}", all.len());
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.offset, i as u64);
+        assert_eq!(r.value.as_deref(), Some(&value(i as u64)[..]), "record {i}");
+    }
+    all.len() as u64
+}
+
+#[test]
+fn failed_fsync_under_always_fails_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let io = Arc::new(FaultIo::new());
+    let log = Log::open(&dir, faulty(&io, Durability::Always)).unwrap();
+    for i in 0..20 {
+        assert_eq!(log.append(&Record::new(&value(i))).unwrap(), i);
+    }
+    assert!(log.failure().is_none());
+
+    io.set_fail_sync(true);
+    let err = log.append(&Record::new(&value(20))).unwrap_err();
+    match &err {
+        Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(common::EIO), "{err}"),
+        other => panic!("expected the fsync error, got {other:?}"),
+    }
+    let reason = log.failure().expect("the log is failed");
+    assert!(reason.contains("fsync"), "{reason}");
+
+    // Even with the disk healthy again, nothing more is accepted or acknowledged.
+    io.set_fail_sync(false);
+    for attempt in 0..3 {
+        assert!(matches!(log.append(&Record::new(&value(21))), Err(Error::Failed { .. })), "attempt {attempt}");
+        assert!(matches!(log.append_batch(&[Record::new(&value(21))]), Err(Error::Failed { .. })));
+        assert!(matches!(log.sync(), Err(Error::Failed { .. })));
+    }
+    assert!(log.append_batch(&[]).is_err(), "not even an empty batch is acknowledged");
+    // What was written stays readable.
+    let visible = read_all(&log).unwrap();
+    assert!(visible.len() == 20 || visible.len() == 21, "{}", visible.len());
+    assert!(matches!(log.close(), Err(Error::Failed { .. })), "close reports the failure");
+
+    // Reopened: every acknowledged record, possibly the unacknowledged one too, nothing else.
+    let n = reopen_holds_prefix(&dir, 20);
+    assert!(n <= 21);
+}
+
+/// A failed fsync at each step of sealing a segment (index files, data,
+/// trim, directory) fails the log; reopening recovers every record.
+#[test]
+fn failed_fsync_while_sealing_fails_the_log() {
+    for syncs_before_failure in 1..=4 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        let io = Arc::new(FaultIo::new());
+        let log = Log::open(&dir, faulty(&io, Durability::Never)).unwrap();
+        let mut i = 0;
+        // Fill the first segment up to just before a roll.
+        while log.segments().len() == 1 {
+            log.append(&Record::new(&value(i))).unwrap();
+            i += 1;
+        }
+        // Now in the second segment; fill it until the next append rolls.
+        let base = log.segments().last().unwrap().base_offset;
+        let per_segment = base;
+        while log.next_offset() < base + per_segment - 1 {
+            log.append(&Record::new(&value(i))).unwrap();
+            i += 1;
+        }
+        // 1 sync prepares the next segment; the ones after it seal the current one.
+        io.fail_sync_after(syncs_before_failure);
+        let mut failed_at = None;
+        for _ in 0..20 {
+            match log.append(&Record::new(&value(i))) {
+                Ok(o) => {
+                    assert_eq!(o, i);
+                    i += 1;
+                }
+                Err(e) => {
+                    failed_at = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = failed_at.expect("a roll must happen within 20 appends");
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        assert!(log.failure().is_some(), "step {syncs_before_failure}: a failed fsync while sealing fails the log");
+        io.set_fail_sync(false);
+        assert!(matches!(log.append(&Record::new(&value(i))), Err(Error::Failed { .. })));
+        let acked = i;
+        drop(log);
+        let n = reopen_holds_prefix(&dir, acked);
+        assert!(n <= acked + 1, "step {syncs_before_failure}: {n} records after {acked} acknowledged");
+    }
+}
+
+/// A failed directory fsync when a new segment is installed fails the log.
+#[test]
+fn failed_directory_fsync_fails_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let io = Arc::new(FaultIo::new());
+    let log = Log::open(&dir, faulty(&io, Durability::Never)).unwrap();
+    let mut i = 0;
+    log.append(&Record::new(&value(i))).unwrap();
+    i += 1;
+    io.set_fail_sync_dir(true);
+    let err = loop {
+        match log.append(&Record::new(&value(i))) {
+            Ok(_) => i += 1,
+            Err(e) => break e,
+        }
+        assert!(i < 1000);
+    };
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(log.failure().is_some());
+    io.set_fail_sync_dir(false);
+    assert!(matches!(log.append(&Record::new(&value(i))), Err(Error::Failed { .. })));
+    drop(log);
+    reopen_holds_prefix(&dir, i);
+}
+
+#[test]
+fn full_disk_while_rolling_is_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let io = Arc::new(FaultIo::new());
+    for durability in [Durability::Never, Durability::Always] {
+        let log = Log::open(&dir, faulty(&io, durability)).unwrap();
+        let mut i = log.next_offset();
+        let start_segments = log.segments().len();
+        io.set_fail_allocate(true);
+        // Append until the segment is full and a roll is refused for lack of space.
+        let err = loop {
+            match log.append(&Record::new(&value(i))) {
+                Ok(o) => {
+                    assert_eq!(o, i);
+                    i += 1;
+                }
+                Err(e) => break e,
+            }
+            assert!(i < 10_000);
+        };
+        match &err {
+            Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(common::ENOSPC), "{err}"),
+            other => panic!("expected ENOSPC, got {other:?}"),
+        }
+        assert!(log.failure().is_none(), "a full disk does not fail the log");
+        assert_eq!(log.next_offset(), i, "the refused record was not written");
+        assert_eq!(log.segments().len(), start_segments);
+        assert!(
+            !std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")),
+            "the prepared segment is removed"
+        );
+        // Everything before it is readable; retrying while the disk is full fails again.
+        assert_eq!(read_all(&log).unwrap().len() as u64, i);
+        assert!(log.append(&Record::new(&value(i))).is_err());
+        // A batch that needs a roll writes the records that fit, and says how many.
+        let batch_values: Vec<Vec<u8>> = (i..i + 3).map(value).collect();
+        let batch: Vec<Record<'_>> = batch_values.iter().map(|v| Record::new(v)).collect();
+        assert!(log.append_batch(&batch).is_err());
+        assert_eq!(log.next_offset(), i, "nothing of the batch fits before the roll");
+
+        io.set_fail_allocate(false);
+        assert_eq!(log.append(&Record::new(&value(i))).unwrap(), i);
+        i += 1;
+        assert_eq!(log.append_batch(&batch[1..]).unwrap(), i..i + 2);
+        i += 2;
+        assert_eq!(log.segments().len(), start_segments + 1);
+        let all = read_all(&log).unwrap();
+        assert_eq!(all.len() as u64, i);
+        for (k, r) in all.iter().enumerate() {
+            assert_eq!(r.value.as_deref(), Some(&value(k as u64)[..]));
+        }
+        log.close().unwrap();
+        assert_eq!(reopen_holds_prefix(&dir, i), i);
+    }
+}
+
+#[test]
+fn full_disk_at_open_is_an_error_not_a_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let io = Arc::new(FaultIo::new());
+    io.set_fail_allocate(true);
+    assert!(matches!(Log::open(&dir, faulty(&io, Durability::Never)), Err(Error::Io { .. })));
+    io.set_fail_allocate(false);
+    let log = Log::open(&dir, faulty(&io, Durability::Never)).unwrap();
+    assert_eq!(log.append(&Record::new(&value(0))).unwrap(), 0);
+    log.close().unwrap();
+    reopen_holds_prefix(&dir, 1);
+}
