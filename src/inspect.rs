@@ -18,6 +18,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::LogConfig;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
 use crate::log::LOCK_FILE_NAME;
@@ -25,7 +26,7 @@ use crate::record::{self, RECORD_HEADER_LEN, RecordRef};
 use crate::segment::header::{CHECKPOINT_POS, FORMAT_VERSION, decode_checkpoint};
 use crate::segment::{
     DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFooter, SegmentHeader, index_path, last_nonzero, log_file_name,
-    log_path, parse_log_file_name, timeindex_path,
+    log_path, parse_log_file_name, scan_end, timeindex_path,
 };
 
 /// Bytes read from a segment file at a time (more only for a larger record).
@@ -345,11 +346,13 @@ impl SegmentFile {
     }
 
     /// File position up to which records are scanned: the footer of a sealed
-    /// segment, or the room before a footer in an unsealed one.
+    /// segment; for an unsealed one, the bound recovery uses. The segment size
+    /// a writer used is not stored, so this is the bound of a read-only open
+    /// with the default configuration (what `annal read` uses).
     fn data_limit(&self) -> u64 {
         match &self.footer {
             Ok(f) => f.data_end,
-            Err(_) => self.len.saturating_sub(FOOTER_LEN as u64).max(DATA_START as u64),
+            Err(_) => scan_end(self.len, LogConfig::default().get_segment_bytes()) as u64,
         }
     }
 

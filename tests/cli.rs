@@ -165,6 +165,29 @@ fn append_prints_one_offset_per_line() {
 }
 
 #[test]
+fn append_with_batch_acknowledges_interactive_lines_without_waiting_for_more() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut child = annal()
+        .args(["append", p(&dir), "--batch", "10", "--segment-bytes", SEGMENT_BYTES])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut acks = BufReader::new(child.stdout.take().unwrap()).lines();
+    for i in 0..3 {
+        writeln!(stdin, "interactive {i}").unwrap();
+        stdin.flush().unwrap();
+        // Fewer than 10 lines are pending: the offset must come back anyway.
+        assert_eq!(acks.next().unwrap().unwrap(), i.to_string());
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    assert!(acks.next().is_none());
+}
+
+#[test]
 fn append_then_read_json_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -426,4 +449,55 @@ fn tail_follows_another_process() {
     }
     tail.kill().unwrap();
     tail.wait().unwrap();
+}
+
+#[test]
+fn tail_survives_a_crashed_writer_and_its_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let config = || annal::LogConfig::default().segment_bytes(65536).durability(annal::Durability::Never);
+    let log = annal::Log::open(&dir, config()).unwrap();
+    log.append(&annal::Record::new(b"r0")).unwrap();
+    let mut tail = annal().args(["tail", p(&dir)]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let out = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line from tail");
+    assert_eq!(next(), format!("0\t{}\t\\N\tr0", log.get(0).unwrap().timestamp));
+    for i in 1..800u32 {
+        log.append(&annal::Record::new(format!("r{i}").as_bytes())).unwrap();
+    }
+    // A crash: the last segment stays unsealed; the next writer recovers it and appends.
+    log.abandon();
+    let log = annal::Log::open(&dir, config()).unwrap();
+    for i in 800..1600u32 {
+        log.append(&annal::Record::new(format!("r{i}").as_bytes())).unwrap();
+    }
+    log.close().unwrap();
+    for i in 1..1600u32 {
+        let line = next();
+        assert!(line.starts_with(&format!("{i}\t")) && line.ends_with(&format!("\tr{i}")), "{line}");
+    }
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+}
+
+#[test]
+fn tail_stops_at_damage_with_exit_2() {
+    let (_tmp, dir) = make_log(2000);
+    let damaged = segment_files(&dir)[0].clone();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let (start, offset) = record_start(&bytes, 128 + 1000);
+    bytes[128 + 1000] ^= 0x01;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = run(&["tail", p(&dir)], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count() as u64, offset);
+    assert!(stderr(&out).contains(&format!("at byte {start} (offset {offset})")), "{}", stderr(&out));
 }

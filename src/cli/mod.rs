@@ -2,6 +2,7 @@
 
 mod append;
 mod bench;
+mod follow;
 mod inspect;
 mod read;
 

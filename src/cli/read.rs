@@ -1,8 +1,6 @@
 //! `annal read` and `annal tail`: print records.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
@@ -12,16 +10,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::Args;
 
 use annal::inspect::escape_bytes;
-use annal::segment::{DATA_START, log_file_name, parse_log_file_name};
+use annal::segment::DATA_START;
 use annal::{Log, LogConfig, RecordRef};
 
+use super::follow::Follower;
 use super::{CliResult, Failure, stdout_error};
 
 /// How often `tail` looks for changes.
 const POLL: Duration = Duration::from_millis(100);
-/// How many polls in a row may fail to reopen the log (a file removed or
-/// renamed by the writer while the directory was read) before `tail` gives up.
-const REOPEN_RETRIES: u32 = 20;
 
 /// Print records, read-only: no file is changed, not even a torn tail.
 ///
@@ -58,9 +54,13 @@ pub(crate) struct ReadArgs {
 /// Print records, then keep printing new ones as another process appends them.
 ///
 /// Starts like `annal read` (from --from, default the first record), then
-/// checks the directory every 100 ms and prints records as they appear, until
-/// interrupted (Ctrl-C). Read-only: it never changes a file and does not keep
-/// a writer out. Output format as for `annal read`.
+/// looks for new records every 100 ms and prints them as they appear, across
+/// segment rolls, until interrupted (Ctrl-C). Read-only: it never changes a
+/// file and does not keep a writer out. Every record's CRC and offset are
+/// checked; a partly written record at the end of the log is waited for, and
+/// damaged data (before the durable checkpoint, or in a sealed segment) ends
+/// the command with the error and exit status 2. Output format as for
+/// `annal read`.
 #[derive(Debug, Args)]
 pub(crate) struct TailArgs {
     /// The log directory.
@@ -104,114 +104,62 @@ pub(crate) fn run_read(args: &ReadArgs) -> CliResult {
 }
 
 pub(crate) fn run_tail(args: &TailArgs) -> CliResult {
-    let mut log = open(&args.dir)?;
-    let mut next = args.from.unwrap_or_else(|| log.start_offset());
+    let log = open(&args.dir)?;
+    let from = args.from.unwrap_or_else(|| log.start_offset());
     let mut out = io::stdout().lock();
     let mut line = Vec::new();
-    loop {
-        let mut reader = log.read_from(next)?;
-        let mut batch = Vec::new();
-        while let Some(r) = reader.next_record()? {
-            format_record(&mut line, &r, args.json);
-            batch.extend_from_slice(&line);
-            next = r.offset() + 1;
-            if batch.len() >= 1 << 16 {
-                out.write_all(&batch).map_err(stdout_error)?;
-                batch.clear();
-            }
-        }
-        out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
-        drop(reader);
-        let seen = Snapshot::of(&log);
-        drop(log);
-        log = wait_and_reopen(&args.dir, &seen)?;
-    }
-}
-
-/// What a read-only log saw of its directory: enough to notice that a writer
-/// has appended, rolled, sealed or reopened a segment since.
-struct Snapshot {
-    bases: Vec<u64>,
-    /// Base offset and file position after the last record of the last segment.
-    end: Option<(u64, u64)>,
-}
-
-impl Snapshot {
-    fn of(log: &Log) -> Snapshot {
-        let segments = log.segments();
-        let bases = segments.iter().map(|s| s.base_offset).collect();
-        let end = segments.last().map(|s| (s.base_offset, DATA_START as u64 + s.data_bytes));
-        Snapshot { bases, end }
-    }
-
-    /// Whether the directory now differs: other segment files, or a complete
-    /// record after the end of the last segment. (Records are written into
-    /// preallocated files through a map, so neither the size nor the mtime of
-    /// the file tells reliably that one was appended.)
-    fn changed(&self, dir: &Path) -> io::Result<bool> {
-        let mut bases = Vec::with_capacity(self.bases.len());
-        for entry in std::fs::read_dir(dir)? {
-            if let Some(base) = entry?.file_name().to_str().and_then(parse_log_file_name) {
-                bases.push(base);
-            }
-        }
-        bases.sort_unstable();
-        if bases != self.bases {
-            return Ok(true);
-        }
-        let Some((base, end)) = self.end else { return Ok(false) };
-        let file = match File::open(dir.join(log_file_name(base))) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-            Err(e) => return Err(e),
-        };
-        let mut len = [0u8; 4];
-        if !read_at(&file, &mut len, end)? {
-            return Ok(false);
-        }
-        let len = u32::from_le_bytes(len);
-        if (len as usize) < annal::record::RECORD_HEADER_LEN {
-            return Ok(false);
-        }
-        // A record too large to check cheaply: let the reopen decide.
-        if len > 64 << 20 {
-            return Ok(true);
-        }
-        let mut frame = vec![0u8; len as usize];
-        Ok(read_at(&file, &mut frame, end)? && annal::record::decode(&frame).is_ok())
-    }
-}
-
-/// Fills `buf` from `pos`; `false` if the file ends first.
-fn read_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<bool> {
-    match file.read_exact_at(buf, pos) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Polls until the directory changes, then reopens the log read-only.
-/// I/O errors while a writer renames or removes files are retried for a while.
-fn wait_and_reopen(dir: &Path, seen: &Snapshot) -> CliResult<Log> {
-    let mut failures = 0;
-    loop {
-        thread::sleep(POLL);
-        let attempt = match seen.changed(dir) {
-            Ok(false) => continue,
-            Ok(true) => open(dir).map_err(Failure::from),
-            Err(e) => Err(Failure::Error(format!("watching {}: {e}", dir.display()))),
-        };
-        match attempt {
-            Ok(log) => return Ok(log),
-            Err(Failure::Error(m)) => {
-                failures += 1;
-                if failures > REOPEN_RETRIES {
-                    return Err(Failure::Error(m));
+    let mut batch = Vec::new();
+    // What the log holds now, through the library's reader.
+    let mut reader = log.read_from(from)?;
+    let caught_up = loop {
+        match reader.next_record() {
+            Ok(Some(r)) => {
+                format_record(&mut line, &r, args.json);
+                batch.extend_from_slice(&line);
+                if batch.len() >= 1 << 16 {
+                    out.write_all(&batch).map_err(stdout_error)?;
+                    batch.clear();
                 }
             }
-            Err(other) => return Err(other),
+            Ok(None) => break Ok(reader.next_offset()),
+            Err(e) => break Err(Failure::from(e)),
         }
+    };
+    out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
+    let next = caught_up?;
+    // Then what other processes append, read from the files (see `follow`).
+    let (base, pos) = match log.segments().last() {
+        Some(s) if s.next_offset == next => (s.base_offset, DATA_START as u64 + s.data_bytes),
+        Some(s) => {
+            return Err(Failure::Error(format!(
+                "the reader stopped at offset {next}, but the last segment ends at {}",
+                s.next_offset
+            )));
+        }
+        None => (next, DATA_START as u64),
+    };
+    drop(reader);
+    drop(log);
+    let mut follower = Follower::new(&args.dir, base, pos, next);
+    loop {
+        batch.clear();
+        let result = loop {
+            match follower.next_record() {
+                Ok(Some(r)) => {
+                    format_record(&mut line, &r, args.json);
+                    batch.extend_from_slice(&line);
+                    if batch.len() >= 1 << 16 {
+                        out.write_all(&batch).map_err(stdout_error)?;
+                        batch.clear();
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
+        result?;
+        thread::sleep(POLL);
     }
 }
 

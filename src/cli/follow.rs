@@ -1,0 +1,223 @@
+//! Following a log that another process appends to, for `annal tail`.
+//!
+//! A read-only [`annal::Log`] is a snapshot, so following needs either a
+//! reopen whenever something changed or reading the files directly. Reopening
+//! is costly (it scans the whole preallocated last segment, 1 GiB by default)
+//! and unsafe while a writer seals that segment: the read-only open maps the
+//! file at the length it saw and touches all of it, so a writer trimming the
+//! file at that moment kills the reader with SIGBUS. This module reads new
+//! records with positioned reads instead, applying the same checks as the
+//! library's reader: every record is decoded and CRC-checked and must carry
+//! the expected offset; a bad record before the segment's durable checkpoint,
+//! or before a sealed segment's footer, is corruption; a bad or partly written
+//! record after the checkpoint of the last segment is a write in progress (or
+//! a torn tail that the next writer cuts), so it is waited on.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use annal::record::{self, RECORD_HEADER_LEN, RecordRef};
+use annal::segment::header::decode_checkpoint;
+use annal::segment::{DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFooter, SegmentHeader, log_file_name};
+use annal::{CorruptionKind, Error};
+
+use super::{CliResult, Failure};
+
+/// Reads the records that follow a position in a log directory as they appear.
+pub(crate) struct Follower {
+    dir: PathBuf,
+    /// The segment being read: its path, and the open file once it exists.
+    path: PathBuf,
+    base: u64,
+    file: Option<File>,
+    /// File position of the next record.
+    pos: u64,
+    /// Offset of the next record.
+    next: u64,
+    buf: Vec<u8>,
+}
+
+/// The result of one attempt to read a record at the current position.
+enum Attempt {
+    /// A valid record with the expected offset is in `buf`.
+    Record,
+    /// No valid record (yet); the reason if there are bytes that are not one.
+    Nothing(Option<CorruptionKind>),
+}
+
+impl Follower {
+    /// A follower whose next record is `next`, at file position `pos` of the
+    /// segment with base offset `base` (which need not exist yet).
+    pub(crate) fn new(dir: &Path, base: u64, pos: u64, next: u64) -> Follower {
+        Follower {
+            dir: dir.to_owned(),
+            path: dir.join(log_file_name(base)),
+            base,
+            file: None,
+            pos,
+            next,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next record if a complete one is there now, `None` if there is none
+    /// yet. Moves on to the next segment when the writer has rolled.
+    pub(crate) fn next_record(&mut self) -> CliResult<Option<RecordRef<'_>>> {
+        loop {
+            if self.file.is_none() && !self.open_segment()? {
+                return Ok(None);
+            }
+            let kind = match self.attempt()? {
+                Attempt::Record => {
+                    let r = record::decode(&self.buf).expect("checked by attempt");
+                    self.pos += u64::from(r.frame_len());
+                    self.next += 1;
+                    return Ok(Some(r));
+                }
+                Attempt::Nothing(kind) => kind,
+            };
+            if !self.unstick(kind)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Opens the current segment file if it exists; checks its header.
+    fn open_segment(&mut self) -> CliResult<bool> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_failure("open segment", &self.path, e)),
+        };
+        let mut header = [0u8; HEADER_LEN];
+        if !read_at(&file, &mut header, 0).map_err(|e| io_failure("read segment header", &self.path, e))? {
+            // Segment files appear by rename with their header written: a short one is damaged.
+            return Err(self.corruption(0, CorruptionKind::BadHeader("file shorter than a segment header".into())));
+        }
+        match SegmentHeader::decode(&header) {
+            Ok(h) if h.base_offset == self.base => {}
+            Ok(h) => {
+                let why = format!("header names base offset {} but the file name says {}", h.base_offset, self.base);
+                return Err(self.corruption(0, CorruptionKind::BadHeader(why)));
+            }
+            Err(why) => return Err(self.corruption(0, CorruptionKind::BadHeader(why))),
+        }
+        self.file = Some(file);
+        Ok(true)
+    }
+
+    /// Tries to decode a record with the expected offset at the current position into `buf`.
+    fn attempt(&mut self) -> CliResult<Attempt> {
+        let file = self.file.as_ref().expect("an open segment");
+        let io_err = |e| io_failure("read segment", &self.path, e);
+        let mut len = [0u8; 4];
+        if !read_at(file, &mut len, self.pos).map_err(io_err)? {
+            return Ok(Attempt::Nothing(None));
+        }
+        let len = u32::from_le_bytes(len);
+        if len == 0 {
+            return Ok(Attempt::Nothing(None));
+        }
+        if (len as usize) < RECORD_HEADER_LEN {
+            return Ok(Attempt::Nothing(Some(CorruptionKind::BadLength(len))));
+        }
+        let file_len = file.metadata().map_err(io_err)?.len();
+        if self.pos + u64::from(len) > file_len {
+            return Ok(Attempt::Nothing(Some(CorruptionKind::BadLength(len))));
+        }
+        self.buf.resize(len as usize, 0);
+        if !read_at(file, &mut self.buf, self.pos).map_err(io_err)? {
+            return Ok(Attempt::Nothing(Some(CorruptionKind::BadLength(len))));
+        }
+        Ok(match record::decode(&self.buf) {
+            Ok(r) if r.offset() == self.next => Attempt::Record,
+            Ok(r) => {
+                Attempt::Nothing(Some(CorruptionKind::UnexpectedOffset { expected: self.next, found: r.offset() }))
+            }
+            Err(kind) => Attempt::Nothing(Some(kind)),
+        })
+    }
+
+    /// There is no valid record at the current position. Returns `true` if the
+    /// caller should try again now (the writer rolled to a new segment, or the
+    /// record became complete), `false` to wait, and an error for corruption.
+    fn unstick(&mut self, kind: Option<CorruptionKind>) -> CliResult<bool> {
+        let file = self.file.as_ref().expect("an open segment");
+        let io_err = |e| io_failure("read segment", &self.path, e);
+        // The next segment first: it appears (by rename) only after this one was
+        // sealed, so if it exists, this segment's footer is final.
+        let next_path = self.dir.join(log_file_name(self.next));
+        let rolled = next_path.exists();
+        let footer = read_footer(file, self.base).map_err(io_err)?;
+        if let Some(f) = footer {
+            if f.data_end > self.pos {
+                return Err(self.corruption(self.pos, kind.unwrap_or(CorruptionKind::BadLength(0))));
+            }
+            if f.data_end < self.pos || f.next_offset != self.next {
+                let why = format!(
+                    "footer says the segment ends at byte {} and offset {}, its records end at byte {} and offset {}",
+                    f.data_end, f.next_offset, self.pos, self.next
+                );
+                return Err(self.corruption(self.pos, CorruptionKind::BadFooter(why)));
+            }
+            if rolled {
+                self.base = self.next;
+                self.path = next_path;
+                self.file = None;
+                self.pos = DATA_START as u64;
+                return Ok(true);
+            }
+            // The last segment, sealed: a writer may reopen it and append here.
+            return Ok(false);
+        }
+        if rolled {
+            let why = "a segment before the last one is not sealed".to_owned();
+            return Err(self.corruption(self.pos, CorruptionKind::BadFooter(why)));
+        }
+        // The checkpoint before a second look at the record: bytes below the
+        // checkpoint were completely written before it was.
+        let mut header = [0u8; DATA_START];
+        read_at(file, &mut header, 0).map_err(io_err)?;
+        let checkpoint = decode_checkpoint(&header).unwrap_or(DATA_START as u64);
+        if let Attempt::Record = self.attempt()? {
+            return Ok(true);
+        }
+        if self.pos < checkpoint {
+            return Err(self.corruption(self.pos, kind.unwrap_or(CorruptionKind::DamagedDurableData)));
+        }
+        // A record being written, or a torn tail the next writer will cut.
+        Ok(false)
+    }
+
+    fn corruption(&self, position: u64, kind: CorruptionKind) -> Failure {
+        Failure::from(Error::Corruption { path: self.path.clone(), offset: self.next, position, kind })
+    }
+}
+
+/// The footer of a sealed segment file, `None` if it is not sealed.
+fn read_footer(file: &File, base: u64) -> io::Result<Option<SegmentFooter>> {
+    let len = file.metadata()?.len();
+    if len < (DATA_START + FOOTER_LEN) as u64 {
+        return Ok(None);
+    }
+    let mut buf = [0u8; FOOTER_LEN];
+    if !read_at(file, &mut buf, len - FOOTER_LEN as u64)? {
+        return Ok(None);
+    }
+    Ok(SegmentFooter::decode(&buf, len).ok().filter(|f| f.base_offset == base))
+}
+
+/// Fills `buf` from `pos`; `false` if the file ends first.
+fn read_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<bool> {
+    match file.read_exact_at(buf, pos) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn io_failure(op: &str, path: &Path, e: io::Error) -> Failure {
+    Failure::Error(format!("{op} {}: {e}", path.display()))
+}
