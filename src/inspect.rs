@@ -434,7 +434,7 @@ fn load_stored_index(dir: &Path, footer: &SegmentFooter) -> std::result::Result<
 /// log.close()?;
 /// let report = annal::inspect::verify(dir.path())?;
 /// assert!(report.is_clean() && report.records == 1);
-/// # Ok::<(), annal::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let listing = list_dir(dir)?;
@@ -853,11 +853,12 @@ pub fn format_timestamp(ms: i64) -> String {
 
 /// Shows bytes as text on one line: valid UTF-8 as is, except `\` as `\\`,
 /// tab, newline and carriage return as `\t`, `\n`, `\r`, other control
-/// characters as `\u{..}`, and bytes that are not UTF-8 as `\xNN`.
+/// characters, line and paragraph separators and bidirectional-text controls
+/// as `\u{..}`, and bytes that are not UTF-8 as `\xNN`.
 ///
 /// ```
 /// assert_eq!(annal::inspect::escape_bytes(b"a\tb\xff\\"), "a\\tb\\xff\\\\");
-/// assert_eq!(annal::inspect::escape_bytes("é".as_bytes()), "é");
+/// assert_eq!(annal::inspect::escape_bytes("é\u{2028}".as_bytes()), "é\\u{2028}");
 /// ```
 pub fn escape_bytes(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
@@ -868,7 +869,7 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
                 '\t' => s.push_str("\\t"),
                 '\n' => s.push_str("\\n"),
                 '\r' => s.push_str("\\r"),
-                c if c.is_control() => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c if c.is_control() || is_invisible_format(c) => s.push_str(&format!("\\u{{{:x}}}", c as u32)),
                 c => s.push(c),
             }
         }
@@ -877,4 +878,11 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
         }
     }
     s
+}
+
+/// Characters that break a line or reorder text on a terminal without being
+/// control characters: line and paragraph separators, bidirectional marks,
+/// embeddings, overrides and isolates, and the byte order mark.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }

@@ -24,8 +24,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// Plain output is one record per line: offset, timestamp (ms since the Unix
 /// epoch), key and value separated by tabs, then one `name=value` column per
 /// header if the record has any. Text is shown as is, except that `\`, tab,
-/// newline, carriage return and other control characters are escaped (`\\`,
-/// `\t`, `\n`, `\r`, `\u{..}`) and bytes that are not UTF-8 are shown as `\xNN`;
+/// newline, carriage return, other control characters and the invisible
+/// characters that break lines or reorder text are escaped (`\\`, `\t`,
+/// `\n`, `\r`, `\u{..}`) and bytes that are not UTF-8 are shown as `\xNN`;
 /// a missing key and a null value (tombstone) are shown as `\N`.
 ///
 /// With --json, one JSON object per line: `offset`, `timestamp`, `key` and
