@@ -162,7 +162,7 @@ fn list_dir(dir: &Path) -> Result<Listing> {
         let entry = entry.ctx("list log directory", dir)?;
         let name = entry.file_name();
         match name.to_str() {
-            Some(n) if parse_log_file_name(n).is_some() && entry.path().is_file() => {
+            Some(n) if parse_log_file_name(n).is_some() => {
                 bases.push(parse_log_file_name(n).expect("checked"));
             }
             Some(LOCK_FILE_NAME) => has_lock = true,
@@ -495,7 +495,7 @@ fn verify_segment(
             let entries = stored.as_ref().ok().map(|s| (&s.index.offsets, &s.index.times));
             // Index entries are checked against the records during the scan.
             let mut next_entry = 0;
-            let mut index_mismatch: Option<(u64, u64, String)> = None;
+            let mut index_mismatch: Option<(PathBuf, u64, u64, String)> = None;
             let s = scan_records(&mut reader, base, footer.data_end, |pos, r, max_before| {
                 let Some((offsets, times)) = entries else { return Ok(()) };
                 let rel = r.offset() - base;
@@ -505,6 +505,7 @@ fn verify_segment(
                     if index_mismatch.is_none() {
                         if u64::from(e.rel_offset) != rel || u64::from(e.position) != pos {
                             index_mismatch = Some((
+                                index_path(dir, base),
                                 base + u64::from(e.rel_offset),
                                 u64::from(e.position),
                                 format!(
@@ -516,6 +517,7 @@ fn verify_segment(
                             ));
                         } else if t.max_timestamp_before != max_before {
                             index_mismatch = Some((
+                                timeindex_path(dir, base),
                                 r.offset(),
                                 pos,
                                 format!(
@@ -575,6 +577,7 @@ fn verify_segment(
                     if data_ok && index_mismatch.is_none() && next_entry < entries {
                         let e = stored.index.offsets[next_entry];
                         index_mismatch = Some((
+                            index_path(dir, base),
                             base + u64::from(e.rel_offset),
                             u64::from(e.position),
                             format!(
@@ -586,12 +589,12 @@ fn verify_segment(
                     match index_mismatch {
                         // Entries after damaged data cannot be judged; the data problem is what matters.
                         Some(_) if !data_ok => {}
-                        Some((offset, position, message)) if stored.crc_matches_footer => {
+                        Some((path, offset, position, message)) if stored.crc_matches_footer => {
                             // The log trusts index files whose checksum matches the footer
                             // and would not rebuild this one: reads through it can fail.
                             report.problems.push(Problem {
                                 severity: Severity::Corruption,
-                                path: index_path(dir, base),
+                                path,
                                 offset,
                                 position,
                                 message: format!(
@@ -599,13 +602,9 @@ fn verify_segment(
                                 ),
                             });
                         }
-                        Some((offset, position, message)) => report.problems.push(Problem {
-                            severity: Severity::Index,
-                            path: index_path(dir, base),
-                            offset,
-                            position,
-                            message,
-                        }),
+                        Some((path, offset, position, message)) => {
+                            report.problems.push(Problem { severity: Severity::Index, path, offset, position, message })
+                        }
                         None if !stored.crc_matches_footer && data_ok => report.notes.push(format!(
                             "{}: index files differ from the ones written at sealing (rebuilt with another \
                              index interval?), but every entry is valid, so the log uses them",

@@ -501,3 +501,35 @@ fn tail_stops_at_damage_with_exit_2() {
     assert_eq!(stdout(&out).lines().count() as u64, offset);
     assert!(stderr(&out).contains(&format!("at byte {start} (offset {offset})")), "{}", stderr(&out));
 }
+
+/// Rewrites an index file with its first entry's position moved by `delta`,
+/// with a valid checksum of its own (so only the check against the data fails).
+fn shift_first_index_entry(path: &Path, delta: i32) {
+    let mut b = std::fs::read(path).unwrap();
+    assert!(b.len() >= 40, "the index has an entry");
+    let pos = u32::from_le_bytes(b[36..40].try_into().unwrap()).wrapping_add_signed(delta);
+    b[36..40].copy_from_slice(&pos.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[..24]);
+    h.update(&b[32..]);
+    let crc = h.finalize();
+    b[24..28].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn an_index_entry_that_misses_its_record_is_an_index_warning() {
+    let (_tmp, dir) = make_log(2000);
+    let index = segment_files(&dir)[1].with_extension("index");
+    shift_first_index_entry(&index, 1);
+    let out = run(&["verify", p(&dir)], b"");
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    let line = text.lines().find(|l| l.starts_with("warning: index")).expect("an index warning");
+    assert!(line.contains(index.file_name().unwrap().to_str().unwrap()), "{line}");
+    assert!(line.contains("index entry says offset"), "{line}");
+    // Reading is not affected: the log rebuilds the index instead of using it.
+    let out = run(&["read", p(&dir)], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2000);
+}
