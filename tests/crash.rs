@@ -1,0 +1,204 @@
+//! SIGKILL: a child process appends and reports each acknowledged offset; the
+//! parent kills it at a random moment, reopens the log and checks that every
+//! acknowledged record is there with the right contents, that offsets are
+//! dense from 0, and that no record exists that was never written.
+//!
+//! The child is this test binary itself, re-executed to run only the ignored
+//! `child_writer` test, with the log directory and the durability in
+//! environment variables.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use annal::{Durability, Log, LogConfig, Record};
+use common::{Rng, key_for, read_all, value_for};
+
+const ENV_DIR: &str = "ANNAL_CRASH_TEST_DIR";
+const ENV_DURABILITY: &str = "ANNAL_CRASH_TEST_DURABILITY";
+const ENV_SEED: &str = "ANNAL_CRASH_TEST_SEED";
+const MAX_VALUE: usize = 700;
+/// Starts every line the child reports (the test harness prints on the same stream).
+const MARK: &str = "annal-child:";
+/// The child stops by itself after this many appends, in case nobody kills it.
+const CHILD_MAX_APPENDS: u64 = 20_000;
+
+fn cfg(durability: Durability) -> LogConfig {
+    LogConfig::default().segment_bytes(8192).index_interval_bytes(512).durability(durability)
+}
+
+fn durability_from(name: &str) -> Durability {
+    match name {
+        "always" => Durability::Always,
+        "never" => Durability::Never,
+        other => panic!("unknown durability {other}"),
+    }
+}
+
+/// The child: appends records (value and key derived from the offset) in
+/// single appends and small batches, printing `BEGIN start end` before and
+/// `ACK start end` after each append returns. Does nothing when run as part
+/// of the normal test suite (the environment variable is not set).
+#[test]
+#[ignore = "run by the SIGKILL tests as their child process"]
+fn child_writer() {
+    let Ok(dir) = std::env::var(ENV_DIR) else { return };
+    let durability = durability_from(&std::env::var(ENV_DURABILITY).unwrap());
+    let seed: u64 = std::env::var(ENV_SEED).unwrap().parse().unwrap();
+    let log = Log::open(&dir, cfg(durability)).unwrap();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{MARK}OPENED {}", log.next_offset()).unwrap();
+    out.flush().unwrap();
+    let mut rng = Rng::new(seed);
+    for _ in 0..CHILD_MAX_APPENDS {
+        let start = log.next_offset();
+        let n = if rng.range(0, 4) == 0 { rng.range(2, 6) } else { 1 };
+        let keys: Vec<Vec<u8>> = (start..start + n).map(key_for).collect();
+        let values: Vec<Vec<u8>> = (start..start + n).map(|o| value_for(o, MAX_VALUE)).collect();
+        let batch: Vec<Record<'_>> = keys.iter().zip(&values).map(|(k, v)| Record::new(v).with_key(k)).collect();
+        writeln!(out, "{MARK}BEGIN {start} {}", start + n).unwrap();
+        out.flush().unwrap();
+        let range = log.append_batch(&batch).unwrap();
+        assert_eq!(range, start..start + n);
+        writeln!(out, "{MARK}ACK {} {}", range.start, range.end).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// What the parent learned from one child before and after killing it.
+#[derive(Debug, Default)]
+struct ChildRun {
+    opened_at: Option<u64>,
+    /// End of the highest acknowledged range.
+    acked_end: u64,
+    acks: u64,
+    /// End of the highest range the child started to append.
+    begun_end: u64,
+}
+
+fn parse_line(line: &str, run: &mut ChildRun) {
+    let Some(at) = line.find(MARK) else { return };
+    let parts: Vec<&str> = line[at + MARK.len()..].split_whitespace().collect();
+    match parts.as_slice() {
+        ["OPENED", n] => {
+            let n = n.parse().unwrap();
+            run.opened_at = Some(n);
+            run.acked_end = n;
+            run.begun_end = n;
+        }
+        ["BEGIN", _, end] => run.begun_end = run.begun_end.max(end.parse().unwrap()),
+        ["ACK", start, end] => {
+            let (start, end): (u64, u64) = (start.parse().unwrap(), end.parse().unwrap());
+            assert_eq!(start, run.acked_end, "acknowledged ranges follow each other");
+            run.acked_end = end;
+            run.acks += 1;
+        }
+        other => panic!("unexpected report from the child: {other:?}"),
+    }
+}
+
+/// Starts the child on `dir`, kills it with SIGKILL once it acknowledged
+/// `kill_after` appends (plus `delay_us` microseconds), and returns what it reported.
+fn run_child(dir: &Path, durability: &str, seed: u64, kill_after: u64, delay_us: u64) -> ChildRun {
+    let stderr_path = dir.with_extension(format!("stderr-{seed}"));
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writer", "--nocapture", "--ignored", "--test-threads", "1"])
+        .env(ENV_DIR, dir)
+        .env(ENV_DURABILITY, durability)
+        .env(ENV_SEED, seed.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut run = ChildRun::default();
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    while run.acks < kill_after {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => parse_line(&line, &mut run),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child stopped reporting ({e}) after {} acks; stderr:\n{}", run.acks, stderr());
+            }
+        }
+    }
+    if delay_us > 0 {
+        std::thread::sleep(Duration::from_micros(delay_us));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    // Everything the child printed before it died is still in the pipe.
+    reader.join().unwrap();
+    for line in rx.try_iter() {
+        parse_line(&line, &mut run);
+    }
+    assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL, not {status:?}; stderr:\n{}", stderr());
+    let _ = std::fs::remove_file(&stderr_path);
+    run
+}
+
+/// Reopens the log after a kill and checks it against what the child reported.
+fn check_after_kill(dir: &Path, durability: Durability, run: &ChildRun, expected_start: u64, round: u64) -> u64 {
+    let what = format!("round {round} ({durability:?}, {} acks)", run.acks);
+    assert_eq!(run.opened_at, Some(expected_start), "{what}: the child opened where the last round ended");
+    let log = Log::open(dir, cfg(durability)).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let next = log.next_offset();
+    assert!(next >= run.acked_end, "{what}: acknowledged records lost: next offset {next} < {}", run.acked_end);
+    assert!(next <= run.begun_end.max(expected_start), "{what}: {next} records, but only {} were written", run.begun_end);
+    let all = read_all(&log).unwrap_or_else(|e| panic!("{what}: read failed: {e}"));
+    assert_eq!(all.len() as u64, next, "{what}");
+    for (i, r) in all.iter().enumerate() {
+        let o = i as u64;
+        assert_eq!(r.offset, o, "{what}: offsets are dense");
+        assert_eq!(r.key.as_deref(), Some(&key_for(o)[..]), "{what}: key of {o}");
+        assert_eq!(r.value.as_deref(), Some(&value_for(o, MAX_VALUE)[..]), "{what}: value of {o}");
+    }
+    // Half of the time the parent closes cleanly, half of the time it "crashes" too.
+    if round % 2 == 0 { log.close().unwrap() } else { log.abandon() }
+    next
+}
+
+fn kill_rounds(durability: Durability, name: &str, rounds: u64, max_acks: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut rng = Rng::new(0xC0FFEE ^ rounds);
+    let mut next = 0;
+    let mut max_segments = 0;
+    for round in 0..rounds {
+        let kill_after = rng.range(1, max_acks + 1);
+        let delay_us = if rng.range(0, 3) == 0 { 0 } else { rng.range(0, 3000) };
+        let run = run_child(&dir, name, round * 7919 + 1, kill_after, delay_us);
+        assert!(run.acks >= kill_after);
+        next = check_after_kill(&dir, durability, &run, next, round);
+        max_segments = max_segments.max(common::segment_files(&dir).len());
+    }
+    assert!(max_segments >= 5, "the children must roll segments ({max_segments})");
+    assert!(next > rounds, "{next} records after {rounds} rounds");
+}
+
+#[test]
+fn sigkill_with_durability_always() {
+    kill_rounds(Durability::Always, "always", 24, 150);
+}
+
+/// Under `Durability::Never` a process kill loses nothing acknowledged either:
+/// the page cache survives the process.
+#[test]
+fn sigkill_with_durability_never() {
+    kill_rounds(Durability::Never, "never", 8, 1500);
+}
