@@ -16,7 +16,7 @@
 //! // Reopening a cleanly closed log reads segment footers only.
 //! let log = Log::open(dir.path(), LogConfig::default())?;
 //! assert_eq!(log.next_offset(), 1);
-//! # Ok::<(), annal::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The on-disk format is specified in `docs/FORMAT.md`; the concurrency,

@@ -95,11 +95,6 @@ impl MapArea {
         self.raw.len()
     }
 
-    /// First byte position that readers may see.
-    pub(crate) fn data_start(&self) -> usize {
-        self.data_start
-    }
-
     /// End of the published bytes (exclusive).
     pub(crate) fn published(&self) -> usize {
         self.published.load(Ordering::Acquire)

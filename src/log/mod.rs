@@ -79,7 +79,7 @@ pub struct SegmentInfo {
 ///     println!("{}: {:?}", record.offset(), record.value());
 /// }
 /// log.close()?;
-/// # Ok::<(), annal::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Log {
@@ -271,6 +271,13 @@ impl Log {
     /// the data since the log was opened.
     pub fn indexes_rebuilt(&self) -> u64 {
         self.shared.indexes_rebuilt.load(Ordering::Relaxed)
+    }
+
+    /// Number of sealed segments the cache holds open (mapped) right now; at
+    /// most [`LogConfig::max_open_segments`]. Readers may keep a few more alive
+    /// while they read them.
+    pub fn open_sealed_segments(&self) -> usize {
+        self.shared.cache.lock().expect("cache lock").entries.len()
     }
 
     /// Whether the log refuses writes after a failure, and why.
@@ -549,11 +556,6 @@ impl Shared {
             self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
         }
         Ok(self.cache.lock().expect("cache lock").insert(base, seg))
-    }
-
-    /// Number of sealed segments currently mapped by the cache.
-    pub(crate) fn open_segment_count(&self) -> usize {
-        self.cache.lock().expect("cache lock").entries.len()
     }
 
     fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {

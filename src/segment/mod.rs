@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-pub(crate) use active::{ActiveSegment, PreparedSegment, Recovered};
+pub(crate) use active::{ActiveSegment, PreparedSegment};
 pub use footer::{FOOTER_LEN, SegmentFooter};
 pub use header::{HEADER_LEN, SegmentHeader};
 
@@ -163,7 +163,7 @@ pub(crate) fn last_nonzero(data: &[u8]) -> Option<usize> {
 #[derive(Debug)]
 pub(crate) enum OnDisk {
     Sealed(SealedMeta),
-    Unsealed { header: SegmentHeader, len: u64 },
+    Unsealed { len: u64 },
 }
 
 /// Reads a segment file's header and footer without mapping it.
@@ -197,7 +197,7 @@ pub(crate) fn inspect_file(path: &Path, base: u64) -> Result<OnDisk> {
             return Ok(OnDisk::Sealed(SealedMeta { footer, created_ms: header.created_ms }));
         }
     }
-    Ok(OnDisk::Unsealed { header, len })
+    Ok(OnDisk::Unsealed { len })
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
