@@ -35,10 +35,7 @@ impl Prefaulter {
     pub(crate) fn start() -> Prefaulter {
         let state = Arc::new((Mutex::new(Request::default()), Condvar::new()));
         let worker = Arc::clone(&state);
-        let handle = std::thread::Builder::new()
-            .name("annal-prefault".into())
-            .spawn(move || run(&worker))
-            .ok();
+        let handle = std::thread::Builder::new().name("annal-prefault".into()).spawn(move || run(&worker)).ok();
         Prefaulter { state, handle }
     }
 

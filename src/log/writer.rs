@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
+use super::prefault::{Prefaulter, WINDOW};
 use crate::error::Result;
 use crate::record::Record;
-use super::prefault::{Prefaulter, WINDOW};
 use crate::segment::{ActiveSegment, PreparedSegment};
 
 /// Everything the single writer owns; guarded by `Shared::writer`.
