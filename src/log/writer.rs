@@ -108,12 +108,15 @@ impl WriterState {
         }
         self.closed = true;
         self.prefaulter = None;
-        let Some(mut active) = self.active.take() else { return Ok(()) };
         if shared.failed.load(std::sync::atomic::Ordering::Acquire) {
-            // Leave the files as they are: the next open recovers them.
-            active.finish();
+            // Leave the files as they are: the next open recovers them. A roll
+            // that failed may have left no active segment; report it all the same.
+            if let Some(active) = self.active.take() {
+                active.finish();
+            }
             return Err(shared.failed_error());
         }
+        let Some(mut active) = self.active.take() else { return Ok(()) };
         let io = shared.config.io.as_ref();
         if active.record_count() == 0 {
             shared.segments.write().expect("segments lock").active = None;
