@@ -230,7 +230,10 @@ fn concurrent_appenders_with_group_commit() {
                         if i % 10 == 9 {
                             let v2 = format!("thread {t} record {i}b ");
                             let r = log
-                                .append_batch(&[Record::new(value.as_bytes()).with_key(&key), Record::new(v2.as_bytes()).with_key(&key)])
+                                .append_batch(&[
+                                    Record::new(value.as_bytes()).with_key(&key),
+                                    Record::new(v2.as_bytes()).with_key(&key),
+                                ])
                                 .unwrap();
                             assert_eq!(r.end - r.start, 2);
                             mine.extend(r);

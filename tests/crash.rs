@@ -159,7 +159,11 @@ fn check_after_kill(dir: &Path, durability: Durability, run: &ChildRun, expected
     let log = Log::open(dir, cfg(durability)).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let next = log.next_offset();
     assert!(next >= run.acked_end, "{what}: acknowledged records lost: next offset {next} < {}", run.acked_end);
-    assert!(next <= run.begun_end.max(expected_start), "{what}: {next} records, but only {} were written", run.begun_end);
+    assert!(
+        next <= run.begun_end.max(expected_start),
+        "{what}: {next} records, but only {} were written",
+        run.begun_end
+    );
     let all = read_all(&log).unwrap_or_else(|e| panic!("{what}: read failed: {e}"));
     assert_eq!(all.len() as u64, next, "{what}");
     for (i, r) in all.iter().enumerate() {
@@ -169,7 +173,11 @@ fn check_after_kill(dir: &Path, durability: Durability, run: &ChildRun, expected
         assert_eq!(r.value.as_deref(), Some(&value_for(o, MAX_VALUE)[..]), "{what}: value of {o}");
     }
     // Half of the time the parent closes cleanly, half of the time it "crashes" too.
-    if round % 2 == 0 { log.close().unwrap() } else { log.abandon() }
+    if round % 2 == 0 {
+        log.close().unwrap()
+    } else {
+        log.abandon()
+    }
     next
 }
 

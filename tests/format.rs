@@ -270,7 +270,8 @@ fn every_single_bit_flip_fails() {
     // A larger random record, every bit.
     let mut rng = common::Rng::new(7);
     let value: Vec<u8> = (0..300).map(|_| rng.next_u64() as u8).collect();
-    let headers = [Header { name: "content-type", value: b"application/octet-stream" }, Header { name: "", value: b"" }];
+    let headers =
+        [Header { name: "content-type", value: b"application/octet-stream" }, Header { name: "", value: b"" }];
     let frame = encode_to_vec(123_456, -5, &Record::new(&value).with_key(b"some key").with_headers(&headers)).unwrap();
     for bit in 0..frame.len() * 8 {
         let mut b = frame.clone();

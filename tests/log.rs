@@ -121,7 +121,11 @@ fn check(log: &Log, model: &[OwnedRecord], rng: &mut Rng, what: &str) {
     let mut i = 0;
     while let Some(r) = reader.next_record().unwrap() {
         let m = &model[i];
-        assert_eq!((r.offset(), r.timestamp(), r.key(), r.value()), (m.offset, m.timestamp, m.key.as_deref(), m.value.as_deref()), "{what}");
+        assert_eq!(
+            (r.offset(), r.timestamp(), r.key(), r.value()),
+            (m.offset, m.timestamp, m.key.as_deref(), m.value.as_deref()),
+            "{what}"
+        );
         i += 1;
     }
     assert_eq!(i, model.len(), "{what}");
@@ -315,7 +319,11 @@ fn oversized_record_is_refused_and_nothing_is_written() {
     assert!(matches!(log.append(&Record::new(b"x").with_headers(&bad_headers)), Err(Error::RecordTooLarge { .. })));
     // A batch with one oversized record writes none of it.
     let small = Record::new(b"small");
-    for batch in [vec![small, Record::new(&too_big), small], vec![Record::new(&too_big)], vec![small, small, Record::new(&too_big)]] {
+    for batch in [
+        vec![small, Record::new(&too_big), small],
+        vec![Record::new(&too_big)],
+        vec![small, small, Record::new(&too_big)],
+    ] {
         assert!(matches!(log.append_batch(&batch), Err(Error::RecordTooLarge { .. })));
     }
     assert_eq!(log.next_offset(), 10);
@@ -594,4 +602,108 @@ fn full_disk_at_open_is_an_error_not_a_log() {
     assert_eq!(log.append(&Record::new(&value(0))).unwrap(), 0);
     log.close().unwrap();
     reopen_holds_prefix(&dir, 1);
+}
+
+// ---------------------------------------------------------------------------
+// Rolling by age, and the background flusher
+// ---------------------------------------------------------------------------
+
+#[test]
+fn segments_roll_by_age() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let cfg = || common::small_cfg().segment_max_age(Some(std::time::Duration::from_millis(40)));
+    let log = Log::open(&dir, cfg()).unwrap();
+    for i in 0..3 {
+        log.append(&Record::new(&value(i))).unwrap();
+    }
+    assert_eq!(log.segments().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    assert_eq!(log.append(&Record::new(&value(3))).unwrap(), 3);
+    let segs = log.segments();
+    assert_eq!(segs.len(), 2, "an old segment rolls on the next append");
+    assert_eq!((segs[0].next_offset, segs[1].base_offset), (3, 3));
+    log.close().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    // The last segment is too old to be reused after a reopen.
+    let log = Log::open(&dir, cfg()).unwrap();
+    assert_eq!(log.append(&Record::new(&value(4))).unwrap(), 4);
+    assert_eq!(log.segments().len(), 3);
+    let all = read_all(&log).unwrap();
+    assert_eq!(all.len(), 5);
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.value.as_deref(), Some(&value(i as u64)[..]));
+    }
+    // Without an age limit, a young last segment is reused.
+    log.close().unwrap();
+    let log = Log::open(&dir, common::small_cfg().segment_max_age(None)).unwrap();
+    log.append(&Record::new(&value(5))).unwrap();
+    assert_eq!(log.segments().len(), 3);
+}
+
+#[test]
+fn interval_durability_syncs_in_the_background_and_fails_on_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let io = Arc::new(FaultIo::new());
+    let log = Log::open(&dir, faulty(&io, Durability::Interval(std::time::Duration::from_millis(10)))).unwrap();
+    log.append(&Record::new(&value(0))).unwrap();
+    let before = io.sync_count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while io.sync_count() == before {
+        assert!(std::time::Instant::now() < deadline, "the flusher never synced");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // A failed background fsync fails the log: the next append is refused.
+    io.set_fail_sync(true);
+    log.append(&Record::new(&value(1))).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while log.failure().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the flusher's fsync failure was not recorded");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    io.set_fail_sync(false);
+    assert!(matches!(log.append(&Record::new(&value(2))), Err(Error::Failed { .. })));
+    drop(log);
+    let n = reopen_holds_prefix(&dir, 1);
+    assert!(n <= 2);
+}
+
+/// A failed rename at each step of a roll (the new `.index` and `.timeindex`
+/// files while sealing, then the new segment itself) fails the log; the
+/// failure is reported by every later write and by `close`; reopening finds
+/// every record and removes the leftover temporary files.
+#[test]
+fn failed_rename_during_roll_fails_the_log() {
+    for renames_before_failure in 0..3 {
+        let what = format!("rename {} of the roll fails", renames_before_failure + 1);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        let io = Arc::new(FaultIo::new());
+        let log = Log::open(&dir, faulty(&io, Durability::Never)).unwrap();
+        log.append(&Record::new(&value(0))).unwrap();
+        io.fail_rename_after(renames_before_failure);
+        let mut i = 1;
+        let err = loop {
+            match log.append(&Record::new(&value(i))) {
+                Ok(_) => i += 1,
+                Err(e) => break e,
+            }
+            assert!(i < 1000);
+        };
+        assert!(matches!(err, Error::Io { .. }), "{what}: {err}");
+        io.set_fail_rename(false);
+        assert!(log.failure().is_some(), "{what}");
+        assert!(matches!(log.append(&Record::new(&value(i))), Err(Error::Failed { .. })), "{what}");
+        assert_eq!(read_all(&log).unwrap().len() as u64, i, "{what}: everything appended stays readable");
+        assert!(matches!(log.close(), Err(Error::Failed { .. })), "{what}: close must report the failure");
+        let reopened = Log::open(&dir, common::small_cfg()).unwrap();
+        assert!(!reopened.recovery_report().removed_temp_files.is_empty(), "{what}");
+        drop(reopened);
+        assert!(
+            !std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")),
+            "{what}: no temporary file is left"
+        );
+        assert_eq!(reopen_holds_prefix(&dir, i), i, "{what}");
+    }
 }

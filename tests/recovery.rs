@@ -285,7 +285,11 @@ fn truncated_sealed_last_segment() {
             if let Ok(ro) = &ro {
                 let (got, err) = read_until_error(ro);
                 assert!(err.is_some_and(|e| e.is_corruption()), "{what}: read-only must report the damage");
-                assert!(got.len() < all.len() && all.starts_with(&got), "{what}: read-only returned {} records", got.len());
+                assert!(
+                    got.len() < all.len() && all.starts_with(&got),
+                    "{what}: read-only returned {} records",
+                    got.len()
+                );
             }
             drop(ro);
             assert!(is_corruption(&rw), "{what}: expected Corruption, got {:?}", rw.as_ref().map(|l| l.next_offset()));
@@ -427,7 +431,9 @@ fn misplaced_record_is_detected() {
     let (got, err) = read_until_error(&log);
     assert_eq!(got, all[..1]);
     match err {
-        Some(Error::Corruption { kind: CorruptionKind::UnexpectedOffset { expected: 1, found: 7 }, position, .. }) => {
+        Some(Error::Corruption {
+            kind: CorruptionKind::UnexpectedOffset { expected: 1, found: 7 }, position, ..
+        }) => {
             assert_eq!(position, start1 as u64)
         }
         other => panic!("expected UnexpectedOffset, got {other:?}"),
@@ -517,7 +523,9 @@ fn missing_or_damaged_index_is_rebuilt() {
                 // Rewritten, byte-identical to what the writer had made.
                 assert_eq!(fs::read(rel(&index)).unwrap(), good_index, "{what}: .index rewritten");
                 assert_eq!(fs::read(rel(&timeindex)).unwrap(), good_timeindex, "{what}: .timeindex rewritten");
-                assert!(!fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+                assert!(
+                    !fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+                );
                 let log = Log::open(&dir, common::small_cfg()).unwrap();
                 assert_holds(&log, &all, what);
                 assert_eq!(log.indexes_rebuilt(), 0, "{what}: the rewritten index is accepted");

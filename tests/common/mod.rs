@@ -32,6 +32,10 @@ pub struct FaultIo {
     pub fail_sync_dir: AtomicBool,
     /// `allocate` fails with ENOSPC.
     pub fail_allocate: AtomicBool,
+    /// `rename` fails with EIO.
+    pub fail_rename: AtomicBool,
+    /// When set to `Some(n)`: `n` more renames succeed, then `fail_rename` turns on.
+    pub fail_rename_after: std::sync::Mutex<Option<u64>>,
     /// When set to `Some(n)`: `n` more syncs succeed, then `fail_sync` turns on.
     pub fail_sync_after: std::sync::Mutex<Option<u64>>,
     /// Calls of `sync_data` + `sync_all`.
@@ -64,24 +68,36 @@ impl FaultIo {
         *self.fail_sync_after.lock().unwrap() = Some(n);
     }
 
+    /// Lets `n` more renames succeed, then fails every later one.
+    pub fn fail_rename_after(&self, n: u64) {
+        *self.fail_rename_after.lock().unwrap() = Some(n);
+    }
+
+    pub fn set_fail_rename(&self, on: bool) {
+        self.fail_rename.store(on, Ordering::SeqCst);
+    }
+
     pub fn sync_count(&self) -> u64 {
         self.syncs.load(Ordering::SeqCst)
     }
 
     fn sync_result(&self) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut after = self.fail_sync_after.lock().unwrap();
-            match *after {
-                Some(0) => {
-                    *after = None;
-                    self.fail_sync.store(true, Ordering::SeqCst);
-                }
-                Some(n) => *after = Some(n - 1),
-                None => {}
-            }
-        }
+        countdown(&self.fail_sync_after, &self.fail_sync);
         if self.fail_sync.load(Ordering::SeqCst) { Err(io::Error::from_raw_os_error(EIO)) } else { Ok(()) }
+    }
+}
+
+/// Counts a call down; when the count is used up, turns `switch` on.
+fn countdown(after: &std::sync::Mutex<Option<u64>>, switch: &AtomicBool) {
+    let mut after = after.lock().unwrap();
+    match *after {
+        Some(0) => {
+            *after = None;
+            switch.store(true, Ordering::SeqCst);
+        }
+        Some(n) => *after = Some(n - 1),
+        None => {}
     }
 }
 
@@ -117,6 +133,10 @@ impl Io for FaultIo {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        countdown(&self.fail_rename_after, &self.fail_rename);
+        if self.fail_rename.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
         self.inner.rename(from, to)
     }
 
@@ -199,7 +219,9 @@ pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| annal::segment::parse_log_file_name(n).is_some()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| annal::segment::parse_log_file_name(n).is_some())
+        })
         .collect();
     v.sort();
     v
