@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::header::{decode_checkpoint, encode_checkpoint};
-use super::{DATA_START, FOOTER_LEN, SealedMeta, Segment, SegmentFooter, SegmentHeader, last_nonzero, scan};
+use super::{DATA_START, FOOTER_LEN, SealedMeta, Segment, SegmentFooter, SegmentHeader, scan};
 use crate::config::{LogConfig, RecoveryMode};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
@@ -230,13 +230,20 @@ impl ActiveSegment {
         if s.end < checkpoint {
             return Err(corruption(s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData)));
         }
-        if let Some(last) = last_nonzero(writer.unpublished(s.end)) {
+        // A footer right after the records is a seal (or the reopening of a
+        // sealed segment) that a crash interrupted, not a torn write.
+        let footer_end = super::interrupted_seal(&file, &s, base).ctx("read segment", &path)?;
+        let tail = super::last_nonzero_in_file(&file, footer_end as u64, len as u64).ctx("read segment", &path)?;
+        if let Some(last) = tail {
             let kind = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
             if config.recovery_mode == RecoveryMode::AbsoluteConsistency {
                 return Err(corruption(kind));
             }
-            truncated_bytes = last as u64 + 1;
-            writer.unpublished_mut(s.end, last + 1).fill(0);
+            truncated_bytes = last + 1 - footer_end as u64;
+        }
+        let dirty_end = tail.map_or(footer_end, |last| last as usize + 1);
+        if dirty_end > s.end {
+            writer.unpublished_mut(s.end, dirty_end - s.end).fill(0);
             io.sync_data(&file).ctx("fsync segment", &path)?;
         }
         writer.publish(s.end);

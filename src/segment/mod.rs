@@ -301,27 +301,190 @@ pub(crate) fn open_unsealed_read_only(
 ) -> Result<(Arc<Segment>, u64)> {
     let path = log_path(dir, base);
     let file = File::open(&path).ctx("open segment", &path)?;
-    let len = len as usize;
     let mut hbuf = [0u8; DATA_START];
     file.read_exact_at(&mut hbuf, 0).ctx("read segment header", &path)?;
     let checkpoint = header::decode_checkpoint(&hbuf).map_or(DATA_START, |c| c as usize);
-    let whole = MapArea::read_only(&file, len, DATA_START, len).ctx("map segment", &path)?;
-    let data = whole.published_data();
-    let s = scan(&data[..scan_end(len as u64, config.segment_bytes) - DATA_START], base, config.index_interval_bytes);
-    let rest_nonzero = last_nonzero(&data[s.end - DATA_START..]);
+    // Positioned reads, not the map: a writer in another process may seal and
+    // shorten this file at any moment, and touching a mapped page past the
+    // new end of the file would kill this process with SIGBUS.
+    let end = scan_end(len, config.segment_bytes);
+    let s = scan_file(&file, end, base, config.index_interval_bytes).ctx("read segment", &path)?;
+    let footer_end = interrupted_seal(&file, &s, base).ctx("read segment", &path)?;
+    let rest_nonzero = last_nonzero_in_file(&file, footer_end as u64, len).ctx("read segment", &path)?;
     let bad = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
     let mut would_cut = 0;
     let tail_error = if s.end < checkpoint {
         Some((s.end as u64, s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData)))
     } else if let Some(last) = rest_nonzero {
-        would_cut = last as u64 + 1;
+        would_cut = last + 1 - s.end as u64;
         (config.recovery_mode == RecoveryMode::AbsoluteConsistency).then_some((s.end as u64, bad))
     } else {
         None
     };
-    let area = MapArea::read_only(&file, len, DATA_START, s.end).ctx("map segment", &path)?;
+    // Readers touch only [DATA_START, s.end): validated records, which no
+    // writer ever removes from the file.
+    let area = MapArea::read_only(&file, len as usize, DATA_START, s.end).ctx("map segment", &path)?;
     let seg = Segment { base_offset: base, path, area, index: RwLock::new(s.index), tail_error };
     Ok((Arc::new(seg), would_cut))
+}
+
+/// [`scan`] over a file with positioned reads in bounded chunks, up to file
+/// position `end`. A frame longer than the read window is read whole only
+/// after its CRC, computed in chunks, has vouched for its length.
+pub(crate) fn scan_file(file: &File, end: usize, base_offset: u64, interval: u32) -> std::io::Result<Scan> {
+    const WINDOW: usize = 4 << 20;
+    let mut s = Scan {
+        end: DATA_START,
+        next_offset: base_offset,
+        count: 0,
+        max_timestamp: i64::MIN,
+        index: SegmentIndex::new(interval),
+        bad: None,
+    };
+    let mut window = vec![0u8; WINDOW.min(end.saturating_sub(DATA_START)).max(record::RECORD_HEADER_LEN)];
+    let mut window_start = DATA_START;
+    let mut window_len = 0;
+    let mut big = Vec::new();
+    let mut pos = DATA_START;
+    while pos < end {
+        // Make sure the window holds at least the frame header at `pos`.
+        if pos + record::RECORD_HEADER_LEN > window_start + window_len {
+            window_start = pos;
+            let want = window.len().min(end - pos);
+            window_len = read_up_to(file, &mut window[..want], pos as u64)?;
+        }
+        let frame_len = record::peek_len(&window[pos - window_start..window_len]).map_or(0, |l| l as usize);
+        if frame_len > window_start + window_len - pos && frame_len <= window.len() && window_start != pos {
+            // The frame straddles the window's end: slide the window to it.
+            window_start = pos;
+            let want = window.len().min(end - pos);
+            window_len = read_up_to(file, &mut window[..want], pos as u64)?;
+            continue;
+        }
+        let in_window = &window[pos - window_start..window_len];
+        let decoded = if frame_len >= record::RECORD_HEADER_LEN && frame_len <= in_window.len() {
+            record::decode(in_window)
+        } else if frame_len >= record::RECORD_HEADER_LEN && pos + frame_len <= end {
+            match frame_crc_ok(file, pos as u64, frame_len)? {
+                true => {
+                    big.resize(frame_len, 0);
+                    let got = read_up_to(file, &mut big, pos as u64)?;
+                    record::decode(&big[..got])
+                }
+                false => record::decode(in_window),
+            }
+        } else {
+            record::decode(in_window)
+        };
+        match decoded {
+            Ok(r) if r.offset() == s.next_offset => {
+                s.index.observe(s.count as u32, pos, s.max_timestamp);
+                s.max_timestamp = s.max_timestamp.max(r.timestamp());
+                s.count += 1;
+                s.next_offset += 1;
+                pos += r.frame_len() as usize;
+            }
+            Ok(r) => {
+                s.bad = Some(CorruptionKind::UnexpectedOffset { expected: s.next_offset, found: r.offset() });
+                break;
+            }
+            Err(kind) => {
+                s.bad = Some(kind);
+                break;
+            }
+        }
+    }
+    s.end = pos;
+    Ok(s)
+}
+
+/// Whether the frame of `len` bytes at `pos` has a matching CRC, reading it in chunks.
+fn frame_crc_ok(file: &File, pos: u64, len: usize) -> std::io::Result<bool> {
+    let mut head = [0u8; 8];
+    if read_up_to(file, &mut head, pos)? < 8 {
+        return Ok(false);
+    }
+    let stored = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+    let mut h = crc32fast::Hasher::new();
+    h.update(&head[0..4]);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 8;
+    while at < len {
+        let n = (len - at).min(buf.len());
+        let got = read_up_to(file, &mut buf[..n], pos + at as u64)?;
+        if got < n {
+            return Ok(false);
+        }
+        h.update(&buf[..n]);
+        at += n;
+    }
+    Ok(h.finalize() == stored)
+}
+
+/// Reads as much of `buf` as the file holds at `pos` (short at end of file).
+fn read_up_to(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], pos + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// If a valid footer for exactly the scanned records sits right after them,
+/// a seal (or the reopening of a sealed segment) was interrupted by a crash:
+/// the footer is not a torn record. Returns the position after it, or
+/// `s.end` if there is none.
+pub(crate) fn interrupted_seal(file: &File, s: &Scan, base: u64) -> std::io::Result<usize> {
+    let mut buf = [0u8; FOOTER_LEN];
+    if read_up_to(file, &mut buf, s.end as u64)? == FOOTER_LEN
+        && let Ok(f) = SegmentFooter::decode(&buf, s.end as u64 + FOOTER_LEN as u64)
+        && f.base_offset == base
+        && f.next_offset == s.next_offset
+        && f.data_end == s.end as u64
+    {
+        return Ok(s.end + FOOTER_LEN);
+    }
+    Ok(s.end)
+}
+
+/// Position of the last non-zero byte of the file in `[from, to)`. Reads only
+/// what the file system reports as data (`SEEK_DATA`), so the untouched
+/// preallocated tail of a segment costs nothing.
+pub(crate) fn last_nonzero_in_file(file: &File, from: u64, to: u64) -> std::io::Result<Option<u64>> {
+    use rustix::fs::{SeekFrom, seek};
+    let mut buf = vec![0u8; 1 << 20];
+    let mut last = None;
+    let mut pos = from;
+    while pos < to {
+        let data = match seek(file, SeekFrom::Data(pos)) {
+            Ok(p) => p,
+            Err(e) if e == rustix::io::Errno::NXIO => break,
+            Err(e) => return Err(e.into()),
+        };
+        if data >= to {
+            break;
+        }
+        let hole = seek(file, SeekFrom::Hole(data)).map_err(std::io::Error::from)?.min(to);
+        let mut p = data;
+        while p < hole {
+            let n = ((hole - p) as usize).min(buf.len());
+            let got = read_up_to(file, &mut buf[..n], p)?;
+            if let Some(i) = last_nonzero(&buf[..got]) {
+                last = Some(p + i as u64);
+            }
+            if got < n {
+                return Ok(last);
+            }
+            p += got as u64;
+        }
+        pos = hole;
+    }
+    Ok(last)
 }
 
 /// Space a sealed segment must have left (a minimal record plus the footer)
