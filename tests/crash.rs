@@ -173,7 +173,7 @@ fn check_after_kill(dir: &Path, durability: Durability, run: &ChildRun, expected
         assert_eq!(r.value.as_deref(), Some(&value_for(o, MAX_VALUE)[..]), "{what}: value of {o}");
     }
     // Half of the time the parent closes cleanly, half of the time it "crashes" too.
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         log.close().unwrap()
     } else {
         log.abandon()

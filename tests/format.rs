@@ -292,7 +292,8 @@ fn well_checksummed_but_malformed_frames_are_rejected() {
         f
     }
     assert!(decode(&reseal(GOLDEN_FULL.to_vec())).is_ok(), "reseal must reproduce a valid frame");
-    let cases: [(&str, fn(&mut Vec<u8>)); 6] = [
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage); 6] = [
         ("magic", |f| f[24] = 0xA2),
         ("unknown flag", |f| f[25] |= 0x04),
         ("key bytes without key flag", |f| f[25] = 0),

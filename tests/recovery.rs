@@ -26,11 +26,12 @@ use common::{assert_same_files, segment_files, snapshot};
 /// The record the tests store at `offset`: key, value and headers derived
 /// from the offset, and a fixed timestamp.
 fn expected(offset: u64, max_len: usize) -> OwnedRecord {
-    let headers = if offset % 3 == 0 { vec![("n".to_owned(), offset.to_string().into_bytes())] } else { vec![] };
+    let headers =
+        if offset.is_multiple_of(3) { vec![("n".to_owned(), offset.to_string().into_bytes())] } else { vec![] };
     OwnedRecord {
         offset,
         timestamp: 1_000_000 + offset as i64 * 10,
-        key: (offset % 5 != 0).then(|| common::key_for(offset)),
+        key: (!offset.is_multiple_of(5)).then(|| common::key_for(offset)),
         value: Some(common::value_for(offset, max_len)),
         headers,
     }
@@ -201,7 +202,7 @@ fn truncate_unsealed_everywhere(durability: Durability) {
                 assert_eq!(report.records_scanned, k as u64, "{what}");
                 assert_eq!(report.truncated_bytes, torn, "{what}: reported cut");
                 // The log continues right after the survivors, over the cut bytes.
-                if cut % 7 == 0 {
+                if cut.is_multiple_of(7) {
                     let next = expected(base + k as u64, 120);
                     assert_eq!(with_record(&next, |r| log.append(r)).unwrap(), next.offset, "{what}");
                     log.abandon();
