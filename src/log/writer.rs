@@ -86,8 +86,12 @@ impl WriterState {
         active.publish();
         shared.set_next_offset(active.next_offset());
         let next = active.next_offset();
+        let io = shared.config.io.as_ref();
+        // Index files first, then the next segment's space: either can fail on
+        // a full disk, and neither changes the log. Only sealing is fatal.
+        let crcs = active.write_index_files(&shared.dir, io)?;
         let prepared = PreparedSegment::create(&shared.dir, next, now, &shared.config)?;
-        let meta = active.seal(&shared.dir, shared.config.io.as_ref()).inspect_err(|e| shared.fail(e))?;
+        let meta = active.seal(&shared.dir, io, crcs).inspect_err(|e| shared.fail(e))?;
         let old = self.active.take().expect("an active segment");
         let installed = prepared.install(&shared.dir, &shared.config).inspect_err(|e| shared.fail(e));
         {
@@ -122,7 +126,8 @@ impl WriterState {
             shared.segments.write().expect("segments lock").active = None;
             return active.discard_empty(&shared.dir, io);
         }
-        let meta = active.seal(&shared.dir, io).inspect_err(|e| shared.fail(e))?;
+        let crcs = active.write_index_files(&shared.dir, io)?;
+        let meta = active.seal(&shared.dir, io, crcs).inspect_err(|e| shared.fail(e))?;
         {
             let mut set = shared.segments.write().expect("segments lock");
             set.sealed.push(meta);

@@ -44,6 +44,14 @@ pub(crate) struct PreparedSegment {
     header: SegmentHeader,
 }
 
+/// CRCs of the index files written for a segment holding `records` records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IndexCrcs {
+    records: u64,
+    index: u32,
+    timeindex: u32,
+}
+
 /// What recovering an unsealed segment found.
 #[derive(Debug)]
 pub(crate) struct Recovered {
@@ -321,24 +329,37 @@ impl ActiveSegment {
 
     /// Seals the segment: index files, footer, fsync, trim to size, fsync,
     /// directory fsync. Afterwards the file is immutable.
-    pub(crate) fn seal(&mut self, dir: &Path, io: &dyn Io) -> Result<SealedMeta> {
+    /// First step of sealing: writes the segment's index files (atomically)
+    /// and returns their CRCs for the footer. Changes nothing the log depends
+    /// on, so a failure here (a full disk) is not fatal: the segment stays
+    /// active and the caller may try again later.
+    pub(crate) fn write_index_files(&mut self, dir: &Path, io: &dyn Io) -> Result<IndexCrcs> {
         self.publish();
         let base = self.base_offset();
-        let path = self.seg.path.clone();
         let (ob, tb) = {
             let index = self.seg.index.read().expect("index lock");
             (index.encode_offsets(base), index.encode_times(base))
         };
         super::write_file_atomic(io, &super::index_path(dir, base), &ob)?;
         super::write_file_atomic(io, &super::timeindex_path(dir, base), &tb)?;
+        Ok(IndexCrcs { records: self.record_count, index: stored_crc(&ob), timeindex: stored_crc(&tb) })
+    }
+
+    /// Seals the segment after [`ActiveSegment::write_index_files`]: footer,
+    /// fsync, trim to size, fsync, directory fsync. A failure here is fatal
+    /// for the log. Afterwards the file is immutable.
+    pub(crate) fn seal(&mut self, dir: &Path, io: &dyn Io, crcs: IndexCrcs) -> Result<SealedMeta> {
+        assert_eq!(crcs.records, self.record_count, "index files written for another state of the segment");
+        let base = self.base_offset();
+        let path = self.seg.path.clone();
         let footer = SegmentFooter {
             base_offset: base,
             data_end: self.pos as u64,
             record_count: self.record_count,
             next_offset: self.next_offset,
             max_timestamp: self.max_timestamp,
-            index_crc: stored_crc(&ob),
-            timeindex_crc: stored_crc(&tb),
+            index_crc: crcs.index,
+            timeindex_crc: crcs.timeindex,
         };
         self.writer.unpublished_mut(self.pos, FOOTER_LEN).copy_from_slice(&footer.encode());
         self.file.sync(io, false).ctx("fsync segment", &path)?;

@@ -250,7 +250,9 @@ pub(crate) fn open_sealed(
     let file = File::open(&path).ctx("open segment", &path)?;
     let len = file.metadata().ctx("stat segment", &path)?.len();
     let data_end = meta.footer.data_end as usize;
-    if len != meta.footer.data_end + FOOTER_LEN as u64 {
+    // A longer file is a sealed segment that a writer (another process) has
+    // since reopened for appending: its records up to `data_end` are unchanged.
+    if len < meta.footer.data_end + FOOTER_LEN as u64 {
         return Err(Error::Corruption {
             path,
             offset: base,
@@ -258,7 +260,7 @@ pub(crate) fn open_sealed(
             kind: CorruptionKind::BadFooter(format!("sealed segment changed size to {len} bytes")),
         });
     }
-    let area = MapArea::read_only(&file, len as usize, DATA_START, data_end).ctx("map segment", &path)?;
+    let area = MapArea::read_only(&file, data_end + FOOTER_LEN, DATA_START, data_end).ctx("map segment", &path)?;
     let data = area.published_data();
     let (index, rebuilt) = match load_index(dir, meta, data, interval) {
         Some(index) => (index, false),
