@@ -32,10 +32,16 @@ pub struct FaultIo {
     pub fail_sync_dir: AtomicBool,
     /// `allocate` fails with ENOSPC.
     pub fail_allocate: AtomicBool,
+    /// When set to `Some(n)`: `n` more directory syncs succeed, then `fail_sync_dir` turns on.
+    pub fail_sync_dir_after: std::sync::Mutex<Option<u64>>,
     /// `rename` fails with EIO.
     pub fail_rename: AtomicBool,
     /// When set to `Some(n)`: `n` more renames succeed, then `fail_rename` turns on.
     pub fail_rename_after: std::sync::Mutex<Option<u64>>,
+    /// When set, only files whose path ends with this suffix are subject to
+    /// the sync and rename faults and countdowns (the target path for a
+    /// rename); every other call goes through untouched.
+    pub only_suffix: std::sync::Mutex<Option<String>>,
     /// When set to `Some(n)`: `n` more syncs succeed, then `fail_sync` turns on.
     pub fail_sync_after: std::sync::Mutex<Option<u64>>,
     /// Calls of `sync_data` + `sync_all`.
@@ -68,6 +74,11 @@ impl FaultIo {
         *self.fail_sync_after.lock().unwrap() = Some(n);
     }
 
+    /// Lets `n` more directory syncs succeed, then fails every later one.
+    pub fn fail_sync_dir_after(&self, n: u64) {
+        *self.fail_sync_dir_after.lock().unwrap() = Some(n);
+    }
+
     /// Lets `n` more renames succeed, then fails every later one.
     pub fn fail_rename_after(&self, n: u64) {
         *self.fail_rename_after.lock().unwrap() = Some(n);
@@ -81,11 +92,33 @@ impl FaultIo {
         self.syncs.load(Ordering::SeqCst)
     }
 
-    fn sync_result(&self) -> io::Result<()> {
+    /// Restricts the sync and rename faults to files whose path ends with `suffix`
+    /// (for example `".log"`: segment data files, not `.log.tmp` or index files).
+    pub fn only_files_ending_with(&self, suffix: &str) {
+        *self.only_suffix.lock().unwrap() = Some(suffix.to_owned());
+    }
+
+    fn applies_to(&self, path: Option<&Path>) -> bool {
+        match &*self.only_suffix.lock().unwrap() {
+            None => true,
+            Some(suffix) => path.is_some_and(|p| p.to_string_lossy().ends_with(suffix.as_str())),
+        }
+    }
+
+    fn sync_result(&self, file: &File) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
+        if !self.applies_to(path_of(file).as_deref()) {
+            return Ok(());
+        }
         countdown(&self.fail_sync_after, &self.fail_sync);
         if self.fail_sync.load(Ordering::SeqCst) { Err(io::Error::from_raw_os_error(EIO)) } else { Ok(()) }
     }
+}
+
+/// The path an open file has now (Linux: through /proc/self/fd).
+fn path_of(file: &File) -> Option<std::path::PathBuf> {
+    use std::os::fd::AsRawFd;
+    fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
 /// Counts a call down; when the count is used up, turns `switch` on.
@@ -111,17 +144,18 @@ impl Io for FaultIo {
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {
-        self.sync_result()?;
+        self.sync_result(file)?;
         self.inner.sync_data(file)
     }
 
     fn sync_all(&self, file: &File) -> io::Result<()> {
-        self.sync_result()?;
+        self.sync_result(file)?;
         self.inner.sync_all(file)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.dir_syncs.fetch_add(1, Ordering::SeqCst);
+        countdown(&self.fail_sync_dir_after, &self.fail_sync_dir);
         if self.fail_sync_dir.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(EIO));
         }
@@ -133,6 +167,9 @@ impl Io for FaultIo {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if !self.applies_to(Some(to)) {
+            return self.inner.rename(from, to);
+        }
         countdown(&self.fail_rename_after, &self.fail_rename);
         if self.fail_rename.load(Ordering::SeqCst) {
             return Err(io::Error::from_raw_os_error(EIO));
