@@ -15,6 +15,13 @@ use std::path::Path;
 ///
 /// The default is [`OsIo`]. Implementations must be thread-safe.
 pub trait Io: Send + Sync + Debug {
+    /// Creates (or truncates to empty) a file and opens it for reading and
+    /// writing. annal creates files only under temporary names and renames
+    /// them into place.
+    fn create(&self, path: &Path) -> io::Result<File>;
+    /// Writes all of `buf` at position `pos` (segment headers and index files;
+    /// records are written through the memory map).
+    fn write_all_at(&self, file: &File, buf: &[u8], pos: u64) -> io::Result<()>;
     /// Reserves disk blocks so that `file` is at least `len` bytes long and
     /// writes to it through a memory map cannot fail for lack of space.
     fn allocate(&self, file: &File, len: u64) -> io::Result<()>;
@@ -37,6 +44,15 @@ pub trait Io: Send + Sync + Debug {
 pub struct OsIo;
 
 impl Io for OsIo {
+    fn create(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)
+    }
+
+    fn write_all_at(&self, file: &File, buf: &[u8], pos: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(buf, pos)
+    }
+
     fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
         match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
             Ok(()) => Ok(()),

@@ -203,6 +203,19 @@ impl Log {
         Ok(range)
     }
 
+    /// Seals the active segment now and starts a new one (if the active
+    /// segment holds any record). Sealed segments are immutable: this is the
+    /// way to make everything appended so far eligible for archival or
+    /// retention. Like every roll, it makes the sealed records durable.
+    pub fn roll(&self) -> Result<()> {
+        if self.shared.read_only {
+            return Err(Error::ReadOnly { path: self.shared.dir.clone() });
+        }
+        let mut w = self.shared.writer.lock().expect("writer lock");
+        self.shared.check_writable(&w)?;
+        w.roll_now(&self.shared, now_ms())
+    }
+
     /// Makes every record appended so far durable, whatever the durability policy.
     pub fn sync(&self) -> Result<()> {
         if self.shared.read_only {

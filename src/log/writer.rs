@@ -75,6 +75,14 @@ impl WriterState {
         Ok(())
     }
 
+    /// [`WriterState::roll`] on request: only if the active segment holds records.
+    pub(crate) fn roll_now(&mut self, shared: &Shared, now: i64) -> Result<()> {
+        match &self.active {
+            Some(a) if a.record_count() > 0 => self.roll(shared, now),
+            _ => Ok(()),
+        }
+    }
+
     /// Seals the active segment and starts the next one. The next file is
     /// prepared first, so that a full disk fails the append without changing
     /// the log; a failure after that (fsync, rename) fails the log.

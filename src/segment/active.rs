@@ -1,7 +1,6 @@
 //! The active segment: the one segment the writer appends to.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -67,15 +66,14 @@ impl PreparedSegment {
         tmp.push(".tmp");
         let tmp_path = PathBuf::from(tmp);
         let io = config.io.as_ref();
-        let file = open_rw(&tmp_path, true).ctx("create segment", &tmp_path)?;
-        file.set_len(0).ctx("truncate segment", &tmp_path)?;
+        let file = io.create(&tmp_path).ctx("create segment", &tmp_path)?;
         let prepared = (|| {
             io.allocate(&file, config.segment_bytes).ctx("preallocate segment", &tmp_path)?;
             let header = SegmentHeader { base_offset: base, created_ms };
             let mut buf = [0u8; DATA_START];
             header.encode(&mut buf);
             encode_checkpoint(&mut buf, DATA_START as u64);
-            file.write_all_at(&buf, 0).ctx("write segment header", &tmp_path)?;
+            io.write_all_at(&file, &buf, 0).ctx("write segment header", &tmp_path)?;
             io.sync_all(&file).ctx("fsync segment", &tmp_path)?;
             Ok(header)
         })();

@@ -206,9 +206,8 @@ pub(crate) fn write_file_atomic(io: &dyn Io, path: &Path, bytes: &[u8]) -> Resul
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let file = crate::io::open_rw(&tmp, true).ctx("create", &tmp)?;
-    file.set_len(0).ctx("truncate", &tmp)?;
-    file.write_all_at(bytes, 0).ctx("write", &tmp)?;
+    let file = io.create(&tmp).ctx("create", &tmp)?;
+    io.write_all_at(&file, bytes, 0).ctx("write", &tmp)?;
     io.sync_data(&file).ctx("fsync", &tmp)?;
     io.rename(&tmp, path).ctx("rename", path)?;
     Ok(())

@@ -135,6 +135,14 @@ fn countdown(after: &std::sync::Mutex<Option<u64>>, switch: &AtomicBool) {
 }
 
 impl Io for FaultIo {
+    fn create(&self, path: &Path) -> io::Result<File> {
+        self.inner.create(path)
+    }
+
+    fn write_all_at(&self, file: &File, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(file, buf, pos)
+    }
+
     fn allocate(&self, file: &File, len: u64) -> io::Result<()> {
         self.allocations.fetch_add(1, Ordering::SeqCst);
         if self.fail_allocate.load(Ordering::SeqCst) {
