@@ -254,7 +254,8 @@ fn scan_records(
     limit: u64,
     mut each: impl FnMut(u64, &RecordRef<'_>, i64) -> Result<()>,
 ) -> Result<ScanEnd> {
-    let mut s = ScanEnd { end: DATA_START as u64, next_offset: base, count: 0, max_timestamp: i64::MIN, bad: None };
+    // The log's own acceptance rule; no index is built here.
+    let mut s = crate::segment::Scan::new(base, u32::MAX);
     let mut pos = DATA_START as u64;
     while pos < limit {
         let head = reader.window(pos, 4, limit)?;
@@ -263,26 +264,18 @@ fn scan_records(
             _ => 4,
         };
         let window = reader.window(pos, need, limit)?;
-        match record::decode(window) {
-            Ok(r) if r.offset() == s.next_offset => {
-                each(pos, &r, s.max_timestamp)?;
-                s.max_timestamp = s.max_timestamp.max(r.timestamp());
-                s.count += 1;
-                s.next_offset += 1;
-                pos += u64::from(r.frame_len());
-            }
-            Ok(r) => {
-                s.bad = Some(CorruptionKind::UnexpectedOffset { expected: s.next_offset, found: r.offset() });
-                break;
-            }
-            Err(kind) => {
-                s.bad = Some(kind);
-                break;
-            }
+        let decoded = record::decode(window);
+        if let Ok(r) = &decoded
+            && r.offset() == s.next_offset
+        {
+            each(pos, r, s.max_timestamp)?;
+        }
+        match s.accept(pos as usize, decoded) {
+            Some(len) => pos += len as u64,
+            None => break,
         }
     }
-    s.end = pos;
-    Ok(s)
+    Ok(ScanEnd { end: pos, next_offset: s.next_offset, count: s.count, max_timestamp: s.max_timestamp, bad: s.bad })
 }
 
 /// The header, checkpoint and footer of one segment file, as found on disk.

@@ -105,36 +105,56 @@ pub(crate) struct Scan {
 /// Scans the records in `data` (file bytes from `DATA_START` on), validating
 /// each one and its offset, and rebuilds the index on the way.
 pub(crate) fn scan(data: &[u8], base_offset: u64, interval: u32) -> Scan {
-    let mut s = Scan {
-        end: DATA_START,
-        next_offset: base_offset,
-        count: 0,
-        max_timestamp: i64::MIN,
-        index: SegmentIndex::new(interval),
-        bad: None,
-    };
+    let mut s = Scan::new(base_offset, interval);
     let mut at = 0;
     while at < data.len() {
-        match record::decode(&data[at..]) {
-            Ok(r) if r.offset() == s.next_offset => {
-                s.index.observe(s.count as u32, DATA_START + at, s.max_timestamp);
-                s.max_timestamp = s.max_timestamp.max(r.timestamp());
-                s.count += 1;
-                s.next_offset += 1;
-                at += r.frame_len() as usize;
+        match s.accept(DATA_START + at, record::decode(&data[at..])) {
+            Some(len) => at += len,
+            None => break,
+        }
+    }
+    s
+}
+
+impl Scan {
+    pub(crate) fn new(base_offset: u64, interval: u32) -> Scan {
+        Scan {
+            end: DATA_START,
+            next_offset: base_offset,
+            count: 0,
+            max_timestamp: i64::MIN,
+            index: SegmentIndex::new(interval),
+            bad: None,
+        }
+    }
+
+    /// Takes the decoding of the frame at file position `pos`. A valid record
+    /// with the next offset is counted and indexed, and its length returned;
+    /// anything else records why the scan stops, and returns `None`.
+    pub(crate) fn accept(
+        &mut self,
+        pos: usize,
+        decoded: Result<record::RecordRef<'_>, CorruptionKind>,
+    ) -> Option<usize> {
+        match decoded {
+            Ok(r) if r.offset() == self.next_offset => {
+                self.index.observe(self.count as u32, pos, self.max_timestamp);
+                self.max_timestamp = self.max_timestamp.max(r.timestamp());
+                self.count += 1;
+                self.next_offset += 1;
+                self.end = pos + r.frame_len() as usize;
+                Some(r.frame_len() as usize)
             }
             Ok(r) => {
-                s.bad = Some(CorruptionKind::UnexpectedOffset { expected: s.next_offset, found: r.offset() });
-                break;
+                self.bad = Some(CorruptionKind::UnexpectedOffset { expected: self.next_offset, found: r.offset() });
+                None
             }
             Err(kind) => {
-                s.bad = Some(kind);
-                break;
+                self.bad = Some(kind);
+                None
             }
         }
     }
-    s.end = DATA_START + at;
-    s
 }
 
 /// End (exclusive) of the bytes recovery scans for records in an unsealed
@@ -334,14 +354,7 @@ pub(crate) fn open_unsealed_read_only(
 /// after its CRC, computed in chunks, has vouched for its length.
 pub(crate) fn scan_file(file: &File, end: usize, base_offset: u64, interval: u32) -> std::io::Result<Scan> {
     const WINDOW: usize = 4 << 20;
-    let mut s = Scan {
-        end: DATA_START,
-        next_offset: base_offset,
-        count: 0,
-        max_timestamp: i64::MIN,
-        index: SegmentIndex::new(interval),
-        bad: None,
-    };
+    let mut s = Scan::new(base_offset, interval);
     let mut window = vec![0u8; WINDOW.min(end.saturating_sub(DATA_START)).max(record::RECORD_HEADER_LEN)];
     let mut window_start = DATA_START;
     let mut window_len = 0;
@@ -377,25 +390,11 @@ pub(crate) fn scan_file(file: &File, end: usize, base_offset: u64, interval: u32
         } else {
             record::decode(in_window)
         };
-        match decoded {
-            Ok(r) if r.offset() == s.next_offset => {
-                s.index.observe(s.count as u32, pos, s.max_timestamp);
-                s.max_timestamp = s.max_timestamp.max(r.timestamp());
-                s.count += 1;
-                s.next_offset += 1;
-                pos += r.frame_len() as usize;
-            }
-            Ok(r) => {
-                s.bad = Some(CorruptionKind::UnexpectedOffset { expected: s.next_offset, found: r.offset() });
-                break;
-            }
-            Err(kind) => {
-                s.bad = Some(kind);
-                break;
-            }
+        match s.accept(pos, decoded) {
+            Some(len) => pos += len,
+            None => break,
         }
     }
-    s.end = pos;
     Ok(s)
 }
 
