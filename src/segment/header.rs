@@ -48,7 +48,8 @@ impl SegmentHeader {
         buf[32..36].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Decodes and checks a header: magic first, then version, then checksum.
+    /// Decodes and checks a header: magic first, then version, then checksum,
+    /// then that the flags and reserved bytes are zero.
     pub fn decode(buf: &[u8]) -> Result<SegmentHeader, String> {
         let buf = buf.get(..HEADER_LEN).ok_or("file shorter than a segment header")?;
         if &buf[0..8] != MAGIC {
@@ -64,6 +65,9 @@ impl SegmentHeader {
         }
         if buf[10..16] != [0; 6] {
             return Err("unknown header flags".into());
+        }
+        if buf[36..HEADER_LEN] != [0; HEADER_LEN - 36] {
+            return Err("reserved header bytes are not zero".into());
         }
         Ok(SegmentHeader {
             base_offset: u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")),
@@ -81,9 +85,11 @@ pub fn encode_checkpoint(buf: &mut [u8], synced_end: u64) {
     cp[12..16].fill(0);
 }
 
-/// Decodes the checkpoint; `None` if it is invalid (never written, or damaged).
+/// Decodes the checkpoint; `None` if it is invalid (never written, or
+/// damaged: a bad checksum or non-zero reserved bytes).
 pub fn decode_checkpoint(buf: &[u8]) -> Option<u64> {
     let cp = buf.get(CHECKPOINT_POS..CHECKPOINT_POS + CHECKPOINT_LEN)?;
     let stored = u32::from_le_bytes(cp[8..12].try_into().ok()?);
-    (stored == crc32fast::hash(&cp[0..8])).then(|| u64::from_le_bytes(cp[0..8].try_into().expect("8 bytes")))
+    (stored == crc32fast::hash(&cp[0..8]) && cp[12..16] == [0; 4])
+        .then(|| u64::from_le_bytes(cp[0..8].try_into().expect("8 bytes")))
 }
