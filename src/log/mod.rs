@@ -605,6 +605,10 @@ fn search_time(seg: &Segment, ts: i64) -> Result<Option<u64>> {
         pos += r.frame_len() as usize;
         offset += 1;
     }
+    // The records after a read-only segment's published end are damaged, not absent.
+    if let Some((position, kind)) = &seg.tail_error {
+        return Err(seg.corruption(offset, *position as usize, kind.clone()));
+    }
     Ok(None)
 }
 
