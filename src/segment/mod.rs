@@ -337,7 +337,7 @@ pub(crate) fn open_unsealed_read_only(
     let tail_error = if s.end < checkpoint {
         Some((s.end as u64, s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData)))
     } else if let Some(last) = rest_nonzero {
-        would_cut = last + 1 - s.end as u64;
+        would_cut = last + 1 - footer_end as u64;
         (config.recovery_mode == RecoveryMode::AbsoluteConsistency).then_some((s.end as u64, bad))
     } else {
         None
