@@ -634,6 +634,7 @@ fn verify_segment(
                     seg.path.display()
                 ));
             }
+            let tail_from = interrupted_seal_end(&mut reader, base, &s, seg.len)?;
             if s.end < checkpoint {
                 let kind = s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData);
                 report.problems.push(problem(
@@ -642,9 +643,9 @@ fn verify_segment(
                     s.end,
                     format!("{kind} (before the durable checkpoint at byte {checkpoint})"),
                 ));
-            } else if let Some(last) = reader.last_nonzero(s.end, seg.len)? {
+            } else if let Some(last) = reader.last_nonzero(tail_from, seg.len)? {
                 let kind = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
-                let cut = last + 1 - s.end;
+                let cut = last + 1 - tail_from;
                 let mut message = format!(
                     "{cut} bytes up to the non-zero byte at {last} follow the last valid record, after the durable \
                      checkpoint at byte {checkpoint} (first invalid record: {kind})"
@@ -656,6 +657,21 @@ fn verify_segment(
             }
             Ok(Some(s.next_offset))
         }
+    }
+}
+
+/// Like the log's recovery, a valid footer right after the records of an
+/// unsealed segment is a seal a crash interrupted, not a torn write: returns
+/// the position after it, or `s.end` if there is none.
+fn interrupted_seal_end(reader: &mut Chunked<'_>, base: u64, s: &ScanEnd, len: u64) -> Result<u64> {
+    let end = s.end + FOOTER_LEN as u64;
+    if end > len {
+        return Ok(s.end);
+    }
+    let w = reader.window(s.end, FOOTER_LEN as u64, end)?;
+    match SegmentFooter::decode(w, end) {
+        Ok(f) if f.base_offset == base && f.next_offset == s.next_offset && f.data_end == s.end => Ok(end),
+        _ => Ok(s.end),
     }
 }
 
