@@ -179,7 +179,9 @@ impl Log {
     /// checked against the maximum size before anything is written. Readers
     /// see the batch at once (unless it spans a segment roll). If an error
     /// occurs during a roll, a prefix of the batch may have been appended:
-    /// [`Log::next_offset`] tells how much.
+    /// [`Log::next_offset`] tells how much. Offsets end below `u64::MAX`: a
+    /// batch that would pass it fails with [`Error::OffsetOutOfRange`]
+    /// (`requested: u64::MAX`) before anything is written.
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
         let max = u64::from(self.shared.config.get_max_record_bytes());
         for r in records {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Shared;
 use super::prefault::{Prefaulter, WINDOW};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::segment::{ActiveSegment, PreparedSegment};
 
@@ -27,6 +27,12 @@ impl WriterState {
     /// Writes `records` and publishes them. Sizes were checked by the caller.
     pub(crate) fn append(&mut self, shared: &Shared, records: &[Record<'_>], now: i64) -> Result<Range<u64>> {
         let start = shared.next_offset.load(std::sync::atomic::Ordering::Relaxed);
+        if u64::MAX - start < records.len() as u64 {
+            // Offsets would pass u64::MAX (never a record's offset): only a
+            // log made of crafted files starts that close to the end.
+            let first = shared.start_offset.load(std::sync::atomic::Ordering::Acquire);
+            return Err(Error::OffsetOutOfRange { requested: u64::MAX, start: first, end: start });
+        }
         if self.active.is_none() {
             self.install_new(shared, start, now)?;
         }

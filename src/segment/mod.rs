@@ -25,6 +25,9 @@ use crate::record;
 /// File position of the first record of every segment.
 pub const DATA_START: usize = 128;
 
+/// Why a record at offset `u64::MAX` is refused.
+const LAST_OFFSET: &str = "record at offset u64::MAX, which leaves no next offset";
+
 /// File name of the data file of the segment starting at `base`.
 pub fn log_file_name(base: u64) -> String {
     format!("{base:020}.log")
@@ -75,6 +78,9 @@ impl Segment {
     /// Decodes the record at file position `pos`, which must be below the
     /// published end, and checks it carries `expected` as its offset.
     pub(crate) fn record_at(&self, pos: usize, expected: u64) -> Result<record::RecordRef<'_>> {
+        if expected == u64::MAX {
+            return Err(self.corruption(expected, pos, CorruptionKind::BadLayout(LAST_OFFSET)));
+        }
         let data = self.area.published_data();
         let r = record::decode(&data[pos - DATA_START..]).map_err(|kind| self.corruption(expected, pos, kind))?;
         if r.offset() != expected {
@@ -137,6 +143,12 @@ impl Scan {
         decoded: Result<record::RecordRef<'_>, CorruptionKind>,
     ) -> Option<usize> {
         match decoded {
+            // The last offset, u64::MAX, is never a record's: it would leave
+            // no next offset (only a crafted file can hold one).
+            Ok(r) if r.offset() == u64::MAX => {
+                self.bad = Some(CorruptionKind::BadLayout(LAST_OFFSET));
+                None
+            }
             Ok(r) if r.offset() == self.next_offset => {
                 self.index.observe(self.count as u32, pos, self.max_timestamp);
                 self.max_timestamp = self.max_timestamp.max(r.timestamp());
