@@ -1,0 +1,485 @@
+//! Regression tests for what the fuzz targets in `fuzz/` found, run through
+//! the very harnesses the targets use (`fuzz/harness/*.rs`, included below),
+//! and the generator of the fuzzers' committed seed corpus.
+//!
+//! Regenerate the seeds (`fuzz/seeds/<target>/`) only on purpose:
+//! `cargo test --test fuzz_regressions -- --ignored generate_fuzz_seeds`.
+
+#![allow(dead_code)]
+
+#[path = "../fuzz/harness/api_ops.rs"]
+mod api_ops;
+#[path = "../fuzz/harness/common.rs"]
+mod common;
+#[path = "../fuzz/harness/index_load.rs"]
+mod index_load;
+#[path = "../fuzz/harness/record_decode.rs"]
+mod record_decode;
+#[path = "../fuzz/harness/segment_recovery.rs"]
+mod segment_recovery;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use annal::segment::header::decode_checkpoint;
+use annal::segment::{DATA_START, FOOTER_LEN, SegmentHeader};
+use annal::{Durability, Error, Header, Log, LogConfig, Record};
+
+use segment_recovery::Kind;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------
+// Crashes found by fuzzing
+// ---------------------------------------------------------------------------
+
+/// index_load: a checkpoint whose reserved bytes (76..80) are not zero was
+/// accepted (FORMAT.md: a non-zero reserved byte makes the structure
+/// invalid), so it had two encodings. It now counts as invalid, like one with
+/// a bad CRC.
+#[test]
+fn index_load_checkpoint_with_nonzero_reserved_bytes() {
+    #[rustfmt::skip]
+    let crash: &[u8] = &[
+        0xb1, 0xb1, 0xb1, 0xf1, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x2f, 0x00, 0x00,
+        0x00, 0x68, 0x3f, 0x3f, 0x3f, 0x3f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2f, 0x3f, 0x3f, 0x3f,
+        0xb1, 0x24, 0xb1, 0x4f, 0x4e, 0x0a, 0xff, 0xff, 0xff, 0xff, 0xb1, 0xb1, 0xb1, 0xb1, 0x3f, 0x3f,
+        0x3f, 0x3f, 0x3f, 0x3f, 0xb1, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x3f, 0x3f,
+        0x3f, 0x3f, 0xb1, 0x3f, 0xb1, 0x00, 0x00, 0x00, 0x00, 0xb1, 0x3f, 0xb1, 0xb1, 0xb1, 0xb1, 0x0a,
+        0x00, 0x00, 0x00, 0x00, 0x70, 0x70, 0x70, 0x3b, 0xa3, 0x29, 0xdf, 0x70, 0x70, 0x70, 0x7a, 0x7a,
+        0x7a, 0x7a, 0x20, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00,
+    ];
+    index_load::run(crash);
+    // The checkpoint in it (payload bytes 64..80): valid CRC, reserved bytes "pppz".
+    let payload = &crash[index_load::PREFIX_LEN..];
+    assert_eq!(&payload[76..80], b"pppz");
+    assert_eq!(decode_checkpoint(payload), None);
+    let mut zeroed = payload.to_vec();
+    zeroed[76..80].fill(0);
+    assert_eq!(decode_checkpoint(&zeroed), Some(0x7070_7000_0000_000a));
+}
+
+/// Found with the checkpoint case: the segment header's reserved bytes
+/// (36..64) were not checked either. A header with any of them set is now
+/// refused, and so is a log whose segment has one.
+#[test]
+fn segment_header_with_nonzero_reserved_bytes() {
+    let mut buf = [0u8; 64];
+    SegmentHeader { base_offset: 0, created_ms: 1_700_000_000_000 }.encode(&mut buf);
+    assert!(SegmentHeader::decode(&buf).is_ok());
+    buf[63] = 1;
+    assert_eq!(SegmentHeader::decode(&buf), Err("reserved header bytes are not zero".to_owned()));
+
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, small_config()).unwrap();
+    log.append(&Record::new(b"x")).unwrap();
+    log.close().unwrap();
+    let path = dir.join("00000000000000000000.log");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[40] = 0x5a;
+    fs::write(&path, &bytes).unwrap();
+    let err = Log::open_read_only(&dir, small_config()).unwrap_err();
+    assert!(err.is_corruption() && err.to_string().contains("reserved header bytes"), "{err}");
+    let report = annal::inspect::verify(&dir).unwrap();
+    assert!(!report.is_intact());
+}
+
+/// A segment file holding `records` (offset, value) after a header for `base`.
+fn segment_bytes_with(base: u64, records: &[(u64, &[u8])]) -> Vec<u8> {
+    let mut bytes = vec![0u8; DATA_START];
+    SegmentHeader { base_offset: base, created_ms: TS }.encode(&mut bytes);
+    for &(offset, value) in records {
+        bytes.extend(annal::record::encode_to_vec(offset, TS, &Record::new(value)).unwrap());
+    }
+    bytes
+}
+
+/// An index file (offset or time index) with no entries, and its CRC.
+fn empty_index_file(magic: &[u8; 8], entry_size: u16, base: u64) -> (Vec<u8>, u32) {
+    let mut b = Vec::new();
+    b.extend_from_slice(magic);
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&entry_size.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&base.to_le_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    (b, crc)
+}
+
+/// segment_recovery: a segment with base offset u64::MAX holding a record at
+/// offset u64::MAX overflowed the scan's next offset (a panic with overflow
+/// checks, a wrap to 0 without). u64::MAX is now never a record's offset:
+/// such a record is invalid like any bad record (a torn tail, cut by a
+/// writer), and appending at next offset u64::MAX fails with
+/// `OffsetOutOfRange` instead of overflowing.
+#[test]
+fn segment_recovery_record_at_the_last_offset() {
+    let mut file = segment_bytes_with(u64::MAX, &[(u64::MAX, b"v")]);
+    file.extend_from_slice(&[0; 200]);
+    let input =
+        segment_recovery::encode_input(segment_recovery::FIRST_BASE_FROM_HEADER, &[(Kind::Log, &file)]).unwrap();
+    segment_recovery::run(&input);
+
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("log");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join(annal::segment::log_file_name(u64::MAX)), &file).unwrap();
+    let config = segment_recovery::config(0);
+    let ro = Log::open_read_only(&dir, config.clone()).unwrap();
+    assert_eq!((ro.start_offset(), ro.next_offset()), (u64::MAX, u64::MAX));
+    assert_eq!(ro.recovery_report().truncated_bytes, 37);
+    drop(ro);
+    let strict = config.clone().recovery_mode(annal::RecoveryMode::AbsoluteConsistency);
+    let err = Log::open(&dir, strict).unwrap_err();
+    assert!(err.to_string().contains("u64::MAX"), "{err}");
+    let log = Log::open(&dir, config).unwrap();
+    assert_eq!(log.next_offset(), u64::MAX);
+    match log.append(&Record::new(b"x")) {
+        Err(Error::OffsetOutOfRange { requested: u64::MAX, end: u64::MAX, .. }) => {}
+        other => panic!("append at next offset u64::MAX: {other:?}"),
+    }
+    assert_eq!(log.append_batch(&[]).unwrap(), u64::MAX..u64::MAX);
+    log.close().unwrap();
+}
+
+/// Readers: a sealed segment whose footer (CRC valid, index files matching)
+/// ends at u64::MAX but whose data holds one more record, at offset u64::MAX,
+/// overflowed the reader's next offset. The reader now reports corruption.
+#[test]
+fn reader_stops_before_the_last_offset() {
+    let base = u64::MAX - 1;
+    let file = segment_bytes_with(base, &[(base, b"a"), (u64::MAX, b"b")]);
+    let (index, index_crc) = empty_index_file(b"ANNALIDX", 8, base);
+    let (timeindex, timeindex_crc) = empty_index_file(b"ANNALTIX", 12, base);
+    let footer = annal::segment::SegmentFooter {
+        base_offset: base,
+        data_end: file.len() as u64,
+        record_count: 1,
+        next_offset: u64::MAX,
+        max_timestamp: TS,
+        index_crc,
+        timeindex_crc,
+    };
+    let mut file = file;
+    file.extend_from_slice(&footer.encode());
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("log");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join(annal::segment::log_file_name(base)), &file).unwrap();
+    fs::write(dir.join(format!("{base:020}.index")), &index).unwrap();
+    fs::write(dir.join(format!("{base:020}.timeindex")), &timeindex).unwrap();
+
+    let input = segment_recovery::encode_input(
+        segment_recovery::FIRST_BASE_FROM_HEADER,
+        &[(Kind::Log, &file), (Kind::Index, &index), (Kind::TimeIndex, &timeindex)],
+    )
+    .unwrap();
+    segment_recovery::run(&input);
+
+    let log = Log::open_read_only(&dir, segment_recovery::config(0)).unwrap();
+    let mut reader = log.read_from(base).unwrap();
+    assert_eq!(reader.next_record().unwrap().unwrap().value(), Some(&b"a"[..]));
+    let err = reader.next_record().unwrap_err();
+    assert!(err.is_corruption() && err.to_string().contains("u64::MAX"), "{err}");
+    assert!(log.offset_for_timestamp(i64::MAX).unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------
+// The seeds, run through the harnesses (so that a harness or format change
+// that breaks them shows up in `cargo test`)
+// ---------------------------------------------------------------------------
+
+fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = root().join("fuzz/seeds").join(target);
+    let mut out: Vec<(PathBuf, Vec<u8>)> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no seeds in {}", dir.display());
+    out
+}
+
+#[test]
+fn record_decode_seeds_pass() {
+    for (_, bytes) in seeds("record_decode") {
+        record_decode::run(&bytes);
+    }
+}
+
+#[test]
+fn segment_recovery_seeds_pass() {
+    for (_, bytes) in seeds("segment_recovery") {
+        segment_recovery::run(&bytes);
+    }
+}
+
+#[test]
+fn index_load_seeds_pass() {
+    for (_, bytes) in seeds("index_load") {
+        index_load::run(&bytes);
+    }
+}
+
+#[test]
+fn api_ops_seeds_pass() {
+    for (_, bytes) in seeds("api_ops") {
+        api_ops::run(&bytes);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Seed generator
+// ---------------------------------------------------------------------------
+
+const TS: i64 = 1_700_000_000_000;
+
+fn small_config() -> LogConfig {
+    LogConfig::default().segment_bytes(4096).index_interval_bytes(256).durability(Durability::Never)
+}
+
+/// Appends `n` varied records (keys, headers, tombstones, timestamps going
+/// back now and then) starting with record number `from`.
+fn append_records(log: &Log, from: usize, n: usize) {
+    for i in from..from + n {
+        let key = format!("key-{}", i % 5);
+        let value: Vec<u8> = (0..(i * 37) % 300).map(|j| (i + j) as u8).collect();
+        let header_value = [i as u8];
+        let headers = [Header { name: "n", value: &header_value }];
+        let mut record = if i % 7 == 6 { Record::tombstone(key.as_bytes()) } else { Record::new(&value) };
+        if i % 3 == 0 {
+            record = record.with_key(key.as_bytes());
+        }
+        if i % 4 == 1 {
+            record = record.with_headers(&headers);
+        }
+        let ts = if i % 9 == 8 { TS - 5_000 } else { TS + i as i64 };
+        log.append(&record.with_timestamp(ts)).unwrap();
+    }
+}
+
+/// The files of a log directory, segment data files first (in order), then
+/// index files.
+fn log_files(dir: &Path) -> Vec<(Kind, Vec<u8>)> {
+    let mut names: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort_by_key(|n| (!n.ends_with(".log"), n.clone()));
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let kind = if n.ends_with(".log") {
+                Kind::Log
+            } else if n.ends_with(".timeindex") {
+                Kind::TimeIndex
+            } else if n.ends_with(".index") {
+                Kind::Index
+            } else {
+                return None;
+            };
+            Some((kind, fs::read(dir.join(n)).unwrap()))
+        })
+        .collect()
+}
+
+struct SeedWriter {
+    dir: PathBuf,
+}
+
+impl SeedWriter {
+    fn new(target: &str) -> SeedWriter {
+        let dir = root().join("fuzz/seeds").join(target);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        SeedWriter { dir }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) {
+        assert!(bytes.len() <= 16 << 10, "seed {name} is {} bytes", bytes.len());
+        fs::write(self.dir.join(name), bytes).unwrap();
+    }
+}
+
+fn recovery_seed(w: &SeedWriter, name: &str, flags: u8, files: &[(Kind, Vec<u8>)]) {
+    let files: Vec<(Kind, &[u8])> = files.iter().map(|(k, b)| (*k, &b[..])).collect();
+    let input = segment_recovery::encode_input(flags, &files).expect("no separator in the files");
+    segment_recovery::run(&input);
+    w.write(name, &input);
+}
+
+/// Writes `fuzz/seeds/<target>/` for every target. Run only on purpose:
+/// `cargo test --test fuzz_regressions -- --ignored generate_fuzz_seeds`.
+#[test]
+#[ignore = "writes the committed fuzz seeds"]
+fn generate_fuzz_seeds() {
+    // record_decode: the golden frames of tests/format.rs, and a few more.
+    let w = SeedWriter::new("record_decode");
+    let h = [Header { name: "h", value: b"v" }];
+    let many = [
+        Header { name: "content-type", value: b"text/plain" },
+        Header { name: "", value: b"" },
+        Header { name: "\u{e9}t\u{e9}", value: &[0, 255, 1] },
+    ];
+    let frames: [(&str, u64, i64, Record<'_>); 8] = [
+        ("golden-full", 5, TS, Record::new(b"hello").with_key(b"k").with_headers(&h)),
+        ("golden-no-key", 6, TS, Record::new(b"hello")),
+        ("golden-tombstone", 7, TS, Record::tombstone(b"k")),
+        ("empty-key-empty-value", 0, 0, Record::new(b"").with_key(b"")),
+        ("many-headers", u64::MAX, i64::MIN, Record::new(&[7; 100]).with_key(b"key").with_headers(&many)),
+        ("tombstone-with-headers", 1 << 40, -1, Record::tombstone(b"gone").with_headers(&h)),
+        ("negative-timestamp", 3, i64::MAX, Record::new(b"\x00\x01\x02")),
+        ("binary-value", 9, TS, Record::new(&[0xa1; 300])),
+    ];
+    for (name, offset, ts, record) in frames {
+        let frame = annal::record::encode_to_vec(offset, ts, &record).unwrap();
+        record_decode::run(&frame);
+        w.write(name, &frame);
+    }
+    // Two frames back to back: the decoder takes the first.
+    let mut two = annal::record::encode_to_vec(1, TS, &Record::new(b"a")).unwrap();
+    two.extend(annal::record::encode_to_vec(2, TS, &Record::new(b"b")).unwrap());
+    w.write("two-frames", &two);
+
+    // segment_recovery: real logs, sealed and not, and the v1 fixture.
+    let w = SeedWriter::new("segment_recovery");
+    let tmp = common::tempdir();
+    {
+        let dir = tmp.path().join("sealed");
+        let log = Log::open(&dir, small_config()).unwrap();
+        append_records(&log, 0, 30);
+        log.close().unwrap();
+        let files = log_files(&dir);
+        assert!(files.iter().filter(|(k, _)| *k == Kind::Log).count() >= 2, "several segments");
+        recovery_seed(&w, "sealed-first-segment", 0, &files[..1]);
+        let first_with_index: Vec<(Kind, Vec<u8>)> =
+            files.iter().filter(|(k, b)| *k != Kind::Log && b[16..24] == [0; 8]).cloned().collect();
+        let mut first = files[..1].to_vec();
+        first.extend(first_with_index);
+        recovery_seed(&w, "sealed-first-segment-with-index", segment_recovery::SMALL_SEGMENTS, &first);
+        recovery_seed(&w, "sealed-log", segment_recovery::SMALL_SEGMENTS, &files);
+        recovery_seed(&w, "sealed-log-fix-crcs-strict", segment_recovery::FIX_CRCS | segment_recovery::STRICT, &files);
+        // The header as the PREFIX_HEADER flag supplies it, then the rest.
+        let mut rest = files[0].1[64..].to_vec();
+        rest.truncate(1500);
+        recovery_seed(&w, "prefixed-header-cut", segment_recovery::PREFIX_HEADER, &[(Kind::Log, rest)]);
+    }
+    {
+        // Unsealed: a crash (abandon) leaves the preallocated segment, with
+        // and without a checkpoint from a sync.
+        let dir = tmp.path().join("unsealed");
+        let log = Log::open(&dir, small_config()).unwrap();
+        append_records(&log, 0, 8);
+        log.abandon();
+        let files = log_files(&dir);
+        recovery_seed(&w, "unsealed-after-crash", segment_recovery::SMALL_SEGMENTS, &files);
+        let mut torn = files.clone();
+        torn[0].1.truncate(1000);
+        recovery_seed(&w, "unsealed-torn", segment_recovery::SMALL_SEGMENTS | segment_recovery::SMALL_INTERVAL, &torn);
+
+        let dir = tmp.path().join("synced");
+        let log = Log::open(&dir, small_config()).unwrap();
+        append_records(&log, 0, 30);
+        log.sync().unwrap();
+        append_records(&log, 30, 2);
+        log.abandon();
+        let files = log_files(&dir);
+        recovery_seed(&w, "synced-then-crash", segment_recovery::SMALL_SEGMENTS, &files);
+        let mut with_temp = files.clone();
+        with_temp.push((Kind::Temp, files[0].1[..200].to_vec()));
+        recovery_seed(&w, "leftover-temp-file", segment_recovery::SMALL_SEGMENTS, &with_temp);
+    }
+    let fixture = log_files(&root().join("tests/fixtures/v1-log"));
+    recovery_seed(&w, "v1-fixture", segment_recovery::SMALL_SEGMENTS, &fixture);
+    let fixture_first: Vec<(Kind, Vec<u8>)> = fixture.iter().filter(|(_, b)| b[16..24] == [0; 8]).cloned().collect();
+    recovery_seed(&w, "v1-fixture-first-segment", 0, &fixture_first);
+
+    // index_load: the fixture's index files, and its segments' headers and footers.
+    let w = SeedWriter::new("index_load");
+    let fixture_dir = root().join("tests/fixtures/v1-log");
+    let mut bases: Vec<u64> = fs::read_dir(&fixture_dir)
+        .unwrap()
+        .filter_map(|e| annal::segment::parse_log_file_name(e.unwrap().file_name().to_str().unwrap()))
+        .collect();
+    bases.sort_unstable();
+    for base in bases {
+        let seg = fs::read(fixture_dir.join(format!("{base:020}.log"))).unwrap();
+        let index = fs::read(fixture_dir.join(format!("{base:020}.index"))).unwrap();
+        let timeindex = fs::read(fixture_dir.join(format!("{base:020}.timeindex"))).unwrap();
+        let data_end = (seg.len() - FOOTER_LEN) as u32;
+        let input = index_load::encode_input(0, base, data_end, &index, &timeindex);
+        index_load::run(&input);
+        w.write(&format!("v1-index-{base}"), &input);
+        let mut header_and_footer = seg[..128].to_vec();
+        header_and_footer.extend_from_slice(&seg[seg.len() - FOOTER_LEN..]);
+        let input = index_load::encode_input(index_load::FIX_CRCS, base, data_end, &[], &header_and_footer);
+        index_load::run(&input);
+        w.write(&format!("v1-header-footer-{base}"), &input);
+    }
+
+    // api_ops: short operation sequences.
+    let w = SeedWriter::new("api_ops");
+    use api_ops::op::*;
+    let rec = |a: u8, f: u8, t: u8| [a, f, t];
+    let mut basic = vec![0b0000_0010, APPEND];
+    basic.extend(rec(3, 1, 64));
+    basic.push(APPEND);
+    basic.extend(rec(10, 0b0100_0101, 70));
+    basic.extend([APPEND_BATCH, 3]);
+    basic.extend(rec(1, 3, 60).into_iter().chain(rec(50, 4, 90)).chain(rec(0, 0, 65)));
+    basic.extend([READ_FROM, 0, GET, 1, OFFSET_FOR_TIMESTAMP, 66, SEGMENTS, VERIFY]);
+    w.write("basic", &basic);
+
+    let mut rolls = vec![0b0000_0001];
+    for i in 0..12u8 {
+        rolls.push(APPEND);
+        rolls.extend(rec(40 + i, i, 64 + i));
+        if i % 4 == 3 {
+            rolls.push(ROLL);
+        }
+    }
+    rolls.extend([READ_FROM, 2, READER_STEP, 0, ROLL, READER_STEP, 4, READ_ONLY, SEGMENTS, VERIFY]);
+    w.write("rolls", &rolls);
+
+    let mut reopen = vec![0b0000_1100];
+    reopen.extend([APPEND_BATCH, 5]);
+    for i in 0..5u8 {
+        reopen.extend(rec(200 - i * 30, i * 3, 100 - i * 10));
+    }
+    reopen.extend([SYNC, CLOSE_REOPEN, GET, 4, APPEND]);
+    reopen.extend(rec(5, 0, 1));
+    reopen.extend([ABANDON_REOPEN, READ_FROM, 1, OFFSET_FOR_TIMESTAMP, 0, OFFSET_FOR_TIMESTAMP, 255]);
+    reopen.extend([CLOSE_REOPEN, ROLL, CLOSE_REOPEN, SEGMENTS]);
+    w.write("reopen", &reopen);
+
+    let mut too_large = vec![0b0000_0000, APPEND];
+    too_large.extend(rec(250, 0, 64));
+    too_large.extend([APPEND_BATCH, 2]);
+    too_large.extend(rec(1, 0, 64).into_iter().chain(rec(240, 0, 64)));
+    too_large.extend([GET, 0, READ_FROM, 0, APPEND_BATCH, 0, READ_ONLY]);
+    w.write("too-large-and-empty", &too_large);
+
+    let mut crashes = vec![0b0000_0110];
+    for i in 0..6u8 {
+        crashes.push(APPEND);
+        crashes.extend(rec(100, i, 64));
+        if i % 2 == 0 {
+            crashes.push(ABANDON_REOPEN);
+        } else {
+            crashes.extend([READER_STEP, i]);
+        }
+    }
+    crashes.extend([VERIFY, READ_ONLY]);
+    w.write("crashes", &crashes);
+
+    for (_, bytes) in seeds("api_ops") {
+        api_ops::run(&bytes);
+    }
+}
