@@ -1,6 +1,8 @@
-//! The log against a model: appends (single and batched), reads, lookups by
-//! offset and time, reopen after a clean close and after a crash; size
-//! limits; and failure semantics with a fault-injecting `Io`.
+//! The log against a model: a state machine of appends (single and batched),
+//! reads from random offsets (with readers kept open across later operations),
+//! lookups by time, syncs, rolls, reopen after a clean close and after a
+//! crash, and read-only opens; size limits; and failure semantics with a
+//! fault-injecting `Io`.
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use annal::{Durability, Error, Header, Log, LogConfig, OwnedRecord, Record};
-use common::{FaultIo, Rng, assert_same_files, read_all, snapshot};
+use common::{FaultIo, Rng, assert_same_files, header_refs, make_record, read_all, snapshot};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------
@@ -27,19 +29,12 @@ struct Rec {
 
 impl Rec {
     fn with<T>(&self, f: impl FnOnce(&Record<'_>) -> T) -> T {
-        let headers: Vec<Header<'_>> = self.headers.iter().map(|(n, v)| Header { name: n, value: v }).collect();
-        let mut r = match (&self.value, &self.key) {
-            (Some(v), _) => Record::new(v),
-            (None, Some(k)) => Record::tombstone(k),
-            (None, None) => unreachable!("a tombstone has a key"),
-        };
-        if let Some(k) = &self.key {
-            r = r.with_key(k);
-        }
-        if let Some(t) = self.timestamp {
-            r = r.with_timestamp(t);
-        }
-        f(&r.with_headers(&headers))
+        let headers = header_refs(&self.headers);
+        f(&self.record(&headers))
+    }
+
+    fn record<'a>(&'a self, headers: &'a [Header<'a>]) -> Record<'a> {
+        make_record(self.key.as_deref(), self.value.as_deref(), self.timestamp, headers)
     }
 
     /// The record as the log should return it; a missing timestamp is filled in later.
@@ -69,27 +64,8 @@ fn append_to_model(log: &Log, model: &mut Vec<OwnedRecord>, recs: &[Rec], single
             assert_eq!(r.with(|rec| log.append(rec)).unwrap(), start + i as u64);
         }
     } else {
-        let owned: Vec<_> = recs.iter().collect();
-        let headers: Vec<Vec<Header<'_>>> =
-            owned.iter().map(|r| r.headers.iter().map(|(n, v)| Header { name: n, value: v }).collect()).collect();
-        let batch: Vec<Record<'_>> = owned
-            .iter()
-            .zip(&headers)
-            .map(|(r, h)| {
-                let mut rec = match (&r.value, &r.key) {
-                    (Some(v), _) => Record::new(v),
-                    (None, Some(k)) => Record::tombstone(k),
-                    (None, None) => unreachable!(),
-                };
-                if let Some(k) = &r.key {
-                    rec = rec.with_key(k);
-                }
-                if let Some(t) = r.timestamp {
-                    rec = rec.with_timestamp(t);
-                }
-                rec.with_headers(h)
-            })
-            .collect();
+        let headers: Vec<Vec<Header<'_>>> = recs.iter().map(|r| header_refs(&r.headers)).collect();
+        let batch: Vec<Record<'_>> = recs.iter().zip(&headers).map(|(r, h)| r.record(h)).collect();
         assert_eq!(log.append_batch(&batch).unwrap(), start..start + recs.len() as u64);
     }
     let after = now_ms();
@@ -166,10 +142,29 @@ fn check(log: &Log, model: &[OwnedRecord], rng: &mut Rng, what: &str) {
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// `append` of one record.
     One(Rec),
+    /// `append_batch` (or, at random, the same records one by one).
     Batch(Vec<Rec>),
+    /// Reads up to `count` records with the reader kept from earlier reads
+    /// (it has seen appends and rolls since), or with a new one at offset
+    /// `at % (next_offset + 1)`.
+    Read {
+        at: u64,
+        count: usize,
+        fresh: bool,
+    },
+    /// `offset_for_timestamp`.
+    ReadFromTimestamp(i64),
+    Sync,
+    /// `Log::roll`: seal the active segment, if it holds records.
+    Roll,
+    /// Close, then open.
     Reopen,
+    /// `abandon` (nothing more reaches the files, the page cache survives),
+    /// then open: nothing may be lost.
     Crash,
+    /// A read-only handle next to the writer.
     ReadOnly,
 }
 
@@ -193,10 +188,34 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => rec_strategy().prop_map(Op::One),
         4 => prop::collection::vec(rec_strategy(), 0..10).prop_map(Op::Batch),
+        3 => (any::<u64>(), 0usize..40, prop::bool::weighted(0.3))
+            .prop_map(|(at, count, fresh)| Op::Read { at, count, fresh }),
+        2 => prop_oneof![Just(i64::MIN), Just(i64::MAX), 999_940i64..1_000_060, any::<i64>()]
+            .prop_map(Op::ReadFromTimestamp),
+        1 => Just(Op::Sync),
+        1 => Just(Op::Roll),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
         1 => Just(Op::ReadOnly),
     ]
+}
+
+/// Reads up to `count` records with `reader`, which must return the model's
+/// records in order, and `None` only at the model's end.
+fn read_some(reader: &mut annal::LogReader, model: &[OwnedRecord], count: usize, what: &str) {
+    for _ in 0..count {
+        let at = reader.next_offset();
+        match reader.next_record().unwrap() {
+            Some(r) => {
+                let m = &model[at as usize];
+                assert_eq!(r.to_owned(), *m, "{what}: the reader's record at {at}");
+            }
+            None => {
+                assert_eq!(at, model.len() as u64, "{what}: the reader stopped before the end");
+                break;
+            }
+        }
+    }
 }
 
 fn model_cfg(segment_bytes: u64, interval: u32) -> LogConfig {
@@ -204,35 +223,70 @@ fn model_cfg(segment_bytes: u64, interval: u32) -> LogConfig {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn log_matches_model(
-        ops in prop::collection::vec(op_strategy(), 1..30),
+        ops in prop::collection::vec(op_strategy(), 1..40),
         segment_bytes in prop_oneof![Just(8192u64), Just(16384), Just(65536)],
         interval in prop_oneof![Just(1u32), Just(200), Just(512), Just(8192)],
         seed in any::<u64>(),
     ) {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = common::fast_tempdir();
         let dir = tmp.path().join("log");
         let cfg = || model_cfg(segment_bytes, interval);
         let mut rng = Rng::new(seed);
         let mut model: Vec<OwnedRecord> = Vec::new();
         let mut log = Log::open(&dir, cfg()).unwrap();
+        let mut reader: Option<annal::LogReader> = None;
         for (i, op) in ops.iter().enumerate() {
             let what = format!("op {i} {:?}", std::mem::discriminant(op));
+            let n = model.len() as u64;
             match op {
                 Op::One(r) => append_to_model(&log, &mut model, std::slice::from_ref(r), true),
                 Op::Batch(rs) => {
                     let single = rng.range(0, 4) == 0;
                     append_to_model(&log, &mut model, rs, single)
                 }
+                Op::Read { at, count, fresh } => {
+                    if *fresh || reader.is_none() {
+                        reader = Some(log.read_from(at % (n + 1)).unwrap());
+                    }
+                    read_some(reader.as_mut().unwrap(), &model, *count, &what);
+                    continue;
+                }
+                Op::ReadFromTimestamp(t) => {
+                    let want = model.iter().find(|r| r.timestamp >= *t).map(|r| r.offset);
+                    prop_assert_eq!(log.offset_for_timestamp(*t).unwrap(), want, "{}: offset_for_timestamp({})", what, t);
+                    continue;
+                }
+                Op::Sync => {
+                    log.sync().unwrap();
+                    prop_assert!(log.failure().is_none());
+                }
+                Op::Roll => {
+                    let before = log.segments();
+                    log.roll().unwrap();
+                    let after = log.segments();
+                    let active = *before.last().unwrap();
+                    if active.next_offset > active.base_offset {
+                        prop_assert_eq!(after.len(), before.len() + 1, "{}: a roll adds a segment", what);
+                        let sealed = after[after.len() - 2];
+                        prop_assert!(sealed.sealed && sealed.base_offset == active.base_offset && sealed.next_offset == n);
+                        let new = *after.last().unwrap();
+                        prop_assert!(!new.sealed && new.base_offset == n && new.next_offset == n, "{}: {:?}", what, new);
+                    } else {
+                        prop_assert_eq!(&after, &before, "{}: rolling an empty segment changes nothing", what);
+                    }
+                }
                 Op::Reopen => {
+                    reader = None;
                     log.close().unwrap();
                     log = Log::open(&dir, cfg()).unwrap();
                     prop_assert_eq!(log.recovery_report().scanned_segment, None, "a clean close needs no scan");
                 }
                 Op::Crash => {
+                    reader = None;
                     log.abandon();
                     log = Log::open(&dir, cfg()).unwrap();
                     prop_assert!(log.recovery_report().scanned_segment.is_some());

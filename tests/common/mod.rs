@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use annal::io::{Io, OsIo};
-use annal::{Durability, Log, LogConfig, OwnedRecord};
+use annal::{Durability, Header, Log, LogConfig, OwnedRecord, Record};
 
 /// errno EIO.
 pub const EIO: i32 = 5;
@@ -214,9 +214,43 @@ pub fn key_for(offset: u64) -> Vec<u8> {
     format!("key-{offset}").into_bytes()
 }
 
+/// A record to append from its parts; `value: None` is a tombstone (which
+/// needs a key); `timestamp: None` lets the log use the append time.
+pub fn make_record<'a>(
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    timestamp: Option<i64>,
+    headers: &'a [Header<'a>],
+) -> Record<'a> {
+    let mut r = match (value, key) {
+        (Some(v), _) => Record::new(v),
+        (None, Some(k)) => Record::tombstone(k),
+        (None, None) => panic!("a tombstone needs a key"),
+    };
+    if let Some(k) = key {
+        r = r.with_key(k);
+    }
+    if let Some(t) = timestamp {
+        r = r.with_timestamp(t);
+    }
+    r.with_headers(headers)
+}
+
+/// Headers as the append API takes them.
+pub fn header_refs(headers: &[(String, Vec<u8>)]) -> Vec<Header<'_>> {
+    headers.iter().map(|(n, v)| Header { name: n, value: v }).collect()
+}
+
 /// Every record from the start of the log to its current end.
 pub fn read_all(log: &Log) -> annal::Result<Vec<OwnedRecord>> {
     log.read_from(log.start_offset())?.collect()
+}
+
+/// A temporary directory on tmpfs (`/dev/shm`) when there is one: for tests
+/// that open, sync and copy logs many times and are not about what reaches a disk.
+pub fn fast_tempdir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap()
 }
 
 /// Every file in `dir` (not recursive) with its bytes.
