@@ -6,6 +6,8 @@
 //! The child is this test binary itself, re-executed to run only the ignored
 //! `child_writer` test, with the log directory and the durability in
 //! environment variables.
+//! One run kills a child at least 50 times, under `Durability::Always`,
+//! `Interval` (5 ms) and `Never`.
 
 mod common;
 
@@ -32,9 +34,13 @@ fn cfg(durability: Durability) -> LogConfig {
     LogConfig::default().segment_bytes(8192).index_interval_bytes(512).durability(durability)
 }
 
+/// The interval of the `Durability::Interval` variant.
+const INTERVAL: Duration = Duration::from_millis(5);
+
 fn durability_from(name: &str) -> Durability {
     match name {
         "always" => Durability::Always,
+        "interval" => Durability::Interval(INTERVAL),
         "never" => Durability::Never,
         other => panic!("unknown durability {other}"),
     }
@@ -181,10 +187,11 @@ fn check_after_kill(dir: &Path, durability: Durability, run: &ChildRun, expected
     next
 }
 
-fn kill_rounds(durability: Durability, name: &str, rounds: u64, max_acks: u64) {
+/// Runs `rounds` children on one log, killing each; returns the number of kills.
+fn kill_rounds(durability: Durability, name: &str, rounds: u64, max_acks: u64) -> u64 {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let mut rng = Rng::new(0xC0FFEE ^ rounds);
+    let mut rng = Rng::new(0xC0FFEE ^ rounds ^ (name.bytes().map(u64::from).sum::<u64>() << 16));
     let mut next = 0;
     let mut max_segments = 0;
     for round in 0..rounds {
@@ -195,18 +202,37 @@ fn kill_rounds(durability: Durability, name: &str, rounds: u64, max_acks: u64) {
         next = check_after_kill(&dir, durability, &run, next, round);
         max_segments = max_segments.max(common::segment_files(&dir).len());
     }
-    assert!(max_segments >= 5, "the children must roll segments ({max_segments})");
-    assert!(next > rounds, "{next} records after {rounds} rounds");
+    assert!(max_segments >= 5, "{name}: the children must roll segments ({max_segments})");
+    assert!(next > rounds, "{name}: {next} records after {rounds} rounds");
+    rounds
 }
 
+/// Every durability, each on its own log, the three at once: under `Always`
+/// every acknowledged record is on disk; under `Interval` and `Never` a
+/// process kill loses nothing acknowledged either, since the page cache
+/// survives the process.
 #[test]
-fn sigkill_with_durability_always() {
-    kill_rounds(Durability::Always, "always", 24, 150);
-}
-
-/// Under `Durability::Never` a process kill loses nothing acknowledged either:
-/// the page cache survives the process.
-#[test]
-fn sigkill_with_durability_never() {
-    kill_rounds(Durability::Never, "never", 8, 1500);
+fn sigkill_under_every_durability() {
+    let variants = [
+        (Durability::Always, "always", 30, 100),
+        (Durability::Interval(INTERVAL), "interval", 16, 300),
+        (Durability::Never, "never", 16, 300),
+    ];
+    let kills: Vec<(u64, Duration)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = variants
+            .iter()
+            .map(|&(durability, name, rounds, max_acks)| {
+                scope.spawn(move || {
+                    let started = std::time::Instant::now();
+                    (kill_rounds(durability, name, rounds, max_acks), started.elapsed())
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let total: u64 = kills.iter().map(|k| k.0).sum();
+    let each: Vec<String> =
+        variants.iter().zip(&kills).map(|(v, (k, t))| format!("{} {k} in {:.1} s", v.1, t.as_secs_f64())).collect();
+    println!("sigkill: the writer was killed {total} times ({})", each.join(", "));
+    assert!(total >= 50, "{total} kills");
 }
