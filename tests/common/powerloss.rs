@@ -20,14 +20,18 @@
 //!   are treated alike). A file never synced has an empty durable image. No
 //!   real fsync is issued: durability is simulated, which keeps the test fast.
 //! - **The durable namespace.** The names of the directory and the files they
-//!   point to as of the last successful `sync_dir` of the directory. Names
-//!   created, renamed or removed since then are not durable.
-//! - **A power loss** ([`PowerLossIo::power_loss_into`]): every file is placed
-//!   either under its current name or under its durable name (a rename that
-//!   is not durable is undone as a whole: the file is back under its old name
-//!   if that name was durable, else gone; a removal that is not durable may be
-//!   undone, the file coming back with its durable image; a creation that is
-//!   not durable may vanish). Its length is its current or its durable length;
+//!   point to as of the last successful `sync_dir` of the directory, and the
+//!   directory operations since then (creations, renames, removals), which
+//!   are not durable.
+//! - **A power loss** ([`PowerLossIo::power_loss_into`]): each directory
+//!   operation since the last directory sync is kept or lost on its own, and
+//!   the kept ones are replayed in order over the durable namespace, each
+//!   only if it still applies (a rename of a file whose creation was lost does
+//!   not happen). A rename is atomic: if it is lost, the file is back under
+//!   its old name if that was durable (else gone) and a file it replaced is
+//!   still there; if it is kept, the replaced file is gone. A lost removal
+//!   brings the file back with its durable image; a lost creation makes the
+//!   file vanish. Each file's length is its current or its durable length;
 //!   each 4-KiB page that differs is the current one (the OS wrote it back) or
 //!   the durable one, and optionally torn: each 512-byte sector chosen on its
 //!   own. Bytes beyond the end of the chosen image read as zeros (fresh or
@@ -152,6 +156,14 @@ impl fmt::Display for LossReport {
     }
 }
 
+/// A change to the directory that is not durable until the next directory sync.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create { name: String, id: FileId },
+    Rename { from: String, to: String, id: FileId },
+    Remove { name: String, id: FileId },
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Persistence calls so far (failed ones included).
@@ -167,6 +179,8 @@ struct State {
     durable: HashMap<FileId, Vec<u8>>,
     /// The directory as of its last successful sync.
     durable_names: BTreeMap<String, FileId>,
+    /// Directory operations since then, in order.
+    dir_ops: Vec<DirOp>,
     /// The page cache when the process died, if it did.
     dead: Option<Image>,
 }
@@ -235,7 +249,7 @@ impl PowerLossIo {
     pub fn power_loss_into(&self, target: &Path, mode: LossMode, rng: &mut SplitMix) -> LossReport {
         let image = self.image();
         let st = self.lock();
-        let (files, report) = outcome(&image, &st.durable, &st.durable_names, mode, rng);
+        let (files, report) = outcome(&image, &st, mode, rng);
         drop(st);
         materialize(target, &files);
         report
@@ -248,7 +262,7 @@ impl PowerLossIo {
     pub fn power_loss(&self, mode: LossMode, rng: &mut SplitMix) -> LossReport {
         let image = self.image();
         let mut st = self.lock();
-        let (files, report) = outcome(&image, &st.durable, &st.durable_names, mode, rng);
+        let (files, report) = outcome(&image, &st, mode, rng);
         for e in fs::read_dir(&self.dir).expect("list the simulated directory") {
             let e = e.expect("list the simulated directory");
             if e.file_type().is_ok_and(|t| t.is_file()) {
@@ -287,6 +301,7 @@ impl PowerLossIo {
         st.durable.clear();
         st.dead = None;
         st.failed = 0;
+        st.dir_ops.clear();
         let img = self.capture(st);
         st.durable_names = img.names;
         st.durable = img.contents;
@@ -379,11 +394,14 @@ impl Io for PowerLossIo {
         let mut st = self.begin(|| format!("create {}", short(path)))?;
         let existed = fs::symlink_metadata(path).is_ok();
         let file = OsIo.create(path)?;
-        if self.name_in_dir(path).is_some() && !existed {
+        if let Some(name) = self.name_in_dir(path)
+            && !existed
+        {
             // A new inode: never the file a reused inode number used to name.
             let key = key_of(&file.metadata()?);
             let id = Self::fresh_id(&mut st);
             st.live.insert(key, id);
+            st.dir_ops.push(DirOp::Create { name, id });
         }
         Ok(file)
     }
@@ -434,6 +452,7 @@ impl Io for PowerLossIo {
                 }
             }
             st.durable_names = names;
+            st.dir_ops.clear();
         }
         Ok(())
     }
@@ -448,6 +467,10 @@ impl Io for PowerLossIo {
         let moved = fs::symlink_metadata(from).map(|m| key_of(&m)).ok();
         let replaced = fs::symlink_metadata(to).map(|m| key_of(&m)).ok();
         OsIo.rename(from, to)?;
+        if let (Some(f), Some(t), Some(m)) = (self.name_in_dir(from), self.name_in_dir(to), moved) {
+            let id = Self::id_for_key(&mut st, m);
+            st.dir_ops.push(DirOp::Rename { from: f, to: t, id });
+        }
         if let Some(r) = replaced
             && Some(r) != moved
         {
@@ -462,6 +485,10 @@ impl Io for PowerLossIo {
         let key = fs::symlink_metadata(path).map(|m| key_of(&m)).ok();
         OsIo.remove_file(path)?;
         if let Some(k) = key {
+            if let Some(name) = self.name_in_dir(path) {
+                let id = Self::id_for_key(&mut st, k);
+                st.dir_ops.push(DirOp::Remove { name, id });
+            }
             st.live.remove(&k);
         }
         Ok(())
@@ -478,76 +505,99 @@ fn padded(image: &[u8], start: usize, end: usize) -> Vec<u8> {
     out
 }
 
+/// Replays `ops` over `names`, each kept with `keep` (and only if it still
+/// applies). Returns the lines describing the lost ones.
+fn replay(names: &mut BTreeMap<String, FileId>, ops: &[DirOp], mut keep: impl FnMut() -> bool) -> Vec<String> {
+    let mut lost = Vec::new();
+    for op in ops {
+        let kept = keep();
+        let applies = match op {
+            DirOp::Create { name, .. } => !names.contains_key(name),
+            DirOp::Rename { from, id, .. } | DirOp::Remove { name: from, id } => names.get(from) == Some(id),
+        };
+        if !kept {
+            lost.push(match op {
+                DirOp::Create { name, .. } => format!("lost: create {name}"),
+                DirOp::Rename { from, to, .. } => format!("lost: rename {from} -> {to}"),
+                DirOp::Remove { name, .. } => format!("lost: remove {name}"),
+            });
+            continue;
+        }
+        if !applies {
+            lost.push(format!("moot: {op:?} (an operation it depends on was lost)"));
+            continue;
+        }
+        match op {
+            DirOp::Create { name, id } => {
+                names.insert(name.clone(), *id);
+            }
+            DirOp::Rename { from, to, id } => {
+                names.remove(from);
+                names.insert(to.clone(), *id);
+            }
+            DirOp::Remove { name, .. } => {
+                names.remove(name);
+            }
+        }
+    }
+    lost
+}
+
 /// Chooses one post-crash state: the files (name -> bytes) that exist after it.
-fn outcome(
-    image: &Image,
-    durable: &HashMap<FileId, Vec<u8>>,
-    durable_names: &BTreeMap<String, FileId>,
-    mode: LossMode,
-    rng: &mut SplitMix,
-) -> (BTreeMap<String, Vec<u8>>, LossReport) {
+fn outcome(image: &Image, st: &State, mode: LossMode, rng: &mut SplitMix) -> (BTreeMap<String, Vec<u8>>, LossReport) {
     let mut report = LossReport::default();
-    let mut current_name: HashMap<FileId, &String> = HashMap::new();
-    for (n, id) in &image.names {
-        current_name.entry(*id).or_insert(n);
-    }
-    let mut durable_name: HashMap<FileId, &String> = HashMap::new();
-    for (n, id) in durable_names {
-        durable_name.entry(*id).or_insert(n);
-    }
-    let ids: BTreeSet<FileId> = image.names.values().chain(durable_names.values()).copied().collect();
     let keep = |rng: &mut SplitMix| match mode {
         LossMode::ProcessCrash => true,
         LossMode::Clean => false,
         LossMode::Random { keep_percent, .. } => rng.chance(u64::from(keep_percent)),
     };
 
-    // Names: each file goes under its current or its durable name.
-    let mut claims: BTreeMap<&String, Vec<(FileId, bool)>> = BTreeMap::new();
-    for &id in &ids {
-        let (cur, dur) = (current_name.get(&id).copied(), durable_name.get(&id).copied());
-        let via_current = cur == dur || keep(rng);
-        let name = if via_current { cur } else { dur };
-        match name {
-            Some(n) => claims.entry(n).or_default().push((id, via_current)),
-            None => report.lines.push(format!(
-                "{}: gone (its {} was not durable)",
-                cur.or(dur).map_or("?", |s| s.as_str()),
-                if cur.is_some() { "creation" } else { "removal" }
-            )),
+    // Files created without going through `Io` (the lock file) count as
+    // created first, since the last directory sync.
+    let known: BTreeSet<FileId> = st
+        .durable_names
+        .values()
+        .copied()
+        .chain(st.dir_ops.iter().map(|op| match op {
+            DirOp::Create { id, .. } | DirOp::Rename { id, .. } | DirOp::Remove { id, .. } => *id,
+        }))
+        .collect();
+    let mut ops: Vec<DirOp> = image
+        .names
+        .iter()
+        .filter(|(_, id)| !known.contains(id))
+        .map(|(name, id)| DirOp::Create { name: name.clone(), id: *id })
+        .collect();
+    ops.extend(st.dir_ops.iter().cloned());
+
+    // Replaying every operation must give the directory the process left;
+    // if not, something changed it behind the simulator's back.
+    let mut all = st.durable_names.clone();
+    replay(&mut all, &ops, || true);
+    assert_eq!(
+        all, image.names,
+        "simulator: the directory changed outside the Io trait (durable {:?}, operations {:?})",
+        st.durable_names, st.dir_ops
+    );
+
+    let placed = match mode {
+        LossMode::ProcessCrash => image.names.clone(),
+        LossMode::Clean => {
+            report.lines.extend(replay(&mut st.durable_names.clone(), &ops, || false));
+            st.durable_names.clone()
         }
-        if let (Some(c), Some(d)) = (cur, dur)
-            && c != d
-        {
-            let which = if via_current { c } else { d };
-            report.lines.push(format!("rename {d} -> {c} not durable: the file is under {which}"));
+        LossMode::Random { .. } => {
+            let mut names = st.durable_names.clone();
+            report.lines.extend(replay(&mut names, &ops, || keep(rng)));
+            names
         }
-    }
-    // Two files may claim one name (a rename over an existing file, done or
-    // undone): one of them gets it; a loser that came by an undurable rename
-    // goes back to its durable name if that is free.
-    let mut placed: BTreeMap<String, FileId> = BTreeMap::new();
-    let mut losers = Vec::new();
-    for (name, mut who) in claims {
-        let winner = if who.len() == 1 { 0 } else { rng.below(who.len() as u64) as usize };
-        let (id, _) = who.swap_remove(winner);
-        placed.insert(name.clone(), id);
-        losers.extend(who);
-    }
-    for (id, via_current) in losers {
-        match durable_name.get(&id) {
-            Some(d) if via_current && !placed.contains_key(*d) => {
-                placed.insert((*d).clone(), id);
-            }
-            _ => report.lines.push(format!("file {id}: lost its name to another file")),
-        }
-    }
+    };
 
     // Contents.
     let empty = Vec::new();
     let mut files = BTreeMap::new();
     for (name, id) in placed {
-        let dur = durable.get(&id).unwrap_or(&empty);
+        let dur = st.durable.get(&id).unwrap_or(&empty);
         let bytes = match (mode, image.contents.get(&id)) {
             (_, None) => {
                 report.lines.push(format!("{name}: removed, back with its durable image ({} bytes)", dur.len()));
