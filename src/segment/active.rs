@@ -237,8 +237,13 @@ impl ActiveSegment {
             return Err(corruption(s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData)));
         }
         // A footer right after the records is a seal (or the reopening of a
-        // sealed segment) that a crash interrupted, not a torn write.
-        let footer_end = super::interrupted_seal(&file, &s, base).ctx("read segment", &path)?;
+        // sealed segment) that a crash interrupted, not a torn write. Only
+        // within the bytes the file held, like the scan: the zeros that
+        // extended a short file must not complete a cut footer.
+        let footer_end = match super::interrupted_seal(&file, &s, base).ctx("read segment", &path)? {
+            end if end as u64 <= file_len => end,
+            _ => s.end,
+        };
         let tail = super::last_nonzero_in_file(&file, footer_end as u64, len as u64).ctx("read segment", &path)?;
         if let Some(last) = tail {
             let kind = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
@@ -360,7 +365,7 @@ impl ActiveSegment {
             timeindex_crc: crcs.timeindex,
         };
         self.writer.unpublished_mut(self.pos, FOOTER_LEN).copy_from_slice(&footer.encode());
-        self.file.sync(io, false).ctx("fsync segment", &path)?;
+        // DELIBERATE BUG B: no fsync of the data before the checkpoint and the trim
         // Every record is durable now; the checkpoint says so (it reaches the
         // disk with the fsync below), so that if the segment ever loses its
         // footer, damage to its records is corruption, not a torn tail to cut.
