@@ -1092,3 +1092,40 @@ fn corruption_sweep() {
         assert!(count(&outcomes, o) >= 20, "too few cases end in {o}: {outcomes:?}");
     }
 }
+
+/// A sealed last segment cut by one byte whose footer ended in a zero byte:
+/// the zeros a writer extends the file with must not complete the footer
+/// (the same rule as for records cut by the end of a short file), so a
+/// writer, a read-only open and `verify` all see the 63 footer bytes left as
+/// a torn tail, and every record intact.
+#[test]
+fn footer_cut_by_a_byte_is_not_completed_by_the_extension() {
+    let tmp = common::fast_tempdir();
+    let dir = tmp.path().join("log");
+    let mut rng = Rng::new(5);
+    let mut model = Vec::new();
+    // Close after one more record each time until the last footer ends in 0x00.
+    let path = loop {
+        let log = Log::open(&dir, cfg()).unwrap();
+        append(&log, &mut model, &mut rng, 1);
+        let last = log.segments().last().copied().unwrap();
+        log.close().unwrap();
+        let path = dir.join(log_file_name(last.base_offset));
+        if fs::read(&path).unwrap().last() == Some(&0) {
+            break path;
+        }
+        assert!(model.len() < 5000, "no footer ending in a zero byte");
+    };
+    let bytes = fs::read(&path).unwrap();
+    fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+    let v = verify(&dir).unwrap();
+    assert!(v.is_intact() && v.records == model.len() as u64, "{:?}", v.problems);
+    assert_eq!(v.problems_of(Severity::TornTail).count(), 1, "{:?}", v.problems);
+    let ro = Log::open_read_only(&dir, cfg()).unwrap();
+    assert_eq!(ro.recovery_report().truncated_bytes, FOOTER_LEN as u64 - 1, "read-only");
+    assert_eq!(ro.read_from(0).unwrap().collect::<annal::Result<Vec<_>>>().unwrap(), model);
+    drop(ro);
+    let log = Log::open(&dir, cfg()).unwrap();
+    assert_eq!(log.recovery_report().truncated_bytes, FOOTER_LEN as u64 - 1, "read-write");
+    assert_eq!(log.read_from(0).unwrap().collect::<annal::Result<Vec<_>>>().unwrap(), model);
+}
