@@ -83,6 +83,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     }
 
     let mut writer = WriterState::default();
+    let mut indexes_rebuilt = 0;
     let mut active_seg = None;
     let now = now_ms();
     if read_only {
@@ -102,7 +103,8 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             active
         } else if let Some(last) = sealed.last().copied().filter(|m| reusable(m, &config, now)) {
             // Continue appending to the last segment instead of starting a new one.
-            let (seg, _) = segment::open_sealed(dir, &last, config.index_interval_bytes, None)?;
+            let (seg, rebuilt) = segment::open_sealed(dir, &last, config.index_interval_bytes, None)?;
+            indexes_rebuilt += u64::from(rebuilt);
             let index = seg.index.read().expect("index lock").clone();
             drop(seg);
             let (active, _) = ActiveSegment::recover(dir, last.footer.base_offset, &config, Some((&last, index)))?;
@@ -144,7 +146,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         tail: Mutex::new(()),
         tail_cv: Condvar::new(),
         tail_waiters: AtomicUsize::new(0),
-        indexes_rebuilt: AtomicU64::new(0),
+        indexes_rebuilt: AtomicU64::new(indexes_rebuilt),
         report,
         _lock: lock,
     })
