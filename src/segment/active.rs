@@ -365,7 +365,7 @@ impl ActiveSegment {
             timeindex_crc: crcs.timeindex,
         };
         self.writer.unpublished_mut(self.pos, FOOTER_LEN).copy_from_slice(&footer.encode());
-        // DELIBERATE BUG B: no fsync of the data before the checkpoint and the trim
+        self.file.sync(io, false).ctx("fsync segment", &path)?;
         // Every record is durable now; the checkpoint says so (it reaches the
         // disk with the fsync below), so that if the segment ever loses its
         // footer, damage to its records is corruption, not a torn tail to cut.
