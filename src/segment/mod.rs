@@ -246,8 +246,10 @@ pub(crate) fn write_file_atomic(io: &dyn Io, path: &Path, bytes: &[u8]) -> Resul
 }
 
 /// Loads a sealed segment's index files if they are valid for its data:
-/// their checksums match the footer, or (if they were rebuilt after sealing)
-/// every entry points at a record with the right offset. `None` otherwise.
+/// their checksums match the footer, or (if they were rebuilt after sealing,
+/// for example with another index interval) every entry is what a scan of the
+/// data finds: a record with the entry's offset at its position, and the
+/// largest timestamp of the records before it. `None` otherwise.
 fn load_index(dir: &Path, meta: &SealedMeta, data: &[u8], interval: u32) -> Option<SegmentIndex> {
     let base = meta.footer.base_offset;
     let bound = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.len() <= meta.footer.data_end * 2 + 64);
@@ -261,11 +263,23 @@ fn load_index(dir: &Path, meta: &SealedMeta, data: &[u8], interval: u32) -> Opti
     if stored_crc(&ob) == meta.footer.index_crc && stored_crc(&tb) == meta.footer.timeindex_crc {
         return Some(index);
     }
-    let all_point_at_records = index.offsets.iter().all(|e| {
-        record::decode(&data[e.position as usize - DATA_START..])
-            .is_ok_and(|r| r.offset() == base + u64::from(e.rel_offset))
-    });
-    all_point_at_records.then_some(index)
+    // Checking only that each entry points at its record is not enough: a
+    // wrong time entry makes offset_for_timestamp skip matching records.
+    let mut entries = index.offsets.iter().zip(&index.times).peekable();
+    let mut s = Scan::new(base, u32::MAX);
+    let mut at = 0;
+    while at < data.len() && entries.peek().is_some() {
+        let (rel, max_before) = (s.count, s.max_timestamp);
+        let pos = DATA_START + at;
+        let len = s.accept(pos, record::decode(&data[at..]))?;
+        if let Some((o, t)) = entries.next_if(|(o, _)| o.position as usize == pos)
+            && (u64::from(o.rel_offset) != rel || t.max_timestamp_before != max_before)
+        {
+            return None;
+        }
+        at += len;
+    }
+    entries.peek().is_none().then_some(index)
 }
 
 /// Opens a sealed segment for reading: maps it and loads (or rebuilds) its index.
