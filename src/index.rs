@@ -111,7 +111,8 @@ impl SegmentIndex {
     }
 
     /// Loads both index files' bytes, checking magic, version, base offset,
-    /// CRC, and that positions lie inside `[DATA_START, data_end)` in order.
+    /// CRC, that positions lie inside `[DATA_START, data_end)` in order, and
+    /// that every entry's offset is below `u64::MAX` (never a record's).
     pub(crate) fn decode(
         offsets: &[u8],
         times: &[u8],
@@ -133,6 +134,7 @@ impl SegmentIndex {
             let prev = index.offsets.last();
             if (e.position as usize) < DATA_START
                 || e.position as usize >= data_end
+                || base_offset.checked_add(u64::from(e.rel_offset)).is_none_or(|o| o == u64::MAX)
                 || prev.is_some_and(|p| p.rel_offset >= e.rel_offset || p.position >= e.position)
             {
                 return Err(format!("index entry {e:?} out of order or out of range"));
