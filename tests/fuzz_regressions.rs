@@ -189,6 +189,100 @@ fn reader_stops_before_the_last_offset() {
     assert!(log.offset_for_timestamp(i64::MAX).unwrap().is_none());
 }
 
+/// segment_recovery (the check that a log `verify` finds intact answers
+/// `offset_for_timestamp` like its records do): index files whose CRCs differ
+/// from the footer's were used when every offset entry pointed at its record,
+/// without looking at the time entries. A time entry claiming a too small
+/// largest-earlier-timestamp made `offset_for_timestamp` skip the records
+/// before it, and return a later offset, while verify called the index
+/// "will be rebuilt on open". Such index files are now used only if every
+/// entry, time entries included, is what a scan of the data finds.
+#[test]
+fn segment_recovery_time_index_that_lies() {
+    let fixture = root().join("tests/fixtures/v1-log");
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("log");
+    fs::create_dir(&dir).unwrap();
+    for entry in fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    // The first time entry of segment 0 (record 2): the records before it reach
+    // 1_600_000_000_001; claim i64::MIN, with a valid CRC for the file.
+    let tp = dir.join("00000000000000000000.timeindex");
+    let mut t = fs::read(&tp).unwrap();
+    assert_eq!(&t[32..40], &1_600_000_000_001i64.to_le_bytes());
+    t[32..40].copy_from_slice(&i64::MIN.to_le_bytes());
+    segment_recovery::fix_index_crc(&mut t);
+    fs::write(&tp, &t).unwrap();
+
+    let report = annal::inspect::verify(&dir).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.problems_of(annal::inspect::Severity::Index).count(), 1, "{:?}", report.problems);
+
+    for read_only in [true, false] {
+        let config = segment_recovery::config(segment_recovery::SMALL_SEGMENTS);
+        let log = if read_only { Log::open_read_only(&dir, config) } else { Log::open(&dir, config) }.unwrap();
+        // Record 0 has timestamp 1_600_000_000_000.
+        assert_eq!(log.offset_for_timestamp(1_600_000_000_000).unwrap(), Some(0), "read-only: {read_only}");
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(0), "read-only: {read_only}");
+        assert_eq!(log.indexes_rebuilt(), 1, "read-only: {read_only}");
+        drop(log);
+    }
+    // The writer rewrote the index files; verify is clean again.
+    assert!(annal::inspect::verify(&dir).unwrap().is_clean());
+
+    // The same input through the fuzz harness.
+    let files = log_files(&fixture)
+        .into_iter()
+        .map(|(kind, mut bytes)| {
+            if kind == Kind::TimeIndex && bytes[16..24] == [0; 8] {
+                bytes[32..40].copy_from_slice(&i64::MIN.to_le_bytes());
+            }
+            (kind, bytes)
+        })
+        .collect::<Vec<_>>();
+    let files: Vec<(Kind, &[u8])> = files.iter().map(|(k, b)| (*k, &b[..])).collect();
+    let flags = segment_recovery::SMALL_SEGMENTS | segment_recovery::FIX_CRCS;
+    segment_recovery::run(&segment_recovery::encode_input(flags, &files).unwrap());
+}
+
+/// Index files with one entry each, with valid CRCs.
+fn one_entry_index_files(base: u64, rel: u32, position: u32) -> (Vec<u8>, Vec<u8>) {
+    let mut o = Vec::new();
+    o.extend_from_slice(b"ANNALIDX");
+    o.extend_from_slice(&1u16.to_le_bytes());
+    o.extend_from_slice(&8u16.to_le_bytes());
+    o.extend_from_slice(&1u32.to_le_bytes());
+    o.extend_from_slice(&base.to_le_bytes());
+    o.extend_from_slice(&[0; 8]);
+    o.extend_from_slice(&rel.to_le_bytes());
+    o.extend_from_slice(&position.to_le_bytes());
+    let mut t = o[..32].to_vec();
+    t[..8].copy_from_slice(b"ANNALTIX");
+    t[10..12].copy_from_slice(&12u16.to_le_bytes());
+    t.extend_from_slice(&TS.to_le_bytes());
+    t.extend_from_slice(&rel.to_le_bytes());
+    segment_recovery::fix_index_crc(&mut o);
+    segment_recovery::fix_index_crc(&mut t);
+    (o, t)
+}
+
+/// Index entries name offsets base + rel_offset, which readers compute: an
+/// entry whose offset would be u64::MAX or more (never a record's) is refused
+/// when the index is loaded, so that no reader adds its way past u64::MAX.
+#[test]
+fn index_entry_offsets_stay_below_the_last_offset() {
+    let (o, t) = one_entry_index_files(u64::MAX - 2, 1, 200);
+    assert!(annal::fuzzing::decode_index_files(&o, &t, u64::MAX - 2, 1000));
+    index_load::run(&index_load::encode_input(0, u64::MAX - 2, 1000, &o, &t));
+    for rel in [2, u32::MAX] {
+        let (o, t) = one_entry_index_files(u64::MAX - 2, rel, 200);
+        assert!(!annal::fuzzing::decode_index_files(&o, &t, u64::MAX - 2, 1000), "rel {rel}");
+        index_load::run(&index_load::encode_input(0, u64::MAX - 2, 1000, &o, &t));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The seeds, run through the harnesses (so that a harness or format change
 // that breaks them shows up in `cargo test`)
