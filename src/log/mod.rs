@@ -498,28 +498,26 @@ impl Shared {
     }
 
     fn active_info(&self) -> Option<SegmentInfo> {
+        if !self.read_only {
+            // One lock: every figure comes from the same active segment.
+            let w = self.writer.lock().expect("writer lock");
+            let a = w.active.as_ref()?;
+            return Some(SegmentInfo {
+                base_offset: a.base_offset(),
+                next_offset: a.next_offset(),
+                data_bytes: (a.position() - segment::DATA_START) as u64,
+                max_timestamp: a.max_timestamp(),
+                sealed: false,
+            });
+        }
+        // A read-only log's last segment ends the log and never changes.
         let seg = self.segments.read().expect("segments lock").active.clone()?;
-        let end = seg.area.published();
-        let next = if self.read_only {
-            // The last record of a read-only log ends its segment.
-            self.next_offset.load(Ordering::SeqCst)
-        } else {
-            let w = self.writer.lock().expect("writer lock");
-            w.active.as_ref().map_or(self.next_offset.load(Ordering::SeqCst), |a| a.next_offset())
-        };
-        let max_timestamp = {
-            let w = self.writer.lock().expect("writer lock");
-            w.active.as_ref().map(|a| a.max_timestamp())
-        };
-        let max_timestamp = max_timestamp.unwrap_or_else(|| {
-            let data = seg.area.published_data();
-            segment::scan(data, seg.base_offset, u32::MAX).max_timestamp
-        });
+        let data = seg.area.published_data();
         Some(SegmentInfo {
             base_offset: seg.base_offset,
-            next_offset: next,
-            data_bytes: (end - segment::DATA_START) as u64,
-            max_timestamp,
+            next_offset: self.next_offset.load(Ordering::SeqCst),
+            data_bytes: data.len() as u64,
+            max_timestamp: segment::scan(data, seg.base_offset, u32::MAX).max_timestamp,
             sealed: false,
         })
     }
