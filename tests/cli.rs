@@ -137,6 +137,38 @@ fn bench_json_has_the_keys() {
 }
 
 #[test]
+fn bench_with_writers_splits_the_records_and_reports_latency() {
+    let args = [
+        "bench",
+        "--records",
+        "3001",
+        "--batch",
+        "7",
+        "--writers",
+        "3",
+        "--durability",
+        "always",
+        "--segment-bytes",
+        SEGMENT_BYTES,
+        "--json",
+    ];
+    let out = run(&args, b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("3 writers"), "{text}");
+    assert!(text.contains("p99.9"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().expect("output")).expect("JSON");
+    assert_eq!(v["records"], 3001);
+    assert_eq!(v["writers"], 3);
+    // Shares of 1001, 1000 and 1000 records in calls of at most 7: 143 each.
+    assert_eq!(v["append_calls"], 3 * 143);
+    let l = &v["append_latency_us"];
+    let (p50, p99, p999, max) =
+        (l["p50"].as_u64().unwrap(), l["p99"].as_u64().unwrap(), l["p99_9"].as_u64().unwrap(), l["max"].as_u64().unwrap());
+    assert!(p50 > 0 && p50 <= p99 && p99 <= p999 && p999 <= max, "{l}");
+}
+
+#[test]
 fn bench_keeps_a_given_dir_and_refuses_a_used_one() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("b");

@@ -18,12 +18,14 @@ const POOL_SHIFTS: usize = 251;
 /// Benchmark: append records in batches, close and reopen the log, scan it.
 ///
 /// Appends --records values of --record-size bytes (no key, no headers) with
-/// `append_batch` in batches of --batch, closes the log, times reopening it,
-/// then reads every record back with a reader that checks every CRC. Prints
-/// append and scan rates (MB = 10^6 bytes of payload: key, headers and value;
-/// the on-disk rate counts whole record frames) and the reopen time. Values
-/// are prepared before the timed loop. A progress bar is shown only when
-/// stdout is a terminal.
+/// `append_batch` in batches of --batch from --writers threads sharing one log,
+/// closes the log, times reopening it, then reads every record back with a
+/// reader that checks every CRC. Prints append and scan rates (MB = 10^6 bytes
+/// of payload: key, headers and value; the on-disk rate counts whole record
+/// frames), the latency of each `append_batch` call (p50, p99, p99.9, max; with
+/// `--durability always` that includes the fsync, shared across writers by
+/// group commit) and the reopen time. Values are prepared before the timed
+/// loop. A progress bar is shown only when stdout is a terminal.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
     /// Log directory, kept afterwards; it must be missing or empty (default:
@@ -42,6 +44,11 @@ pub(crate) struct BenchArgs {
     /// Durability policy (`interval` fsyncs every 100 ms).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Never)]
     durability: DurabilityArg,
+    /// Writer threads appending to the one log at the same time; the records
+    /// are split evenly between them. With `--durability always` their fsyncs
+    /// are shared (group commit).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    writers: u64,
     /// Segment size in bytes (default: the library default, 1 GiB).
     #[arg(long, value_name = "N")]
     segment_bytes: Option<u64>,
@@ -136,22 +143,33 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
 
     let log = Log::open(dir.path(), config.clone())?;
     let bar = progress(total, "append");
-    let mut records: Vec<Record<'_>> = Vec::with_capacity(batch);
+    let writers = usize::try_from(args.writers).unwrap_or(1).min(usize::try_from(total).unwrap_or(usize::MAX)).max(1);
     let started = Instant::now();
-    let mut done = 0u64;
-    let mut round = 0usize;
-    while done < total {
-        let k = (total - done).min(batch as u64) as usize;
-        let shift = round % POOL_SHIFTS;
-        records.clear();
-        records.extend((0..k).map(|i| Record::new(&pool[(shift + i) * size..(shift + i + 1) * size])));
-        log.append_batch(&records)?;
-        done += k as u64;
-        round += 1;
-        bar.inc(k as u64);
-    }
+    let outcomes: Vec<CliResult<Vec<u32>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                // Writer w appends its share: total / writers, the first
+                // total % writers writers one more.
+                let share = total / writers as u64 + u64::from((w as u64) < total % writers as u64);
+                let (log, pool, bar) = (&log, &pool, &bar);
+                scope.spawn(move || append_share(log, pool, size, batch, share, w, bar))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(appended) => appended.map_err(Failure::from),
+                Err(_) => Err(Failure::Error("a writer thread panicked".to_owned())),
+            })
+            .collect()
+    });
     let append_time = started.elapsed();
     bar.finish_and_clear();
+    let mut latencies_us = Vec::new();
+    for outcome in outcomes {
+        latencies_us.extend(outcome?);
+    }
+    let latency = Latency::of(&mut latencies_us);
     let segments = log.segments();
     let disk_bytes: u64 = segments.iter().map(|s| s.data_bytes).sum();
     let started = Instant::now();
@@ -200,13 +218,23 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
 
     let mut text = String::new();
     text.push_str(&format!(
-        "annal bench: {total} records of {size} bytes, batch {}, durability {durability}, segments of {segment_bytes} bytes, {cores} cores ({kept})\n",
-        args.batch
+        "annal bench: {total} records of {size} bytes, batch {}, {writers} writer{}, durability {durability}, segments of {segment_bytes} bytes, {cores} cores ({kept})\n",
+        args.batch,
+        if writers == 1 { "" } else { "s" }
     ));
     text.push_str(&format!(
         "append: {:.3} s, {append_rps:.0} records/s, {append_mbps:.1} MB/s payload, {append_disk_mbps:.1} MB/s on disk ({} segments)\n",
         append_time.as_secs_f64(),
         segments.len()
+    ));
+    text.push_str(&format!(
+        "append_batch latency over {} calls: p50 {} us, p99 {} us, p99.9 {} us, max {} us{}\n",
+        latency.calls,
+        latency.p50,
+        latency.p99,
+        latency.p999,
+        latency.max,
+        if matches!(args.durability, DurabilityArg::Always) { " (each includes its fsync)" } else { "" }
     ));
     text.push_str(&format!("close:  {:.1} ms (seals the active segment)\n", ms(close_time)));
     text.push_str(&format!("reopen: {:.1} ms\n", ms(reopen_time)));
@@ -219,6 +247,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             "records": total,
             "record_size": size,
             "batch": args.batch,
+            "writers": writers,
             "durability": args.durability.name(),
             "segment_bytes": segment_bytes,
             "segments": segments.len(),
@@ -229,6 +258,13 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             "append_records_per_sec": append_rps,
             "append_mb_per_sec": append_mbps,
             "append_disk_mb_per_sec": append_disk_mbps,
+            "append_calls": latency.calls,
+            "append_latency_us": {
+                "p50": latency.p50,
+                "p99": latency.p99,
+                "p99_9": latency.p999,
+                "max": latency.max,
+            },
             "close_ms": ms(close_time),
             "reopen_ms": ms(reopen_time),
             "scan_secs": scan_time.as_secs_f64(),
@@ -246,4 +282,65 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
 
 fn log_segment_bytes(arg: Option<u64>) -> u64 {
     arg.unwrap_or_else(|| LogConfig::default().get_segment_bytes())
+}
+
+/// Appends `share` records in batches of at most `batch` from one writer
+/// thread, returning the latency of each `append_batch` call in microseconds.
+fn append_share(
+    log: &Log,
+    pool: &[u8],
+    size: usize,
+    batch: usize,
+    share: u64,
+    writer: usize,
+    bar: &ProgressBar,
+) -> annal::Result<Vec<u32>> {
+    let mut latencies = Vec::with_capacity(usize::try_from(share.div_ceil(batch as u64)).unwrap_or(0));
+    let mut records: Vec<Record<'_>> = Vec::with_capacity(batch);
+    let mut done = 0u64;
+    // Writers start at different places in the pool so they append different bytes.
+    let mut round = writer * 97;
+    while done < share {
+        let k = (share - done).min(batch as u64) as usize;
+        let shift = round % POOL_SHIFTS;
+        records.clear();
+        records.extend((0..k).map(|i| Record::new(&pool[(shift + i) * size..(shift + i + 1) * size])));
+        let call = Instant::now();
+        log.append_batch(&records)?;
+        latencies.push(u32::try_from(call.elapsed().as_micros()).unwrap_or(u32::MAX));
+        done += k as u64;
+        round += 1;
+        bar.inc(k as u64);
+    }
+    Ok(latencies)
+}
+
+/// Percentiles of per-call latencies, in microseconds (nearest rank).
+struct Latency {
+    calls: usize,
+    p50: u32,
+    p99: u32,
+    p999: u32,
+    max: u32,
+}
+
+impl Latency {
+    fn of(samples: &mut [u32]) -> Latency {
+        samples.sort_unstable();
+        let rank = |p: f64| -> u32 {
+            if samples.is_empty() {
+                return 0;
+            }
+            // Nearest rank: the smallest sample with at least p of them at or below it.
+            let r = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+            samples[r - 1]
+        };
+        Latency {
+            calls: samples.len(),
+            p50: rank(0.50),
+            p99: rank(0.99),
+            p999: rank(0.999),
+            max: samples.last().copied().unwrap_or(0),
+        }
+    }
 }
