@@ -163,8 +163,12 @@ fn bench_with_writers_splits_the_records_and_reports_latency() {
     // Shares of 1001, 1000 and 1000 records in calls of at most 7: 143 each.
     assert_eq!(v["append_calls"], 3 * 143);
     let l = &v["append_latency_us"];
-    let (p50, p99, p999, max) =
-        (l["p50"].as_u64().unwrap(), l["p99"].as_u64().unwrap(), l["p99_9"].as_u64().unwrap(), l["max"].as_u64().unwrap());
+    let (p50, p99, p999, max) = (
+        l["p50"].as_u64().unwrap(),
+        l["p99"].as_u64().unwrap(),
+        l["p99_9"].as_u64().unwrap(),
+        l["max"].as_u64().unwrap(),
+    );
     assert!(p50 > 0 && p50 <= p99 && p99 <= p999 && p999 <= max, "{l}");
 }
 
