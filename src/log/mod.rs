@@ -4,17 +4,22 @@
 mod open;
 mod prefault;
 mod reader;
+mod retention;
+mod start;
 mod writer;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use reader::LogReader;
+pub use retention::{Retention, RetentionOutcome};
+pub use start::START_OFFSET_FILE_NAME;
 
 use crate::config::{Durability, LogConfig};
 use crate::error::{Error, IoContext, Result};
@@ -42,6 +47,9 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
     /// Leftover temporary files removed.
     pub removed_temp_files: Vec<PathBuf>,
+    /// Segment files below the recorded start offset, removed (retention had
+    /// moved the start past them, and a crash or a reader kept them).
+    pub removed_below_start: Vec<PathBuf>,
 }
 
 /// Summary of one segment, as [`Log::segments`] reports it.
@@ -133,6 +141,10 @@ struct CommitState {
 #[derive(Debug)]
 struct SegmentCache {
     entries: Vec<(u64, Arc<Segment>, u64)>,
+    /// Every sealed segment opened and not dropped yet, by base offset: a
+    /// reader may still hold one that the LRU evicted, and retention must find
+    /// it to defer the deletion of its files.
+    live: HashMap<u64, Weak<Segment>>,
     tick: u64,
     capacity: usize,
 }
@@ -538,7 +550,23 @@ impl Shared {
                 _ => return Ok(None),
             }
         };
-        self.open_sealed(&meta).map(Some)
+        match self.open_sealed(&meta) {
+            Ok(seg) => Ok(Some(seg)),
+            // Retention deleted the segment between the lookup and the open.
+            Err(_) if meta.footer.next_offset <= self.start_offset.load(Ordering::Acquire) => {
+                Err(self.out_of_range(offset))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The error for a request of `offset`, which is outside the log.
+    pub(crate) fn out_of_range(&self, offset: u64) -> Error {
+        Error::OffsetOutOfRange {
+            requested: offset,
+            start: self.start_offset.load(Ordering::Acquire),
+            end: self.next_offset.load(Ordering::SeqCst),
+        }
     }
 
     /// The last segment of the log (for a reader positioned at its end).
@@ -576,21 +604,25 @@ impl Shared {
             let set = self.segments.read().expect("segments lock");
             (set.sealed.clone(), set.active.clone())
         };
-        for meta in sealed.iter().filter(|m| m.footer.max_timestamp >= ts) {
-            let seg = self.open_sealed(meta)?;
-            if let Some(found) = search_time(&seg, ts)? {
+        let start = self.start_offset.load(Ordering::Acquire);
+        for meta in sealed.iter().filter(|m| m.footer.max_timestamp >= ts && m.footer.next_offset > start) {
+            let seg = match self.segment_for(meta.footer.base_offset.max(start))? {
+                Some(seg) => seg,
+                None => continue,
+            };
+            if let Some(found) = search_time(&seg, ts, start)? {
                 return Ok(Some(found));
             }
         }
         match active {
-            Some(seg) => search_time(&seg, ts),
+            Some(seg) => search_time(&seg, ts, start),
             None => Ok(None),
         }
     }
 }
 
-/// The first record in `seg` with a timestamp `>= ts`.
-fn search_time(seg: &Segment, ts: i64) -> Result<Option<u64>> {
+/// The first record in `seg` at or after offset `from` with a timestamp `>= ts`.
+fn search_time(seg: &Segment, ts: i64, from: u64) -> Result<Option<u64>> {
     let (mut pos, rel) = {
         let index = seg.index.read().expect("index lock");
         index.lookup(index.lookup_time(ts))
@@ -599,7 +631,7 @@ fn search_time(seg: &Segment, ts: i64) -> Result<Option<u64>> {
     let mut offset = seg.base_offset + u64::from(rel);
     while pos < end {
         let r = seg.record_at(pos, offset)?;
-        if r.timestamp() >= ts {
+        if r.timestamp() >= ts && offset >= from {
             return Ok(Some(offset));
         }
         pos += r.frame_len() as usize;
@@ -614,15 +646,35 @@ fn search_time(seg: &Segment, ts: i64) -> Result<Option<u64>> {
 
 impl SegmentCache {
     fn new(capacity: usize) -> SegmentCache {
-        SegmentCache { entries: Vec::new(), tick: 0, capacity }
+        SegmentCache { entries: Vec::new(), live: HashMap::new(), tick: 0, capacity }
     }
 
     fn get(&mut self, base: u64) -> Option<Arc<Segment>> {
         self.tick += 1;
         let tick = self.tick;
-        let entry = self.entries.iter_mut().find(|e| e.0 == base)?;
-        entry.2 = tick;
-        Some(Arc::clone(&entry.1))
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.0 == base) {
+            entry.2 = tick;
+            return Some(Arc::clone(&entry.1));
+        }
+        // Evicted but still held by a reader: share that map instead of mapping again.
+        let seg = self.live.get(&base).and_then(Weak::upgrade)?;
+        self.push(base, Arc::clone(&seg));
+        Some(seg)
+    }
+
+    /// Forgets the segment at `base` and returns it if anyone still holds it.
+    fn remove(&mut self, base: u64) -> Option<Arc<Segment>> {
+        self.entries.retain(|e| e.0 != base);
+        self.live.remove(&base).and_then(|w| w.upgrade())
+    }
+
+    fn push(&mut self, base: u64, seg: Arc<Segment>) {
+        if self.entries.len() >= self.capacity
+            && let Some(lru) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i)
+        {
+            self.entries.swap_remove(lru);
+        }
+        self.entries.push((base, seg, self.tick));
     }
 
     /// Inserts `seg` unless another thread opened the same segment meanwhile;
@@ -631,12 +683,11 @@ impl SegmentCache {
         if let Some(existing) = self.get(base) {
             return existing;
         }
-        if self.entries.len() >= self.capacity
-            && let Some(lru) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i)
-        {
-            self.entries.swap_remove(lru);
+        if self.live.len() >= 2 * self.capacity {
+            self.live.retain(|_, w| w.strong_count() > 0);
         }
-        self.entries.push((base, Arc::clone(&seg), self.tick));
+        self.live.insert(base, Arc::downgrade(&seg));
+        self.push(base, Arc::clone(&seg));
         seg
     }
 }

@@ -54,6 +54,26 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         }
     }
     bases.sort_unstable();
+    // Segments wholly below the recorded start offset were deleted by
+    // retention, or were about to be when a crash came: delete them now (a
+    // read-only open just skips them). A segment is wholly below the start if
+    // the next one begins at or before it.
+    let recorded_start = super::start::read(dir)?;
+    if let Some(start) = recorded_start {
+        let below = bases.windows(2).take_while(|w| w[1] <= start).count();
+        if below > 0 {
+            if !read_only {
+                for &base in &bases[..below] {
+                    let path = segment::log_path(dir, base);
+                    segment::remove_segment_files(config.io.as_ref(), dir, base)
+                        .map_err(|e| Error::io("delete segment below the start offset", path.clone(), e))?;
+                    report.removed_below_start.push(path);
+                }
+                config.io.sync_dir(dir).ctx("fsync directory", dir)?;
+            }
+            bases.drain(..below);
+        }
+    }
     report.segments = bases.len();
     if read_only && bases.is_empty() && !dir.join(LOCK_FILE_NAME).exists() {
         return Err(Error::NotALog { path: dir.to_owned(), reason: "no segment files and no lock file".into() });
@@ -111,7 +131,8 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             sealed.pop();
             active
         } else {
-            let base = sealed.last().map_or(0, |m| m.footer.next_offset);
+            // A log emptied by retention and closed continues at its start offset.
+            let base = sealed.last().map_or(recorded_start.unwrap_or(0), |m| m.footer.next_offset);
             PreparedSegment::create(dir, base, now, &config)?.install(dir, &config)?
         };
         active_seg = Some(Arc::clone(&active.seg));
@@ -121,13 +142,19 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     let next_offset = match (&writer.active, &active_seg) {
         (Some(a), _) => a.next_offset(),
         (None, Some(seg)) => seg.base_offset + count_published(seg),
-        (None, None) => sealed.last().map_or(0, |m| m.footer.next_offset),
+        (None, None) => sealed.last().map_or(recorded_start.unwrap_or(0), |m| m.footer.next_offset),
     };
-    let start_offset = sealed
-        .first()
-        .map(|m| m.footer.base_offset)
-        .or(active_seg.as_ref().map(|s| s.base_offset))
-        .unwrap_or(next_offset);
+    let first_base = sealed.first().map(|m| m.footer.base_offset).or(active_seg.as_ref().map(|s| s.base_offset));
+    let start_offset = first_base.unwrap_or(next_offset).max(recorded_start.unwrap_or(0));
+    if start_offset > next_offset {
+        // Retention syncs the records below a new start before recording it,
+        // so a start past the end means records that were durable are gone.
+        let path = super::start::path(dir);
+        let kind = CorruptionKind::BadHeader(format!(
+            "the recorded start offset {start_offset} is past the end of the log ({next_offset})"
+        ));
+        return Err(Error::Corruption { path, offset: start_offset, position: 0, kind });
+    }
     let capacity = config.max_open_segments;
     Ok(Shared {
         dir: dir.to_owned(),
@@ -138,7 +165,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         cache: Mutex::new(SegmentCache::new(capacity)),
         next_offset: AtomicU64::new(next_offset),
         start_offset: AtomicU64::new(start_offset),
-        commit: Mutex::new(CommitState { durable: 0, syncing: false }),
+        commit: Mutex::new(CommitState::default()),
         commit_cv: Condvar::new(),
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
@@ -155,6 +182,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
 /// Temporary files annal itself writes: `<segment or index file name>.tmp`.
 fn is_our_temp(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".tmp") else { return false };
+    if stem == super::start::START_OFFSET_FILE_NAME {
+        return true;
+    }
     let digits = stem.split('.').next().unwrap_or("");
     digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())
 }

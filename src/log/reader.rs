@@ -1,6 +1,7 @@
 //! Readers: iterate records from an offset, following the log across segments.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::Shared;
 use crate::error::{CorruptionKind, Error, Result};
@@ -26,8 +27,8 @@ pub struct LogReader {
 
 impl LogReader {
     pub(crate) fn new(shared: Arc<Shared>, offset: u64) -> Result<LogReader> {
-        let start = shared.start_offset.load(std::sync::atomic::Ordering::Acquire);
-        let end = shared.next_offset.load(std::sync::atomic::Ordering::SeqCst);
+        let start = shared.start_offset.load(Ordering::Acquire);
+        let end = shared.next_offset.load(Ordering::SeqCst);
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange { requested: offset, start, end });
         }
@@ -48,7 +49,7 @@ impl LogReader {
             reader.seg = Some(seg);
             // Skip from the index entry to the requested offset.
             while reader.next < offset {
-                if reader.next_record()?.is_none() {
+                if reader.advance()?.is_none() {
                     break;
                 }
             }
@@ -65,6 +66,17 @@ impl LogReader {
     /// the log. Damaged data gives [`Error::Corruption`] with its position.
     #[allow(clippy::should_implement_trait)]
     pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>> {
+        // Retention moved the start past this reader: what it would read next
+        // is deleted (the map it holds stays valid, but the records are gone).
+        if self.next < self.shared.start_offset.load(Ordering::Acquire) {
+            return Err(self.shared.out_of_range(self.next));
+        }
+        self.advance()
+    }
+
+    /// The next record, whatever the start offset (for skipping to a requested
+    /// offset from the index entry before it).
+    fn advance(&mut self) -> Result<Option<RecordRef<'_>>> {
         loop {
             let Some(seg) = &self.seg else {
                 match self.shared.segment_for(self.next)? {

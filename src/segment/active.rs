@@ -121,6 +121,7 @@ impl ActiveSegment {
             area: Arc::clone(writer.area()),
             index: RwLock::new(index),
             tail_error: None,
+            retired: std::sync::OnceLock::new(),
         });
         let mut active = ActiveSegment {
             seg,

@@ -9,7 +9,7 @@ mod active;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 pub(crate) use active::{ActiveSegment, PreparedSegment};
 pub use footer::{FOOTER_LEN, SegmentFooter};
@@ -72,6 +72,34 @@ pub(crate) struct Segment {
     /// For a segment opened read-only whose valid data ends in corruption:
     /// readers that reach the end get this error instead of moving on.
     pub(crate) tail_error: Option<(u64, CorruptionKind)>,
+    /// Set when retention removed the segment from its log: its files are
+    /// deleted when the last holder (the cache, a reader) lets go of it.
+    pub(crate) retired: OnceLock<(PathBuf, Arc<dyn Io>)>,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some((dir, io)) = self.retired.get() {
+            // Nothing to report to: a file left behind (an I/O error, a crash
+            // before this) is below the start offset and removed at next open.
+            let _ = remove_segment_files(io.as_ref(), dir, self.base_offset);
+        }
+    }
+}
+
+/// Deletes a segment's data and index files (those that exist).
+pub(crate) fn remove_segment_files(io: &dyn Io, dir: &Path, base: u64) -> std::io::Result<()> {
+    let mut first_error = None;
+    for p in [index_path(dir, base), timeindex_path(dir, base), log_path(dir, base)] {
+        match io.remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 impl Segment {
@@ -333,7 +361,17 @@ pub(crate) fn open_sealed(
             (s.index, true)
         }
     };
-    Ok((Arc::new(Segment { base_offset: base, path, area, index: RwLock::new(index), tail_error: None }), rebuilt))
+    Ok((
+        Arc::new(Segment {
+            base_offset: base,
+            path,
+            area,
+            index: RwLock::new(index),
+            tail_error: None,
+            retired: OnceLock::new(),
+        }),
+        rebuilt,
+    ))
 }
 
 /// Opens the last, unsealed segment of a log read-only: scans it without
@@ -371,7 +409,8 @@ pub(crate) fn open_unsealed_read_only(
     // Readers touch only [DATA_START, s.end): validated records, which no
     // writer ever removes from the file.
     let area = MapArea::read_only(&file, len as usize, DATA_START, s.end).ctx("map segment", &path)?;
-    let seg = Segment { base_offset: base, path, area, index: RwLock::new(s.index), tail_error };
+    let seg =
+        Segment { base_offset: base, path, area, index: RwLock::new(s.index), tail_error, retired: OnceLock::new() };
     Ok((Arc::new(seg), would_cut))
 }
 

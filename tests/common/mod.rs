@@ -50,6 +50,8 @@ pub struct FaultIo {
     pub dir_syncs: AtomicU64,
     /// Calls of `allocate`.
     pub allocations: AtomicU64,
+    /// `remove_file` fails with EIO.
+    pub fail_remove: AtomicBool,
 }
 
 impl FaultIo {
@@ -186,6 +188,9 @@ impl Io for FaultIo {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        if self.fail_remove.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
         self.inner.remove_file(path)
     }
 }
