@@ -77,17 +77,24 @@ impl MapArea {
         }))
     }
 
-    /// Asks the kernel to fault in `[start, start + len)` ahead of the writer
-    /// (page-cache pages allocated and zero-filled, mapped read-only, not
-    /// dirtied), so that the writer's first touch of each page is cheap. The
-    /// range is clamped to the map. Changes no byte.
-    pub(crate) fn prefault(&self, start: usize, len: usize) -> io::Result<()> {
+    /// Asks the kernel to fault in `[start, start + len)` ahead of the writer,
+    /// so that the writer's first touch of each page is cheap. The range is
+    /// clamped to the map. Changes no byte.
+    ///
+    /// `writable: false` (`MADV_POPULATE_READ`) allocates and zero-fills the
+    /// page-cache pages and maps them read-only: the writer's first store to
+    /// each page still takes a write-protect fault (the file system's
+    /// `page_mkwrite`). `writable: true` (`MADV_POPULATE_WRITE`) takes that
+    /// fault too, which leaves the pages dirty: an fsync before the writer
+    /// reaches them writes their zeros to disk.
+    pub(crate) fn prefault(&self, start: usize, len: usize, writable: bool) -> io::Result<()> {
         let start = start.min(self.len());
         let len = len.min(self.len() - start);
         if len == 0 {
             return Ok(());
         }
-        self.raw.advise_range(memmap2::Advice::PopulateRead, start, len)
+        let advice = if writable { memmap2::Advice::PopulateWrite } else { memmap2::Advice::PopulateRead };
+        self.raw.advise_range(advice, start, len)
     }
 
     /// Length of the mapping in bytes.

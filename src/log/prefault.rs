@@ -1,27 +1,55 @@
 //! Faults in the active segment's pages ahead of the writer, on another thread.
 //!
 //! The first touch of a fresh page of a preallocated file costs the kernel a
-//! page allocation and a zero fill; measured on the reference machine that was
-//! 60% of the time of appending 1-KiB records. The prefaulter takes that work
-//! off the append path: the writer asks (at most once per half window) for the
-//! next window beyond its position, and this thread populates it with
-//! `MADV_POPULATE_READ`, which allocates and zero-fills page-cache pages
-//! without dirtying them (so no zeros are ever written back to disk).
+//! page allocation and a zero fill, and the first store to a page mapped
+//! read-only costs a write-protect fault (ext4's `page_mkwrite`). Measured on
+//! the reference machine, the first was 60% of the time of appending 1-KiB
+//! records, and with it moved here, the second still halved the rate of
+//! 100-byte appends. The prefaulter takes both off the append path: the writer
+//! asks (at most once per half window) for the next window beyond its
+//! position, and this thread populates it.
+//!
+//! How depends on the durability (see [`Prefault::for_durability`]): populating
+//! for writing dirties the pages, so an fsync writes their zeros too. Under
+//! `Durability::Always` every append fsyncs, and writing up to a window of
+//! zeros each time would cost far more than the faults it saves: there the
+//! pages are only populated for reading, which dirties nothing.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+use crate::config::Durability;
 use crate::mmap::MapArea;
 
-/// How far ahead of the writer pages are faulted in.
-pub(crate) const WINDOW: usize = 32 << 20;
 const CHUNK: usize = 2 << 20;
+
+/// How the active segment's pages are faulted in ahead of the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Prefault {
+    /// How far ahead of the writer, in bytes.
+    pub(crate) window: usize,
+    /// Populate for writing (dirtying the pages) rather than for reading.
+    pub(crate) writable: bool,
+}
+
+impl Prefault {
+    /// Writable pages 8 MiB ahead unless every append fsyncs; then read-only
+    /// pages 32 MiB ahead. An fsync (the interval flusher's, or the one that
+    /// seals a segment) writes at most 8 MiB of zeros beyond the records.
+    pub(crate) fn for_durability(durability: Durability) -> Prefault {
+        match durability {
+            Durability::Always => Prefault { window: 32 << 20, writable: false },
+            Durability::Never | Durability::Interval(_) => Prefault { window: 8 << 20, writable: true },
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 struct Request {
     area: Option<Arc<MapArea>>,
     from: usize,
     upto: usize,
+    writable: bool,
     stop: bool,
 }
 
@@ -40,12 +68,13 @@ impl Prefaulter {
     }
 
     /// Asks for `[from, upto)` of `area` to be faulted in. Never blocks on the work.
-    pub(crate) fn request(&self, area: &Arc<MapArea>, from: usize, upto: usize) {
+    pub(crate) fn request(&self, area: &Arc<MapArea>, from: usize, upto: usize, writable: bool) {
         let (lock, cv) = &*self.state;
         let mut r = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         r.area = Some(Arc::clone(area));
         r.from = from;
         r.upto = upto;
+        r.writable = writable;
         cv.notify_one();
     }
 }
@@ -70,7 +99,7 @@ fn run(state: &(Mutex<Request>, Condvar)) {
     // What this thread has already faulted in: (area, end).
     let mut done: Option<(Arc<MapArea>, usize)> = None;
     loop {
-        let (area, from, upto) = {
+        let (area, from, upto, writable) = {
             let mut r = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             loop {
                 if r.stop {
@@ -82,15 +111,15 @@ fn run(state: &(Mutex<Request>, Condvar)) {
                         _ => r.from,
                     };
                     if start < r.upto {
-                        break (Arc::clone(area), start, r.upto);
+                        break (Arc::clone(area), start, r.upto, r.writable);
                     }
                 }
                 r = cv.wait(r).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         };
         let end = upto.min(from + CHUNK);
-        // A failure (an old kernel without MADV_POPULATE_READ) only costs speed.
-        let _ = area.prefault(from, end - from);
+        // A failure (a kernel older than 5.14, without MADV_POPULATE_*) only costs speed.
+        let _ = area.prefault(from, end - from, writable);
         done = Some((area, end));
     }
 }

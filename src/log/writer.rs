@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
-use super::prefault::{Prefaulter, WINDOW};
+use super::prefault::{Prefault, Prefaulter};
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::segment::{ActiveSegment, PreparedSegment};
@@ -41,10 +41,11 @@ impl WriterState {
             active.publish();
             shared.set_next_offset(active.next_offset());
             let pos = active.position();
-            if pos + WINDOW / 2 >= self.prefault_requested {
+            let Prefault { window, writable } = Prefault::for_durability(shared.config.durability);
+            if pos + window / 2 >= self.prefault_requested {
                 let area = active.seg.area.clone();
-                self.prefault_requested = pos + WINDOW;
-                self.prefaulter.get_or_insert_with(Prefaulter::start).request(&area, pos, pos + WINDOW);
+                self.prefault_requested = pos + window;
+                self.prefaulter.get_or_insert_with(Prefaulter::start).request(&area, pos, pos + window, writable);
             }
         }
         result?;
