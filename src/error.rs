@@ -138,6 +138,37 @@ pub enum Error {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// No topic of that name exists in the store (or it was deleted while a
+    /// handle to it was held).
+    #[error("unknown topic {topic:?}")]
+    UnknownTopic {
+        /// The topic name asked for.
+        topic: String,
+    },
+    /// A topic of that name already exists in the store.
+    #[error("topic {topic:?} already exists")]
+    TopicExists {
+        /// The topic name.
+        topic: String,
+    },
+    /// The topic has no partition with that number.
+    #[error("partition {partition} is out of range: topic {topic:?} has {partitions} partition(s)")]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has (numbered from 0).
+        partitions: u32,
+    },
+    /// A topic name breaks the naming rule (see [`crate::topic::validate_topic_name`]).
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The refused name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
     /// A write was attempted on a log opened read-only.
     #[error("the log at {path} is open read-only")]
     ReadOnly {

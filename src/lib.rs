@@ -36,11 +36,13 @@ pub mod log;
 mod mmap;
 pub mod record;
 pub mod segment;
+pub mod topic;
 
 pub use config::{Durability, LogConfig, RecoveryMode};
 pub use error::{CorruptionKind, Error, Result};
 pub use log::{Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME, SegmentInfo};
 pub use record::{Header, OwnedRecord, Record, RecordRef};
+pub use topic::{CleanupPolicy, Store, StoreConfig, Topic, TopicConfig};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,369 @@
+//! [`Topic`]: a named set of partition logs, and the key → partition rule.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use super::meta::{self, CleanupPolicy, TopicConfig, TopicMeta};
+use crate::config::LogConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::log::{Log, LogReader, RetentionOutcome};
+use crate::record::Record;
+
+/// FNV-1a, 64 bits: the hash that maps record keys to partitions.
+///
+/// Offset basis `0xcbf29ce484222325`, prime `0x100000001b3`; for each byte,
+/// xor it into the hash, then multiply by the prime (wrapping). It is part of
+/// the stored format: the same key must go to the same partition in every
+/// version, so it never changes.
+///
+/// ```
+/// assert_eq!(annal::topic::fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+/// assert_eq!(annal::topic::fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+/// ```
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The partition a record with `key` goes to in a topic of `partitions`
+/// partitions: `fnv1a_64(key) % partitions`. Adding partitions changes it for
+/// most keys (see [`crate::topic::Store::add_partitions`]). Returns 0 when
+/// `partitions` is 0 (a topic always has at least one).
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    if partitions == 0 {
+        return 0;
+    }
+    // The remainder is below `partitions`, so it fits in a u32.
+    (fnv1a_64(key) % u64::from(partitions)) as u32
+}
+
+/// The name of partition `p`'s directory inside its topic directory: five
+/// decimal digits (`00000`, `00001`, ...).
+pub fn partition_dir_name(p: u32) -> String {
+    format!("{p:05}")
+}
+
+/// Why a topic handle no longer works.
+#[derive(Debug)]
+pub(crate) enum Gone {
+    /// The topic was deleted.
+    Deleted,
+    /// The store was closed.
+    Closed,
+}
+
+#[derive(Debug)]
+pub(crate) struct TopicState {
+    pub(crate) meta: TopicMeta,
+    pub(crate) logs: Vec<Arc<Log>>,
+    pub(crate) gone: Option<Gone>,
+}
+
+/// A topic: a named set of partitions, each an annal [`Log`].
+///
+/// Obtained from [`crate::topic::Store::create_topic`] or
+/// [`crate::topic::Store::topic`], shared through an `Arc`, and usable from
+/// many threads at once. A record with a key goes to partition
+/// [`partition_for_key`]`(key, partitions)`, so records with the same key
+/// stay in order in one partition; a record without a key goes to the
+/// partitions in turn (round-robin). Offsets are per partition.
+///
+/// Once the topic is deleted, every call on a handle still held gives
+/// [`Error::UnknownTopic`]; once the store is closed, [`Error::Closed`].
+#[derive(Debug)]
+pub struct Topic {
+    name: String,
+    dir: PathBuf,
+    log_config: LogConfig,
+    read_only: bool,
+    state: RwLock<TopicState>,
+    round_robin: AtomicU64,
+}
+
+/// Figures of one partition, as [`Topic::partition_info`] reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionInfo {
+    /// The partition number.
+    pub partition: u32,
+    /// The first offset the partition holds.
+    pub start_offset: u64,
+    /// The offset the next record sent to the partition gets.
+    pub next_offset: u64,
+    /// Segments (sealed and active).
+    pub segments: usize,
+    /// Bytes of record data in those segments.
+    pub data_bytes: u64,
+}
+
+impl Topic {
+    /// Opens the topic in `dir`: reads its metadata and opens every partition.
+    pub(crate) fn load(name: &str, dir: &Path, base: &LogConfig, read_only: bool) -> Result<Topic> {
+        if !read_only {
+            // A replacement of topic.meta cut short by a crash.
+            let mut tmp = meta::path(dir).into_os_string();
+            tmp.push(".tmp");
+            let tmp = PathBuf::from(tmp);
+            if tmp.exists() {
+                base.io.remove_file(&tmp).ctx("remove temporary file", &tmp)?;
+                base.io.sync_dir(dir).ctx("fsync directory", dir)?;
+            }
+        }
+        let meta = meta::read(dir)?;
+        let log_config = base.clone().segment_bytes(meta.segment_bytes);
+        let mut logs = Vec::with_capacity(meta.partitions as usize);
+        for p in 0..meta.partitions {
+            let pdir = dir.join(partition_dir_name(p));
+            if !pdir.is_dir() {
+                return Err(Error::NotALog {
+                    path: pdir,
+                    reason: format!(
+                        "partition {p} of topic {name:?} is missing ({} lists {} partitions)",
+                        meta::TOPIC_META_FILE_NAME,
+                        meta.partitions
+                    ),
+                });
+            }
+            let log = if read_only {
+                Log::open_read_only(&pdir, log_config.clone())?
+            } else {
+                Log::open(&pdir, log_config.clone())?
+            };
+            logs.push(Arc::new(log));
+        }
+        Ok(Topic {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            log_config,
+            read_only,
+            state: RwLock::new(TopicState { meta, logs, gone: None }),
+            round_robin: AtomicU64::new(0),
+        })
+    }
+
+    /// The topic's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The topic's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The number of partitions (0 once the topic is deleted or the store closed).
+    pub fn partitions(&self) -> u32 {
+        let st = self.state.read().expect("topic lock");
+        if st.gone.is_some() { 0 } else { st.meta.partitions }
+    }
+
+    /// The topic's configuration, as recorded in its `topic.meta`.
+    pub fn config(&self) -> Result<TopicConfig> {
+        Ok(self.live()?.meta.config())
+    }
+
+    /// The topic's metadata, as recorded in its `topic.meta`.
+    pub fn meta(&self) -> Result<TopicMeta> {
+        Ok(self.live()?.meta)
+    }
+
+    /// Sends `record` to the partition its key hashes to
+    /// ([`partition_for_key`]), or, without a key, to the next partition in
+    /// turn. Returns the partition and the record's offset in it. Durable as
+    /// the store's [`LogConfig`] durability says.
+    pub fn send(&self, record: &Record<'_>) -> Result<(u32, u64)> {
+        let st = self.writable()?;
+        let n = st.meta.partitions;
+        let p = match record.key() {
+            Some(key) => partition_for_key(key, n),
+            // The remainder is below `n`, so it fits in a u32.
+            None => (self.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(n)) as u32,
+        };
+        let offset = st.logs[p as usize].append(record)?;
+        Ok((p, offset))
+    }
+
+    /// Sends `record` to partition `partition`, whatever its key; returns its offset.
+    pub fn send_to(&self, partition: u32, record: &Record<'_>) -> Result<u64> {
+        let st = self.writable()?;
+        self.log_in(&st, partition)?.append(record)
+    }
+
+    /// Partition `p`'s log, for everything a [`Log`] offers (batches,
+    /// tailing, segments). Appending to it directly bypasses nothing but the
+    /// partitioner. A handle kept after the store is closed keeps the
+    /// partition open (and locked) until it is dropped.
+    pub fn partition(&self, p: u32) -> Result<Arc<Log>> {
+        let st = self.live()?;
+        self.log_in(&st, p).map(Arc::clone)
+    }
+
+    /// A reader of partition `p` from `offset` (`start_offset ..= next_offset`,
+    /// else [`Error::OffsetOutOfRange`]).
+    pub fn read_from(&self, p: u32, offset: u64) -> Result<LogReader> {
+        let st = self.live()?;
+        self.log_in(&st, p)?.read_from(offset)
+    }
+
+    /// The first offset of partition `p` whose record has a timestamp
+    /// `>= timestamp_ms`, or `None` if every record is older.
+    pub fn offset_for_timestamp(&self, p: u32, timestamp_ms: i64) -> Result<Option<u64>> {
+        let st = self.live()?;
+        self.log_in(&st, p)?.offset_for_timestamp(timestamp_ms)
+    }
+
+    /// The first offset partition `p` holds.
+    pub fn start_offset(&self, p: u32) -> Result<u64> {
+        let st = self.live()?;
+        Ok(self.log_in(&st, p)?.start_offset())
+    }
+
+    /// The offset the next record sent to partition `p` gets.
+    pub fn next_offset(&self, p: u32) -> Result<u64> {
+        let st = self.live()?;
+        Ok(self.log_in(&st, p)?.next_offset())
+    }
+
+    /// Offsets, segments and bytes of partition `p`.
+    pub fn partition_info(&self, p: u32) -> Result<PartitionInfo> {
+        let st = self.live()?;
+        let log = self.log_in(&st, p)?;
+        let segments = log.segments();
+        Ok(PartitionInfo {
+            partition: p,
+            start_offset: log.start_offset(),
+            next_offset: log.next_offset(),
+            segments: segments.len(),
+            data_bytes: segments.iter().map(|s| s.data_bytes).sum(),
+        })
+    }
+
+    /// Moves partition `p`'s start offset to `offset`, as [`Log::delete_before`] does.
+    pub fn delete_before(&self, p: u32, offset: u64) -> Result<RetentionOutcome> {
+        let st = self.writable()?;
+        self.log_in(&st, p)?.delete_before(offset)
+    }
+
+    /// Applies the topic's retention limits to every partition, measuring ages
+    /// against `now_ms` (milliseconds since the Unix epoch). Under
+    /// [`CleanupPolicy::Compact`] nothing is deleted. Every partition is tried
+    /// even if one fails; the first error is returned. The outcomes are in
+    /// partition order.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<Vec<RetentionOutcome>> {
+        let mut outcomes = Vec::new();
+        let mut first_error = None;
+        for (_, result) in self.retention_results(now_ms)? {
+            match result {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(outcomes),
+        }
+    }
+
+    /// One result per partition for [`Topic::apply_retention`].
+    pub(crate) fn retention_results(&self, now_ms: i64) -> Result<Vec<(u32, Result<RetentionOutcome>)>> {
+        let st = self.writable()?;
+        let policy = st.meta.retention();
+        let mut out = Vec::with_capacity(st.logs.len());
+        for (p, log) in (0u32..).zip(&st.logs) {
+            let result = if st.meta.cleanup_policy == CleanupPolicy::Delete {
+                log.apply_retention(&policy, now_ms)
+            } else {
+                log.apply_retention(&crate::log::Retention::default(), now_ms)
+            };
+            out.push((p, result));
+        }
+        Ok(out)
+    }
+
+    /// Grows the topic to `new_count` partitions: creates the new partition
+    /// logs (reusing the empty ones an interrupted earlier call left), then
+    /// records the new count in `topic.meta`. Sends wait meanwhile.
+    pub(crate) fn grow(&self, new_count: u32) -> Result<()> {
+        let mut st = self.state.write().expect("topic lock");
+        self.check_gone(&st)?;
+        if self.read_only {
+            return Err(Error::ReadOnly { path: self.dir.clone() });
+        }
+        let old = st.meta.partitions;
+        if new_count <= old || new_count > meta::MAX_PARTITIONS {
+            return Err(Error::InvalidConfig(format!(
+                "topic {:?} has {old} partitions; partitions can only be added, up to {} (asked for {new_count})",
+                self.name,
+                meta::MAX_PARTITIONS
+            )));
+        }
+        let mut new_logs = Vec::with_capacity((new_count - old) as usize);
+        for p in old..new_count {
+            let pdir = self.dir.join(partition_dir_name(p));
+            let log = Log::open(&pdir, self.log_config.clone())?;
+            if log.next_offset() != 0 {
+                // Only an interrupted add_partitions leaves directories past the
+                // count, and it never sends to them: this one is not ours to reuse.
+                return Err(Error::InvalidConfig(format!(
+                    "{} exists past the topic's {old} partitions and holds records; move it away first",
+                    pdir.display()
+                )));
+            }
+            new_logs.push(Arc::new(log));
+        }
+        let meta = TopicMeta { partitions: new_count, ..st.meta };
+        meta::write(self.log_config.io.as_ref(), &self.dir, &meta)?;
+        st.meta = meta;
+        st.logs.extend(new_logs);
+        Ok(())
+    }
+
+    /// Marks the topic deleted or closed and takes its partition logs out;
+    /// later calls on any handle fail. Waits for sends in progress.
+    pub(crate) fn retire(&self, why: Gone) -> Vec<Arc<Log>> {
+        let mut st = self.state.write().expect("topic lock");
+        if st.gone.is_none() {
+            st.gone = Some(why);
+        }
+        std::mem::take(&mut st.logs)
+    }
+
+    fn check_gone(&self, st: &TopicState) -> Result<()> {
+        match st.gone {
+            None => Ok(()),
+            Some(Gone::Deleted) => Err(Error::UnknownTopic { topic: self.name.clone() }),
+            Some(Gone::Closed) => Err(Error::Closed { path: self.dir.clone() }),
+        }
+    }
+
+    /// The state, if the topic is neither deleted nor closed.
+    fn live(&self) -> Result<RwLockReadGuard<'_, TopicState>> {
+        let st = self.state.read().expect("topic lock");
+        self.check_gone(&st)?;
+        Ok(st)
+    }
+
+    /// The state, if the topic is live and writable.
+    fn writable(&self) -> Result<RwLockReadGuard<'_, TopicState>> {
+        let st = self.live()?;
+        if self.read_only {
+            return Err(Error::ReadOnly { path: self.dir.clone() });
+        }
+        Ok(st)
+    }
+
+    fn log_in<'a>(&self, st: &'a TopicState, p: u32) -> Result<&'a Arc<Log>> {
+        st.logs.get(p as usize).ok_or_else(|| Error::PartitionOutOfRange {
+            topic: self.name.clone(),
+            partition: p,
+            partitions: st.meta.partitions,
+        })
+    }
+}

@@ -1,0 +1,366 @@
+//! The topic metadata file, `topic.meta`: a topic's partition count and
+//! configuration, in one fixed-layout, checksummed file.
+//!
+//! ```text
+//!  0  8  magic                   "ANNALTOP"
+//!  8  2  version                 u16 = 1
+//! 10  2  flags                   u16 = 0 (reserved)
+//! 12  4  partitions              u32, 1 ..= MAX_PARTITIONS
+//! 16  1  cleanup_policy          u8: 0 = delete, 1 = compact
+//! 17  7  reserved                zero
+//! 24  8  retention_ms            u64, u64::MAX = no age limit
+//! 32  8  retention_bytes         u64, u64::MAX = no size limit
+//! 40  8  segment_bytes           u64, MIN_SEGMENT_BYTES ..= MAX_SEGMENT_BYTES
+//! 48  8  tombstone_retention_ms  u64
+//! 56  8  created_ms              i64, milliseconds since the Unix epoch
+//! 64  4  crc                     u32, CRC-32 of bytes [0, 64)
+//! 68  4  reserved                zero
+//! ```
+//!
+//! Little-endian; 72 bytes. The file is replaced atomically (temporary file,
+//! fsync, rename, fsync of the topic directory), so it holds either the old or
+//! the new contents, never a mix. docs/FORMAT.md ("Topic metadata") is the
+//! reference; `tests/topic.rs` pins the bytes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::io::Io;
+use crate::log::Retention;
+
+/// File name of the metadata file inside a topic directory.
+pub const TOPIC_META_FILE_NAME: &str = "topic.meta";
+/// Size of `topic.meta` in bytes.
+pub const TOPIC_META_LEN: usize = 72;
+/// The `topic.meta` version this build writes and reads.
+pub const TOPIC_META_VERSION: u16 = 1;
+/// Most partitions a topic may have: partition directories are named with
+/// five decimal digits (`00000` to `99999`).
+pub const MAX_PARTITIONS: u32 = 100_000;
+/// Default segment size of a topic's partitions (64 MiB). Smaller than a lone
+/// log's default (1 GiB): every partition preallocates its active segment.
+pub const DEFAULT_TOPIC_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default time a tombstone is kept by compaction (1 day).
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(86_400);
+
+const MAGIC: &[u8; 8] = b"ANNALTOP";
+/// The stored value meaning "no limit".
+const NONE: u64 = u64::MAX;
+
+/// What happens to a topic's old records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CleanupPolicy {
+    /// Whole old segments are deleted by the topic's retention limits (age,
+    /// size). The default.
+    #[default]
+    Delete,
+    /// Old records are compacted: only the latest record of each key is kept,
+    /// and tombstones go after the tombstone retention. Retention by age and
+    /// size does not apply. (The policy is recorded; compaction itself is not
+    /// implemented yet, so such a topic keeps everything for now.)
+    Compact,
+}
+
+impl CleanupPolicy {
+    /// The policy's name: `delete` or `compact`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            CleanupPolicy::Delete => 0,
+            CleanupPolicy::Compact => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<CleanupPolicy> {
+        match code {
+            0 => Some(CleanupPolicy::Delete),
+            1 => Some(CleanupPolicy::Compact),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a topic is created: partition count, cleanup policy, retention and
+/// segment size. Start from [`TopicConfig::default`]:
+///
+/// ```
+/// use std::time::Duration;
+/// use annal::{Retention, TopicConfig};
+/// let config = TopicConfig::default()
+///     .partitions(8)
+///     .retention(Retention::default().max_age(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(config.get_partitions(), 8);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct TopicConfig {
+    pub(crate) partitions: u32,
+    pub(crate) cleanup_policy: CleanupPolicy,
+    pub(crate) retention: Retention,
+    pub(crate) segment_bytes: u64,
+    pub(crate) tombstone_retention: Duration,
+}
+
+impl Default for TopicConfig {
+    /// One partition, [`CleanupPolicy::Delete`], no retention limit (records
+    /// are kept until deleted), [`DEFAULT_TOPIC_SEGMENT_BYTES`] segments, and
+    /// [`DEFAULT_TOMBSTONE_RETENTION`].
+    fn default() -> Self {
+        TopicConfig {
+            partitions: 1,
+            cleanup_policy: CleanupPolicy::Delete,
+            retention: Retention::default(),
+            segment_bytes: DEFAULT_TOPIC_SEGMENT_BYTES,
+            tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+        }
+    }
+}
+
+impl TopicConfig {
+    /// Number of partitions, `1 ..= MAX_PARTITIONS`. Default 1.
+    pub fn partitions(mut self, n: u32) -> Self {
+        self.partitions = n;
+        self
+    }
+
+    /// What happens to old records. Default [`CleanupPolicy::Delete`].
+    pub fn cleanup_policy(mut self, policy: CleanupPolicy) -> Self {
+        self.cleanup_policy = policy;
+        self
+    }
+
+    /// Retention limits applied to every partition (under
+    /// [`CleanupPolicy::Delete`]). Ages are stored in whole milliseconds; a
+    /// limit of `u64::MAX` (bytes or milliseconds) means none. Default: none.
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Segment size of every partition. Default [`DEFAULT_TOPIC_SEGMENT_BYTES`].
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// How long compaction keeps tombstones (stored in whole milliseconds).
+    /// Default [`DEFAULT_TOMBSTONE_RETENTION`].
+    pub fn tombstone_retention(mut self, age: Duration) -> Self {
+        self.tombstone_retention = age;
+        self
+    }
+
+    /// The partition count.
+    pub fn get_partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The cleanup policy.
+    pub fn get_cleanup_policy(&self) -> CleanupPolicy {
+        self.cleanup_policy
+    }
+
+    /// The retention limits.
+    pub fn get_retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// The segment size.
+    pub fn get_segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+
+    /// The tombstone retention.
+    pub fn get_tombstone_retention(&self) -> Duration {
+        self.tombstone_retention
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(Error::InvalidConfig(format!(
+                "a topic has 1..={MAX_PARTITIONS} partitions, not {}",
+                self.partitions
+            )));
+        }
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
+            return Err(Error::InvalidConfig(format!(
+                "segment_bytes {} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES}",
+                self.segment_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The contents of `topic.meta`, field by field (see the module documentation
+/// for the layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicMeta {
+    /// Number of partitions.
+    pub partitions: u32,
+    /// What happens to old records.
+    pub cleanup_policy: CleanupPolicy,
+    /// Age limit in milliseconds; `u64::MAX` for none.
+    pub retention_ms: u64,
+    /// Size limit per partition in bytes of record data; `u64::MAX` for none.
+    pub retention_bytes: u64,
+    /// Segment size of the partitions.
+    pub segment_bytes: u64,
+    /// How long compaction keeps tombstones, in milliseconds.
+    pub tombstone_retention_ms: u64,
+    /// When the topic was created, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+impl TopicMeta {
+    /// The metadata of a topic created at `created_ms` with `config`.
+    pub fn new(config: &TopicConfig, created_ms: i64) -> TopicMeta {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(NONE);
+        TopicMeta {
+            partitions: config.partitions,
+            cleanup_policy: config.cleanup_policy,
+            retention_ms: config.retention.get_max_age().map_or(NONE, ms),
+            retention_bytes: config.retention.get_max_bytes().unwrap_or(NONE),
+            segment_bytes: config.segment_bytes,
+            tombstone_retention_ms: ms(config.tombstone_retention),
+            created_ms,
+        }
+    }
+
+    /// The configuration the metadata records.
+    pub fn config(&self) -> TopicConfig {
+        TopicConfig {
+            partitions: self.partitions,
+            cleanup_policy: self.cleanup_policy,
+            retention: self.retention(),
+            segment_bytes: self.segment_bytes,
+            tombstone_retention: Duration::from_millis(self.tombstone_retention_ms),
+        }
+    }
+
+    /// The retention limits as a policy for each partition log.
+    pub fn retention(&self) -> Retention {
+        let mut r = Retention::default();
+        if self.retention_ms != NONE {
+            r = r.max_age(Duration::from_millis(self.retention_ms));
+        }
+        if self.retention_bytes != NONE {
+            r = r.max_bytes(self.retention_bytes);
+        }
+        r
+    }
+
+    /// The file's bytes.
+    pub fn encode(&self) -> [u8; TOPIC_META_LEN] {
+        let mut b = [0u8; TOPIC_META_LEN];
+        b[0..8].copy_from_slice(MAGIC);
+        b[8..10].copy_from_slice(&TOPIC_META_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.partitions.to_le_bytes());
+        b[16] = self.cleanup_policy.code();
+        b[24..32].copy_from_slice(&self.retention_ms.to_le_bytes());
+        b[32..40].copy_from_slice(&self.retention_bytes.to_le_bytes());
+        b[40..48].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        b[48..56].copy_from_slice(&self.tombstone_retention_ms.to_le_bytes());
+        b[56..64].copy_from_slice(&self.created_ms.to_le_bytes());
+        let crc = crc32fast::hash(&b[0..64]);
+        b[64..68].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks the file's bytes: length, magic, version, checksum,
+    /// reserved bytes, then that every field is in range. The error says what
+    /// is wrong.
+    pub fn decode(b: &[u8]) -> std::result::Result<TopicMeta, String> {
+        if b.len() != TOPIC_META_LEN {
+            return Err(format!("topic.meta is {} bytes, expected {TOPIC_META_LEN}", b.len()));
+        }
+        if &b[0..8] != MAGIC {
+            return Err("topic.meta has the wrong magic".into());
+        }
+        let version = u16::from_le_bytes([b[8], b[9]]);
+        if version != TOPIC_META_VERSION {
+            return Err(format!("topic.meta has unsupported version {version}"));
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let stored = u32::from_le_bytes(b[64..68].try_into().expect("4 bytes"));
+        let computed = crc32fast::hash(&b[0..64]);
+        if stored != computed {
+            return Err(format!("topic.meta checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"));
+        }
+        if b[10..12] != [0; 2] || b[17..24] != [0; 7] || b[68..72] != [0; 4] {
+            return Err("reserved bytes of topic.meta are not zero".into());
+        }
+        let partitions = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
+        if !(1..=MAX_PARTITIONS).contains(&partitions) {
+            return Err(format!("topic.meta gives {partitions} partitions, outside 1..={MAX_PARTITIONS}"));
+        }
+        let cleanup_policy = CleanupPolicy::from_code(b[16])
+            .ok_or_else(|| format!("topic.meta has unknown cleanup policy {}", b[16]))?;
+        let segment_bytes = u64_at(40);
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes) {
+            return Err(format!("topic.meta gives segment_bytes {segment_bytes}, outside the allowed range"));
+        }
+        Ok(TopicMeta {
+            partitions,
+            cleanup_policy,
+            retention_ms: u64_at(24),
+            retention_bytes: u64_at(32),
+            segment_bytes,
+            tombstone_retention_ms: u64_at(48),
+            created_ms: i64::from_le_bytes(b[56..64].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+pub(crate) fn path(topic_dir: &Path) -> PathBuf {
+    topic_dir.join(TOPIC_META_FILE_NAME)
+}
+
+/// Reads the metadata of the topic in `topic_dir`. A missing file means the
+/// directory is not a topic ([`Error::NotALog`]); a damaged one is
+/// [`Error::Corruption`] naming the file, never ignored.
+pub(crate) fn read(topic_dir: &Path) -> Result<TopicMeta> {
+    let p = path(topic_dir);
+    // Bounded: a file much longer than the format is damaged, whatever it holds.
+    let bytes = match std::fs::File::open(&p) {
+        Ok(f) => {
+            use std::io::Read;
+            let mut bytes = Vec::with_capacity(TOPIC_META_LEN);
+            f.take(TOPIC_META_LEN as u64 + 1).read_to_end(&mut bytes).ctx("read", &p)?;
+            bytes
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotALog {
+                path: topic_dir.to_owned(),
+                reason: format!("no {TOPIC_META_FILE_NAME} file: not an annal topic"),
+            });
+        }
+        Err(e) => return Err(Error::io("open", p, e)),
+    };
+    TopicMeta::decode(&bytes).map_err(|why| Error::Corruption {
+        path: p,
+        offset: 0,
+        position: 0,
+        kind: CorruptionKind::BadHeader(why),
+    })
+}
+
+/// Durably replaces the metadata of the topic in `topic_dir`.
+pub(crate) fn write(io: &dyn Io, topic_dir: &Path, meta: &TopicMeta) -> Result<()> {
+    crate::segment::write_file_atomic(io, &path(topic_dir), &meta.encode())?;
+    io.sync_dir(topic_dir).ctx("fsync directory", topic_dir)
+}

@@ -1,0 +1,594 @@
+//! [`Store`]: many topics in one directory, and the background retention thread.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::handle::{Gone, Topic};
+use super::meta::{self, TopicConfig, TopicMeta};
+use super::{partition_dir_name, validate_topic_name};
+use crate::config::LogConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::log::{Log, RetentionOutcome, now_ms};
+
+/// Name of the lock file in the store's root directory: locked by the one
+/// process that has the store open for writing.
+pub const STORE_LOCK_FILE_NAME: &str = "store.lock";
+/// Name of the directory, inside the store's root, that holds one directory per topic.
+pub const TOPICS_DIR_NAME: &str = "topics";
+
+/// Configuration of a [`Store`]: the log configuration every partition uses
+/// (its segment size excepted: that is the topic's) and the retention interval.
+///
+/// ```
+/// use std::time::Duration;
+/// use annal::{Durability, LogConfig, StoreConfig};
+/// let config = StoreConfig::default()
+///     .log_config(LogConfig::default().durability(Durability::Never))
+///     .retention_interval(Duration::from_secs(300));
+/// assert_eq!(config.get_retention_interval(), Some(Duration::from_secs(300)));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct StoreConfig {
+    log: LogConfig,
+    retention_interval: Option<Duration>,
+}
+
+impl StoreConfig {
+    /// The configuration of every partition log (durability, index interval,
+    /// record size limit, open segments, I/O layer). Its segment size is
+    /// ignored: each topic records its own. Default [`LogConfig::default`].
+    pub fn log_config(mut self, config: LogConfig) -> Self {
+        self.log = config;
+        self
+    }
+
+    /// Start a background thread in [`Store::open`] that applies every
+    /// topic's retention policy at this interval (non-zero). Default: no
+    /// thread; call [`Store::run_retention`] instead.
+    pub fn retention_interval(mut self, every: Duration) -> Self {
+        self.retention_interval = Some(every);
+        self
+    }
+
+    /// The partition log configuration.
+    pub fn get_log_config(&self) -> &LogConfig {
+        &self.log
+    }
+
+    /// The retention interval, if a background thread is wanted.
+    pub fn get_retention_interval(&self) -> Option<Duration> {
+        self.retention_interval
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.retention_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidConfig("the retention interval must be non-zero".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What one retention pass did to one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionRetention {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// What retention did.
+    pub outcome: RetentionOutcome,
+}
+
+/// A topic or partition that retention could not process.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RetentionFailure {
+    /// The topic.
+    pub topic: String,
+    /// The partition, or `None` if the whole topic failed (for example it
+    /// could not be opened).
+    pub partition: Option<u32>,
+    /// What went wrong.
+    pub error: Error,
+}
+
+/// What a retention pass over every topic did: one entry per partition it
+/// processed, and one per failure. A failure does not stop the pass.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct RetentionReport {
+    /// The time ages were measured against (ms since the Unix epoch).
+    pub now_ms: i64,
+    /// Every partition processed, by topic name then partition number.
+    pub partitions: Vec<PartitionRetention>,
+    /// Every topic or partition that failed.
+    pub failures: Vec<RetentionFailure>,
+}
+
+impl RetentionReport {
+    /// Segments deleted across every partition.
+    pub fn segments_deleted(&self) -> usize {
+        self.partitions.iter().map(|p| p.outcome.segments_deleted).sum()
+    }
+
+    /// Bytes of record data deleted across every partition.
+    pub fn bytes_deleted(&self) -> u64 {
+        self.partitions.iter().map(|p| p.outcome.bytes_deleted).sum()
+    }
+
+    /// Whether nothing failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// A topic of the store: opened, or present on disk but not openable (its
+/// `topic.meta` is damaged, a partition is locked, ...). The latter is tried
+/// again by every [`Store::topic`], which returns the error.
+#[derive(Debug)]
+enum Slot {
+    Open(Arc<Topic>),
+    Unloaded,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    root: PathBuf,
+    topics_dir: PathBuf,
+    config: StoreConfig,
+    read_only: bool,
+    topics: RwLock<BTreeMap<String, Slot>>,
+    /// Serializes creation, deletion, growth and loading of topics.
+    admin: Mutex<()>,
+    last_retention: Mutex<Option<Arc<RetentionReport>>>,
+    retention_runs: AtomicU64,
+    lock: Option<File>,
+}
+
+#[derive(Debug)]
+struct RetentionThread {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// Many topics in one directory.
+///
+/// ```text
+/// <root>/store.lock                      locked by the one writer
+/// <root>/topics/<name>/topic.meta        partition count and configuration
+/// <root>/topics/<name>/<00000..>/        one annal log per partition
+/// ```
+///
+/// One `Store` handle per directory writes (a second gets [`Error::Locked`]);
+/// it is `Send + Sync`, and its [`Topic`] handles may be used from many
+/// threads. See the [module documentation](crate::topic) for an example.
+#[derive(Debug)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+    retention: Option<RetentionThread>,
+    closed: bool,
+}
+
+impl Store {
+    /// Opens the store in `dir` for reading and writing, creating the
+    /// directory and an empty store if needed, and opens every topic (each
+    /// partition log recovers as [`Log::open`] does). Fails with
+    /// [`Error::Locked`] if another handle has the store open.
+    ///
+    /// Deletions and creations a crash interrupted are finished or undone. A
+    /// topic that cannot be opened (a damaged `topic.meta`, a locked or
+    /// damaged partition) does not fail the open: it is listed by
+    /// [`Store::topics`], and [`Store::topic`] returns its error (and tries
+    /// again each time, so a repaired topic becomes usable).
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        config.validate()?;
+        let root = dir.as_ref().to_owned();
+        let io = Arc::clone(&config.log.io);
+        let created = !root.exists();
+        fs::create_dir_all(&root).ctx("create store directory", &root)?;
+        let lock_path = root.join(STORE_LOCK_FILE_NAME);
+        let lock = crate::io::open_rw(&lock_path, true).ctx("open lock file", &lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: root }),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", lock_path, e)),
+        }
+        if created && let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            io.sync_dir(parent).ctx("fsync directory", parent)?;
+        }
+        let topics_dir = root.join(TOPICS_DIR_NAME);
+        if !topics_dir.is_dir() {
+            fs::create_dir(&topics_dir).ctx("create topics directory", &topics_dir)?;
+            io.sync_dir(&root).ctx("fsync directory", &root)?;
+        }
+        let topics = scan(&topics_dir, &config.log, false)?;
+        let inner = Arc::new(StoreInner::new(root, topics_dir, config, false, topics, Some(lock)));
+        let retention = match inner.config.retention_interval {
+            Some(every) => Some(RetentionThread::start(Arc::clone(&inner), every)?),
+            None => None,
+        };
+        Ok(Store { inner, retention, closed: false })
+    }
+
+    /// Opens an existing store without changing any file: no lock is taken
+    /// (a writer may be running), nothing a crash left is cleaned, partitions
+    /// are opened with [`Log::open_read_only`], and every change (sends,
+    /// topic creation, retention, ...) gives [`Error::ReadOnly`]. No retention
+    /// thread is started. A directory without a `topics` directory gives
+    /// [`Error::NotALog`].
+    pub fn open_read_only(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        config.validate()?;
+        let root = dir.as_ref().to_owned();
+        let topics_dir = root.join(TOPICS_DIR_NAME);
+        if !topics_dir.is_dir() {
+            return Err(Error::NotALog { path: root, reason: "no topics directory: not an annal store".into() });
+        }
+        let topics = scan(&topics_dir, &config.log, true)?;
+        let inner = Arc::new(StoreInner::new(root, topics_dir, config, true, topics, None));
+        Ok(Store { inner, retention: None, closed: false })
+    }
+
+    /// The store's root directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Creates topic `name` with `config` and returns it. The topic appears
+    /// whole or not at all, even across a crash: it is built in a hidden
+    /// directory (partition logs, then `topic.meta`), which is then renamed
+    /// into place. Fails with [`Error::InvalidTopicName`],
+    /// [`Error::TopicExists`] or [`Error::InvalidConfig`].
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        self.inner.check_writable()?;
+        validate_topic_name(name)?;
+        config.validate()?;
+        let log_config = self.inner.config.log.clone().segment_bytes(config.segment_bytes);
+        log_config.validate()?;
+        let _admin = self.inner.admin();
+        if self.inner.topics.read().expect("topics lock").contains_key(name) {
+            return Err(Error::TopicExists { topic: name.to_owned() });
+        }
+        let dir = self.inner.topics_dir.join(name);
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Err(Error::InvalidConfig(format!("{} exists and is not a topic", dir.display())));
+        }
+        let io = self.inner.config.log.io.as_ref();
+        let staging = self.inner.topics_dir.join(format!(".{name}~creating"));
+        if fs::symlink_metadata(&staging).is_ok() {
+            fs::remove_dir_all(&staging).ctx("remove abandoned topic directory", &staging)?;
+        }
+        let built = (|| {
+            fs::create_dir(&staging).ctx("create topic directory", &staging)?;
+            for p in 0..config.partitions {
+                Log::open(staging.join(partition_dir_name(p)), log_config.clone())?.close()?;
+            }
+            meta::write(io, &staging, &TopicMeta::new(&config, now_ms()))?;
+            io.rename(&staging, &dir).ctx("rename topic directory", &dir)?;
+            io.sync_dir(&self.inner.topics_dir).ctx("fsync directory", &self.inner.topics_dir)
+        })();
+        if let Err(e) = built {
+            if fs::symlink_metadata(&dir).is_err() {
+                let _ = fs::remove_dir_all(&staging);
+            } else {
+                // Renamed into place but maybe not durably: the topic exists.
+                self.inner.topics.write().expect("topics lock").insert(name.to_owned(), Slot::Unloaded);
+            }
+            return Err(e);
+        }
+        let loaded = Topic::load(name, &dir, &self.inner.config.log, false).map(Arc::new);
+        let mut topics = self.inner.topics.write().expect("topics lock");
+        match loaded {
+            Ok(topic) => {
+                topics.insert(name.to_owned(), Slot::Open(Arc::clone(&topic)));
+                Ok(topic)
+            }
+            Err(e) => {
+                topics.insert(name.to_owned(), Slot::Unloaded);
+                Err(e)
+            }
+        }
+    }
+
+    /// Topic `name`, or [`Error::UnknownTopic`]. A topic present on disk that
+    /// could not be opened is tried again, and its error returned (for
+    /// example [`Error::Corruption`] naming a damaged `topic.meta`).
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        if let Some(Slot::Open(t)) = self.inner.topics.read().expect("topics lock").get(name) {
+            return Ok(Arc::clone(t));
+        }
+        let _admin = self.inner.admin();
+        self.inner.topic_locked(name)
+    }
+
+    /// The names of every topic, sorted (including topics that could not be opened).
+    pub fn topics(&self) -> Vec<String> {
+        self.inner.topics.read().expect("topics lock").keys().cloned().collect()
+    }
+
+    /// Deletes topic `name` and every record in it. Handles to it still held
+    /// elsewhere get [`Error::UnknownTopic`] from then on (sends in progress
+    /// finish first). The topic directory is renamed to a hidden name (and
+    /// the rename made durable) before its files are removed, so a crash
+    /// leaves the topic either whole or gone; the next open removes what is
+    /// left. A topic that could not be opened can be deleted too.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.inner.check_writable()?;
+        let _admin = self.inner.admin();
+        let slot = self
+            .inner
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| Error::UnknownTopic { topic: name.to_owned() })?;
+        if let Slot::Open(topic) = slot {
+            for log in topic.retire(Gone::Deleted) {
+                // Its files are about to go: no need to seal or sync them.
+                if let Ok(log) = Arc::try_unwrap(log) {
+                    log.abandon();
+                }
+            }
+        }
+        let io = self.inner.config.log.io.as_ref();
+        let topics_dir = &self.inner.topics_dir;
+        let dir = topics_dir.join(name);
+        let tomb = (0u64..)
+            .map(|n| topics_dir.join(format!(".{name}~deleted.{n}")))
+            .find(|p| fs::symlink_metadata(p).is_err())
+            .expect("an unused name");
+        if let Err(e) = io.rename(&dir, &tomb) {
+            self.inner.topics.write().expect("topics lock").insert(name.to_owned(), Slot::Unloaded);
+            return Err(Error::io("rename deleted topic directory", dir, e));
+        }
+        io.sync_dir(topics_dir).ctx("fsync directory", topics_dir)?;
+        fs::remove_dir_all(&tomb).ctx("remove deleted topic directory", &tomb)?;
+        io.sync_dir(topics_dir).ctx("fsync directory", topics_dir)
+    }
+
+    /// Grows topic `name` to `new_count` partitions (more than it has; at
+    /// most [`meta::MAX_PARTITIONS`]). The new partitions are created empty,
+    /// then the count is recorded in `topic.meta`; sends wait meanwhile.
+    ///
+    /// **Keys move**: a key's partition is `fnv1a_64(key) % partitions`, so
+    /// after growing, most keys go to another partition than before, and the
+    /// records of one key are no longer all in one partition (order between
+    /// the old and the new ones is lost). Grow before keyed data matters, or
+    /// create a new topic and copy.
+    pub fn add_partitions(&self, name: &str, new_count: u32) -> Result<()> {
+        self.inner.check_writable()?;
+        let _admin = self.inner.admin();
+        self.inner.topic_locked(name)?.grow(new_count)
+    }
+
+    /// Applies every topic's retention policy now (see [`Topic::apply_retention`])
+    /// and reports what each partition deleted.
+    pub fn run_retention(&self) -> Result<RetentionReport> {
+        self.run_retention_at(now_ms())
+    }
+
+    /// [`Store::run_retention`], measuring ages against `now_ms` (milliseconds
+    /// since the Unix epoch).
+    pub fn run_retention_at(&self, now_ms: i64) -> Result<RetentionReport> {
+        self.inner.check_writable()?;
+        Ok(self.inner.run_retention(now_ms))
+    }
+
+    /// The report of the background retention thread's latest pass, if it has made one.
+    pub fn last_retention(&self) -> Option<Arc<RetentionReport>> {
+        self.inner.last_retention.lock().expect("retention lock").clone()
+    }
+
+    /// How many passes the background retention thread has completed.
+    pub fn retention_runs(&self) -> u64 {
+        self.inner.retention_runs.load(Ordering::Acquire)
+    }
+
+    /// Stops the retention thread, closes every partition log (sealing its
+    /// active segment) and releases the store. Handles to topics still held
+    /// elsewhere get [`Error::Closed`]; a partition [`Log`] still held through
+    /// [`Topic::partition`] stays open until it is dropped. Returns the first
+    /// error met. Dropping a `Store` closes it too, ignoring errors.
+    pub fn close(mut self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        if let Some(thread) = self.retention.take() {
+            thread.stop();
+        }
+        let _admin = self.inner.admin();
+        let slots = std::mem::take(&mut *self.inner.topics.write().expect("topics lock"));
+        let mut first_error = None;
+        for slot in slots.into_values() {
+            let Slot::Open(topic) = slot else { continue };
+            for log in topic.retire(Gone::Closed) {
+                if let Ok(log) = Arc::try_unwrap(log)
+                    && let Err(e) = log.close()
+                {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(lock) = &self.inner.lock {
+            let _ = lock.unlock();
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.close_inner();
+    }
+}
+
+impl StoreInner {
+    fn new(
+        root: PathBuf,
+        topics_dir: PathBuf,
+        config: StoreConfig,
+        read_only: bool,
+        topics: BTreeMap<String, Slot>,
+        lock: Option<File>,
+    ) -> StoreInner {
+        StoreInner {
+            root,
+            topics_dir,
+            config,
+            read_only,
+            topics: RwLock::new(topics),
+            admin: Mutex::new(()),
+            last_retention: Mutex::new(None),
+            retention_runs: AtomicU64::new(0),
+            lock,
+        }
+    }
+
+    fn admin(&self) -> MutexGuard<'_, ()> {
+        self.admin.lock().expect("admin lock")
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly { path: self.root.clone() });
+        }
+        Ok(())
+    }
+
+    /// Topic `name`, opening it if it is on disk but not open yet. The caller
+    /// holds the admin lock.
+    fn topic_locked(&self, name: &str) -> Result<Arc<Topic>> {
+        match self.topics.read().expect("topics lock").get(name) {
+            None => return Err(Error::UnknownTopic { topic: name.to_owned() }),
+            Some(Slot::Open(t)) => return Ok(Arc::clone(t)),
+            Some(Slot::Unloaded) => {}
+        }
+        let topic = Arc::new(Topic::load(name, &self.topics_dir.join(name), &self.config.log, self.read_only)?);
+        self.topics.write().expect("topics lock").insert(name.to_owned(), Slot::Open(Arc::clone(&topic)));
+        Ok(topic)
+    }
+
+    fn run_retention(&self, now_ms: i64) -> RetentionReport {
+        let mut report = RetentionReport { now_ms, ..RetentionReport::default() };
+        let names: Vec<String> = self.topics.read().expect("topics lock").keys().cloned().collect();
+        for name in names {
+            let topic = {
+                let _admin = self.admin();
+                self.topic_locked(&name)
+            };
+            let results = topic.and_then(|t| t.retention_results(now_ms));
+            match results {
+                Ok(results) => {
+                    for (partition, result) in results {
+                        match result {
+                            Ok(outcome) => {
+                                report.partitions.push(PartitionRetention { topic: name.clone(), partition, outcome })
+                            }
+                            Err(error) => report.failures.push(RetentionFailure {
+                                topic: name.clone(),
+                                partition: Some(partition),
+                                error,
+                            }),
+                        }
+                    }
+                }
+                // Deleted since the names were taken, or the store is closing.
+                Err(Error::UnknownTopic { .. } | Error::Closed { .. }) => {}
+                Err(error) => report.failures.push(RetentionFailure { topic: name, partition: None, error }),
+            }
+        }
+        report
+    }
+}
+
+/// The topics in `topics_dir`. A writer removes what an interrupted creation
+/// or deletion left (hidden directories with a `~` in their name, which no
+/// topic name has); anything else that is not a topic is left alone.
+fn scan(topics_dir: &Path, log: &LogConfig, read_only: bool) -> Result<BTreeMap<String, Slot>> {
+    let mut topics = BTreeMap::new();
+    let mut removed = false;
+    for entry in fs::read_dir(topics_dir).ctx("list topics directory", topics_dir)? {
+        let entry = entry.ctx("list topics directory", topics_dir)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        let is_dir = entry.file_type().ctx("stat", &path)?.is_dir();
+        if name.starts_with('.') && name.contains('~') {
+            if !read_only && is_dir {
+                fs::remove_dir_all(&path).ctx("remove abandoned topic directory", &path)?;
+                removed = true;
+            }
+            continue;
+        }
+        if !is_dir || validate_topic_name(name).is_err() {
+            continue;
+        }
+        let slot = match Topic::load(name, &path, log, read_only) {
+            Ok(topic) => Slot::Open(Arc::new(topic)),
+            Err(_) => Slot::Unloaded,
+        };
+        topics.insert(name.to_owned(), slot);
+    }
+    if removed {
+        log.io.sync_dir(topics_dir).ctx("fsync directory", topics_dir)?;
+    }
+    Ok(topics)
+}
+
+impl RetentionThread {
+    fn start(inner: Arc<StoreInner>, every: Duration) -> Result<RetentionThread> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop2 = Arc::clone(&stop);
+        let root = inner.root.clone();
+        let handle = std::thread::Builder::new()
+            .name("annal-retention".into())
+            .spawn(move || {
+                let (lock, cv) = &*stop2;
+                let mut stopped = lock.lock().expect("retention stop lock");
+                loop {
+                    stopped = cv.wait_timeout(stopped, every).expect("retention stop lock").0;
+                    if *stopped {
+                        break;
+                    }
+                    drop(stopped);
+                    let report = inner.run_retention(now_ms());
+                    *inner.last_retention.lock().expect("retention lock") = Some(Arc::new(report));
+                    inner.retention_runs.fetch_add(1, Ordering::AcqRel);
+                    stopped = lock.lock().expect("retention stop lock");
+                    if *stopped {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::io("start retention thread", root, e))?;
+        Ok(RetentionThread { stop, handle: Some(handle) })
+    }
+
+    fn stop(mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().expect("retention stop lock") = true;
+        cv.notify_all();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
