@@ -67,6 +67,38 @@ impl fmt::Display for CorruptionKind {
     }
 }
 
+/// What kind of failure an archive store reported: what a caller can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArchiveErrorKind {
+    /// No object exists under the key.
+    NotFound,
+    /// The store could not be reached or did not answer in time (connection
+    /// refused or reset, DNS failure, timeout). Retrying later may succeed.
+    Unreachable,
+    /// An object's size or checksum is not what was uploaded.
+    Integrity,
+    /// The key (or list prefix) is not a valid archive key; nothing was sent.
+    InvalidKey,
+    /// The byte range is reversed or reaches past the end of the object.
+    InvalidRange,
+    /// Anything else the store reported (refused credentials, a server error, ...).
+    Other,
+}
+
+impl fmt::Display for ArchiveErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ArchiveErrorKind::NotFound => "object not found",
+            ArchiveErrorKind::Unreachable => "store unreachable",
+            ArchiveErrorKind::Integrity => "integrity check failed",
+            ArchiveErrorKind::InvalidKey => "invalid key",
+            ArchiveErrorKind::InvalidRange => "invalid range",
+            ArchiveErrorKind::Other => "store error",
+        })
+    }
+}
+
 /// Every error annal returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -181,6 +213,22 @@ pub enum Error {
         /// The log directory.
         path: PathBuf,
     },
+    /// An archive store (see [`crate::archive`]) failed or refused an operation.
+    /// Local file-system failures of a directory store are [`Error::Io`] instead.
+    #[error("archive store {store}, key {key:?}: {kind}: {message}")]
+    Archive {
+        /// The store, as its `name()` describes it (`dir /var/archive`, `s3 bucket logs at ...`).
+        store: String,
+        /// The object key (or list prefix) involved; empty if none.
+        key: String,
+        /// What kind of failure it is.
+        kind: ArchiveErrorKind,
+        /// What went wrong, in words (with the underlying error's text, if any).
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
 }
 
 impl Error {
@@ -191,6 +239,14 @@ impl Error {
     /// True for [`Error::Corruption`].
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corruption { .. })
+    }
+
+    /// The kind of an [`Error::Archive`]; `None` for every other error.
+    pub fn archive_kind(&self) -> Option<ArchiveErrorKind> {
+        match self {
+            Error::Archive { kind, .. } => Some(*kind),
+            _ => None,
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod archive;
 pub mod config;
 pub mod error;
 #[doc(hidden)]
@@ -38,8 +39,9 @@ pub mod record;
 pub mod segment;
 pub mod topic;
 
+pub use archive::{ArchiveStore, LocalDirArchive, ObjectDigest, ObjectMeta};
 pub use config::{Durability, LogConfig, RecoveryMode};
-pub use error::{CorruptionKind, Error, Result};
+pub use error::{ArchiveErrorKind, CorruptionKind, Error, Result};
 pub use log::{Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME, SegmentInfo};
 pub use record::{Header, OwnedRecord, Record, RecordRef};
 pub use topic::{CleanupPolicy, Store, StoreConfig, Topic, TopicConfig};
