@@ -1,5 +1,6 @@
 //! `annal`: the command-line tool of the annal log storage engine (benchmark,
-//! append, read, tail, verify, dump, stats). Run `annal --help`.
+//! append, read, tail, verify, dump, stats; topics: topic, produce, consume,
+//! retention). Run `annal --help`.
 
 #![deny(unsafe_code)]
 

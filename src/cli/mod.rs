@@ -4,7 +4,9 @@ mod append;
 mod bench;
 mod follow;
 mod inspect;
+mod produce;
 mod read;
+mod topic;
 
 use std::fmt;
 use std::io;
@@ -17,8 +19,12 @@ use annal::Durability;
 
 const EXIT_CODES: &str = "\
 Exit status: 0 on success; 1 for wrong arguments, a directory that is not an \
-annal log, or any other error; 2 when stored data is corrupt (the message names \
+annal log or store, or any other error; 2 when stored data is corrupt (the message names \
 the file, the log offset and the byte position). Every error is one line on stderr.";
+
+/// Every subcommand's name.
+const COMMANDS: [&str; 11] =
+    ["bench", "append", "read", "tail", "verify", "dump", "stats", "topic", "produce", "consume", "retention"];
 
 /// The annal log storage engine's command-line tool.
 #[derive(Debug, Parser)]
@@ -37,6 +43,10 @@ enum Command {
     Verify(inspect::VerifyArgs),
     Dump(inspect::DumpArgs),
     Stats(inspect::StatsArgs),
+    Topic(topic::TopicArgs),
+    Produce(produce::ProduceArgs),
+    Consume(produce::ConsumeArgs),
+    Retention(topic::RetentionArgs),
 }
 
 /// The durability policy, as a command-line value.
@@ -123,6 +133,10 @@ pub(crate) fn main() -> ExitCode {
         Command::Verify(args) => inspect::run_verify(&args),
         Command::Dump(args) => inspect::run_dump(&args),
         Command::Stats(args) => inspect::run_stats(&args),
+        Command::Topic(args) => topic::run_topic(&args),
+        Command::Produce(args) => produce::run_produce(&args),
+        Command::Consume(args) => produce::run_consume(&args),
+        Command::Retention(args) => topic::run_retention(&args),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
@@ -156,10 +170,20 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             let message = message.split("\n\nFor more information").next().unwrap_or(message);
             let message = message.strip_prefix("error: ").unwrap_or(message);
             let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
-            let command = std::env::args()
-                .nth(1)
-                .filter(|a| ["bench", "append", "read", "tail", "verify", "dump", "stats"].contains(&a.as_str()));
-            let help = command.map_or("annal --help".to_owned(), |c| format!("annal {c} --help"));
+            // `annal COMMAND --help`, or `annal COMMAND SUBCOMMAND --help` for topic and retention.
+            let args: Vec<String> = std::env::args().skip(1).take(2).collect();
+            let known = |list: &[&str], a: Option<&String>| a.filter(|a| list.contains(&a.as_str())).cloned();
+            let command = known(&COMMANDS, args.first());
+            let sub = match command.as_deref() {
+                Some("topic") => known(&["create", "list", "describe", "delete"], args.get(1)),
+                Some("retention") => known(&["run"], args.get(1)),
+                _ => None,
+            };
+            let help = match (command, sub) {
+                (Some(c), Some(s)) => format!("annal {c} {s} --help"),
+                (Some(c), None) => format!("annal {c} --help"),
+                _ => "annal --help".to_owned(),
+            };
             eprintln!("annal: error: {one_line} (see '{help}')");
             ExitCode::from(1)
         }

@@ -1,0 +1,264 @@
+//! `annal topic create|list|describe|delete` and `annal retention run`: a
+//! store's topics.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use annal::inspect::format_timestamp;
+use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
+use annal::{CleanupPolicy, Retention, Store, StoreConfig, TopicConfig};
+
+use super::{CliResult, Failure, stdout_error};
+
+/// Create, list, describe or delete the topics of a store.
+///
+/// A store is a directory of topics (given with --dir); a topic is a set of
+/// partitions, each an annal log. See `annal produce` and `annal consume`.
+#[derive(Debug, Args)]
+pub(crate) struct TopicArgs {
+    #[command(subcommand)]
+    command: TopicCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    Create(CreateArgs),
+    List(ListArgs),
+    Describe(DescribeArgs),
+    Delete(DeleteArgs),
+}
+
+/// The cleanup policy, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    /// Delete whole old segments by the retention limits.
+    Delete,
+    /// Keep the latest record of each key (recorded; compaction is not implemented yet).
+    Compact,
+}
+
+/// Create a topic (and the store directory if it does not exist).
+///
+/// Prints `created topic NAME with N partition(s)`. Fails if the topic exists
+/// or the name is invalid (1 to 200 ASCII letters, digits, '.', '_' and '-',
+/// not starting with '.').
+#[derive(Debug, Args)]
+pub(crate) struct CreateArgs {
+    /// The topic name.
+    name: String,
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Number of partitions.
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PARTITIONS)))]
+    partitions: u32,
+    /// What happens to old records.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Delete)]
+    cleanup_policy: PolicyArg,
+    /// Delete sealed segments whose newest record is older than MS milliseconds
+    /// (default: no age limit).
+    #[arg(long, value_name = "MS")]
+    retention_ms: Option<u64>,
+    /// Delete the oldest sealed segments while a partition holds more than B
+    /// bytes of record data (default: no size limit).
+    #[arg(long, value_name = "B")]
+    retention_bytes: Option<u64>,
+    /// Size of each partition's segment files.
+    #[arg(long, value_name = "B", default_value_t = DEFAULT_TOPIC_SEGMENT_BYTES)]
+    segment_bytes: u64,
+    /// How long compaction keeps tombstones, in milliseconds (default: one day).
+    #[arg(long, value_name = "MS")]
+    tombstone_retention_ms: Option<u64>,
+}
+
+/// List the topics of a store, one name per line, sorted (read-only).
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+/// Print a topic's configuration and each partition's offsets (read-only).
+///
+/// `key: value` lines for the configuration, then one line per partition:
+/// partition, start offset, next offset, records, segments and bytes of
+/// record data, separated by tabs, under a header line.
+#[derive(Debug, Args)]
+pub(crate) struct DescribeArgs {
+    /// The topic name.
+    name: String,
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+/// Delete a topic and every record in it.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The topic name.
+    name: String,
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+/// Apply the topics' retention policies.
+#[derive(Debug, Args)]
+pub(crate) struct RetentionArgs {
+    #[command(subcommand)]
+    command: RetentionCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    Run(RetentionRunArgs),
+}
+
+/// Apply every topic's retention policy once and print what it deleted.
+///
+/// One line per partition: `TOPIC PARTITION: deleted S segment(s), B bytes;
+/// start offset O`, then a summary line. A partition that fails is printed as
+/// `TOPIC PARTITION: error: ...`, the others are still processed, and the
+/// exit status is 1 (2 if the failure is corruption).
+#[derive(Debug, Args)]
+pub(crate) struct RetentionRunArgs {
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+pub(crate) fn run_topic(args: &TopicArgs) -> CliResult {
+    match &args.command {
+        TopicCommand::Create(a) => create(a),
+        TopicCommand::List(a) => list(a),
+        TopicCommand::Describe(a) => describe(a),
+        TopicCommand::Delete(a) => delete(a),
+    }
+}
+
+/// Opens the store in `dir` for writing, refusing (rather than creating) a
+/// directory that holds no store.
+pub(crate) fn open_existing(dir: &Path, config: StoreConfig) -> CliResult<Store> {
+    if !dir.join(TOPICS_DIR_NAME).is_dir() {
+        return Err(Failure::Error(format!("{} is not an annal store: no topics directory", dir.display())));
+    }
+    Ok(Store::open(dir, config)?)
+}
+
+fn print(text: &str) -> CliResult {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)
+}
+
+fn create(args: &CreateArgs) -> CliResult {
+    let mut retention = Retention::default();
+    if let Some(ms) = args.retention_ms {
+        retention = retention.max_age(Duration::from_millis(ms));
+    }
+    if let Some(b) = args.retention_bytes {
+        retention = retention.max_bytes(b);
+    }
+    let mut config = TopicConfig::default()
+        .partitions(args.partitions)
+        .cleanup_policy(match args.cleanup_policy {
+            PolicyArg::Delete => CleanupPolicy::Delete,
+            PolicyArg::Compact => CleanupPolicy::Compact,
+        })
+        .retention(retention)
+        .segment_bytes(args.segment_bytes);
+    if let Some(ms) = args.tombstone_retention_ms {
+        config = config.tombstone_retention(Duration::from_millis(ms));
+    }
+    let store = Store::open(&args.dir, StoreConfig::default())?;
+    let topic = store.create_topic(&args.name, config)?;
+    let n = topic.partitions();
+    drop(topic);
+    store.close()?;
+    print(&format!("created topic {} with {n} partition(s)\n", args.name))
+}
+
+fn list(args: &ListArgs) -> CliResult {
+    let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
+    let text: String = store.topics().iter().map(|t| format!("{t}\n")).collect();
+    print(&text)
+}
+
+fn limit(value: Option<impl std::fmt::Display>, unit: &str) -> String {
+    value.map_or_else(|| "none".to_owned(), |v| format!("{v}{unit}"))
+}
+
+fn describe(args: &DescribeArgs) -> CliResult {
+    let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
+    let topic = store.topic(&args.name)?;
+    let meta = topic.meta()?;
+    let retention = meta.retention();
+    let mut text = format!("topic: {}\n", topic.name());
+    text.push_str(&format!("partitions: {}\n", meta.partitions));
+    text.push_str(&format!("cleanup policy: {}\n", meta.cleanup_policy));
+    text.push_str(&format!("retention ms: {}\n", limit(retention.get_max_age().map(|d| d.as_millis()), "")));
+    text.push_str(&format!("retention bytes: {}\n", limit(retention.get_max_bytes(), "")));
+    text.push_str(&format!("segment bytes: {}\n", meta.segment_bytes));
+    text.push_str(&format!("tombstone retention ms: {}\n", meta.tombstone_retention_ms));
+    text.push_str(&format!("created: {} ({})\n", meta.created_ms, format_timestamp(meta.created_ms)));
+    text.push_str("partition\tstart\tnext\trecords\tsegments\tbytes\n");
+    for p in 0..meta.partitions {
+        let i = topic.partition_info(p)?;
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            i.partition,
+            i.start_offset,
+            i.next_offset,
+            i.next_offset - i.start_offset,
+            i.segments,
+            i.data_bytes
+        ));
+    }
+    print(&text)
+}
+
+fn delete(args: &DeleteArgs) -> CliResult {
+    let store = open_existing(&args.dir, StoreConfig::default())?;
+    store.delete_topic(&args.name)?;
+    store.close()?;
+    print(&format!("deleted topic {}\n", args.name))
+}
+
+pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
+    let RetentionCommand::Run(args) = &args.command;
+    let store = open_existing(&args.dir, StoreConfig::default())?;
+    let report = store.run_retention()?;
+    let mut text = String::new();
+    for p in &report.partitions {
+        let o = &p.outcome;
+        text.push_str(&format!(
+            "{} {}: deleted {} segment(s), {} bytes; start offset {}\n",
+            p.topic, p.partition, o.segments_deleted, o.bytes_deleted, o.start_offset
+        ));
+    }
+    for f in &report.failures {
+        let partition = f.partition.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        text.push_str(&format!("{} {partition}: error: {}\n", f.topic, f.error));
+    }
+    text.push_str(&format!(
+        "retention: {} segment(s), {} bytes deleted from {} partition(s); {} failure(s)\n",
+        report.segments_deleted(),
+        report.bytes_deleted(),
+        report.partitions.len(),
+        report.failures.len()
+    ));
+    print(&text)?;
+    let corrupt = report.failures.iter().any(|f| f.error.is_corruption());
+    let failures = report.failures.len();
+    drop(report);
+    store.close()?;
+    match (failures, corrupt) {
+        (0, _) => Ok(()),
+        (n, true) => Err(Failure::Corruption(format!("retention failed for {n} topic(s) or partition(s)"))),
+        (n, false) => Err(Failure::Error(format!("retention failed for {n} topic(s) or partition(s)"))),
+    }
+}

@@ -1,0 +1,332 @@
+//! Tests of the `annal` binary's topic commands: `topic create|list|describe|delete`,
+//! `produce`, `consume` and `retention run`, each run as a separate process.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use annal::{Store, StoreConfig};
+
+fn annal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_annal"))
+}
+
+/// Runs `annal args...` with `stdin` as its input.
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = annal()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn annal");
+    let mut input = child.stdin.take().expect("stdin");
+    let bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("wait for annal");
+    writer.join().unwrap();
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 temp path")
+}
+
+/// Runs a command that must succeed; returns its stdout.
+fn ok(args: &[&str], stdin: &[u8]) -> String {
+    let out = run(args, stdin);
+    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// Runs a command that must fail with `code` and one line on stderr containing `needle`.
+fn fails(args: &[&str], stdin: &[u8], code: i32, needle: &str) -> Output {
+    let out = run(args, stdin);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {}{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("annal: "), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+    out
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
+}
+
+#[test]
+fn help_works_for_every_topic_command() {
+    let top = ok(&["--help"], b"");
+    for cmd in ["topic", "produce", "consume", "retention"] {
+        assert!(top.contains(cmd), "top-level help lists {cmd}");
+    }
+    for cmd in [
+        &["topic"][..],
+        &["topic", "create"],
+        &["topic", "list"],
+        &["topic", "describe"],
+        &["topic", "delete"],
+        &["produce"],
+        &["consume"],
+        &["retention"],
+        &["retention", "run"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let text = ok(&args, b"");
+        assert!(text.contains(&format!("Usage: annal {}", cmd.join(" "))), "{cmd:?}: {text}");
+    }
+}
+
+#[test]
+fn wrong_arguments_give_one_line_naming_the_help_to_read() {
+    for (args, help) in [
+        (&["topic", "create", "t"][..], "annal topic create --help"),
+        (&["topic", "frobnicate"], "annal topic --help"),
+        (&["topic", "create", "t", "--dir", "x", "--partitions", "0"], "annal topic create --help"),
+        (&["consume", "t", "--dir", "x", "--from", "3"], "annal consume --help"),
+        (
+            &["consume", "t", "--dir", "x", "--partition", "0", "--from", "1", "--from-time", "5"],
+            "annal consume --help",
+        ),
+        (&["produce", "t"], "annal produce --help"),
+        (&["retention", "run"], "annal retention run --help"),
+    ] {
+        fails(args, b"", 1, help);
+    }
+}
+
+#[test]
+fn create_list_describe_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let d = p(&dir);
+    let out = ok(&["topic", "create", "orders", "--dir", d, "--partitions", "3", "--retention-ms", "3600000"], b"");
+    assert_eq!(out, "created topic orders with 3 partition(s)\n");
+    ok(&["topic", "create", "audit", "--dir", d, "--cleanup-policy", "compact", "--retention-bytes", "1048576"], b"");
+    assert_eq!(ok(&["topic", "list", "--dir", d], b""), "audit\norders\n");
+
+    let text = ok(&["topic", "describe", "orders", "--dir", d], b"");
+    for line in [
+        "topic: orders\n",
+        "partitions: 3\n",
+        "cleanup policy: delete\n",
+        "retention ms: 3600000\n",
+        "retention bytes: none\n",
+        "segment bytes: 67108864\n",
+        "tombstone retention ms: 86400000\n",
+        "partition\tstart\tnext\trecords\tsegments\tbytes\n",
+        "0\t0\t0\t0\t",
+        "2\t0\t0\t0\t",
+    ] {
+        assert!(text.contains(line), "{line:?} in {text}");
+    }
+    let text = ok(&["topic", "describe", "audit", "--dir", d], b"");
+    assert!(text.contains("cleanup policy: compact\n") && text.contains("retention bytes: 1048576\n"), "{text}");
+    assert!(text.contains("retention ms: none\n"), "{text}");
+
+    fails(&["topic", "create", "orders", "--dir", d], b"", 1, "topic \"orders\" already exists");
+    fails(&["topic", "create", "a/b", "--dir", d], b"", 1, "invalid topic name \"a/b\"");
+    fails(&["topic", "create", "x", "--dir", d, "--segment-bytes", "10"], b"", 1, "invalid configuration");
+    fails(&["topic", "describe", "nope", "--dir", d], b"", 1, "unknown topic \"nope\"");
+
+    assert_eq!(ok(&["topic", "delete", "orders", "--dir", d], b""), "deleted topic orders\n");
+    assert_eq!(ok(&["topic", "list", "--dir", d], b""), "audit\n");
+    fails(&["topic", "delete", "orders", "--dir", d], b"", 1, "unknown topic \"orders\"");
+    assert!(!dir.join("topics/orders").exists());
+}
+
+#[test]
+fn commands_refuse_what_is_not_a_store_and_create_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing");
+    let m = p(&missing);
+    for args in [
+        &["topic", "list", "--dir", m][..],
+        &["topic", "describe", "t", "--dir", m],
+        &["topic", "delete", "t", "--dir", m],
+        &["produce", "t", "--dir", m],
+        &["consume", "t", "--dir", m],
+        &["retention", "run", "--dir", m],
+    ] {
+        fails(args, b"x\n", 1, "not an annal");
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+}
+
+#[test]
+fn produce_routes_by_key_partition_or_round_robin_and_consume_prints_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d, "--partitions", "4", "--segment-bytes", "65536"], b"");
+    // Keyless: round-robin, one `partition<tab>offset` line per record.
+    let out = ok(&["produce", "t", "--dir", d, "--durability", "never"], b"a\nb\nc\nd\ne\n");
+    assert_eq!(out, "0\t0\n1\t0\n2\t0\n3\t0\n0\t1\n");
+    // Keyed: fnv1a_64("user-1") % 4 = 0, fnv1a_64("user-3") % 4 = 2.
+    assert_eq!(ok(&["produce", "t", "--dir", d, "--key", "user-1"], b"k1\nk2\n"), "0\t2\n0\t3\n");
+    assert_eq!(ok(&["produce", "t", "--dir", d, "--key", "user-3"], b"k3\n"), "2\t1\n");
+    // Explicit partition, whatever the key.
+    assert_eq!(ok(&["produce", "t", "--dir", d, "--partition", "3", "--key", "user-1"], b"p3\n"), "3\t1\n");
+    assert_eq!(ok(&["produce", "t", "--dir", d], b""), "");
+    fails(&["produce", "t", "--dir", d, "--partition", "4"], b"", 1, "partition 4 is out of range");
+    fails(&["produce", "nope", "--dir", d], b"x\n", 1, "unknown topic \"nope\"");
+
+    // Consume everything: partition by partition, in offset order.
+    let text = ok(&["consume", "t", "--dir", d], b"");
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    let brief: Vec<(&str, &str, &str, &str)> = rows.iter().map(|r| (r[0], r[1], r[3], r[4])).collect();
+    assert_eq!(
+        brief,
+        [
+            ("0", "0", "\\N", "a"),
+            ("0", "1", "\\N", "e"),
+            ("0", "2", "user-1", "k1"),
+            ("0", "3", "user-1", "k2"),
+            ("1", "0", "\\N", "b"),
+            ("2", "0", "\\N", "c"),
+            ("2", "1", "user-3", "k3"),
+            ("3", "0", "\\N", "d"),
+            ("3", "1", "user-1", "p3"),
+        ]
+    );
+    // One partition, from an offset, at most N.
+    let text = ok(&["consume", "t", "--dir", d, "--partition", "0", "--from", "1", "--max", "2"], b"");
+    let values: Vec<&str> = text.lines().map(|l| l.rsplit('\t').next().unwrap()).collect();
+    assert_eq!(values, ["e", "k1"]);
+    assert_eq!(ok(&["consume", "t", "--dir", d, "--max", "3"], b"").lines().count(), 3);
+    // JSON carries the partition.
+    let rows = json_lines(&ok(&["consume", "t", "--dir", d, "--partition", "2", "--json"], b""));
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["partition"], 2);
+    assert_eq!(rows[1]["offset"], 1);
+    assert_eq!(rows[1]["key"], "user-3");
+    assert_eq!(rows[1]["value"], "k3");
+    // By time: the first timestamp of partition 0's third record.
+    let ts: i64 = ok(&["consume", "t", "--dir", d, "--partition", "0", "--json"], b"")
+        .lines()
+        .nth(2)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"].as_i64().unwrap())
+        .unwrap();
+    let text = ok(&["consume", "t", "--dir", d, "--partition", "0", "--from-time", &ts.to_string()], b"");
+    assert_eq!(text.lines().next().unwrap().split('\t').nth(1), Some("2"), "{text}");
+    let far = (ts + 10_000_000).to_string();
+    assert_eq!(ok(&["consume", "t", "--dir", d, "--from-time", &far], b""), "");
+    // Out of range.
+    fails(&["consume", "t", "--dir", d, "--partition", "9"], b"", 1, "partition 9 is out of range");
+    fails(&["consume", "t", "--dir", d, "--partition", "1", "--from", "5"], b"", 1, "offset 5 is out of range");
+    fails(&["consume", "nope", "--dir", d], b"", 1, "unknown topic");
+}
+
+#[test]
+fn consume_reads_while_a_writer_holds_the_store_and_produce_is_locked_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d, "--partitions", "2", "--segment-bytes", "65536"], b"");
+    ok(&["produce", "t", "--dir", d, "--partition", "1"], b"one\ntwo\n");
+    let store = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    store.topic("t").unwrap().send_to(1, &annal::Record::new(b"three")).unwrap();
+    fails(&["produce", "t", "--dir", d], b"x\n", 1, "locked by another writer");
+    fails(&["topic", "create", "u", "--dir", d], b"", 1, "locked by another writer");
+    fails(&["retention", "run", "--dir", d], b"", 1, "locked by another writer");
+    // Read-only commands see the writer's records.
+    let text = ok(&["consume", "t", "--dir", d, "--partition", "1"], b"");
+    let values: Vec<&str> = text.lines().map(|l| l.rsplit('\t').next().unwrap()).collect();
+    assert_eq!(values, ["one", "two", "three"]);
+    assert!(ok(&["topic", "describe", "t", "--dir", d], b"").contains("1\t0\t3\t3\t"));
+    assert_eq!(ok(&["topic", "list", "--dir", d], b""), "t\n");
+    store.close().unwrap();
+}
+
+#[test]
+fn retention_run_prints_what_each_partition_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(
+        &[
+            "topic",
+            "create",
+            "big",
+            "--dir",
+            d,
+            "--partitions",
+            "2",
+            "--segment-bytes",
+            "4096",
+            "--retention-bytes",
+            "8192",
+        ],
+        b"",
+    );
+    ok(&["topic", "create", "small", "--dir", d], b"");
+    let lines: String = (0..400).map(|i| format!("record-{i:04}-{}\n", "x".repeat(100))).collect();
+    ok(&["produce", "big", "--dir", d, "--durability", "never"], lines.as_bytes());
+    ok(&["produce", "small", "--dir", d], b"kept\n");
+
+    let text = ok(&["retention", "run", "--dir", d], b"");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    for (i, line) in lines[..2].iter().enumerate() {
+        assert!(line.starts_with(&format!("big {i}: deleted ")), "{line}");
+        assert!(!line.starts_with(&format!("big {i}: deleted 0 ")), "{line}");
+    }
+    assert_eq!(lines[2], "small 0: deleted 0 segment(s), 0 bytes; start offset 0");
+    assert!(lines[3].starts_with("retention: ") && lines[3].ends_with("from 3 partition(s); 0 failure(s)"), "{text}");
+    // The start offsets moved, and a second run deletes nothing.
+    let describe = ok(&["topic", "describe", "big", "--dir", d], b"");
+    let starts: Vec<u64> = describe
+        .lines()
+        .skip_while(|l| !l.starts_with("partition\t"))
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert!(starts.iter().all(|&s| s > 0), "{describe}");
+    let first = ok(&["consume", "big", "--dir", d, "--partition", "0", "--max", "1"], b"");
+    assert_eq!(first.split('\t').nth(1).unwrap().parse::<u64>().unwrap(), starts[0]);
+    let text = ok(&["retention", "run", "--dir", d], b"");
+    assert!(text.contains("retention: 0 segment(s), 0 bytes deleted"), "{text}");
+}
+
+#[test]
+fn a_damaged_topic_meta_is_exit_2_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d, "--partitions", "2"], b"");
+    ok(&["topic", "create", "fine", "--dir", d], b"");
+    ok(&["produce", "t", "--dir", d], b"a\nb\n");
+    let meta = tmp.path().join("topics/t/topic.meta");
+    let good = std::fs::read(&meta).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 0x40;
+    std::fs::write(&meta, &bad).unwrap();
+
+    fails(&["topic", "describe", "t", "--dir", d], b"", 2, "topics/t/topic.meta");
+    fails(&["consume", "t", "--dir", d], b"", 2, "checksum mismatch");
+    fails(&["produce", "t", "--dir", d], b"x\n", 2, "topic.meta");
+    // The other topics still work, and the damaged one is still listed.
+    assert_eq!(ok(&["topic", "list", "--dir", d], b""), "fine\nt\n");
+    ok(&["produce", "fine", "--dir", d], b"ok\n");
+    // Retention processes the rest, prints the failure, and exits 2.
+    let out = run(&["retention", "run", "--dir", d], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("fine 0: deleted 0 segment(s)"), "{text}");
+    assert!(text.contains("t -: error: corruption in ") && text.contains("topic.meta"), "{text}");
+    assert!(text.contains("1 failure(s)"), "{text}");
+    assert!(stderr(&out).contains("retention failed for 1"), "{}", stderr(&out));
+    // Nothing was lost: with the file repaired, every record is there.
+    assert_eq!(std::fs::read(&meta).unwrap(), bad);
+    std::fs::write(&meta, &good).unwrap();
+    assert_eq!(ok(&["consume", "t", "--dir", d], b"").lines().count(), 2);
+}
