@@ -152,6 +152,16 @@ fn fnv1a_and_key_partitions_are_pinned() {
 }
 
 #[test]
+fn handles_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+    send_sync::<Topic>();
+    send_sync::<Arc<Topic>>();
+    send_sync::<StoreConfig>();
+    send_sync::<annal::topic::RetentionReport>();
+}
+
+#[test]
 fn create_list_describe_delete() {
     let dir = fast_tempdir();
     let root = dir.path().join("store");
