@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::archive::ArchiveStore;
 use crate::error::{Error, Result};
 use crate::io::{Io, OsIo};
 use crate::segment::{DATA_START, FOOTER_LEN};
@@ -71,6 +72,9 @@ pub struct LogConfig {
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) max_open_segments: usize,
     pub(crate) io: Arc<dyn Io>,
+    /// The archive tier: the store and the key prefix of this log's objects.
+    pub(crate) archive: Option<(Arc<dyn ArchiveStore>, String)>,
+    pub(crate) archive_cache_bytes: u64,
 }
 
 impl fmt::Debug for LogConfig {
@@ -83,6 +87,8 @@ impl fmt::Debug for LogConfig {
             .field("durability", &self.durability)
             .field("recovery_mode", &self.recovery_mode)
             .field("max_open_segments", &self.max_open_segments)
+            .field("archive", &self.archive.as_ref().map(|(store, prefix)| (store.name(), prefix)))
+            .field("archive_cache_bytes", &self.archive_cache_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +96,8 @@ impl fmt::Debug for LogConfig {
 impl Default for LogConfig {
     /// Defaults: 1 GiB segments, roll after 7 days, an index entry every 4 KiB,
     /// records up to 1 MiB, [`Durability::Always`],
-    /// [`RecoveryMode::TolerateTornTail`], at most 64 sealed segments mapped.
+    /// [`RecoveryMode::TolerateTornTail`], at most 64 sealed segments mapped,
+    /// no archive store, a 1 GiB cache of archived segments.
     fn default() -> Self {
         LogConfig {
             segment_bytes: 1 << 30,
@@ -101,6 +108,8 @@ impl Default for LogConfig {
             recovery_mode: RecoveryMode::TolerateTornTail,
             max_open_segments: 64,
             io: Arc::new(OsIo),
+            archive: None,
+            archive_cache_bytes: 1 << 30,
         }
     }
 }
@@ -167,6 +176,32 @@ impl LogConfig {
         self
     }
 
+    /// The archive tier of this log: sealed segments moved there by
+    /// [`crate::Log::archive`] are stored in `store` under
+    /// `{key_prefix}/{base_offset:020}.seg` (for a topic partition,
+    /// `{topic}/{partition}`, as [`crate::archive::segment_key`] names them),
+    /// and reads of their offsets fetch them from it. Without a store, a log
+    /// whose manifest names archived segments still opens, but reading those
+    /// offsets fails with an [`crate::ArchiveErrorKind::Unreachable`] error.
+    pub fn archive(mut self, store: Arc<dyn ArchiveStore>, key_prefix: impl Into<String>) -> Self {
+        self.archive = Some((store, key_prefix.into()));
+        self
+    }
+
+    /// Bytes of archived segments kept in the local cache
+    /// (`<log dir>/archive-cache/`); the least recently used are evicted
+    /// first. A segment larger than the bound is still fetched, alone.
+    /// Default 1 GiB.
+    pub fn archive_cache_bytes(mut self, bytes: u64) -> Self {
+        self.archive_cache_bytes = bytes;
+        self
+    }
+
+    /// The archive store and key prefix, if any.
+    pub fn get_archive(&self) -> Option<(&Arc<dyn ArchiveStore>, &str)> {
+        self.archive.as_ref().map(|(s, p)| (s, p.as_str()))
+    }
+
     /// The configured segment size.
     pub fn get_segment_bytes(&self) -> u64 {
         self.segment_bytes
@@ -205,6 +240,11 @@ impl LogConfig {
         }
         if self.index_interval_bytes == 0 {
             return Err(Error::InvalidConfig("index_interval_bytes must be at least 1".into()));
+        }
+        if let Some((_, prefix)) = &self.archive
+            && !crate::archive::is_valid_key(prefix)
+        {
+            return Err(Error::InvalidConfig(format!("the archive key prefix {prefix:?} is not a valid archive key")));
         }
         if self.max_open_segments == 0 {
             return Err(Error::InvalidConfig("max_open_segments must be at least 1".into()));

@@ -1,6 +1,8 @@
 //! The partition log: ordered segments, one active segment, durability and
 //! group commit, recovery on open, concurrent readers and tailing.
 
+mod archived;
+mod manifest;
 mod open;
 mod prefault;
 mod reader;
@@ -17,6 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use archived::{ARCHIVE_CACHE_DIR_NAME, ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, FETCH_CHUNK};
+pub use manifest::ARCHIVE_MANIFEST_FILE_NAME;
 pub use reader::LogReader;
 pub use retention::{Retention, RetentionOutcome};
 pub use start::START_OFFSET_FILE_NAME;
@@ -50,6 +54,9 @@ pub struct RecoveryReport {
     /// Segment files below the recorded start offset, removed (retention had
     /// moved the start past them, and a crash or a reader kept them).
     pub removed_below_start: Vec<PathBuf>,
+    /// Local copies of archived segments, removed (a crash came between
+    /// recording the segment as archived and deleting its local files).
+    pub removed_archived_copies: Vec<PathBuf>,
 }
 
 /// Summary of one segment, as [`Log::segments`] reports it.
@@ -117,6 +124,15 @@ pub(crate) struct Shared {
     tail_waiters: AtomicUsize,
     indexes_rebuilt: AtomicU64,
     report: RecoveryReport,
+    /// Where archived segments are fetched to: `<dir>/archive-cache`, or a
+    /// temporary directory for a read-only log.
+    cache_dir: PathBuf,
+    _cache_tmp: Option<tempfile::TempDir>,
+    archive_cache: Mutex<archived::ArchiveCache>,
+    /// Serializes archival runs.
+    archiving: Mutex<()>,
+    /// Serializes fetches from the archive.
+    fetching: Mutex<()>,
     _lock: Option<File>,
 }
 
@@ -127,6 +143,9 @@ pub(crate) struct SegmentSet {
     /// The writer's active segment, or the unsealed last segment of a
     /// read-only log.
     pub(crate) active: Option<Arc<Segment>>,
+    /// The sealed segments (also in `sealed`) that live in the archive tier,
+    /// by base offset: always a prefix of `sealed`.
+    pub(crate) archived: std::collections::BTreeMap<u64, manifest::ManifestEntry>,
 }
 
 #[derive(Debug, Default)]
@@ -591,8 +610,22 @@ impl Shared {
         }
         // Open (and possibly rebuild the index) outside the cache lock, so that
         // readers of other segments are not held up by a scan.
+        if let Some(entry) = self.archived_entry(base) {
+            let seg = self.open_archived(&entry)?;
+            return Ok(self.cache.lock().expect("cache lock").insert(base, seg));
+        }
         let io = (!self.read_only).then(|| self.config.io.as_ref());
-        let (seg, rebuilt) = segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes, io)?;
+        let (seg, rebuilt) = match segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes, io) {
+            Ok(opened) => opened,
+            // Archived (and its local files deleted) since the lookup above.
+            Err(e) => match self.archived_entry(base) {
+                Some(entry) => {
+                    let seg = self.open_archived(&entry)?;
+                    return Ok(self.cache.lock().expect("cache lock").insert(base, seg));
+                }
+                None => return Err(e),
+            },
+        };
         if rebuilt {
             self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
         }

@@ -74,6 +74,32 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             bases.drain(..below);
         }
     }
+    // Archived segments: those wholly below the start were dropped by
+    // retention (a crash came before the manifest was rewritten); a local copy
+    // of an archived one was left by a crash before its deletion.
+    let mut archived = super::manifest::read(dir)?;
+    let listed = archived.len();
+    if let Some(start) = recorded_start {
+        archived.retain(|e| e.meta.footer.next_offset > start);
+    }
+    if !read_only && archived.len() != listed {
+        super::manifest::write(config.io.as_ref(), dir, &archived)?;
+    }
+    if let Some(last) = archived.last().map(|e| e.meta.footer.next_offset) {
+        let local_copies = bases.partition_point(|&b| b < last);
+        if !read_only {
+            for &base in &bases[..local_copies] {
+                let path = segment::log_path(dir, base);
+                segment::remove_segment_files(config.io.as_ref(), dir, base)
+                    .map_err(|e| Error::io("delete the local copy of an archived segment", path.clone(), e))?;
+                report.removed_archived_copies.push(path);
+            }
+            if local_copies > 0 {
+                config.io.sync_dir(dir).ctx("fsync directory", dir)?;
+            }
+        }
+        bases.drain(..local_copies);
+    }
     report.segments = bases.len();
     if read_only && bases.is_empty() && !dir.join(LOCK_FILE_NAME).exists() {
         return Err(Error::NotALog { path: dir.to_owned(), reason: "no segment files and no lock file".into() });
@@ -82,7 +108,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         config.io.sync_dir(dir).ctx("fsync directory", dir)?;
     }
 
-    let mut sealed: Vec<SealedMeta> = Vec::with_capacity(bases.len());
+    let mut sealed: Vec<SealedMeta> = Vec::with_capacity(archived.len() + bases.len());
+    sealed.extend(archived.iter().map(|e| e.meta));
+    let archived_count = sealed.len();
     let mut unsealed_last = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = log_path(dir, base);
@@ -121,7 +149,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             report.truncated_bytes = recovered.truncated_bytes;
             report.records_scanned = recovered.records;
             active
-        } else if let Some(last) = sealed.last().copied().filter(|m| reusable(m, &config, now)) {
+        } else if let Some(last) =
+            sealed.last().copied().filter(|m| sealed.len() > archived_count && reusable(m, &config, now))
+        {
             // Continue appending to the last segment instead of starting a new one.
             let (seg, rebuilt) = segment::open_sealed(dir, &last, config.index_interval_bytes, None)?;
             indexes_rebuilt += u64::from(rebuilt);
@@ -156,12 +186,29 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         return Err(Error::Corruption { path, offset: start_offset, position: 0, kind });
     }
     let capacity = config.max_open_segments;
+    let (cache_dir, cache_tmp) = if read_only {
+        if archived.is_empty() {
+            (dir.join(super::ARCHIVE_CACHE_DIR_NAME), None)
+        } else {
+            // Nothing in a read-only log's directory changes: fetch elsewhere.
+            let tmp = tempfile::Builder::new()
+                .prefix("annal-archive-cache")
+                .tempdir()
+                .map_err(|e| Error::io("create a temporary archive cache", std::env::temp_dir(), e))?;
+            (tmp.path().to_owned(), Some(tmp))
+        }
+    } else {
+        let cache_dir = dir.join(super::ARCHIVE_CACHE_DIR_NAME);
+        super::archived::clear_cache_dir(&cache_dir)?;
+        (cache_dir, None)
+    };
+    let archived = archived.into_iter().map(|e| (e.meta.footer.base_offset, e)).collect();
     Ok(Shared {
         dir: dir.to_owned(),
         config,
         read_only,
         writer: Mutex::new(writer),
-        segments: RwLock::new(SegmentSet { sealed, active: active_seg }),
+        segments: RwLock::new(SegmentSet { sealed, active: active_seg, archived }),
         cache: Mutex::new(SegmentCache::new(capacity)),
         next_offset: AtomicU64::new(next_offset),
         start_offset: AtomicU64::new(start_offset),
@@ -175,6 +222,11 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         tail_waiters: AtomicUsize::new(0),
         indexes_rebuilt: AtomicU64::new(indexes_rebuilt),
         report,
+        cache_dir,
+        _cache_tmp: cache_tmp,
+        archive_cache: Mutex::new(super::archived::ArchiveCache::default()),
+        archiving: Mutex::new(()),
+        fetching: Mutex::new(()),
         _lock: lock,
     })
 }
@@ -182,7 +234,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
 /// Temporary files annal itself writes: `<segment or index file name>.tmp`.
 fn is_our_temp(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".tmp") else { return false };
-    if stem == super::start::START_OFFSET_FILE_NAME {
+    if stem == super::start::START_OFFSET_FILE_NAME || stem == super::manifest::ARCHIVE_MANIFEST_FILE_NAME {
         return true;
     }
     let digits = stem.split('.').next().unwrap_or("");

@@ -81,6 +81,10 @@ pub struct RetentionOutcome {
     /// Of those segments, how many a reader still held: their files go when
     /// the last reader lets go.
     pub deferred: usize,
+    /// Of those segments, how many were archived: they left the archive
+    /// manifest, and their objects were deleted from the archive store (an
+    /// object that could not be deleted is left for the next archival run).
+    pub archived_deleted: usize,
 }
 
 impl Log {
@@ -154,7 +158,7 @@ impl Shared {
         // 1. Durable first: the recorded start must never pass what a crash keeps.
         self.sync_to(offset)?;
         // 2. Record and publish the start, serialized with appends and rolls.
-        let removed: Vec<SealedMeta> = {
+        let (removed, gone, manifest_written) = {
             let w = self.writer.lock().expect("writer lock");
             self.check_writable(&w)?;
             let start = self.start_offset.load(Ordering::Acquire);
@@ -163,13 +167,22 @@ impl Shared {
             }
             start::write(self.config.io.as_ref(), &self.dir, offset)?;
             self.start_offset.store(offset, Ordering::Release);
-            let mut set = self.segments.write().expect("segments lock");
-            let k = set.sealed.partition_point(|m| m.footer.next_offset <= offset);
-            set.sealed.drain(..k).collect()
+            let removed: Vec<SealedMeta> = {
+                let mut set = self.segments.write().expect("segments lock");
+                let k = set.sealed.partition_point(|m| m.footer.next_offset <= offset);
+                set.sealed.drain(..k).collect()
+            };
+            // Archived segments among them leave the manifest (still under the
+            // writer lock, serialized with archival runs).
+            let (gone, written) = self.drop_archived(&removed);
+            (removed, gone, written)
         };
+        // Then their cached copies and objects go.
+        self.delete_archived(&gone);
         // 3. Delete, or leave the deletion to the last holder.
         let mut outcome = RetentionOutcome { start_offset: offset, ..RetentionOutcome::default() };
-        let mut first_error = None;
+        let mut first_error = manifest_written.err();
+        outcome.archived_deleted = gone.len();
         for meta in &removed {
             let base = meta.footer.base_offset;
             outcome.segments_deleted += 1;
