@@ -452,3 +452,45 @@ fn a_crash_at_each_step_of_an_archival_run_loses_nothing() {
         check_all(&log, 1_500);
     }
 }
+
+#[test]
+fn a_store_archives_every_topic_and_its_background_thread_too() {
+    use annal::{Store, StoreConfig, TopicConfig};
+    let dir = fast_tempdir();
+    let arch = fast_tempdir();
+    let archive: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
+    let config = StoreConfig::default()
+        .log_config(small_cfg())
+        .archive(Arc::clone(&archive), ArchivePolicy::everything_sealed());
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let topic = store.create_topic("orders", TopicConfig::default().partitions(2).segment_bytes(64 * 1024)).unwrap();
+    for i in 0..2_000u64 {
+        topic.send_to((i % 2) as u32, &Record::new(&value_for(i, 300))).unwrap();
+    }
+    let report = store.run_archival().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.partitions.len(), 2);
+    assert!(report.segments_archived() >= 4, "{report:?}");
+    assert!(archive.head(&annal::archive::segment_key("orders", 1, 0)).unwrap().is_some());
+    store.close().unwrap();
+
+    let store = Store::open(dir.path(), config.retention_interval(Duration::from_millis(20))).unwrap();
+    let topic = store.topic("orders").unwrap();
+    for i in 2_000..4_000u64 {
+        topic.send_to((i % 2) as u32, &Record::new(&value_for(i, 300))).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.last_archival().is_none_or(|r| r.segments_archived() == 0) {
+        assert!(std::time::Instant::now() < deadline, "the background thread archived nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for part in 0..2u32 {
+        let mut reader = topic.read_from(part, 0).unwrap();
+        let mut i = u64::from(part);
+        while let Some(r) = reader.next_record().unwrap() {
+            assert_eq!(r.value(), Some(&value_for(i, 300)[..]));
+            i += 2;
+        }
+        assert_eq!(i, 4_000 + u64::from(part));
+    }
+}

@@ -1,6 +1,7 @@
 //! Argument parsing, dispatch, and the mapping of errors to messages and exit codes.
 
 mod append;
+mod archive;
 mod bench;
 mod follow;
 mod inspect;
@@ -23,8 +24,20 @@ annal log or store, or any other error; 2 when stored data is corrupt (the messa
 the file, the log offset and the byte position). Every error is one line on stderr.";
 
 /// Every subcommand's name.
-const COMMANDS: [&str; 11] =
-    ["bench", "append", "read", "tail", "verify", "dump", "stats", "topic", "produce", "consume", "retention"];
+const COMMANDS: [&str; 12] = [
+    "bench",
+    "append",
+    "read",
+    "tail",
+    "verify",
+    "dump",
+    "stats",
+    "topic",
+    "produce",
+    "consume",
+    "retention",
+    "archive",
+];
 
 /// The annal log storage engine's command-line tool.
 #[derive(Debug, Parser)]
@@ -47,6 +60,7 @@ enum Command {
     Produce(produce::ProduceArgs),
     Consume(produce::ConsumeArgs),
     Retention(topic::RetentionArgs),
+    Archive(archive::ArchiveArgs),
 }
 
 /// The durability policy, as a command-line value.
@@ -137,6 +151,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Produce(args) => produce::run_produce(&args),
         Command::Consume(args) => produce::run_consume(&args),
         Command::Retention(args) => topic::run_retention(&args),
+        Command::Archive(args) => archive::run_archive(&args),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use super::meta::{self, CleanupPolicy, TopicConfig, TopicMeta};
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::log::{ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, SegmentInfo};
 use crate::log::{Log, LogReader, RetentionOutcome};
 use crate::record::Record;
 
@@ -130,9 +131,9 @@ impl Topic {
                 });
             }
             let log = if read_only {
-                Log::open_read_only(&pdir, log_config.clone())?
+                Log::open_read_only(&pdir, partition_config(&log_config, name, p))?
             } else {
-                Log::open(&pdir, log_config.clone())?
+                Log::open(&pdir, partition_config(&log_config, name, p))?
             };
             logs.push(Arc::new(log));
         }
@@ -271,6 +272,36 @@ impl Topic {
         }
     }
 
+    /// One result per partition of an archival run with `policy`.
+    pub(crate) fn archival_results(
+        &self,
+        policy: &ArchivePolicy,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
+    ) -> Result<Vec<(u32, Result<ArchiveOutcome>)>> {
+        let st = self.writable()?;
+        let mut out = Vec::with_capacity(st.logs.len());
+        for (p, log) in (0u32..).zip(&st.logs) {
+            out.push((p, log.archive_with_progress(policy, now_ms, &mut |s| progress(&self.name, p, s))));
+        }
+        Ok(out)
+    }
+
+    /// The segments an archival run with `policy` would archive now, per partition.
+    pub(crate) fn archival_backlog(&self, policy: &ArchivePolicy, now_ms: i64) -> Vec<SegmentInfo> {
+        let st = self.state.read().expect("topic lock");
+        st.logs.iter().flat_map(|log| log.archive_candidates(policy, now_ms)).collect()
+    }
+
+    /// The archived segments of every partition.
+    pub fn archived_segments(&self) -> Result<Vec<(u32, ArchivedSegmentInfo)>> {
+        let st = self.live()?;
+        Ok((0u32..)
+            .zip(&st.logs)
+            .flat_map(|(p, log)| log.archived_segments().into_iter().map(move |a| (p, a)))
+            .collect())
+    }
+
     /// One result per partition for [`Topic::apply_retention`].
     pub(crate) fn retention_results(&self, now_ms: i64) -> Result<Vec<(u32, Result<RetentionOutcome>)>> {
         let st = self.writable()?;
@@ -307,7 +338,7 @@ impl Topic {
         let mut new_logs = Vec::with_capacity((new_count - old) as usize);
         for p in old..new_count {
             let pdir = self.dir.join(partition_dir_name(p));
-            let log = Log::open(&pdir, self.log_config.clone())?;
+            let log = Log::open(&pdir, partition_config(&self.log_config, &self.name, p))?;
             if log.next_offset() != 0 {
                 // Only an interrupted add_partitions leaves directories past the
                 // count, and it never sends to them: this one is not ours to reuse.
@@ -365,5 +396,14 @@ impl Topic {
             partition: p,
             partitions: st.meta.partitions,
         })
+    }
+}
+
+/// The configuration of partition `p` of `topic`: the topic's, with the
+/// archive key prefix `{topic}/{p}` if the store has an archive tier.
+pub(crate) fn partition_config(config: &LogConfig, topic: &str, p: u32) -> LogConfig {
+    match config.get_archive() {
+        Some((store, _)) => config.clone().archive(Arc::clone(store), format!("{topic}/{p}")),
+        None => config.clone(),
     }
 }

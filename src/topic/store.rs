@@ -11,8 +11,10 @@ use std::time::Duration;
 use super::handle::{Gone, Topic};
 use super::meta::{self, TopicConfig, TopicMeta};
 use super::{partition_dir_name, validate_topic_name};
+use crate::archive::ArchiveStore;
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::log::{ArchiveOutcome, ArchivePolicy, SegmentInfo};
 use crate::log::{Log, RetentionOutcome, now_ms};
 
 /// Name of the lock file in the store's root directory: locked by the one
@@ -37,6 +39,7 @@ pub const TOPICS_DIR_NAME: &str = "topics";
 pub struct StoreConfig {
     log: LogConfig,
     retention_interval: Option<Duration>,
+    archive_policy: Option<ArchivePolicy>,
 }
 
 impl StoreConfig {
@@ -44,8 +47,30 @@ impl StoreConfig {
     /// record size limit, open segments, I/O layer). Its segment size is
     /// ignored: each topic records its own. Default [`LogConfig::default`].
     pub fn log_config(mut self, config: LogConfig) -> Self {
+        let archive = self.log.archive.take();
         self.log = config;
+        if self.log.archive.is_none() {
+            self.log.archive = archive;
+        }
         self
+    }
+
+    /// The archive tier of every topic: [`Store::run_archival`] (and the
+    /// background thread, if [`StoreConfig::retention_interval`] starts one)
+    /// moves the sealed segments `policy` selects to `store`, under the keys
+    /// [`crate::archive::segment_key`] names (`{topic}/{partition}/...`),
+    /// and reads of archived offsets fetch them back. The policy is the
+    /// store's, for every topic (it is not recorded in `topic.meta`).
+    pub fn archive(mut self, store: Arc<dyn ArchiveStore>, policy: ArchivePolicy) -> Self {
+        // The key prefix is set per partition when the partition log is opened.
+        self.log = self.log.archive(store, "store");
+        self.archive_policy = Some(policy);
+        self
+    }
+
+    /// The archival policy, if the store has an archive tier.
+    pub fn get_archive_policy(&self) -> Option<ArchivePolicy> {
+        self.archive_policy
     }
 
     /// Start a background thread in [`Store::open`] that applies every
@@ -86,7 +111,50 @@ pub struct PartitionRetention {
     pub outcome: RetentionOutcome,
 }
 
-/// A topic or partition that retention could not process.
+/// What one archival run did to one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionArchival {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// What archival did.
+    pub outcome: ArchiveOutcome,
+}
+
+/// What an archival run over the store's topics did: one entry per
+/// partition processed, and one per failure (the failing partition's
+/// segments stay local and are retried by the next run).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ArchivalReport {
+    /// The time ages were measured against (ms since the Unix epoch).
+    pub now_ms: i64,
+    /// Every partition processed.
+    pub partitions: Vec<PartitionArchival>,
+    /// Every topic or partition that failed.
+    pub failures: Vec<RetentionFailure>,
+}
+
+impl ArchivalReport {
+    /// Segments archived across every partition.
+    pub fn segments_archived(&self) -> usize {
+        self.partitions.iter().map(|p| p.outcome.segments_archived).sum()
+    }
+
+    /// Bytes of record data archived across every partition.
+    pub fn bytes_archived(&self) -> u64 {
+        self.partitions.iter().map(|p| p.outcome.bytes_archived).sum()
+    }
+
+    /// Whether nothing failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// A topic or partition that retention (or archival) could not process.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RetentionFailure {
@@ -148,6 +216,7 @@ struct StoreInner {
     /// Serializes creation, deletion, growth and loading of topics.
     admin: Mutex<()>,
     last_retention: Mutex<Option<Arc<RetentionReport>>>,
+    last_archival: Mutex<Option<Arc<ArchivalReport>>>,
     retention_runs: AtomicU64,
     lock: Option<File>,
 }
@@ -385,6 +454,44 @@ impl Store {
         Ok(self.inner.run_retention(now_ms))
     }
 
+    /// Runs the archival policy ([`StoreConfig::archive`]) over every topic
+    /// now. Fails with [`Error::InvalidConfig`] if the store has no archive tier.
+    pub fn run_archival(&self) -> Result<ArchivalReport> {
+        self.run_archival_at(now_ms(), None, &mut |_, _, _| {})
+    }
+
+    /// [`Store::run_archival`] measuring ages against `now_ms`, over one topic
+    /// only if `topic` names one, calling `progress` after each segment
+    /// archived (topic, partition, segment).
+    pub fn run_archival_at(
+        &self,
+        now_ms: i64,
+        topic: Option<&str>,
+        progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
+    ) -> Result<ArchivalReport> {
+        self.inner.check_writable()?;
+        if let Some(name) = topic {
+            self.topic(name)?;
+        }
+        self.inner.run_archival(now_ms, topic, progress)
+    }
+
+    /// The segments an archival run would archive now (over one topic if
+    /// `topic` names one): for a progress bar.
+    pub fn archival_backlog(&self, now_ms: i64, topic: Option<&str>) -> Result<Vec<SegmentInfo>> {
+        let policy = self.inner.archive_policy()?;
+        let mut out = Vec::new();
+        for name in self.topics().into_iter().filter(|n| topic.is_none_or(|t| t == n)) {
+            out.extend(self.topic(&name)?.archival_backlog(&policy, now_ms));
+        }
+        Ok(out)
+    }
+
+    /// The report of the background thread's latest archival pass, if any.
+    pub fn last_archival(&self) -> Option<Arc<ArchivalReport>> {
+        self.inner.last_archival.lock().expect("archival lock").clone()
+    }
+
     /// The report of the background retention thread's latest pass, if it has made one.
     pub fn last_retention(&self) -> Option<Arc<RetentionReport>> {
         self.inner.last_retention.lock().expect("retention lock").clone()
@@ -458,6 +565,7 @@ impl StoreInner {
             topics: RwLock::new(topics),
             admin: Mutex::new(()),
             last_retention: Mutex::new(None),
+            last_archival: Mutex::new(None),
             retention_runs: AtomicU64::new(0),
             lock,
         }
@@ -485,6 +593,51 @@ impl StoreInner {
         let topic = Arc::new(Topic::load(name, &self.topics_dir.join(name), &self.config.log, self.read_only)?);
         self.topics.write().expect("topics lock").insert(name.to_owned(), Slot::Open(Arc::clone(&topic)));
         Ok(topic)
+    }
+
+    fn archive_policy(&self) -> Result<ArchivePolicy> {
+        self.config.archive_policy.filter(|_| self.config.log.archive.is_some()).ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "the store {} has no archive tier (StoreConfig::archive)",
+                self.root.display()
+            ))
+        })
+    }
+
+    fn run_archival(
+        &self,
+        now_ms: i64,
+        only: Option<&str>,
+        progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
+    ) -> Result<ArchivalReport> {
+        let policy = self.archive_policy()?;
+        let mut report = ArchivalReport { now_ms, ..ArchivalReport::default() };
+        let names: Vec<String> = self.topics.read().expect("topics lock").keys().cloned().collect();
+        for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
+            let topic = {
+                let _admin = self.admin();
+                self.topic_locked(&name)
+            };
+            match topic.and_then(|t| t.archival_results(&policy, now_ms, progress)) {
+                Ok(results) => {
+                    for (partition, result) in results {
+                        match result {
+                            Ok(outcome) => {
+                                report.partitions.push(PartitionArchival { topic: name.clone(), partition, outcome })
+                            }
+                            Err(error) => report.failures.push(RetentionFailure {
+                                topic: name.clone(),
+                                partition: Some(partition),
+                                error,
+                            }),
+                        }
+                    }
+                }
+                Err(Error::UnknownTopic { .. } | Error::Closed { .. }) => {}
+                Err(error) => report.failures.push(RetentionFailure { topic: name, partition: None, error }),
+            }
+        }
+        Ok(report)
     }
 
     fn run_retention(&self, now_ms: i64) -> RetentionReport {
@@ -570,6 +723,11 @@ impl RetentionThread {
                         break;
                     }
                     drop(stopped);
+                    if inner.archive_policy().is_ok()
+                        && let Ok(report) = inner.run_archival(now_ms(), None, &mut |_, _, _| {})
+                    {
+                        *inner.last_archival.lock().expect("archival lock") = Some(Arc::new(report));
+                    }
                     let report = inner.run_retention(now_ms());
                     *inner.last_retention.lock().expect("retention lock") = Some(Arc::new(report));
                     inner.retention_runs.fetch_add(1, Ordering::AcqRel);

@@ -1,0 +1,157 @@
+//! `annal archive run|list`: the archive tier of a store, in a local directory.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::topic::open_existing;
+use super::{CliResult, Failure, stdout_error};
+use annal::log::ArchivePolicy;
+use annal::topic::TOPICS_DIR_NAME;
+use annal::{LocalDirArchive, Store, StoreConfig};
+
+/// Move sealed segments to an archive directory, or list archived segments.
+#[derive(Debug, Args)]
+pub(crate) struct ArchiveArgs {
+    #[command(subcommand)]
+    command: ArchiveCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ArchiveCommand {
+    Run(RunArgs),
+    List(ListArgs),
+}
+
+/// Archive sealed segments of every topic (or one) to a local-directory archive.
+///
+/// Each segment is uploaded, verified (size and CRC-32 read back), recorded
+/// in its partition's archive manifest, and only then deleted locally. Without
+/// --max-local-age or --max-local-bytes, every sealed segment is archived
+/// (never the active one). One line per partition, then a summary; a
+/// partition that fails keeps its segments local, is printed as `TOPIC
+/// PARTITION: error: ...`, and the exit status is 1. A progress bar is drawn
+/// when stdout is a terminal.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The store directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The archive directory (created if needed).
+    #[arg(long)]
+    archive_dir: PathBuf,
+    /// Only this topic.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Archive segments whose newest record is older than this many milliseconds.
+    #[arg(long)]
+    max_local_age_ms: Option<u64>,
+    /// Archive the oldest segments while a partition holds more than this many bytes locally.
+    #[arg(long)]
+    max_local_bytes: Option<u64>,
+}
+
+/// List the archived segments of every partition: `TOPIC PARTITION BASE NEXT SIZE KEY`.
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// The store directory.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+pub(crate) fn run_archive(args: &ArchiveArgs) -> CliResult {
+    match &args.command {
+        ArchiveCommand::Run(args) => run(args),
+        ArchiveCommand::List(args) => list(args),
+    }
+}
+
+fn print(text: &str) -> CliResult {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)
+}
+
+fn run(args: &RunArgs) -> CliResult {
+    let mut policy = ArchivePolicy::default();
+    if let Some(ms) = args.max_local_age_ms {
+        policy = policy.max_local_age(Duration::from_millis(ms));
+    }
+    if let Some(b) = args.max_local_bytes {
+        policy = policy.max_local_bytes(b);
+    }
+    if policy.is_none() {
+        policy = ArchivePolicy::everything_sealed();
+    }
+    let archive = Arc::new(LocalDirArchive::open(&args.archive_dir)?);
+    let store = open_existing(&args.dir, StoreConfig::default().archive(archive, policy))?;
+    let now = annal_now();
+    let backlog = store.archival_backlog(now, args.topic.as_deref())?;
+    let bar = progress(backlog.iter().map(|s| s.data_bytes).sum());
+    let report = store.run_archival_at(now, args.topic.as_deref(), &mut |_, _, s| bar.inc(s.data_bytes))?;
+    bar.finish_and_clear();
+    let mut text = String::new();
+    for p in &report.partitions {
+        let o = &p.outcome;
+        text.push_str(&format!(
+            "{} {}: archived {} segment(s), {} bytes\n",
+            p.topic, p.partition, o.segments_archived, o.bytes_archived
+        ));
+    }
+    for f in &report.failures {
+        let partition = f.partition.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        text.push_str(&format!("{} {partition}: error: {}\n", f.topic, f.error));
+    }
+    text.push_str(&format!(
+        "archive: {} segment(s), {} bytes archived from {} partition(s); {} failure(s)\n",
+        report.segments_archived(),
+        report.bytes_archived(),
+        report.partitions.len(),
+        report.failures.len()
+    ));
+    print(&text)?;
+    let corrupt = report.failures.iter().any(|f| f.error.is_corruption());
+    let failures = report.failures.len();
+    drop(report);
+    store.close()?;
+    match (failures, corrupt) {
+        (0, _) => Ok(()),
+        (n, true) => Err(Failure::Corruption(format!("archival failed for {n} topic(s) or partition(s)"))),
+        (n, false) => Err(Failure::Error(format!("archival failed for {n} topic(s) or partition(s)"))),
+    }
+}
+
+fn list(args: &ListArgs) -> CliResult {
+    if !args.dir.join(TOPICS_DIR_NAME).is_dir() {
+        return Err(Failure::Error(format!("{} is not an annal store: no topics directory", args.dir.display())));
+    }
+    let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
+    let mut text = String::from("topic\tpartition\tbase\tnext\tsize\tkey\n");
+    for name in store.topics() {
+        for (p, a) in store.topic(&name)?.archived_segments()? {
+            text.push_str(&format!("{name}\t{p}\t{}\t{}\t{}\t{}\n", a.base_offset, a.next_offset, a.size, a.key));
+        }
+    }
+    print(&text)
+}
+
+fn annal_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A byte progress bar on stdout when it is a terminal, hidden otherwise.
+fn progress(total: u64) -> ProgressBar {
+    if !io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout());
+    if let Ok(style) =
+        ProgressStyle::with_template("archive [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
