@@ -207,7 +207,7 @@ fn run(plan: &Plan, dir: &Path, archive: &Path, io: &Arc<PowerLossIo>) -> Result
         let n = left.min(9);
         append(&log, n).map_err(|e| format!("setup append: {e}"))?;
         left -= n;
-        if left % 27 == 0 {
+        if left.is_multiple_of(27) {
             log.roll().map_err(|e| format!("setup roll: {e}"))?;
         }
     }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "object-store")]
+pub mod s3;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
