@@ -1,0 +1,163 @@
+//! `annal-compare`: runs the same append and scan workloads, in one process,
+//! on annal, the `commitlog` crate, fjall, redb, SQLite and a raw
+//! memory-mapped baseline, and prints a markdown table (stdout) and a JSON
+//! file of the results. See README.md.
+
+#![deny(unsafe_code)]
+
+mod engines;
+mod report;
+mod run;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use engines::{EngineInfo, EngineKind};
+use run::{Measurement, Outcome, Settings};
+use workload::{Pool, Result, Size, thousands};
+
+/// Runs the same append and scan workloads on annal and other embedded
+/// engines, side by side, and prints a markdown table.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Records of 100 bytes (0 skips this size).
+    #[arg(long, default_value_t = 1_000_000)]
+    records_100: usize,
+    /// Records of 1 KiB (0 skips this size).
+    #[arg(long = "records-1k", default_value_t = 200_000)]
+    records_1k: usize,
+    /// Records appended, for each size, in the fsync-per-batch workload
+    /// (at most the size's record count).
+    #[arg(long, default_value_t = 20_000)]
+    fsync_records: usize,
+    /// Records per batch in the batched workloads.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Engines to run, comma-separated (the raw baseline is needed for the
+    /// ratios).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = EngineKind::ALL)]
+    engines: Vec<EngineKind>,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "compare-results.json")]
+    json: PathBuf,
+    /// Divide every record count by 10.
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions of every measurement (the table shows the median); the
+    /// repetitions go round all engines in turn.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Directory in which to create the temporary stores (default: the
+    /// system's temporary directory).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+/// The JSON file.
+#[derive(Serialize)]
+struct Output<'a> {
+    tool: &'static str,
+    date_utc: String,
+    unix_time: u64,
+    command: String,
+    machine: report::Machine,
+    settings: JsonSettings,
+    engines: Vec<EngineInfo>,
+    results: &'a [Measurement],
+}
+
+#[derive(Serialize)]
+struct JsonSettings {
+    records_100: usize,
+    records_1k: usize,
+    fsync_records: usize,
+    batch: usize,
+    runs: u32,
+    quick: bool,
+    temp_dir: PathBuf,
+    release_build: bool,
+}
+
+fn main() -> ExitCode {
+    match compare(Args::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("error: some runs failed (see the notes under the table)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when some run failed.
+fn compare(args: Args) -> Result<bool> {
+    let scale = |n: usize| if args.quick { n / 10 } else { n };
+    let sizes: Vec<(usize, usize)> =
+        [(100, scale(args.records_100)), (1024, scale(args.records_1k))].into_iter().filter(|&(_, n)| n > 0).collect();
+    let fsync_records = scale(args.fsync_records);
+    let batch = args.batch as usize;
+    let mut engines = args.engines.clone();
+    engines.sort_by_key(|e| EngineKind::ALL.iter().position(|a| a == e));
+    engines.dedup();
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; run with `cargo run --release` for meaningful figures");
+    }
+
+    let steps = sizes.len() * args.runs as usize * engines.len() * 4;
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")?);
+    let settings = Settings { batch, fsync_records, parent: args.dir.as_deref(), bar: &bar };
+
+    let mut runs = Vec::new();
+    for (i, &(size, count)) in sizes.iter().enumerate() {
+        bar.set_message(format!("preparing {} values of {}", thousands(count as u64), Size(size)));
+        let pool = Pool::random(count, size, 0x616e_6e61_6c00 + i as u64);
+        for _ in 0..args.runs {
+            for &engine in &engines {
+                runs.extend(run::run_engine(engine, pool.values(), &settings));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut results = run::median_of_runs(runs);
+    report::add_ratios(&mut results);
+
+    let size_list: Vec<usize> = sizes.iter().map(|&(size, _)| size).collect();
+    print!("{}", report::markdown(&results, &engines, &size_list, batch, args.runs));
+
+    let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let output = Output {
+        tool: concat!(env!("CARGO_PKG_NAME"), " ", env!("CARGO_PKG_VERSION")),
+        date_utc: report::utc_date(unix_time),
+        unix_time,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: report::Machine::probe(),
+        settings: JsonSettings {
+            records_100: scale(args.records_100),
+            records_1k: scale(args.records_1k),
+            fsync_records,
+            batch,
+            runs: args.runs,
+            quick: args.quick,
+            temp_dir: args.dir.clone().unwrap_or_else(std::env::temp_dir),
+            release_build: !cfg!(debug_assertions),
+        },
+        engines: engines.iter().map(|e| e.info()).collect(),
+        results: &results,
+    };
+    let json = serde_json::to_string_pretty(&output)?;
+    std::fs::write(&args.json, json + "\n").map_err(|e| format!("writing {}: {e}", args.json.display()))?;
+    eprintln!("results written to {}", args.json.display());
+
+    Ok(!results.iter().any(|m| matches!(m.outcome, Outcome::Failed { .. })))
+}
