@@ -8,6 +8,9 @@
 //! environment variables.
 //! One run kills a child at least 50 times, under `Durability::Always`,
 //! `Interval` (5 ms) and `Never`.
+//! Another test kills, 30 times, a child whose second thread runs archival
+//! (into a `LocalDirArchive`), size retention and `delete_before` in a loop
+//! while it appends under `Always`.
 
 mod common;
 
@@ -42,6 +45,7 @@ fn durability_from(name: &str) -> Durability {
         "always" => Durability::Always,
         "interval" => Durability::Interval(INTERVAL),
         "never" => Durability::Never,
+        "always-policies" => Durability::Always,
         other => panic!("unknown durability {other}"),
     }
 }
@@ -56,7 +60,21 @@ fn child_writer() {
     let Ok(dir) = std::env::var(ENV_DIR) else { return };
     let durability = durability_from(&std::env::var(ENV_DURABILITY).unwrap());
     let seed: u64 = std::env::var(ENV_SEED).unwrap().parse().unwrap();
-    let log = Log::open(&dir, cfg(durability)).unwrap();
+    let policies = std::env::var(ENV_DURABILITY).unwrap() == "always-policies";
+    let config = if policies { policy_cfg(Path::new(&dir)) } else { cfg(durability) };
+    let log = Log::open(&dir, config).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if policies {
+            scope.spawn(|| run_policies(&log, &stop));
+        }
+        append_and_report(&log, seed);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+}
+
+/// The child's appends (see [`child_writer`]).
+fn append_and_report(log: &Log, seed: u64) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{MARK}OPENED {}", log.next_offset()).unwrap();
     out.flush().unwrap();
@@ -73,6 +91,32 @@ fn child_writer() {
         assert_eq!(range, start..start + n);
         writeln!(out, "{MARK}ACK {} {}", range.start, range.end).unwrap();
         out.flush().unwrap();
+    }
+}
+
+/// The configuration of the children that run retention and archival: the
+/// archive is a directory beside the log.
+fn policy_cfg(dir: &Path) -> LogConfig {
+    let store = annal::archive::LocalDirArchive::open(dir.with_extension("archive")).unwrap();
+    cfg(Durability::Always).archive(std::sync::Arc::new(store), "t/0")
+}
+
+/// The child's policy thread: archival, size retention and `delete_before`
+/// in a loop while the main thread appends. Any error is a failure (the
+/// child then dies of a panic, not of SIGKILL).
+fn run_policies(log: &Log, stop: &std::sync::atomic::AtomicBool) {
+    let archive = annal::log::ArchivePolicy::default().max_local_bytes(24_000);
+    let retention = annal::Retention::default().max_bytes(60_000);
+    let mut i = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        i += 1;
+        log.archive(&archive, 0).unwrap();
+        log.apply_retention(&retention, 0).unwrap();
+        if i.is_multiple_of(3) {
+            let target = log.next_offset().saturating_sub(150);
+            log.delete_before(target).unwrap();
+        }
+        std::thread::sleep(Duration::from_micros(300));
     }
 }
 
@@ -235,4 +279,88 @@ fn sigkill_under_every_durability() {
         variants.iter().zip(&kills).map(|(v, (k, t))| format!("{} {k} in {:.1} s", v.1, t.as_secs_f64())).collect();
     println!("sigkill: the writer was killed {total} times ({})", each.join(", "));
     assert!(total >= 50, "{total} kills");
+}
+
+/// Reopens a log that a child appended to while its policy thread ran
+/// retention and archival, and checks it: every acknowledged record at or
+/// above the start offset is there, nothing below the start is readable, no
+/// segment file wholly below the start is left, read-only and read-write
+/// opens agree. Returns (next offset, start offset, archived segments).
+fn check_after_policy_kill(dir: &Path, run: &ChildRun, expected_next: u64, round: u64) -> (u64, u64, usize) {
+    let what = format!("policies round {round} ({} acks)", run.acks);
+    assert_eq!(run.opened_at, Some(expected_next), "{what}: the child opened where the last round ended");
+    let ro = Log::open_read_only(dir, policy_cfg(dir)).unwrap_or_else(|e| panic!("{what}: read-only open: {e}"));
+    let ro_view = (ro.start_offset(), ro.next_offset(), read_all(&ro).unwrap_or_else(|e| panic!("{what}: {e}")));
+    drop(ro);
+    let log = Log::open(dir, policy_cfg(dir)).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let (start, next) = (log.start_offset(), log.next_offset());
+    assert!(next >= run.acked_end, "{what}: acknowledged records lost: next offset {next} < {}", run.acked_end);
+    assert!(
+        next <= run.begun_end.max(expected_next),
+        "{what}: {next} records, but only {} were written",
+        run.begun_end
+    );
+    assert!(start <= next, "{what}: start {start} is past the end {next}");
+    let all = read_all(&log).unwrap_or_else(|e| panic!("{what}: read failed: {e}"));
+    assert_eq!(all.len() as u64, next - start, "{what}: records from the start {start}");
+    for (i, r) in all.iter().enumerate() {
+        let o = start + i as u64;
+        assert_eq!(r.offset, o, "{what}: offsets are dense");
+        assert_eq!(r.key.as_deref(), Some(&key_for(o)[..]), "{what}: key of {o}");
+        assert_eq!(r.value.as_deref(), Some(&value_for(o, MAX_VALUE)[..]), "{what}: value of {o}");
+    }
+    assert_eq!((ro_view.0, ro_view.1), (start, next), "{what}: the read-only open disagrees");
+    assert_eq!(ro_view.2, all, "{what}: the read-only open reads other records");
+    if start > 0 {
+        assert!(
+            matches!(log.read_from(start - 1), Err(annal::Error::OffsetOutOfRange { .. })),
+            "{what}: offset {} below the start {start} is readable",
+            start - 1
+        );
+    }
+    let bases: Vec<u64> = common::segment_files(dir)
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().and_then(annal::segment::parse_log_file_name))
+        .collect();
+    for w in bases.windows(2) {
+        assert!(w[1] > start, "{what}: segment {} is wholly below the start {start} and still on disk", w[0]);
+    }
+    let archived = log.archived_segments();
+    for a in &archived {
+        assert!(!bases.contains(&a.base_offset), "{what}: archived segment {} has a local copy", a.base_offset);
+    }
+    if round.is_multiple_of(2) {
+        log.close().unwrap()
+    } else {
+        log.abandon()
+    }
+    (next, start, archived.len())
+}
+
+/// A child appends under `Always` while a thread of it archives and applies
+/// retention in a loop; it is killed at random moments (during uploads,
+/// manifest and start-offset writes, deletions).
+#[test]
+fn sigkill_while_retention_and_archival_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut rng = Rng::new(0x5EED_9011_C1E5);
+    let rounds = 30;
+    let (mut next, mut max_start, mut max_archived) = (0, 0, 0);
+    let started = std::time::Instant::now();
+    for round in 0..rounds {
+        let kill_after = rng.range(1, 250);
+        let delay_us = if rng.range(0, 3) == 0 { 0 } else { rng.range(0, 3000) };
+        let run = run_child(&dir, "always-policies", round * 7919 + 3, kill_after, delay_us);
+        let (n, start, archived) = check_after_policy_kill(&dir, &run, next, round);
+        next = n;
+        max_start = max_start.max(start);
+        max_archived = max_archived.max(archived);
+    }
+    println!(
+        "sigkill with policies: {rounds} kills in {:.1} s, {next} records, start offset up to {max_start}, up to {max_archived} segments archived",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(max_start > 0, "retention never moved the start");
+    assert!(max_archived > 0, "nothing was ever archived");
 }
