@@ -520,7 +520,7 @@ fn retention_by_size_and_age_through_the_store() {
     }
     assert_eq!(
         report.segments_deleted(),
-        of("by-size").iter().chain(&of("by-age")).map(|p| p.outcome.segments_deleted).sum()
+        of("by-size").iter().chain(&of("by-age")).map(|p| p.outcome.segments_deleted).sum::<usize>()
     );
     assert!(report.bytes_deleted() > 0);
     // A second pass finds nothing more to delete.
