@@ -39,7 +39,10 @@ pub mod segment;
 
 pub use config::{Durability, LogConfig, RecoveryMode};
 pub use error::{CorruptionKind, Error, Result};
-pub use log::{Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME, SegmentInfo};
+pub use log::{
+    Compaction, CompactionOutcome, Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME,
+    SegmentInfo,
+};
 pub use record::{Header, OwnedRecord, Record, RecordRef};
 
 /// The README's examples, compiled and run as doctests.

@@ -1,6 +1,7 @@
 //! The partition log: ordered segments, one active segment, durability and
 //! group commit, recovery on open, concurrent readers and tailing.
 
+mod compaction;
 mod open;
 mod prefault;
 mod reader;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use compaction::{Compaction, CompactionOutcome};
 pub use reader::LogReader;
 pub use retention::{Retention, RetentionOutcome};
 pub use start::START_OFFSET_FILE_NAME;
@@ -109,6 +111,8 @@ pub(crate) struct Shared {
     start_offset: AtomicU64,
     commit: Mutex<CommitState>,
     commit_cv: Condvar,
+    /// Held for the whole of a compaction: one at a time.
+    compaction: Mutex<()>,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     closed: AtomicBool,

@@ -5,6 +5,7 @@ pub mod footer;
 pub mod header;
 
 mod active;
+mod compacted;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
 pub(crate) use active::{ActiveSegment, PreparedSegment};
+pub(crate) use compacted::{Compacted, write_compacted};
 pub use footer::{FOOTER_LEN, SegmentFooter};
 pub use header::{HEADER_LEN, SegmentFlags, SegmentHeader};
 
