@@ -1053,3 +1053,104 @@ fn a_compacted_last_segment_without_its_footer_is_corruption_not_a_torn_tail() {
     // Nothing was cut.
     assert_eq!(std::fs::read(&files[0]).unwrap(), bytes);
 }
+
+// ---------------------------------------------------------------------------
+// The command line on a compacted log
+// ---------------------------------------------------------------------------
+
+/// `annal read`, `stats`, `verify`, `dump` and `tail` on a compacted log
+/// whose last segment is compacted and ends in a gap; `tail` then follows a
+/// writer that appends after it.
+#[test]
+fn the_command_line_reads_and_follows_a_compacted_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, small_cfg()).unwrap();
+    for i in 0..300u32 {
+        log.append(
+            &Record::new(format!("v{i}").as_bytes()).with_key(format!("k{}", i % 4).as_bytes()).with_timestamp(T0),
+        )
+        .unwrap();
+    }
+    log.append(&Record::tombstone(b"k3").with_timestamp(T0)).unwrap();
+    log.roll().unwrap();
+    log.compact_at(&policy(0), T0 + 1).unwrap();
+    let kept: Vec<u64> = read_all(&log).unwrap().iter().map(|r| r.offset).collect();
+    assert_eq!(kept, vec![296, 297, 298]);
+    log.close().unwrap();
+    let annal = || Command::new(env!("CARGO_BIN_EXE_annal"));
+    let d = dir.to_str().unwrap();
+
+    let out = annal().args(["read", d]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let offsets: Vec<u64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(offsets, kept);
+    let out = annal().args(["stats", d]).output().unwrap();
+    let stats = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success() && stats.contains("records: 3\n"), "{stats}");
+    assert!(stats.contains(", at offset 296"), "{stats}");
+    let out = annal().args(["verify", d]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = annal().args(["dump", d]).output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("sparse"));
+
+    let mut tail =
+        annal().args(["tail", d, "--from", "0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = tail.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line from tail");
+    for o in &kept {
+        assert!(next().starts_with(&format!("{o}\t")));
+    }
+    // A writer appends after the compacted last segment (offsets go on at 301).
+    let log = Log::open(&dir, small_cfg()).unwrap();
+    assert_eq!(log.append(&Record::new(b"after")).unwrap(), 301);
+    log.sync().unwrap();
+    assert!(next().starts_with("301\t"));
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    log.close().unwrap();
+}
+
+/// The temporary files of a compaction a crash interrupted are removed at open.
+#[test]
+fn leftover_compaction_files_are_removed_at_open() {
+    let dir = fast_tempdir();
+    let log = Log::open(dir.path(), small_cfg()).unwrap();
+    log.append(&Record::new(b"v").with_key(b"k")).unwrap();
+    log.close().unwrap();
+    let names = [
+        "00000000000000000000.log.compact.tmp",
+        "00000000000000000000.index.compact.tmp",
+        "00000000000000000000.timeindex.compact.tmp",
+    ];
+    for n in names {
+        std::fs::write(dir.path().join(n), b"partial").unwrap();
+    }
+    let log = Log::open(dir.path(), small_cfg()).unwrap();
+    let mut removed: Vec<String> = log
+        .recovery_report()
+        .removed_temp_files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    removed.sort();
+    let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    assert_eq!(removed, want);
+    assert_eq!(read_all(&log).unwrap().len(), 1);
+    log.close().unwrap();
+}

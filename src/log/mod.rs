@@ -57,10 +57,15 @@ pub struct RecoveryReport {
 /// Summary of one segment, as [`Log::segments`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentInfo {
-    /// Offset of the segment's first record.
+    /// Start of its offset range: the offset of its first record, unless
+    /// compaction removed that record.
     pub base_offset: u64,
-    /// Offset after its last record.
+    /// End of its offset range: the offset after its last record, or after
+    /// the records compaction removed from its end.
     pub next_offset: u64,
+    /// Records it holds: `next_offset - base_offset`, or fewer in a segment
+    /// compacted by [`Log::compact`].
+    pub records: u64,
     /// Bytes of record data (header and footer excluded).
     pub data_bytes: u64,
     /// Largest record timestamp, `i64::MIN` if empty.
@@ -335,6 +340,7 @@ impl Log {
             .map(|m| SegmentInfo {
                 base_offset: m.footer.base_offset,
                 next_offset: m.footer.next_offset,
+                records: m.footer.record_count,
                 data_bytes: m.footer.data_end - segment::DATA_START as u64,
                 max_timestamp: m.footer.max_timestamp,
                 sealed: true,
@@ -531,6 +537,7 @@ impl Shared {
             return Some(SegmentInfo {
                 base_offset: a.base_offset(),
                 next_offset: a.next_offset(),
+                records: a.record_count(),
                 data_bytes: (a.position() - segment::DATA_START) as u64,
                 max_timestamp: a.max_timestamp(),
                 sealed: false,
@@ -539,9 +546,11 @@ impl Shared {
         // A read-only log's last segment ends the log and never changes.
         let seg = self.segments.read().expect("segments lock").active.clone()?;
         let data = seg.area.published_data();
+        let next_offset = self.next_offset.load(Ordering::SeqCst);
         Some(SegmentInfo {
             base_offset: seg.base_offset,
-            next_offset: self.next_offset.load(Ordering::SeqCst),
+            next_offset,
+            records: next_offset - seg.base_offset,
             data_bytes: data.len() as u64,
             max_timestamp: segment::scan(data, seg.base_offset, None, u32::MAX).max_timestamp,
             sealed: false,
