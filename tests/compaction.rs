@@ -732,26 +732,54 @@ fn check_crashed(log: &Log, original: &Model, compacted: &Model) -> Result<(), S
 /// Crashes a compaction at every persistence call (the open before it
 /// included), loses power in a few ways, and checks what reopens: never a
 /// key's latest value lost, never a deleted key back, never a record that
-/// was not appended; and a compaction after recovery finishes the job.
+/// was not appended; and a compaction after recovery finishes the job. Some
+/// of those recovery compactions are crashed too (at a random call), and the
+/// result is checked again. `ANNAL_COMPACTION_CRASH_SEEDS=n` runs n fixtures.
 #[test]
 fn a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key() {
+    let seeds: u64 = std::env::var("ANNAL_COMPACTION_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let (mut points, mut states, mut dangerous) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for seed in 0..seeds {
+        let (p, s, d) = crash_sweep(41 + seed, &mut failures);
+        points += p;
+        states += s;
+        dangerous += d;
+        if failures.len() > 5 {
+            break;
+        }
+    }
+    eprintln!(
+        "compaction crash sweep: {seeds} fixtures ({dangerous} keys deleted across segments), {points} crash points, \
+         {states} post-crash states checked, {} failures",
+        failures.len()
+    );
+    assert!(dangerous >= 3 * seeds as usize, "the fixtures have too few keys deleted across segments");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One fixture of [`a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key`]:
+/// returns the crash points, the post-crash states checked and the keys
+/// deleted across segments in the fixture.
+fn crash_sweep(seed: u64, failures: &mut Vec<String>) -> (u64, usize, usize) {
     let tmp = fast_tempdir();
     let fixture = tmp.path().join("fixture");
     let cfg = LogConfig::default().segment_bytes(8192).index_interval_bytes(256).durability(annal::Durability::Never);
-    let (original, bases) = build_crash_fixture(&fixture, &cfg, 42);
+    let (original, bases) = build_crash_fixture(&fixture, &cfg, seed);
     let now = T0 + (original.next as i64 / 2) * 100;
     let retention = 1u64;
     let policy = policy(retention);
     let dangerous = keys_deleted_across_segments(&original, &bases, now - retention as i64);
-    assert!(dangerous >= 3, "the fixture has {dangerous} keys deleted across segments");
-    let run = |dir: &Path, crash_at: Option<u64>| -> (Arc<PowerLossIo>, Option<u64>) {
-        copy_dir(&fixture, dir);
+    // Copies `from` into `dir`, opens it through a simulated disk that dies
+    // at call `crash_at`, compacts, and abandons the log (the process dies).
+    let run = |from: &Path, dir: &Path, crash_at: Option<u64>| -> (Arc<PowerLossIo>, Option<u64>) {
+        copy_dir(from, dir);
         let io = Arc::new(PowerLossIo::new(dir, crash_at));
         let mut compacted_below = None;
         if let Ok(log) = Log::open(dir, cfg.clone().io(io.clone() as Arc<dyn annal::io::Io>)) {
             compacted_below = Some(sealed_end(&log));
             let result = log.compact_at(&policy, now);
-            if crash_at.is_none() {
+            if crash_at.is_none() && from == fixture {
                 let out = result.unwrap();
                 assert!(out.segments_rewritten >= 3 && out.tombstones_removed > 0, "{out:?}");
             }
@@ -761,7 +789,7 @@ fn a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key(
     };
     // The whole compaction once, to count its calls and know its result.
     let dry = tmp.path().join("dry");
-    let (io, sealed_end) = run(&dry, None);
+    let (io, sealed_end) = run(&fixture, &dry, None);
     let calls = io.calls();
     let mut compacted = original.clone();
     compacted.compact(sealed_end.unwrap(), now - retention as i64);
@@ -771,40 +799,71 @@ fn a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key(
         assert_eq!(got, compacted.visible(), "the compaction without a crash");
         log.close().unwrap();
     }
+    // What a log recovered from a crash must hold; with `finish`, a
+    // compaction after recovery must then give the uninterrupted result.
+    let check = |target: &Path, finish: bool| -> Result<(), String> {
+        let log = Log::open(target, cfg.clone()).map_err(|e| format!("open: {e}"))?;
+        check_crashed(&log, &original, &compacted)?;
+        let ro = Log::open_read_only(target, cfg.clone()).map_err(|e| format!("read-only open: {e}"))?;
+        check_crashed(&ro, &original, &compacted).map_err(|e| format!("read-only: {e}"))?;
+        drop(ro);
+        if !finish {
+            return log.close().map_err(|e| format!("close: {e}"));
+        }
+        log.compact_at(&policy, now).map_err(|e| format!("compaction after recovery: {e}"))?;
+        let got = read_all(&log).map_err(|e| format!("reading after compaction: {e}"))?;
+        if got != compacted.visible() {
+            return Err("after a second compaction the log differs from the uninterrupted one".into());
+        }
+        log.close().map_err(|e| format!("close: {e}"))?;
+        let report = inspect::verify(target).map_err(|e| format!("verify: {e}"))?;
+        if !report.is_clean() {
+            return Err(format!("verify: {:?}", report.problems));
+        }
+        Ok(())
+    };
 
-    let mut failures = Vec::new();
-    let mut outcomes = [0usize; 3];
+    let modes = [
+        LossMode::ProcessCrash,
+        LossMode::Clean,
+        LossMode::Random { keep_percent: 50, torn: true },
+        LossMode::Random { keep_percent: 10, torn: false },
+        LossMode::Random { keep_percent: 90, torn: true },
+    ];
+    let mut states = 0;
     for k in 1..=calls + 1 {
         let case = tmp.path().join(format!("case-{k}"));
-        let (io, _) = run(&case, Some(k));
-        for (v, mode) in [LossMode::ProcessCrash, LossMode::Clean, LossMode::Random { keep_percent: 50, torn: true }]
-            .into_iter()
-            .enumerate()
-        {
+        let (io, _) = run(&fixture, &case, Some(k));
+        for (v, mode) in modes.into_iter().enumerate() {
             let target = tmp.path().join(format!("case-{k}-{v}"));
-            let mut rng = SplitMix::new(k * 31 + v as u64);
+            let mut rng = SplitMix::new(seed * 1_000_003 + k * 31 + v as u64);
             let report = io.power_loss_into(&target, mode, &mut rng);
-            let what = format!("crash at call {k} ({}), {mode}", io.describe_call(k).unwrap_or_else(|| "none".into()));
-            let result = (|| -> Result<(), String> {
-                let log = Log::open(&target, cfg.clone()).map_err(|e| format!("open: {e}"))?;
-                check_crashed(&log, &original, &compacted)?;
-                let ro = Log::open_read_only(&target, cfg.clone()).map_err(|e| format!("read-only open: {e}"))?;
-                check_crashed(&ro, &original, &compacted).map_err(|e| format!("read-only: {e}"))?;
-                drop(ro);
-                // Finishing the compaction gives what an uninterrupted one gives.
-                log.compact_at(&policy, now).map_err(|e| format!("compaction after recovery: {e}"))?;
-                let got = read_all(&log).map_err(|e| format!("reading after compaction: {e}"))?;
-                if got != compacted.visible() {
-                    return Err("after a second compaction the log differs from the uninterrupted one".into());
-                }
-                log.close().map_err(|e| format!("close: {e}"))?;
-                let report = inspect::verify(&target).map_err(|e| format!("verify: {e}"))?;
-                if !report.is_clean() {
-                    return Err(format!("verify: {:?}", report.problems));
-                }
-                Ok(())
-            })();
-            outcomes[v] += 1;
+            let what = format!(
+                "fixture {seed}: crash at call {k} ({}), {mode}",
+                io.describe_call(k).unwrap_or_else(|| "none".into())
+            );
+            states += 1;
+            // Every other state: the recovery's compaction crashes too.
+            let result = if (k + v as u64).is_multiple_of(2) {
+                check(&target, true)
+            } else {
+                check(&target, false).and_then(|()| {
+                    let again = tmp.path().join(format!("case-{k}-{v}-again"));
+                    let k2 = 1 + rng.below(calls);
+                    let (io2, _) = run(&target, &again, Some(k2));
+                    let mode2 = modes[rng.below(modes.len() as u64) as usize];
+                    let after = tmp.path().join(format!("case-{k}-{v}-after"));
+                    io2.power_loss_into(&after, mode2, &mut rng);
+                    states += 1;
+                    let result = check(&after, true).map_err(|e| {
+                        let call = io2.describe_call(k2).unwrap_or_else(|| "none".into());
+                        format!("then a crash of the recovery's compaction at its call {k2} ({call}), {mode2}: {e}")
+                    });
+                    let _ = std::fs::remove_dir_all(&again);
+                    let _ = std::fs::remove_dir_all(&after);
+                    result
+                })
+            };
             if let Err(e) = result {
                 failures.push(format!("{what}: {e}\n    power loss: {report}"));
             }
@@ -815,8 +874,7 @@ fn a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key(
             break;
         }
     }
-    eprintln!("compaction crash sweep: {} crash points x 3 outcomes, {} failures", calls + 1, failures.len());
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    (calls + 1, states, dangerous)
 }
 
 #[test]
