@@ -754,8 +754,8 @@ fn a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key(
          {states} post-crash states checked, {} failures",
         failures.len()
     );
-    assert!(dangerous >= 3 * seeds as usize, "the fixtures have too few keys deleted across segments");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(dangerous >= 3 * seeds as usize, "the fixtures have too few keys deleted across segments");
 }
 
 /// One fixture of [`a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key`]:
