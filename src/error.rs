@@ -153,6 +153,14 @@ pub enum Error {
         /// The next offset to be written.
         end: u64,
     },
+    /// The offset lies within the log, but no record has it any more:
+    /// compaction removed it (a later record has the same key, or it was a
+    /// tombstone past its retention). See [`crate::Log::compact`].
+    #[error("offset {offset} has no record: compaction removed it")]
+    Compacted {
+        /// The offset asked for.
+        offset: u64,
+    },
     /// The directory does not hold an annal log.
     #[error("{path} is not an annal log: {reason}")]
     NotALog {

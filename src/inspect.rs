@@ -25,8 +25,8 @@ use crate::log::LOCK_FILE_NAME;
 use crate::record::{self, RECORD_HEADER_LEN, RecordRef};
 use crate::segment::header::{CHECKPOINT_POS, FORMAT_VERSION, decode_checkpoint};
 use crate::segment::{
-    DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFooter, SegmentHeader, index_path, last_nonzero, log_file_name,
-    log_path, parse_log_file_name, scan_end, timeindex_path,
+    DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFlags, SegmentFooter, SegmentHeader, index_path, last_nonzero,
+    log_file_name, log_path, parse_log_file_name, scan_end, timeindex_path,
 };
 
 /// Bytes read from a segment file at a time (more only for a larger record).
@@ -247,15 +247,18 @@ struct ScanEnd {
 
 /// Decodes the records in `[DATA_START, limit)` in order, as the log's own
 /// scan does, calling `each(position, record, max_timestamp_before)` for every
-/// valid one. Stops at the first invalid record or unexpected offset.
+/// valid one. Stops at the first invalid record or unexpected offset (in a
+/// sparse segment whose range ends at `sparse_end`: an offset that does not
+/// increase or passes that end).
 fn scan_records(
     reader: &mut Chunked<'_>,
     base: u64,
+    sparse_end: Option<u64>,
     limit: u64,
     mut each: impl FnMut(u64, &RecordRef<'_>, i64) -> Result<()>,
 ) -> Result<ScanEnd> {
     // The log's own acceptance rule; no index is built here.
-    let mut s = crate::segment::Scan::new(base, u32::MAX);
+    let mut s = crate::segment::Scan::new(base, sparse_end, u32::MAX);
     let mut pos = DATA_START as u64;
     while pos < limit {
         let head = reader.window(pos, 4, limit)?;
@@ -265,13 +268,13 @@ fn scan_records(
         };
         let window = reader.window(pos, need, limit)?;
         let decoded = record::decode(window);
-        if let Ok(r) = &decoded
-            && r.offset() == s.next_offset
-        {
-            each(pos, r, s.max_timestamp)?;
-        }
+        let max_before = s.max_timestamp;
+        let record = decoded.as_ref().ok().copied();
         match s.accept(pos as usize, decoded) {
-            Some(len) => pos += len as u64,
+            Some(len) => {
+                each(pos, &record.expect("an accepted record decoded"), max_before)?;
+                pos += len as u64;
+            }
             None => break,
         }
     }
@@ -285,6 +288,8 @@ struct SegmentFile {
     len: u64,
     /// The decoded header, or why it is invalid.
     header: std::result::Result<SegmentHeader, String>,
+    /// The header's flags (dense if the header is invalid).
+    flags: SegmentFlags,
     /// The raw checkpoint field and whether its CRC is valid.
     checkpoint: Option<u64>,
     /// The footer if the segment is sealed, or why it is not.
@@ -303,6 +308,7 @@ impl SegmentFile {
             file,
             len,
             header: Err(String::new()),
+            flags: SegmentFlags::DENSE,
             checkpoint: None,
             footer: Err("no footer".into()),
             footer_magic: false,
@@ -313,7 +319,8 @@ impl SegmentFile {
         }
         let mut hbuf = [0u8; DATA_START];
         seg.file.read_exact_at(&mut hbuf, 0).ctx("read segment header", &seg.path)?;
-        seg.header = SegmentHeader::decode(&hbuf[..HEADER_LEN]).and_then(|h| {
+        seg.header = SegmentHeader::decode_with_flags(&hbuf[..HEADER_LEN]).and_then(|(h, flags)| {
+            seg.flags = flags;
             if h.base_offset == base {
                 Ok(h)
             } else {
@@ -325,7 +332,7 @@ impl SegmentFile {
             let mut fbuf = [0u8; FOOTER_LEN];
             seg.file.read_exact_at(&mut fbuf, len - FOOTER_LEN as u64).ctx("read segment footer", &seg.path)?;
             seg.footer_magic = fbuf.starts_with(b"ANNALEND");
-            seg.footer = SegmentFooter::decode(&fbuf, len).and_then(|f| {
+            seg.footer = SegmentFooter::decode_with_flags(&fbuf, len, seg.flags).and_then(|f| {
                 if f.base_offset == base {
                     Ok(f)
                 } else {
@@ -352,6 +359,11 @@ impl SegmentFile {
     /// The durable checkpoint the log's recovery uses (`DATA_START` if invalid).
     fn effective_checkpoint(&self) -> u64 {
         self.checkpoint.unwrap_or(DATA_START as u64)
+    }
+
+    /// For a sealed sparse (compacted) segment, the end of its offset range.
+    fn sparse_end(&self) -> Option<u64> {
+        self.footer.as_ref().ok().filter(|_| self.flags.is_sparse()).map(|f| f.next_offset)
     }
 }
 
@@ -489,7 +501,7 @@ fn verify_segment(
             // Index entries are checked against the records during the scan.
             let mut next_entry = 0;
             let mut index_mismatch: Option<(PathBuf, u64, u64, String)> = None;
-            let s = scan_records(&mut reader, base, footer.data_end, |pos, r, max_before| {
+            let s = scan_records(&mut reader, base, seg.sparse_end(), footer.data_end, |pos, r, max_before| {
                 let Some((offsets, times)) = entries else { return Ok(()) };
                 let rel = r.offset() - base;
                 while next_entry < offsets.len() && u64::from(offsets[next_entry].rel_offset) <= rel {
@@ -533,7 +545,16 @@ fn verify_segment(
                 report.problems.push(problem(Severity::Corruption, s.next_offset, s.end, kind.to_string()));
             } else {
                 let mut mismatch = Vec::new();
-                if s.next_offset != footer.next_offset {
+                // A compacted segment's records may end before its range does
+                // (the scan already refused offsets past it); it counts them.
+                if seg.flags.is_sparse() {
+                    if s.count != footer.record_count {
+                        mismatch.push(format!(
+                            "footer counts {} records, the segment holds {}",
+                            footer.record_count, s.count
+                        ));
+                    }
+                } else if s.next_offset != footer.next_offset {
                     mismatch.push(format!(
                         "footer says the segment ends at offset {}, its records end at {}",
                         footer.next_offset, s.next_offset
@@ -610,6 +631,15 @@ fn verify_segment(
             Ok(Some(footer.next_offset))
         }
         Err(why) => {
+            if seg.flags.is_sparse() {
+                // Like the log: a compacted segment is never torn, only damaged.
+                let kind =
+                    CorruptionKind::BadFooter(format!("a compacted (sparse) segment without a valid footer: {why}"));
+                let pos = seg.len.saturating_sub(FOOTER_LEN as u64);
+                report.problems.push(problem(Severity::Corruption, base, pos, kind.to_string()));
+                report.bytes_checked += seg.len;
+                return Ok(None);
+            }
             if !is_last {
                 let kind = CorruptionKind::BadFooter(format!("a segment before the last one is not sealed: {why}"));
                 let pos = seg.len.saturating_sub(FOOTER_LEN as u64);
@@ -624,7 +654,7 @@ fn verify_segment(
                 }
             }
             let limit = seg.data_limit();
-            let s = scan_records(&mut reader, base, limit, |_, _, _| Ok(()))?;
+            let s = scan_records(&mut reader, base, None, limit, |_, _, _| Ok(()))?;
             report.records += s.count;
             report.bytes_checked += seg.len;
             let checkpoint = seg.effective_checkpoint();
@@ -727,10 +757,11 @@ fn dump_segment(dir: &Path, base: u64, w: &mut DumpOut<'_>) -> Result<()> {
     w.line(format_args!("segment {} ({} bytes)", log_file_name(base), seg.len))?;
     match &seg.header {
         Ok(h) => w.line(format_args!(
-            "  header: version {FORMAT_VERSION}, base_offset {}, created {} ({} ms)",
+            "  header: version {FORMAT_VERSION}, base_offset {}, created {} ({} ms){}",
             h.base_offset,
             format_timestamp(h.created_ms),
-            h.created_ms
+            h.created_ms,
+            if seg.flags.is_sparse() { ", flags: sparse (compacted: offsets may have gaps)" } else { "" }
         ))?,
         Err(why) => w.line(format_args!("  header: INVALID: {why}"))?,
     }
@@ -788,7 +819,7 @@ fn dump_segment(dir: &Path, base: u64, w: &mut DumpOut<'_>) -> Result<()> {
     let limit = seg.data_limit();
     w.line(format_args!("  records (bytes {DATA_START}..{limit}):"))?;
     let mut reader = Chunked::new(&seg.file, &seg.path);
-    let s = scan_records(&mut reader, base, limit, |pos, r, _| {
+    let s = scan_records(&mut reader, base, seg.sparse_end(), limit, |pos, r, _| {
         let key = match r.key() {
             Some(k) => format!("\"{}\"", escape_bytes(k)),
             None => "-".into(),

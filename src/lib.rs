@@ -42,7 +42,10 @@ pub mod topic;
 pub use archive::{ArchiveStore, LocalDirArchive, ObjectDigest, ObjectMeta};
 pub use config::{Durability, LogConfig, RecoveryMode};
 pub use error::{ArchiveErrorKind, CorruptionKind, Error, Result};
-pub use log::{Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME, SegmentInfo};
+pub use log::{
+    Compaction, CompactionOutcome, Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME,
+    SegmentInfo,
+};
 pub use record::{Header, OwnedRecord, Record, RecordRef};
 pub use topic::{CleanupPolicy, Store, StoreConfig, Topic, TopicConfig};
 

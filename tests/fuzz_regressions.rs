@@ -3,7 +3,8 @@
 //! and the generator of the fuzzers' committed seed corpus.
 //!
 //! Regenerate the seeds (`fuzz/seeds/<target>/`) only on purpose:
-//! `cargo test --test fuzz_regressions -- --ignored generate_fuzz_seeds`.
+//! `cargo test --test fuzz_regressions -- --ignored generate_fuzz_seeds`
+//! (`generate_compact_ops_seeds` for the `compact_ops` target).
 
 #![allow(dead_code)]
 
@@ -11,6 +12,8 @@
 mod api_ops;
 #[path = "../fuzz/harness/common.rs"]
 mod common;
+#[path = "../fuzz/harness/compact_ops.rs"]
+mod compact_ops;
 #[path = "../fuzz/harness/index_load.rs"]
 mod index_load;
 #[path = "../fuzz/harness/record_decode.rs"]
@@ -331,6 +334,47 @@ fn api_ops_seeds_pass() {
     }
 }
 
+#[test]
+fn compact_ops_seeds_pass() {
+    for (_, bytes) in seeds("compact_ops") {
+        compact_ops::run(&bytes);
+    }
+}
+
+/// A cheap stand-in for fuzzing `compact_ops` in every test run: seeded
+/// random inputs, biased towards appends, rolls and compactions.
+/// `ANNAL_PRINT_INPUT=1` prints each input before it runs (the last one
+/// printed is the one that failed).
+#[test]
+fn compact_ops_random_inputs() {
+    use compact_ops::op::*;
+    let mut state = 0x243F_6A88_85A3_08D3u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..150 {
+        let mut input = vec![next() as u8];
+        for _ in 0..(20 + next() % 80) {
+            let op = match next() % 21 {
+                0..9 => APPEND,
+                9..11 => ROLL,
+                11..13 => COMPACT,
+                // GET ..= DELETE_BEFORE
+                r => (r - 13) as u8 + GET,
+            };
+            input.push(op);
+            input.extend((0..3).map(|_| next() as u8));
+        }
+        if std::env::var_os("ANNAL_PRINT_INPUT").is_some() {
+            eprintln!("input: {input:?}");
+        }
+        compact_ops::run(&input);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Seed generator
 // ---------------------------------------------------------------------------
@@ -407,6 +451,55 @@ fn recovery_seed(w: &SeedWriter, name: &str, flags: u8, files: &[(Kind, Vec<u8>)
     let input = segment_recovery::encode_input(flags, &files).expect("no separator in the files");
     segment_recovery::run(&input);
     w.write(name, &input);
+}
+
+/// Writes `fuzz/seeds/compact_ops/` (its own generator: the other targets'
+/// seeds hold creation times, so regenerating them changes their bytes).
+/// Run only on purpose:
+/// `cargo test --test fuzz_regressions -- --ignored generate_compact_ops_seeds`.
+#[test]
+#[ignore = "writes the committed fuzz seeds"]
+fn generate_compact_ops_seeds() {
+    use compact_ops::op::*;
+    let w = SeedWriter::new("compact_ops");
+    // An append: key byte (< 200: one of 8 keys), value length / 3, flags
+    // (bit 0: tombstone; the other bits move the timestamp).
+    let rec = |k: u8, len: u8, f: u8| [APPEND, k, len, f];
+    let mut basic = vec![0b0000_0010];
+    for i in 0..30u8 {
+        basic.extend(rec(i % 5, 20 + i, if i % 7 == 6 { 0x41 } else { 0x40 }));
+        if i % 10 == 9 {
+            basic.push(ROLL);
+        }
+    }
+    basic.extend([COMPACT, 0, GET, 3, READ_FROM, 0, OFFSET_FOR_TIMESTAMP, 22, VERIFY, READ_ONLY]);
+    basic.extend([COMPACT, 200, GET, 29, CLOSE_REOPEN, READ_FROM, 5]);
+    w.write("basic", &basic);
+
+    let mut tombstones = vec![0b0000_1001];
+    for i in 0..24u8 {
+        tombstones.extend(rec(i % 3, 60, 0x40));
+        if i % 6 == 5 {
+            tombstones.extend(rec(i % 3, 0, 0x41));
+            tombstones.push(ROLL);
+        }
+    }
+    tombstones.extend([COMPACT, 10, ABANDON_REOPEN, COMPACT, 250, GET, 0, VERIFY, DELETE_BEFORE, 9, COMPACT, 250]);
+    tombstones.extend([READ_ONLY, CLOSE_REOPEN]);
+    w.write("tombstones", &tombstones);
+
+    let mut empty = vec![0b0000_0000];
+    for i in 0..40u8 {
+        empty.extend(rec(1, 100, 0x40 + (i & 1)));
+    }
+    empty.extend([ROLL, COMPACT, 255, GET, 39, READ_FROM, 20, CLOSE_REOPEN]);
+    empty.extend(rec(250, 5, 0x40));
+    empty.extend([OFFSET_FOR_TIMESTAMP, 255, VERIFY]);
+    w.write("empty-segments", &empty);
+
+    for (_, bytes) in seeds("compact_ops") {
+        compact_ops::run(&bytes);
+    }
 }
 
 /// Writes `fuzz/seeds/<target>/` for every target. Run only on purpose:

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use annal::record::{self, RECORD_HEADER_LEN, RecordRef};
 use annal::segment::header::decode_checkpoint;
-use annal::segment::{DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFooter, SegmentHeader, log_file_name};
+use annal::segment::{DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFlags, SegmentFooter, SegmentHeader, log_file_name};
 use annal::{CorruptionKind, Error};
 
 use super::{CliResult, Failure};
@@ -32,9 +32,11 @@ pub(crate) struct Follower {
     path: PathBuf,
     base: u64,
     file: Option<File>,
+    /// The segment's header flags (sparse: written by compaction, offsets may have gaps).
+    flags: SegmentFlags,
     /// File position of the next record.
     pos: u64,
-    /// Offset of the next record.
+    /// Offset of the next record (at least this in a sparse segment).
     next: u64,
     buf: Vec<u8>,
 }
@@ -56,6 +58,7 @@ impl Follower {
             path: dir.join(log_file_name(base)),
             base,
             file: None,
+            flags: SegmentFlags::DENSE,
             pos,
             next,
             buf: Vec::new(),
@@ -73,7 +76,7 @@ impl Follower {
                 Attempt::Record => {
                     let r = record::decode(&self.buf).expect("checked by attempt");
                     self.pos += u64::from(r.frame_len());
-                    self.next += 1;
+                    self.next = r.offset() + 1;
                     return Ok(Some(r));
                 }
                 Attempt::Nothing(kind) => kind,
@@ -96,9 +99,9 @@ impl Follower {
             // Segment files appear by rename with their header written: a short one is damaged.
             return Err(self.corruption(0, CorruptionKind::BadHeader("file shorter than a segment header".into())));
         }
-        match SegmentHeader::decode(&header) {
-            Ok(h) if h.base_offset == self.base => {}
-            Ok(h) => {
+        match SegmentHeader::decode_with_flags(&header) {
+            Ok((h, flags)) if h.base_offset == self.base => self.flags = flags,
+            Ok((h, _)) => {
                 let why = format!("header names base offset {} but the file name says {}", h.base_offset, self.base);
                 return Err(self.corruption(0, CorruptionKind::BadHeader(why)));
             }
@@ -132,7 +135,7 @@ impl Follower {
             return Ok(Attempt::Nothing(Some(CorruptionKind::BadLength(len))));
         }
         Ok(match record::decode(&self.buf) {
-            Ok(r) if r.offset() == self.next => Attempt::Record,
+            Ok(r) if r.offset() == self.next || (self.flags.is_sparse() && r.offset() > self.next) => Attempt::Record,
             Ok(r) => {
                 Attempt::Nothing(Some(CorruptionKind::UnexpectedOffset { expected: self.next, found: r.offset() }))
             }
@@ -148,19 +151,29 @@ impl Follower {
         let io_err = |e| io_failure("read segment", &self.path, e);
         // The next segment first: it appears (by rename) only after this one was
         // sealed, so if it exists, this segment's footer is final.
-        let next_path = self.dir.join(log_file_name(self.next));
-        let rolled = next_path.exists();
-        let footer = read_footer(file, self.base).map_err(io_err)?;
+        let mut next_path = self.dir.join(log_file_name(self.next));
+        let mut rolled = next_path.exists();
+        let footer = read_footer(file, self.base, self.flags).map_err(io_err)?;
         if let Some(f) = footer {
             if f.data_end > self.pos {
                 return Err(self.corruption(self.pos, kind.unwrap_or(CorruptionKind::BadLength(0))));
             }
-            if f.data_end < self.pos || f.next_offset != self.next {
+            let sparse = self.flags.is_sparse();
+            let offsets_ok = if sparse { f.next_offset >= self.next } else { f.next_offset == self.next };
+            if f.data_end < self.pos || !offsets_ok {
                 let why = format!(
                     "footer says the segment ends at byte {} and offset {}, its records end at byte {} and offset {}",
                     f.data_end, f.next_offset, self.pos, self.next
                 );
                 return Err(self.corruption(self.pos, CorruptionKind::BadFooter(why)));
+            }
+            if sparse {
+                // A compacted segment is sealed for good; the rest of its
+                // offset range holds no record, and the next segment starts
+                // where the range ends.
+                self.next = f.next_offset;
+                next_path = self.dir.join(log_file_name(self.next));
+                rolled = next_path.exists();
             }
             if rolled {
                 self.base = self.next;
@@ -171,6 +184,10 @@ impl Follower {
             }
             // The last segment, sealed: a writer may reopen it and append here.
             return Ok(false);
+        }
+        if self.flags.is_sparse() {
+            let why = "a compacted (sparse) segment without a valid footer".to_owned();
+            return Err(self.corruption(self.pos, CorruptionKind::BadFooter(why)));
         }
         if rolled {
             let why = "a segment before the last one is not sealed".to_owned();
@@ -197,7 +214,7 @@ impl Follower {
 }
 
 /// The footer of a sealed segment file, `None` if it is not sealed.
-fn read_footer(file: &File, base: u64) -> io::Result<Option<SegmentFooter>> {
+fn read_footer(file: &File, base: u64, flags: SegmentFlags) -> io::Result<Option<SegmentFooter>> {
     let len = file.metadata()?.len();
     if len < (DATA_START + FOOTER_LEN) as u64 {
         return Ok(None);
@@ -206,7 +223,7 @@ fn read_footer(file: &File, base: u64) -> io::Result<Option<SegmentFooter>> {
     if !read_at(file, &mut buf, len - FOOTER_LEN as u64)? {
         return Ok(None);
     }
-    Ok(SegmentFooter::decode(&buf, len).ok().filter(|f| f.base_offset == base))
+    Ok(SegmentFooter::decode_with_flags(&buf, len, flags).ok().filter(|f| f.base_offset == base))
 }
 
 /// Fills `buf` from `pos`; `false` if the file ends first.

@@ -7,7 +7,7 @@ use clap::Args;
 
 use annal::inspect::{self, Severity, format_timestamp};
 use annal::segment::log_file_name;
-use annal::{Log, LogConfig};
+use annal::{Log, LogConfig, OwnedRecord, SegmentInfo};
 
 use super::{CliResult, Failure, stdout_error};
 
@@ -15,7 +15,8 @@ use super::{CliResult, Failure, stdout_error};
 ///
 /// Checks each segment's header, its footer if sealed (every segment but the
 /// last must be), every record's checksum and offset (offsets must be dense
-/// within and across segments), and each sealed segment's .index and
+/// within and across segments, except for the gaps compaction leaves inside a
+/// compacted segment's range), and each sealed segment's .index and
 /// .timeindex files against its data.
 ///
 /// Prints one line per problem (severity, file, log offset, byte position,
@@ -126,20 +127,24 @@ pub(crate) fn run_stats(args: &StatsArgs) -> CliResult {
     let next = log.next_offset();
     let mut text = format!("log: {}\n", args.dir.display());
     text.push_str(&format!("segments: {} ({sealed} sealed, {} unsealed)\n", segments.len(), segments.len() - sealed));
-    text.push_str(&format!("records: {}\n", next - start));
+    text.push_str(&format!("records: {}\n", readable_records(&log, &segments, start)));
     text.push_str(&format!("data bytes: {data_bytes}\n"));
     text.push_str(&format!("segment file bytes: {file_bytes}\n"));
     if next > start {
         // A damaged first or last record does not stop the report: `verify` says more.
-        let timestamp = |offset| match log.get(offset) {
-            Ok(r) => format!("{} ({})", r.timestamp, format_timestamp(r.timestamp)),
+        // The offset too if it is not the one above (compaction removed that record).
+        let show = |r: annal::Result<Option<OwnedRecord>>, at: u64| match r {
+            Ok(Some(r)) if r.offset == at => format!("{} ({})", r.timestamp, format_timestamp(r.timestamp)),
+            Ok(Some(r)) => format!("{} ({}), at offset {}", r.timestamp, format_timestamp(r.timestamp), r.offset),
+            Ok(None) => "- (no record: compaction removed them all)".to_owned(),
             Err(e) => format!("unreadable: {e}"),
         };
+        let first = log.read_from(start).and_then(|mut r| r.next_record().map(|r| r.map(|r| r.to_owned())));
         let max_ts = segments.iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN);
         text.push_str(&format!("first offset: {start}\n"));
         text.push_str(&format!("last offset: {}\n", next - 1));
-        text.push_str(&format!("first timestamp: {}\n", timestamp(start)));
-        text.push_str(&format!("last timestamp: {}\n", timestamp(next - 1)));
+        text.push_str(&format!("first timestamp: {}\n", show(first, start)));
+        text.push_str(&format!("last timestamp: {}\n", show(last_record(&log, &segments, start), next - 1)));
         text.push_str(&format!("max timestamp: {max_ts} ({})\n", format_timestamp(max_ts)));
     } else {
         text.push_str(&format!("first offset: - (empty; next offset {next})\n"));
@@ -175,4 +180,57 @@ pub(crate) fn run_stats(args: &StatsArgs) -> CliResult {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
+}
+
+/// Records readable from `start` on: every record of the segments at or after
+/// it; in the segment holding it, those from `start` on (counted by reading
+/// that one segment if compaction left gaps in it).
+fn readable_records(log: &Log, segments: &[SegmentInfo], start: u64) -> String {
+    let mut n = 0;
+    for s in segments.iter().filter(|s| s.next_offset > start) {
+        if s.base_offset >= start {
+            n += s.records;
+        } else if s.records == s.next_offset - s.base_offset {
+            n += s.next_offset - start;
+        } else {
+            let counted = log.read_from(start).and_then(|mut r| {
+                let mut k = 0;
+                while let Some(rec) = r.next_record()? {
+                    if rec.offset() >= s.next_offset {
+                        break;
+                    }
+                    k += 1;
+                }
+                Ok(k)
+            });
+            match counted {
+                Ok(k) => n += k,
+                Err(e) => return format!("unknown ({e})"),
+            }
+        }
+    }
+    n.to_string()
+}
+
+/// The last readable record: the one at the last offset, or (if compaction
+/// removed it) the last one of the last segment that holds any.
+fn last_record(log: &Log, segments: &[SegmentInfo], start: u64) -> annal::Result<Option<OwnedRecord>> {
+    let next = log.next_offset();
+    match log.get(next - 1) {
+        Ok(r) => return Ok(Some(r)),
+        Err(annal::Error::Compacted { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let Some(s) = segments.iter().rev().find(|s| s.records > 0 && s.next_offset > start) else {
+        return Ok(None);
+    };
+    let mut last = None;
+    for r in log.read_from(s.base_offset.max(start))? {
+        let r = r?;
+        if r.offset >= s.next_offset {
+            break;
+        }
+        last = Some(r);
+    }
+    Ok(last)
 }

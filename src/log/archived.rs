@@ -230,6 +230,7 @@ fn info(m: &SealedMeta) -> SegmentInfo {
         data_bytes: data_bytes(m),
         max_timestamp: m.footer.max_timestamp,
         sealed: true,
+        records: m.footer.record_count,
     }
 }
 

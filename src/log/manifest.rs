@@ -138,8 +138,9 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<Vec<ManifestEntry>, Corrup
             timeindex_crc: u32_at(64),
         };
         let digest = ObjectDigest { size: u64_at(48), crc32: u32_at(56) };
-        if footer.next_offset.checked_sub(footer.base_offset) != Some(footer.record_count) {
-            return Err(bad(format!("entry {i}: the record count does not match its offsets")));
+        // A compacted segment holds fewer records than its range, never more.
+        if footer.next_offset.checked_sub(footer.base_offset).is_none_or(|range| footer.record_count > range) {
+            return Err(bad(format!("entry {i}: more records than offsets in its range")));
         }
         if footer.data_end < crate::segment::DATA_START as u64
             || footer.data_end.checked_add(FOOTER_LEN as u64) != Some(digest.size)
@@ -151,7 +152,11 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<Vec<ManifestEntry>, Corrup
         {
             return Err(bad(format!("entry {i} does not start where the one before it ends")));
         }
-        let meta = SealedMeta { footer, created_ms: u64_at(40) as i64 };
+        // The manifest predates compaction and has no flag for it: a segment
+        // holding fewer records than its offset range is a compacted (sparse)
+        // one, and one that holds all of them reads the same either way.
+        let sparse = footer.next_offset.saturating_sub(footer.base_offset) != footer.record_count;
+        let meta = SealedMeta { footer, created_ms: u64_at(40) as i64, sparse };
         entries.push(ManifestEntry { meta, digest, key });
     }
     if at != body_end {
@@ -193,7 +198,7 @@ mod tests {
             timeindex_crc: 2,
         };
         ManifestEntry {
-            meta: SealedMeta { footer, created_ms: 5 },
+            meta: SealedMeta { footer, created_ms: 5, sparse: false },
             digest: ObjectDigest { size: 128 + 10 * n + 64, crc32: 0xdead_beef },
             key: format!("t/0/{base:020}.seg"),
         }

@@ -2,6 +2,7 @@
 //! group commit, recovery on open, concurrent readers and tailing.
 
 mod archived;
+mod compaction;
 mod manifest;
 mod open;
 mod prefault;
@@ -20,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use archived::{ARCHIVE_CACHE_DIR_NAME, ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, FETCH_CHUNK};
+pub use compaction::{Compaction, CompactionOutcome};
 pub use manifest::ARCHIVE_MANIFEST_FILE_NAME;
 pub use reader::LogReader;
 pub use retention::{Retention, RetentionOutcome};
@@ -62,10 +64,15 @@ pub struct RecoveryReport {
 /// Summary of one segment, as [`Log::segments`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentInfo {
-    /// Offset of the segment's first record.
+    /// Start of its offset range: the offset of its first record, unless
+    /// compaction removed that record.
     pub base_offset: u64,
-    /// Offset after its last record.
+    /// End of its offset range: the offset after its last record, or after
+    /// the records compaction removed from its end.
     pub next_offset: u64,
+    /// Records it holds: `next_offset - base_offset`, or fewer in a segment
+    /// compacted by [`Log::compact`].
+    pub records: u64,
     /// Bytes of record data (header and footer excluded).
     pub data_bytes: u64,
     /// Largest record timestamp, `i64::MIN` if empty.
@@ -116,6 +123,8 @@ pub(crate) struct Shared {
     start_offset: AtomicU64,
     commit: Mutex<CommitState>,
     commit_cv: Condvar,
+    /// Held for the whole of a compaction: one at a time.
+    compaction: Mutex<()>,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     closed: AtomicBool,
@@ -263,15 +272,25 @@ impl Log {
         LogReader::new(Arc::clone(&self.shared), offset)
     }
 
-    /// Reads the one record at `offset`.
+    /// Reads the one record at `offset`. An offset whose record compaction
+    /// removed gives [`Error::Compacted`]; one outside the log,
+    /// [`Error::OffsetOutOfRange`].
     pub fn get(&self, offset: u64) -> Result<OwnedRecord> {
         let end = self.next_offset();
         if offset >= end {
             return Err(Error::OffsetOutOfRange { requested: offset, start: self.start_offset(), end });
         }
         let mut reader = self.read_from(offset)?;
-        match reader.next_record()? {
-            Some(r) => Ok(r.to_owned()),
+        let found = match reader.next_record()? {
+            Some(r) if r.offset() == offset => Some(r.to_owned()),
+            // The reader skipped a gap: the first record after `offset` is later.
+            Some(_) => return Err(Error::Compacted { offset }),
+            None => None,
+        };
+        match found {
+            Some(r) => Ok(r),
+            // A gap at the end of a compacted segment, with no record after it yet.
+            None if reader.next_offset() > offset => Err(Error::Compacted { offset }),
             None => Err(Error::OffsetOutOfRange { requested: offset, start: self.start_offset(), end }),
         }
     }
@@ -340,6 +359,7 @@ impl Log {
             .map(|m| SegmentInfo {
                 base_offset: m.footer.base_offset,
                 next_offset: m.footer.next_offset,
+                records: m.footer.record_count,
                 data_bytes: m.footer.data_end - segment::DATA_START as u64,
                 max_timestamp: m.footer.max_timestamp,
                 sealed: true,
@@ -536,6 +556,7 @@ impl Shared {
             return Some(SegmentInfo {
                 base_offset: a.base_offset(),
                 next_offset: a.next_offset(),
+                records: a.record_count(),
                 data_bytes: (a.position() - segment::DATA_START) as u64,
                 max_timestamp: a.max_timestamp(),
                 sealed: false,
@@ -544,17 +565,19 @@ impl Shared {
         // A read-only log's last segment ends the log and never changes.
         let seg = self.segments.read().expect("segments lock").active.clone()?;
         let data = seg.area.published_data();
+        let next_offset = self.next_offset.load(Ordering::SeqCst);
         Some(SegmentInfo {
             base_offset: seg.base_offset,
-            next_offset: self.next_offset.load(Ordering::SeqCst),
+            next_offset,
+            records: next_offset - seg.base_offset,
             data_bytes: data.len() as u64,
-            max_timestamp: segment::scan(data, seg.base_offset, u32::MAX).max_timestamp,
+            max_timestamp: segment::scan(data, seg.base_offset, None, u32::MAX).max_timestamp,
             sealed: false,
         })
     }
 
-    /// The segment holding `offset`, if any (the active one, or a sealed one
-    /// opened through the cache).
+    /// The segment holding `offset` (in its offset range), if any (the active
+    /// one, or a sealed one opened through the cache).
     pub(crate) fn segment_for(&self, offset: u64) -> Result<Option<Arc<Segment>>> {
         let meta = {
             let set = self.segments.read().expect("segments lock");
@@ -569,13 +592,61 @@ impl Shared {
                 _ => return Ok(None),
             }
         };
-        match self.open_sealed(&meta) {
+        match self.open_current(meta) {
             Ok(seg) => Ok(Some(seg)),
             // Retention deleted the segment between the lookup and the open.
             Err(_) if meta.footer.next_offset <= self.start_offset.load(Ordering::Acquire) => {
                 Err(self.out_of_range(offset))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the sealed segment `meta` describes; if that fails because
+    /// compaction replaced its file meanwhile (between the lookup of `meta`
+    /// and the open), opens the new file with its new metadata instead.
+    fn open_current(&self, mut meta: SealedMeta) -> Result<Arc<Segment>> {
+        let mut attempts = 0;
+        loop {
+            match self.open_sealed(&meta) {
+                Ok(seg) => return Ok(seg),
+                Err(e) => match self.refreshed_meta(&meta) {
+                    Some(newer) if attempts < 3 => {
+                        attempts += 1;
+                        meta = newer;
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// Newer metadata for the sealed segment `old` describes, if compaction
+    /// replaced its file: the log's own (a writer swaps it in right after the
+    /// rename), or, for a read-only log (a snapshot, while a writer in another
+    /// process may compact), what the file on disk says now, which replaces
+    /// the old metadata in the segment set.
+    fn refreshed_meta(&self, old: &SealedMeta) -> Option<SealedMeta> {
+        let base = old.footer.base_offset;
+        let current = {
+            let set = self.segments.read().expect("segments lock");
+            set.sealed.iter().find(|m| m.footer.base_offset == base).copied()
+        }?;
+        if current != *old {
+            return Some(current);
+        }
+        if !self.read_only {
+            return None;
+        }
+        match segment::inspect_file(&segment::log_path(&self.dir, base), base) {
+            Ok(segment::OnDisk::Sealed(m)) if m != *old && m.footer.next_offset == old.footer.next_offset => {
+                let mut set = self.segments.write().expect("segments lock");
+                if let Some(slot) = set.sealed.iter_mut().find(|s| **s == *old) {
+                    *slot = m;
+                }
+                Some(m)
+            }
+            _ => None,
         }
     }
 
@@ -600,12 +671,12 @@ impl Shared {
                 None => return Ok(None),
             }
         };
-        self.open_sealed(&meta).map(Some)
+        self.open_current(meta).map(Some)
     }
 
     fn open_sealed(&self, meta: &SealedMeta) -> Result<Arc<Segment>> {
         let base = meta.footer.base_offset;
-        if let Some(seg) = self.cache.lock().expect("cache lock").get(base) {
+        if let Some(seg) = self.cache.lock().expect("cache lock").get(base, meta) {
             return Ok(seg);
         }
         // Open (and possibly rebuild the index) outside the cache lock, so that
@@ -661,14 +732,15 @@ fn search_time(seg: &Segment, ts: i64, from: u64) -> Result<Option<u64>> {
         index.lookup(index.lookup_time(ts))
     };
     let end = seg.area.published();
+    // The offset due next (a compacted segment's records may skip some).
     let mut offset = seg.base_offset + u64::from(rel);
     while pos < end {
         let r = seg.record_at(pos, offset)?;
-        if r.timestamp() >= ts && offset >= from {
-            return Ok(Some(offset));
+        if r.timestamp() >= ts && r.offset() >= from {
+            return Ok(Some(r.offset()));
         }
         pos += r.frame_len() as usize;
-        offset += 1;
+        offset = r.offset() + 1;
     }
     // The records after a read-only segment's published end are damaged, not absent.
     if let Some((position, kind)) = &seg.tail_error {
@@ -682,15 +754,22 @@ impl SegmentCache {
         SegmentCache { entries: Vec::new(), live: HashMap::new(), tick: 0, capacity }
     }
 
-    fn get(&mut self, base: u64) -> Option<Arc<Segment>> {
+    /// The open segment at `base`, if it is the file `meta` describes. A
+    /// segment opened from a file that compaction has since replaced is
+    /// forgotten (its holders keep their map of the old file).
+    fn get(&mut self, base: u64, meta: &SealedMeta) -> Option<Arc<Segment>> {
         self.tick += 1;
         let tick = self.tick;
-        if let Some(entry) = self.entries.iter_mut().find(|e| e.0 == base) {
-            entry.2 = tick;
-            return Some(Arc::clone(&entry.1));
+        let current = |seg: &Segment| seg.sealed.as_ref() == Some(meta);
+        if let Some(i) = self.entries.iter().position(|e| e.0 == base) {
+            if current(&self.entries[i].1) {
+                self.entries[i].2 = tick;
+                return Some(Arc::clone(&self.entries[i].1));
+            }
+            self.entries.swap_remove(i);
         }
         // Evicted but still held by a reader: share that map instead of mapping again.
-        let seg = self.live.get(&base).and_then(Weak::upgrade)?;
+        let seg = self.live.get(&base).and_then(Weak::upgrade).filter(|s| current(s))?;
         self.push(base, Arc::clone(&seg));
         Some(seg)
     }
@@ -713,7 +792,9 @@ impl SegmentCache {
     /// Inserts `seg` unless another thread opened the same segment meanwhile;
     /// returns the cached one. Evicts the least recently used entry when full.
     fn insert(&mut self, base: u64, seg: Arc<Segment>) -> Arc<Segment> {
-        if let Some(existing) = self.get(base) {
+        if let Some(meta) = seg.sealed
+            && let Some(existing) = self.get(base, &meta)
+        {
             return existing;
         }
         if self.live.len() >= 2 * self.capacity {

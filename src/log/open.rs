@@ -214,6 +214,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         start_offset: AtomicU64::new(start_offset),
         commit: Mutex::new(CommitState::default()),
         commit_cv: Condvar::new(),
+        compaction: Mutex::new(()),
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
         closed: AtomicBool::new(false),
@@ -241,8 +242,12 @@ fn is_our_temp(name: &str) -> bool {
     digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether a cleanly sealed last segment can take more records.
+/// Whether a cleanly sealed last segment can take more records. A compacted
+/// one never does: appends always go to a dense segment.
 fn reusable(meta: &SealedMeta, config: &LogConfig, now: i64) -> bool {
+    if meta.sparse {
+        return false;
+    }
     let young =
         config.segment_max_age.is_none_or(|age: Duration| now.saturating_sub(meta.created_ms) < age.as_millis() as i64);
     young && meta.footer.data_end + RECORD_ROOM < config.segment_bytes

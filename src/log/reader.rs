@@ -16,11 +16,17 @@ use crate::segment::{DATA_START, Segment};
 /// the end of the log it returns `None`, and returns records again once more
 /// are appended (use [`crate::Log::wait_for`] to wait). After an error the
 /// iterator ends; `next_record` returns the same error again.
+///
+/// Offsets strictly increase. In a compacted log they may have gaps (the
+/// records compaction removed, see [`crate::Log::compact`]): a reader returns
+/// the records that are there, in order, and skips the gaps.
 #[derive(Debug)]
 pub struct LogReader {
     shared: Arc<Shared>,
     seg: Option<Arc<Segment>>,
     pos: usize,
+    /// The next record's offset is at least this (exactly this, unless
+    /// compaction removed it).
     next: u64,
     fused: bool,
 }
@@ -47,17 +53,14 @@ impl LogReader {
                 reader.next = seg.base_offset;
             }
             reader.seg = Some(seg);
-            // Skip from the index entry to the requested offset.
-            while reader.next < offset {
-                if reader.advance()?.is_none() {
-                    break;
-                }
-            }
+            reader.skip_to(offset)?;
         }
         Ok(reader)
     }
 
-    /// The offset of the record the next call returns.
+    /// The offset of the record the next call returns: in a compacted log,
+    /// the next record's offset is at least this (compaction may have removed
+    /// the record with exactly this offset).
     pub fn next_offset(&self) -> u64 {
         self.next
     }
@@ -74,24 +77,56 @@ impl LogReader {
         self.advance()
     }
 
-    /// The next record, whatever the start offset (for skipping to a requested
-    /// offset from the index entry before it).
+    /// Moves from the index entry the reader was positioned at to the first
+    /// record at or after `offset`, whatever the start offset.
+    fn skip_to(&mut self, offset: u64) -> Result<()> {
+        while self.next < offset && self.ready()? {
+            let seg = self.seg.as_ref().expect("positioned on a segment");
+            let r = seg.record_at(self.pos, self.next)?;
+            if r.offset() >= offset {
+                // Compaction removed the records from `next` up to this one:
+                // the reader is at `offset` (or past it, if it moved on to a
+                // later segment), and this record comes next.
+                self.next = self.next.max(offset);
+                break;
+            }
+            self.pos += r.frame_len() as usize;
+            self.next = r.offset() + 1;
+        }
+        Ok(())
+    }
+
+    /// The next record, whatever the start offset.
     fn advance(&mut self) -> Result<Option<RecordRef<'_>>> {
+        if !self.ready()? {
+            return Ok(None);
+        }
+        let seg = self.seg.as_ref().expect("positioned on a segment");
+        let record = seg.record_at(self.pos, self.next)?;
+        self.pos += record.frame_len() as usize;
+        self.next = record.offset() + 1;
+        Ok(Some(record))
+    }
+
+    /// Positions the reader on a published record if there is one, moving on
+    /// to the next segment when the current one is finished and read. `false`
+    /// at the current end of the log.
+    fn ready(&mut self) -> Result<bool> {
         loop {
             let Some(seg) = &self.seg else {
                 match self.shared.segment_for(self.next)? {
                     Some(seg) => self.enter(seg)?,
-                    None => return Ok(None),
+                    None => return Ok(false),
                 }
                 continue;
             };
             // `finished` first: if set, the published end read after it is final.
             let finished = seg.area.is_finished();
             if self.pos < seg.area.published() {
-                break;
+                return Ok(true);
             }
             if !finished {
-                return Ok(None);
+                return Ok(false);
             }
             if let Some((position, kind)) = &seg.tail_error {
                 return Err(Error::Corruption {
@@ -101,16 +136,15 @@ impl LogReader {
                     kind: kind.clone(),
                 });
             }
+            // No record is left in the rest of a compacted segment's range.
+            if let Some(end) = seg.sparse_end() {
+                self.next = self.next.max(end);
+            }
             match self.shared.segment_for(self.next)? {
                 Some(next) if !Arc::ptr_eq(&next, seg) => self.enter(next)?,
-                _ => return Ok(None),
+                _ => return Ok(false),
             }
         }
-        let seg = self.seg.as_ref().expect("positioned on a segment");
-        let record = seg.record_at(self.pos, self.next)?;
-        self.pos += record.frame_len() as usize;
-        self.next += 1;
-        Ok(Some(record))
     }
 
     fn enter(&mut self, seg: Arc<Segment>) -> Result<()> {

@@ -122,6 +122,7 @@ impl ActiveSegment {
             index: RwLock::new(index),
             tail_error: None,
             retired: std::sync::OnceLock::new(),
+            sealed: None,
         });
         let mut active = ActiveSegment {
             seg,
@@ -193,12 +194,18 @@ impl ActiveSegment {
         let io = config.io.as_ref();
         let len = file_len.max(config.segment_bytes) as usize;
         let mut writer = MapArea::writable(&file, len, DATA_START).ctx("map segment", &path)?;
-        let header = SegmentHeader::decode(writer.header_mut()).map_err(|why| Error::Corruption {
+        let bad_header = |why| Error::Corruption {
             path: path.clone(),
             offset: base,
             position: 0,
             kind: CorruptionKind::BadHeader(why),
-        })?;
+        };
+        let (header, flags) = SegmentHeader::decode_with_flags(writer.header_mut()).map_err(bad_header)?;
+        if flags.is_sparse() {
+            // Never reached: a compacted segment is sealed (or refused as
+            // corrupt without its footer) and never reopened for appending.
+            return Err(bad_header("a compacted (sparse) segment cannot be appended to".into()));
+        }
 
         if let Some((meta, index)) = sealed {
             // Reopen a cleanly sealed segment: no scan. Record that its data is
@@ -230,7 +237,7 @@ impl ActiveSegment {
         // file is torn even if the zeros that extended the file happen to
         // complete it (read-only opens, which cannot extend, must agree).
         let scan_end = super::scan_end(file_len, config.segment_bytes);
-        let s = scan(&writer.unpublished(DATA_START)[..scan_end - DATA_START], base, config.index_interval_bytes);
+        let s = scan(&writer.unpublished(DATA_START)[..scan_end - DATA_START], base, None, config.index_interval_bytes);
         let corruption =
             |kind| Error::Corruption { path: path.clone(), offset: s.next_offset, position: s.end as u64, kind };
         let mut truncated_bytes = 0;
@@ -374,7 +381,7 @@ impl ActiveSegment {
         io.set_len(self.file.file(), self.pos as u64 + FOOTER_LEN as u64).ctx("trim segment", &path)?;
         self.file.sync(io, true).ctx("fsync segment", &path)?;
         io.sync_dir(dir).ctx("fsync directory", dir)?;
-        Ok(SealedMeta { footer, created_ms: self.created_ms })
+        Ok(SealedMeta { footer, created_ms: self.created_ms, sparse: false })
     }
 
     /// Tells readers that nothing more will be published here. Call it after

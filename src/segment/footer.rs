@@ -5,14 +5,17 @@
 //!  0  8  magic          "ANNALEND"
 //!  8  8  base_offset    u64
 //! 16  8  data_end       u64  file position of this footer
-//! 24  8  record_count   u64
-//! 32  8  next_offset    u64  offset after the last record
+//! 24  8  record_count   u64  (= next_offset - base_offset unless the segment is sparse)
+//! 32  8  next_offset    u64  offset after the segment's offset range
 //! 40  8  max_timestamp  i64  largest record timestamp (i64::MIN if none)
 //! 48  4  index_crc      u32  the crc field of the .index file
 //! 52  4  timeindex_crc  u32  the crc field of the .timeindex file
 //! 56  4  reserved       u32 = 0
 //! 60  4  crc            u32  CRC-32 of bytes [0,60)
 //! ```
+
+use super::header::SegmentFlags;
+use crate::record::RECORD_HEADER_LEN;
 
 /// Length of a segment footer.
 pub const FOOTER_LEN: usize = 64;
@@ -55,8 +58,16 @@ impl SegmentFooter {
     }
 
     /// Decodes the last 64 bytes of a file of `file_len` bytes and checks that
-    /// the footer is valid and sits exactly at the end of the file.
+    /// the footer is valid for a dense segment and sits exactly at the end of the file.
     pub fn decode(buf: &[u8], file_len: u64) -> Result<SegmentFooter, String> {
+        Self::decode_with_flags(buf, file_len, SegmentFlags::DENSE)
+    }
+
+    /// [`SegmentFooter::decode`] for a segment whose header has `flags`. A
+    /// dense segment holds exactly `next_offset - base_offset` records; a
+    /// sparse (compacted) one at most that many, each at least a record
+    /// header long, and no record bytes if it holds no record.
+    pub fn decode_with_flags(buf: &[u8], file_len: u64, flags: SegmentFlags) -> Result<SegmentFooter, String> {
         let buf: &[u8; FOOTER_LEN] = buf.try_into().map_err(|_| "footer must be 64 bytes")?;
         if &buf[0..8] != MAGIC {
             return Err("no footer magic".into());
@@ -84,8 +95,21 @@ impl SegmentFooter {
         if footer.data_end < super::DATA_START as u64 {
             return Err("footer data_end inside the header".into());
         }
-        if footer.next_offset.checked_sub(footer.base_offset) != Some(footer.record_count) {
-            return Err("footer record count does not match its offsets".into());
+        let span = footer.next_offset.checked_sub(footer.base_offset);
+        if !flags.is_sparse() {
+            if span != Some(footer.record_count) {
+                return Err("footer record count does not match its offsets".into());
+            }
+            return Ok(footer);
+        }
+        let data_len = footer.data_end - super::DATA_START as u64;
+        if span.is_none_or(|span| footer.record_count > span) {
+            return Err("footer of a sparse segment counts more records than its offsets allow".into());
+        }
+        if footer.record_count.checked_mul(RECORD_HEADER_LEN as u64).is_none_or(|min| min > data_len)
+            || (footer.record_count == 0 && data_len != 0)
+        {
+            return Err("footer record count does not match the length of its data".into());
         }
         Ok(footer)
     }

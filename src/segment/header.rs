@@ -4,7 +4,8 @@
 //! Header (64 bytes at file position 0)
 //!  0  8  magic        "ANNALSEG"
 //!  8  2  version      u16 = 1
-//! 10  2  flags        u16 = 0 (reserved)
+//! 10  2  flags        u16  bit 0: sparse (written by compaction: offsets
+//!                          may have gaps); bits 1-15: 0
 //! 12  4  reserved     u32 = 0
 //! 16  8  base_offset  u64
 //! 24  8  created_ms   i64  creation time, milliseconds since the Unix epoch
@@ -26,6 +27,35 @@ const MAGIC: &[u8; 8] = b"ANNALSEG";
 /// The segment format version this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
 
+/// The flags of a segment header (bytes 10..12).
+///
+/// A segment appended to by the log is dense: its records carry consecutive
+/// offsets from its base offset. A segment written by compaction is
+/// [`SegmentFlags::SPARSE`]: its offsets are strictly increasing but may have
+/// gaps (the records compaction removed), and its footer's `record_count` may
+/// be less than `next_offset - base_offset`. See docs/FORMAT.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentFlags(u16);
+
+impl SegmentFlags {
+    /// No flag: a dense segment, the layout every version of annal writes when appending.
+    pub const DENSE: SegmentFlags = SegmentFlags(0);
+    /// Bit 0: offsets may have gaps (a compacted segment).
+    pub const SPARSE: SegmentFlags = SegmentFlags(1);
+    /// Every flag bit this build knows.
+    const KNOWN: u16 = 1;
+
+    /// Whether offsets may have gaps.
+    pub fn is_sparse(self) -> bool {
+        self.0 & Self::SPARSE.0 != 0
+    }
+
+    /// The raw bits, as stored.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+}
+
 /// The immutable header of a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -36,12 +66,18 @@ pub struct SegmentHeader {
 }
 
 impl SegmentHeader {
-    /// Encodes the header into `buf[0..64]`, zeroing the reserved bytes.
+    /// Encodes the header of a dense segment into `buf[0..64]`, zeroing the reserved bytes.
     pub fn encode(&self, buf: &mut [u8]) {
+        self.encode_with_flags(buf, SegmentFlags::DENSE);
+    }
+
+    /// Encodes the header with `flags` into `buf[0..64]`, zeroing the reserved bytes.
+    pub fn encode_with_flags(&self, buf: &mut [u8], flags: SegmentFlags) {
         let buf = &mut buf[..HEADER_LEN];
         buf.fill(0);
         buf[0..8].copy_from_slice(MAGIC);
         buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[10..12].copy_from_slice(&flags.0.to_le_bytes());
         buf[16..24].copy_from_slice(&self.base_offset.to_le_bytes());
         buf[24..32].copy_from_slice(&self.created_ms.to_le_bytes());
         let crc = crc32fast::hash(&buf[0..32]);
@@ -49,8 +85,15 @@ impl SegmentHeader {
     }
 
     /// Decodes and checks a header: magic first, then version, then checksum,
-    /// then that the flags and reserved bytes are zero.
+    /// then that only known flags are set and the reserved bytes are zero.
+    /// Use [`SegmentHeader::decode_with_flags`] to learn whether the segment's
+    /// offsets may have gaps.
     pub fn decode(buf: &[u8]) -> Result<SegmentHeader, String> {
+        Self::decode_with_flags(buf).map(|(h, _)| h)
+    }
+
+    /// [`SegmentHeader::decode`], also returning the header's flags.
+    pub fn decode_with_flags(buf: &[u8]) -> Result<(SegmentHeader, SegmentFlags), String> {
         let buf = buf.get(..HEADER_LEN).ok_or("file shorter than a segment header")?;
         if &buf[0..8] != MAGIC {
             return Err("bad magic (not an annal segment)".into());
@@ -63,16 +106,18 @@ impl SegmentHeader {
         if stored != crc32fast::hash(&buf[0..32]) {
             return Err("header checksum mismatch".into());
         }
-        if buf[10..16] != [0; 6] {
+        let flags = u16::from_le_bytes([buf[10], buf[11]]);
+        if flags & !SegmentFlags::KNOWN != 0 || buf[12..16] != [0; 4] {
             return Err("unknown header flags".into());
         }
         if buf[36..HEADER_LEN] != [0; HEADER_LEN - 36] {
             return Err("reserved header bytes are not zero".into());
         }
-        Ok(SegmentHeader {
+        let header = SegmentHeader {
             base_offset: u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")),
             created_ms: i64::from_le_bytes(buf[24..32].try_into().expect("8 bytes")),
-        })
+        };
+        Ok((header, SegmentFlags(flags)))
     }
 }
 

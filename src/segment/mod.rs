@@ -5,6 +5,7 @@ pub mod footer;
 pub mod header;
 
 mod active;
+mod compacted;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -12,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
 pub(crate) use active::{ActiveSegment, PreparedSegment};
+pub(crate) use compacted::{Compacted, write_compacted};
 pub use footer::{FOOTER_LEN, SegmentFooter};
-pub use header::{HEADER_LEN, SegmentHeader};
+pub use header::{HEADER_LEN, SegmentFlags, SegmentHeader};
 
 use crate::config::{LogConfig, RecoveryMode};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
@@ -60,6 +62,16 @@ pub fn parse_log_file_name(name: &str) -> Option<u64> {
 pub(crate) struct SealedMeta {
     pub(crate) footer: SegmentFooter,
     pub(crate) created_ms: i64,
+    /// Written by compaction: offsets may have gaps (header flag `SPARSE`).
+    pub(crate) sparse: bool,
+}
+
+impl SealedMeta {
+    /// For a sparse segment, the offset after its range (its footer's
+    /// `next_offset`), which bounds the offsets its records may carry.
+    pub(crate) fn sparse_end(&self) -> Option<u64> {
+        self.sparse.then_some(self.footer.next_offset)
+    }
 }
 
 /// A segment as readers see it: a map with a published end, and its index.
@@ -75,6 +87,11 @@ pub(crate) struct Segment {
     /// Set when retention removed the segment from its log: its files are
     /// deleted when the last holder (the cache, a reader) lets go of it.
     pub(crate) retired: OnceLock<(PathBuf, Arc<dyn Io>)>,
+    /// The metadata a sealed segment was opened with (`None` for the active
+    /// segment and a read-only log's unsealed last one). Compaction replaces
+    /// a sealed segment's file: the cache compares this with the log's
+    /// current metadata to tell the old file from the new.
+    pub(crate) sealed: Option<SealedMeta>,
 }
 
 impl Drop for Segment {
@@ -103,15 +120,22 @@ pub(crate) fn remove_segment_files(io: &dyn Io, dir: &Path, base: u64) -> std::i
 }
 
 impl Segment {
+    /// For a sparse (compacted) segment, the offset after its range.
+    pub(crate) fn sparse_end(&self) -> Option<u64> {
+        self.sealed.and_then(|m| m.sparse_end())
+    }
+
     /// Decodes the record at file position `pos`, which must be below the
-    /// published end, and checks it carries `expected` as its offset.
+    /// published end, and checks its offset: `expected` (the offset after the
+    /// previous record, or the base offset) in a dense segment; at least
+    /// `expected` and below the end of the segment's range in a sparse one.
     pub(crate) fn record_at(&self, pos: usize, expected: u64) -> Result<record::RecordRef<'_>> {
         if expected == u64::MAX {
             return Err(self.corruption(expected, pos, CorruptionKind::BadLayout(LAST_OFFSET)));
         }
         let data = self.area.published_data();
         let r = record::decode(&data[pos - DATA_START..]).map_err(|kind| self.corruption(expected, pos, kind))?;
-        if r.offset() != expected {
+        if !offset_fits(r.offset(), expected, self.sparse_end()) {
             let kind = CorruptionKind::UnexpectedOffset { expected, found: r.offset() };
             return Err(self.corruption(expected, pos, kind));
         }
@@ -123,11 +147,26 @@ impl Segment {
     }
 }
 
+/// Whether a record may carry `offset` where `expected` is due: exactly
+/// `expected` in a dense segment; in a sparse one whose range ends at
+/// `sparse_end`, any offset from `expected` up to that end (offsets strictly
+/// increase, with gaps where compaction removed records).
+pub(crate) fn offset_fits(offset: u64, expected: u64, sparse_end: Option<u64>) -> bool {
+    match sparse_end {
+        None => offset == expected,
+        Some(end) => offset >= expected && offset < end,
+    }
+}
+
 /// Result of scanning records from `DATA_START`.
 #[derive(Debug)]
 pub(crate) struct Scan {
+    base_offset: u64,
+    /// For a sparse segment, the end of its offset range (see [`offset_fits`]).
+    sparse_end: Option<u64>,
     /// File position after the last valid record.
     pub(crate) end: usize,
+    /// The offset after the last valid record (the base offset if none).
     pub(crate) next_offset: u64,
     pub(crate) count: u64,
     pub(crate) max_timestamp: i64,
@@ -137,9 +176,10 @@ pub(crate) struct Scan {
 }
 
 /// Scans the records in `data` (file bytes from `DATA_START` on), validating
-/// each one and its offset, and rebuilds the index on the way.
-pub(crate) fn scan(data: &[u8], base_offset: u64, interval: u32) -> Scan {
-    let mut s = Scan::new(base_offset, interval);
+/// each one and its offset, and rebuilds the index on the way. `sparse_end`:
+/// see [`offset_fits`].
+pub(crate) fn scan(data: &[u8], base_offset: u64, sparse_end: Option<u64>, interval: u32) -> Scan {
+    let mut s = Scan::new(base_offset, sparse_end, interval);
     let mut at = 0;
     while at < data.len() {
         match s.accept(DATA_START + at, record::decode(&data[at..])) {
@@ -151,8 +191,10 @@ pub(crate) fn scan(data: &[u8], base_offset: u64, interval: u32) -> Scan {
 }
 
 impl Scan {
-    pub(crate) fn new(base_offset: u64, interval: u32) -> Scan {
+    pub(crate) fn new(base_offset: u64, sparse_end: Option<u64>, interval: u32) -> Scan {
         Scan {
+            base_offset,
+            sparse_end,
             end: DATA_START,
             next_offset: base_offset,
             count: 0,
@@ -163,7 +205,8 @@ impl Scan {
     }
 
     /// Takes the decoding of the frame at file position `pos`. A valid record
-    /// with the next offset is counted and indexed, and its length returned;
+    /// with an offset that fits (the next one; in a sparse segment, a larger
+    /// one within its range) is counted and indexed, and its length returned;
     /// anything else records why the scan stops, and returns `None`.
     pub(crate) fn accept(
         &mut self,
@@ -177,11 +220,13 @@ impl Scan {
                 self.bad = Some(CorruptionKind::BadLayout(LAST_OFFSET));
                 None
             }
-            Ok(r) if r.offset() == self.next_offset => {
-                self.index.observe(self.count as u32, pos, self.max_timestamp);
+            Ok(r) if offset_fits(r.offset(), self.next_offset, self.sparse_end) => {
+                // The relative offset is the record's own (in a dense segment
+                // also its count): what the index files store.
+                self.index.observe((r.offset() - self.base_offset) as u32, pos, self.max_timestamp);
                 self.max_timestamp = self.max_timestamp.max(r.timestamp());
                 self.count += 1;
-                self.next_offset += 1;
+                self.next_offset = r.offset() + 1;
                 self.end = pos + r.frame_len() as usize;
                 Some(r.frame_len() as usize)
             }
@@ -194,6 +239,27 @@ impl Scan {
                 None
             }
         }
+    }
+
+    /// How a complete scan of a sealed segment's data disagrees with its
+    /// footer, if it does: the record count, and the offsets (dense: the same
+    /// next offset; sparse: every offset below the footer's next offset, which
+    /// the scan's bound already ensures).
+    pub(crate) fn footer_mismatch(&self, footer: &SegmentFooter) -> Option<String> {
+        let offsets_ok = match self.sparse_end {
+            None => self.next_offset == footer.next_offset,
+            Some(_) => self.next_offset <= footer.next_offset,
+        };
+        if !offsets_ok {
+            return Some(format!(
+                "footer says the segment ends at offset {}, its records end at {}",
+                footer.next_offset, self.next_offset
+            ));
+        }
+        if self.count != footer.record_count {
+            return Some(format!("footer counts {} records, the segment holds {}", footer.record_count, self.count));
+        }
+        None
     }
 }
 
@@ -241,21 +307,36 @@ pub(crate) fn inspect_file(path: &Path, base: u64) -> Result<OnDisk> {
         return Err(bad_header(format!("file of {len} bytes is shorter than the segment header")));
     }
     file.read_exact_at(&mut hbuf, 0).ctx("read segment header", path)?;
-    let header = SegmentHeader::decode(&hbuf).map_err(bad_header)?;
+    let (header, flags) = SegmentHeader::decode_with_flags(&hbuf).map_err(bad_header)?;
     if header.base_offset != base {
         return Err(bad_header(format!(
             "header names base offset {} but the file name says {base}",
             header.base_offset
         )));
     }
+    let mut why = format!("file of {len} bytes is too short for a footer");
     if len >= (DATA_START + FOOTER_LEN) as u64 {
         let mut fbuf = [0u8; FOOTER_LEN];
         file.read_exact_at(&mut fbuf, len - FOOTER_LEN as u64).ctx("read segment footer", path)?;
-        if let Ok(footer) = SegmentFooter::decode(&fbuf, len)
-            && footer.base_offset == base
-        {
-            return Ok(OnDisk::Sealed(SealedMeta { footer, created_ms: header.created_ms }));
+        match SegmentFooter::decode_with_flags(&fbuf, len, flags) {
+            Ok(footer) if footer.base_offset == base => {
+                let meta = SealedMeta { footer, created_ms: header.created_ms, sparse: flags.is_sparse() };
+                return Ok(OnDisk::Sealed(meta));
+            }
+            Ok(footer) => why = format!("footer names base offset {}", footer.base_offset),
+            Err(e) => why = e,
         }
+    }
+    if flags.is_sparse() {
+        // Compaction writes a whole segment, footer included, and makes it
+        // durable before renaming it into place: it is never torn, so one
+        // without a valid footer is damaged, never a tail to cut.
+        return Err(Error::Corruption {
+            path: path.to_owned(),
+            offset: base,
+            position: len.saturating_sub(FOOTER_LEN as u64),
+            kind: CorruptionKind::BadFooter(format!("a compacted (sparse) segment without a valid footer: {why}")),
+        });
     }
     Ok(OnDisk::Unsealed { len })
 }
@@ -294,12 +375,14 @@ fn load_index(dir: &Path, meta: &SealedMeta, data: &[u8], interval: u32) -> Opti
     // Checking only that each entry points at its record is not enough: a
     // wrong time entry makes offset_for_timestamp skip matching records.
     let mut entries = index.offsets.iter().zip(&index.times).peekable();
-    let mut s = Scan::new(base, u32::MAX);
+    let mut s = Scan::new(base, meta.sparse_end(), u32::MAX);
     let mut at = 0;
     while at < data.len() && entries.peek().is_some() {
-        let (rel, max_before) = (s.count, s.max_timestamp);
+        let max_before = s.max_timestamp;
         let pos = DATA_START + at;
         let len = s.accept(pos, record::decode(&data[at..]))?;
+        // The offset of the record just accepted, relative to the base.
+        let rel = s.next_offset - 1 - base;
         if let Some((o, t)) = entries.next_if(|(o, _)| o.position as usize == pos)
             && (u64::from(o.rel_offset) != rel || t.max_timestamp_before != max_before)
         {
@@ -338,19 +421,16 @@ pub(crate) fn open_sealed(
     let (index, rebuilt) = match load_index(dir, meta, data, interval) {
         Some(index) => (index, false),
         None => {
-            let s = scan(data, base, interval);
+            let s = scan(data, base, meta.sparse_end(), interval);
             if let Some(kind) = s.bad {
                 return Err(Error::Corruption { path, offset: s.next_offset, position: s.end as u64, kind });
             }
-            if s.next_offset != meta.footer.next_offset {
+            if let Some(why) = s.footer_mismatch(&meta.footer) {
                 return Err(Error::Corruption {
                     path,
                     offset: s.next_offset,
                     position: s.end as u64,
-                    kind: CorruptionKind::BadFooter(format!(
-                        "footer says the segment ends at offset {}, its records end at {}",
-                        meta.footer.next_offset, s.next_offset
-                    )),
+                    kind: CorruptionKind::BadFooter(why),
                 });
             }
             if let Some(io) = io {
@@ -369,6 +449,7 @@ pub(crate) fn open_sealed(
             index: RwLock::new(index),
             tail_error: None,
             retired: OnceLock::new(),
+            sealed: Some(*meta),
         }),
         rebuilt,
     ))
@@ -409,8 +490,15 @@ pub(crate) fn open_unsealed_read_only(
     // Readers touch only [DATA_START, s.end): validated records, which no
     // writer ever removes from the file.
     let area = MapArea::read_only(&file, len as usize, DATA_START, s.end).ctx("map segment", &path)?;
-    let seg =
-        Segment { base_offset: base, path, area, index: RwLock::new(s.index), tail_error, retired: OnceLock::new() };
+    let seg = Segment {
+        base_offset: base,
+        path,
+        area,
+        index: RwLock::new(s.index),
+        tail_error,
+        retired: OnceLock::new(),
+        sealed: None,
+    };
     Ok((Arc::new(seg), would_cut))
 }
 
@@ -419,7 +507,7 @@ pub(crate) fn open_unsealed_read_only(
 /// after its CRC, computed in chunks, has vouched for its length.
 pub(crate) fn scan_file(file: &File, end: usize, base_offset: u64, interval: u32) -> std::io::Result<Scan> {
     const WINDOW: usize = 4 << 20;
-    let mut s = Scan::new(base_offset, interval);
+    let mut s = Scan::new(base_offset, None, interval);
     let mut window = vec![0u8; WINDOW.min(end.saturating_sub(DATA_START)).max(record::RECORD_HEADER_LEN)];
     let mut window_start = DATA_START;
     let mut window_len = 0;

@@ -1,0 +1,271 @@
+//! Compaction: keep only the latest record of each key in the sealed
+//! segments, drop tombstones once they are old enough, preserve offsets.
+//!
+//! The algorithm and why its order is crash-safe are in docs/DESIGN.md
+//! ("Compaction"); the sparse segments it writes in docs/FORMAT.md. In short:
+//!
+//! 1. a map key → offset of its latest record is built over every sealed
+//!    segment (the active segment is left out: its records may not be durable);
+//! 2. the sealed segments are rewritten one at a time, oldest first, each
+//!    keeping the records without a key, the latest record of each key, and
+//!    the latest tombstones that are younger than the tombstone retention. A
+//!    rewrite writes new files under temporary names and makes them durable,
+//!    then renames them over the old ones and fsyncs the directory before the
+//!    next segment is touched.
+//!
+//! Because the segments go oldest first, and each is replaced atomically and
+//! durably before the next, a crash leaves every segment either old or new,
+//! and a tombstone is only ever dropped once every older record of its key
+//! is gone for good: a deleted key never comes back, and a key's latest
+//! record is never dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Log, Shared, now_ms};
+use crate::error::{Error, IoContext, Result};
+use crate::record::RecordRef;
+use crate::segment::{self, DATA_START, SealedMeta, Segment};
+
+/// A compaction policy: how long a tombstone is kept once it is the latest
+/// record of its key.
+///
+/// A tombstone ([`crate::Record::tombstone`]) removes every earlier record of
+/// its key at the next compaction, but stays itself for
+/// `tombstone_retention` (measured from its timestamp), so that readers that
+/// are behind see that the key was deleted. Readers that take longer than
+/// that to read through the log can miss a deletion. The default is one day.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = annal::Compaction::default().tombstone_retention(Duration::from_secs(3600));
+/// assert_eq!(policy.get_tombstone_retention(), Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compaction {
+    tombstone_retention: Duration,
+}
+
+impl Default for Compaction {
+    fn default() -> Compaction {
+        Compaction { tombstone_retention: Duration::from_secs(86_400) }
+    }
+}
+
+impl Compaction {
+    /// Keeps a latest tombstone until its timestamp is older than `retention`.
+    #[must_use]
+    pub fn tombstone_retention(mut self, retention: Duration) -> Compaction {
+        self.tombstone_retention = retention;
+        self
+    }
+
+    /// How long a latest tombstone is kept.
+    pub fn get_tombstone_retention(&self) -> Duration {
+        self.tombstone_retention
+    }
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionOutcome {
+    /// Sealed segments looked at.
+    pub segments_examined: usize,
+    /// Sealed segments rewritten (the others had nothing to drop).
+    pub segments_rewritten: usize,
+    /// Segments that retention deleted while compaction ran: left alone.
+    pub segments_skipped: usize,
+    /// Distinct keys in the sealed segments.
+    pub keys: usize,
+    /// Records dropped: superseded records and expired tombstones.
+    pub records_removed: u64,
+    /// Of those, tombstones (superseded or expired).
+    pub tombstones_removed: u64,
+    /// Record bytes dropped.
+    pub bytes_removed: u64,
+}
+
+impl Log {
+    /// Compacts the sealed segments now: see [`Log::compact_at`].
+    pub fn compact(&self, policy: &Compaction) -> Result<CompactionOutcome> {
+        self.compact_at(policy, now_ms())
+    }
+
+    /// Compacts the sealed segments: keeps every record without a key, the
+    /// latest record of each key, and each key's latest tombstone until its
+    /// timestamp is older than `now_ms` minus the policy's tombstone
+    /// retention (milliseconds since the Unix epoch, the clock of record
+    /// timestamps). Every other record of a sealed segment is dropped. The
+    /// active segment is neither read nor changed: records there supersede
+    /// nothing until it is sealed (by a roll).
+    ///
+    /// Offsets do not change: a compacted log has gaps, which readers skip
+    /// ([`Log::get`] of a removed offset gives [`Error::Compacted`]). The
+    /// start offset and the next offset do not change either.
+    ///
+    /// Each segment is replaced atomically and durably, oldest first, so a
+    /// crash at any point leaves a log in which every key's latest record is
+    /// still there and no deleted key has come back. Appends and reads go on
+    /// meanwhile; readers inside a segment being replaced keep reading the
+    /// old file. One compaction runs at a time (a second call waits).
+    ///
+    /// A failure before a segment's new file is renamed into place leaves
+    /// the log as it was and usable; a failure of the directory fsync after
+    /// the rename puts the log into the failed state, like any failed fsync.
+    pub fn compact_at(&self, policy: &Compaction, now_ms: i64) -> Result<CompactionOutcome> {
+        self.shared.compact(policy, now_ms)
+    }
+}
+
+impl Shared {
+    fn compact(&self, policy: &Compaction, now: i64) -> Result<CompactionOutcome> {
+        if self.read_only {
+            return Err(Error::ReadOnly { path: self.dir.clone() });
+        }
+        let _one_at_a_time = self.compaction.lock().expect("compaction lock");
+        {
+            let w = self.writer.lock().expect("writer lock");
+            self.check_writable(&w)?;
+        }
+        // Archived segments are immutable objects: they are neither read nor
+        // rewritten. While any exist, an older value of a key may live in one,
+        // so no tombstone is dropped (dropping it would bring that value back).
+        let (sealed, any_archived): (Vec<SealedMeta>, bool) = {
+            let set = self.segments.read().expect("segments lock");
+            let local = set.sealed.iter().filter(|m| !set.archived.contains_key(&m.footer.base_offset)).copied();
+            (local.collect(), !set.archived.is_empty())
+        };
+        let mut outcome = CompactionOutcome { segments_examined: sealed.len(), ..CompactionOutcome::default() };
+
+        // 1. The latest offset of every key in the sealed segments.
+        let mut latest: HashMap<Box<[u8]>, u64> = HashMap::new();
+        let mut present = Vec::with_capacity(sealed.len());
+        for meta in &sealed {
+            let Some(seg) = self.open_for_compaction(meta)? else {
+                present.push(false);
+                continue;
+            };
+            present.push(true);
+            for_each_record(&seg, |r| {
+                if let Some(key) = r.key() {
+                    match latest.get_mut(key) {
+                        Some(offset) => *offset = r.offset(),
+                        None => {
+                            latest.insert(key.into(), r.offset());
+                        }
+                    }
+                }
+            })?;
+        }
+        outcome.keys = latest.len();
+
+        // 2. Rewrite, oldest first, each segment durable before the next.
+        let retention = i64::try_from(policy.tombstone_retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = if any_archived { i64::MIN } else { now.saturating_sub(retention) };
+        let keep = |r: &RecordRef<'_>| match r.key() {
+            None => true,
+            Some(key) => latest.get(key) == Some(&r.offset()) && !(r.value().is_none() && r.timestamp() < cutoff),
+        };
+        let io = self.config.io.as_ref();
+        for (meta, present) in sealed.iter().zip(present) {
+            let seg = match present {
+                true => self.open_for_compaction(meta)?,
+                false => None,
+            };
+            let Some(seg) = seg else {
+                outcome.segments_skipped += 1;
+                continue;
+            };
+            let interval = self.config.index_interval_bytes;
+            let Some(new) = segment::write_compacted(&self.dir, io, &seg, meta, interval, &keep)? else {
+                continue;
+            };
+            drop(seg);
+            if !self.install_compacted(meta, &new)? {
+                outcome.segments_skipped += 1;
+                continue;
+            }
+            outcome.segments_rewritten += 1;
+            outcome.records_removed += new.records_removed;
+            outcome.tombstones_removed += new.tombstones_removed;
+            outcome.bytes_removed += new.bytes_removed;
+        }
+        Ok(outcome)
+    }
+
+    /// Opens a sealed segment to compact it; `None` if retention has deleted
+    /// it since compaction took its list of segments.
+    fn open_for_compaction(&self, meta: &SealedMeta) -> Result<Option<Arc<Segment>>> {
+        let still_there = |m: &SealedMeta| {
+            let set = self.segments.read().expect("segments lock");
+            set.sealed.iter().any(|s| s == m)
+        };
+        if !still_there(meta) {
+            return Ok(None);
+        }
+        match self.open_sealed(meta) {
+            Ok(seg) => Ok(Some(seg)),
+            Err(_) if !still_there(meta) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Puts a compacted segment in place of the one `old` describes: renames
+    /// its files over the old ones and swaps the metadata readers look up,
+    /// then fsyncs the directory. Returns `false` (and removes the new files)
+    /// if retention deleted the segment meanwhile.
+    fn install_compacted(&self, old: &SealedMeta, new: &segment::Compacted) -> Result<bool> {
+        let io = self.config.io.as_ref();
+        {
+            // Serialized with appends, rolls and retention, which change the
+            // segment set under the writer lock.
+            let w = self.writer.lock().expect("writer lock");
+            if let Err(e) = self.check_writable(&w) {
+                new.discard(io);
+                return Err(e);
+            }
+            // Renames and swap under the segments lock: a reader that looked
+            // up the old metadata and fails to open the new file finds the new
+            // metadata when it looks again (see `Shared::open_current`).
+            let mut set = self.segments.write().expect("segments lock");
+            // Archived meanwhile: the archive holds it now; leave it whole.
+            if set.archived.contains_key(&old.footer.base_offset) {
+                new.discard(io);
+                return Ok(false);
+            }
+            let Some(slot) = set.sealed.iter_mut().find(|m| *m == old) else {
+                new.discard(io);
+                return Ok(false);
+            };
+            new.install(&self.dir, io)?;
+            *slot = new.meta;
+        }
+        // New readers open the new file; those that hold the old one keep
+        // their map of it (its name is gone, its pages are not).
+        let held = self.cache.lock().expect("cache lock").remove(old.footer.base_offset);
+        drop(held);
+        // Durable before the next segment is touched: that one may drop a
+        // tombstone whose key's older records this rewrite removed.
+        if let Err(e) = io.sync_dir(&self.dir).ctx("fsync directory", &self.dir) {
+            self.fail(&e);
+            return Err(e);
+        }
+        Ok(true)
+    }
+}
+
+/// Calls `f` with every record of a sealed segment, in order, each checked as
+/// a reader checks it.
+fn for_each_record(seg: &Segment, mut f: impl FnMut(&RecordRef<'_>)) -> Result<()> {
+    let end = seg.area.published();
+    let (mut pos, mut next) = (DATA_START, seg.base_offset);
+    while pos < end {
+        let r = seg.record_at(pos, next)?;
+        f(&r);
+        pos += r.frame_len() as usize;
+        next = r.offset() + 1;
+    }
+    Ok(())
+}
