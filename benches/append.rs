@@ -1,0 +1,106 @@
+//! Append throughput by record size, batch size and durability.
+//!
+//! Bench ids are `append/<durability>/<single|batch100>/<value size>`:
+//! value sizes 16 B, 100 B, 1 KiB and 16 KiB; one record per `append` call or
+//! 100 per `append_batch`; durability `never` (no fsync), `interval` (a
+//! background fsync every 100 ms) and `always` (an fsync per call, ~2 ms on
+//! the reference VM, so those runs append far fewer records). Throughput is in
+//! records (elements); the value size is in the name.
+//!
+//! Every iteration appends into a freshly opened log (256 MiB segment,
+//! preallocated by `Log::open`); only the appends are timed: opening the log,
+//! building the records and dropping the log (`abandon`, then removing the
+//! directory) are not.
+//!
+//! Run with `cargo bench --bench append` (about 2 minutes), or
+//! `cargo bench --bench append -- --quick`; filter with e.g.
+//! `cargo bench --bench append -- append/never`.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use annal::{Durability, Log, LogConfig, Record};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+
+use common::size_name;
+
+const SIZES: [usize; 4] = [16, 100, 1024, 16 << 10];
+
+/// Records appended per iteration: up to 100,000, and about 64 MiB of values
+/// at most (so 16-KiB records stay within a 256 MiB segment); a multiple of
+/// 100. Under `Always` every call is an fsync: 50 calls single, 10 batched.
+fn records_per_iter(durability: Durability, size: usize, batch: usize) -> u64 {
+    match durability {
+        Durability::Always => {
+            if batch == 1 {
+                50
+            } else {
+                1_000
+            }
+        }
+        _ => ((64u64 << 20) / size as u64).min(100_000) / 100 * 100,
+    }
+}
+
+fn config(durability: Durability) -> LogConfig {
+    LogConfig::default().segment_bytes(256 << 20).durability(durability)
+}
+
+/// Appends `records` records of `value` per iteration, `batch` per call, into
+/// a log opened beforehand; returns the time spent appending.
+fn timed_appends(iters: u64, durability: Durability, value: &[u8], batch: usize, records: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let batch_records: Vec<Record<'_>> = (0..batch).map(|_| Record::new(value)).collect();
+    for _ in 0..iters {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), config(durability)).expect("open");
+        let start = Instant::now();
+        if batch == 1 {
+            for _ in 0..records {
+                black_box(log.append(&batch_records[0]).expect("append"));
+            }
+        } else {
+            for _ in 0..records / batch as u64 {
+                black_box(log.append_batch(&batch_records).expect("append"));
+            }
+        }
+        total += start.elapsed();
+        // Not sealing keeps the teardown cheap: the directory is removed
+        // anyway, and its dirty pages with it.
+        log.abandon();
+    }
+    total
+}
+
+fn append(c: &mut Criterion) {
+    let durabilities = [
+        ("never", Durability::Never),
+        ("interval", Durability::Interval(Duration::from_millis(100))),
+        ("always", Durability::Always),
+    ];
+    let mut group = c.benchmark_group("append");
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    for (dname, durability) in durabilities {
+        let (warm_up, measure) = match durability {
+            Durability::Always => (Duration::from_millis(500), Duration::from_secs(2)),
+            _ => (Duration::from_millis(500), Duration::from_secs(2)),
+        };
+        group.warm_up_time(warm_up).measurement_time(measure);
+        for size in SIZES {
+            let value = vec![0x5Au8; size];
+            for (bname, batch) in [("single", 1usize), ("batch100", 100)] {
+                let records = records_per_iter(durability, size, batch);
+                group.throughput(Throughput::Elements(records));
+                group.bench_function(format!("{dname}/{bname}/{}", size_name(size)), |b| {
+                    b.iter_custom(|iters| timed_appends(iters, durability, &value, batch, records));
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);
