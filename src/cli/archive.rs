@@ -1,17 +1,14 @@
 //! `annal archive run|list`: the archive tier of a store, in a local directory.
 
-use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::topic::open_existing;
-use super::{CliResult, Failure, stdout_error};
+use super::topic::{open_existing, require_store};
+use super::{CliResult, pass_result, print, progress_bar, push_failures};
 use annal::log::ArchivePolicy;
-use annal::topic::TOPICS_DIR_NAME;
 use annal::{LocalDirArchive, Store, StoreConfig};
 
 /// Move sealed segments to an archive directory, or list archived segments.
@@ -70,11 +67,6 @@ pub(crate) fn run_archive(args: &ArchiveArgs) -> CliResult {
     }
 }
 
-fn print(text: &str) -> CliResult {
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)
-}
-
 fn run(args: &RunArgs) -> CliResult {
     let mut policy = ArchivePolicy::default();
     if let Some(ms) = args.max_local_age_ms {
@@ -90,7 +82,10 @@ fn run(args: &RunArgs) -> CliResult {
     let store = open_existing(&args.dir, StoreConfig::default().archive(archive, policy))?;
     let now = annal_now();
     let backlog = store.archival_backlog(now, args.topic.as_deref())?;
-    let bar = progress(backlog.iter().map(|s| s.data_bytes).sum());
+    let bar = progress_bar(
+        backlog.iter().map(|s| s.data_bytes).sum(),
+        "archive [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    );
     let report = store.run_archival_at(now, args.topic.as_deref(), &mut |_, _, s| bar.inc(s.data_bytes))?;
     bar.finish_and_clear();
     let mut text = String::new();
@@ -101,10 +96,7 @@ fn run(args: &RunArgs) -> CliResult {
             p.topic, p.partition, o.segments_archived, o.bytes_archived
         ));
     }
-    for f in &report.failures {
-        let partition = f.partition.map_or_else(|| "-".to_owned(), |p| p.to_string());
-        text.push_str(&format!("{} {partition}: error: {}\n", f.topic, f.error));
-    }
+    push_failures(&mut text, &report.failures);
     text.push_str(&format!(
         "archive: {} segment(s), {} bytes archived from {} partition(s); {} failure(s)\n",
         report.segments_archived(),
@@ -113,21 +105,12 @@ fn run(args: &RunArgs) -> CliResult {
         report.failures.len()
     ));
     print(&text)?;
-    let corrupt = report.failures.iter().any(|f| f.error.is_corruption());
-    let failures = report.failures.len();
-    drop(report);
     store.close()?;
-    match (failures, corrupt) {
-        (0, _) => Ok(()),
-        (n, true) => Err(Failure::Corruption(format!("archival failed for {n} topic(s) or partition(s)"))),
-        (n, false) => Err(Failure::Error(format!("archival failed for {n} topic(s) or partition(s)"))),
-    }
+    pass_result("archival", &report.failures)
 }
 
 fn list(args: &ListArgs) -> CliResult {
-    if !args.dir.join(TOPICS_DIR_NAME).is_dir() {
-        return Err(Failure::Error(format!("{} is not an annal store: no topics directory", args.dir.display())));
-    }
+    require_store(&args.dir)?;
     let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
     let mut text = String::from("topic\tpartition\tbase\tnext\tsize\tkey\n");
     for name in store.topics() {
@@ -140,18 +123,4 @@ fn list(args: &ListArgs) -> CliResult {
 
 fn annal_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A byte progress bar on stdout when it is a terminal, hidden otherwise.
-fn progress(total: u64) -> ProgressBar {
-    if !io::stdout().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stdout());
-    if let Ok(style) =
-        ProgressStyle::with_template("archive [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }

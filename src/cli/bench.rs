@@ -1,15 +1,15 @@
 //! `annal bench`: append, reopen and scan throughput.
 
-use std::io::{self, IsTerminal, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use annal::{Log, LogConfig, Record};
 
-use super::{CliResult, DurabilityArg, Failure, stdout_error};
+use super::{CliResult, DurabilityArg, Failure, print, progress_bar};
 
 /// Distinct value slices the pool holds beyond one batch, so that consecutive
 /// batches do not append identical bytes.
@@ -95,13 +95,7 @@ fn bench_dir(dir: Option<&Path>) -> CliResult<BenchDir> {
 }
 
 fn progress(len: u64, what: &'static str) -> ProgressBar {
-    if !io::stdout().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
-    if let Ok(style) = ProgressStyle::with_template("{msg:6} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})") {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    let bar = progress_bar(len, "{msg:6} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})");
     bar.set_message(what);
     bar
 }
@@ -274,8 +268,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         text.push_str(&json.to_string());
         text.push('\n');
     }
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)?;
+    print(&text)?;
     drop(dir);
     Ok(())
 }

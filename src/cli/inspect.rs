@@ -9,7 +9,7 @@ use annal::inspect::{self, Severity, format_timestamp};
 use annal::segment::log_file_name;
 use annal::{Log, LogConfig, OwnedRecord, SegmentInfo};
 
-use super::{CliResult, Failure, stdout_error};
+use super::{CliResult, Failure, print, stdout_error};
 
 /// Check every checksum of every segment and index file, read-only.
 ///
@@ -62,7 +62,6 @@ pub(crate) struct StatsArgs {
 
 pub(crate) fn run_verify(args: &VerifyArgs) -> CliResult {
     let report = inspect::verify(&args.dir)?;
-    let mut out = io::stdout().lock();
     let mut text = String::new();
     for p in &report.problems {
         let label = if p.severity.is_warning() { "warning" } else { "error" };
@@ -96,7 +95,7 @@ pub(crate) fn run_verify(args: &VerifyArgs) -> CliResult {
     } else {
         text.push_str(&format!("ok: {} {summary}\n", report.dir.display()));
     }
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)?;
+    print(&text)?;
     if corrupt > 0 {
         return Err(Failure::Corruption(format!(
             "{}: {corrupt} corruption problem(s) found (listed on stdout)",
@@ -174,8 +173,7 @@ pub(crate) fn run_stats(args: &StatsArgs) -> CliResult {
     if let Some(e) = &tail_damage {
         text.push_str(&format!("damage: {e}\n"));
     }
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)?;
+    print(&text)?;
     match tail_damage {
         Some(e) => Err(e.into()),
         None => Ok(()),

@@ -10,13 +10,15 @@ mod read;
 mod topic;
 
 use std::fmt;
-use std::io;
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use annal::Durability;
+use annal::topic::RetentionFailure;
 
 const EXIT_CODES: &str = "\
 Exit status: 0 on success; 1 for wrong arguments, a directory that is not an \
@@ -132,6 +134,49 @@ pub(crate) fn stdout_error(e: io::Error) -> Failure {
 }
 
 pub(crate) type CliResult<T = ()> = Result<T, Failure>;
+
+/// Writes `text` to stdout and flushes it.
+pub(crate) fn print(text: &str) -> CliResult {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)
+}
+
+/// A progress bar of `len` steps drawn on stdout with `template` when stdout
+/// is a terminal, hidden otherwise.
+pub(crate) fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    if !io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stdout());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Appends one `TOPIC PARTITION: error: ...` line per failure of a store-wide
+/// pass (`-` for a whole topic) to `text`.
+pub(crate) fn push_failures(text: &mut String, failures: &[RetentionFailure]) {
+    for f in failures {
+        let partition = f.partition.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        text.push_str(&format!("{} {partition}: error: {}\n", f.topic, f.error));
+    }
+}
+
+/// The outcome of a store-wide pass (`what`: `retention`, `archival`) that
+/// had `failures`: success without any, else exit 1, or 2 if one of them is
+/// corruption.
+pub(crate) fn pass_result(what: &str, failures: &[RetentionFailure]) -> CliResult {
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let message = format!("{what} failed for {} topic(s) or partition(s)", failures.len());
+    if failures.iter().any(|f| f.error.is_corruption()) {
+        Err(Failure::Corruption(message))
+    } else {
+        Err(Failure::Error(message))
+    }
+}
 
 /// Parses the arguments, runs the command, and turns the outcome into an exit code.
 pub(crate) fn main() -> ExitCode {

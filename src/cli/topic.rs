@@ -1,7 +1,6 @@
 //! `annal topic create|list|describe|delete` and `annal retention run`: a
 //! store's topics.
 
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use annal::inspect::format_timestamp;
 use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
 use annal::{CleanupPolicy, Retention, Store, StoreConfig, TopicConfig};
 
-use super::{CliResult, Failure, stdout_error};
+use super::{CliResult, Failure, pass_result, print, push_failures};
 
 /// Create, list, describe or delete the topics of a store.
 ///
@@ -144,15 +143,16 @@ pub(crate) fn run_topic(args: &TopicArgs) -> CliResult {
 /// Opens the store in `dir` for writing, refusing (rather than creating) a
 /// directory that holds no store.
 pub(crate) fn open_existing(dir: &Path, config: StoreConfig) -> CliResult<Store> {
-    if !dir.join(TOPICS_DIR_NAME).is_dir() {
-        return Err(Failure::Error(format!("{} is not an annal store: no topics directory", dir.display())));
-    }
+    require_store(dir)?;
     Ok(Store::open(dir, config)?)
 }
 
-fn print(text: &str) -> CliResult {
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(stdout_error)
+/// Refuses a directory that holds no store.
+pub(crate) fn require_store(dir: &Path) -> CliResult {
+    if !dir.join(TOPICS_DIR_NAME).is_dir() {
+        return Err(Failure::Error(format!("{} is not an annal store: no topics directory", dir.display())));
+    }
+    Ok(())
 }
 
 fn create(args: &CreateArgs) -> CliResult {
@@ -240,10 +240,7 @@ pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
             p.topic, p.partition, o.segments_deleted, o.bytes_deleted, o.start_offset
         ));
     }
-    for f in &report.failures {
-        let partition = f.partition.map_or_else(|| "-".to_owned(), |p| p.to_string());
-        text.push_str(&format!("{} {partition}: error: {}\n", f.topic, f.error));
-    }
+    push_failures(&mut text, &report.failures);
     text.push_str(&format!(
         "retention: {} segment(s), {} bytes deleted from {} partition(s); {} failure(s)\n",
         report.segments_deleted(),
@@ -252,13 +249,6 @@ pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
         report.failures.len()
     ));
     print(&text)?;
-    let corrupt = report.failures.iter().any(|f| f.error.is_corruption());
-    let failures = report.failures.len();
-    drop(report);
     store.close()?;
-    match (failures, corrupt) {
-        (0, _) => Ok(()),
-        (n, true) => Err(Failure::Corruption(format!("retention failed for {n} topic(s) or partition(s)"))),
-        (n, false) => Err(Failure::Error(format!("retention failed for {n} topic(s) or partition(s)"))),
-    }
+    pass_result("retention", &report.failures)
 }
