@@ -8,7 +8,7 @@ use super::meta::{self, CleanupPolicy, TopicConfig, TopicMeta};
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::log::{ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, SegmentInfo};
-use crate::log::{Log, LogReader, RetentionOutcome};
+use crate::log::{Log, LogReader, Retention, RetentionOutcome};
 use crate::record::Record;
 
 /// FNV-1a, 64 bits: the hash that maps record keys to partitions.
@@ -280,11 +280,10 @@ impl Topic {
         progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
     ) -> Result<Vec<(u32, Result<ArchiveOutcome>)>> {
         let st = self.writable()?;
-        let mut out = Vec::with_capacity(st.logs.len());
-        for (p, log) in (0u32..).zip(&st.logs) {
-            out.push((p, log.archive_with_progress(policy, now_ms, &mut |s| progress(&self.name, p, s))));
-        }
-        Ok(out)
+        Ok((0u32..)
+            .zip(&st.logs)
+            .map(|(p, log)| (p, log.archive_with_progress(policy, now_ms, &mut |s| progress(&self.name, p, s))))
+            .collect())
     }
 
     /// The segments an archival run with `policy` would archive now, per partition.
@@ -305,17 +304,11 @@ impl Topic {
     /// One result per partition for [`Topic::apply_retention`].
     pub(crate) fn retention_results(&self, now_ms: i64) -> Result<Vec<(u32, Result<RetentionOutcome>)>> {
         let st = self.writable()?;
-        let policy = st.meta.retention();
-        let mut out = Vec::with_capacity(st.logs.len());
-        for (p, log) in (0u32..).zip(&st.logs) {
-            let result = if st.meta.cleanup_policy == CleanupPolicy::Delete {
-                log.apply_retention(&policy, now_ms)
-            } else {
-                log.apply_retention(&crate::log::Retention::default(), now_ms)
-            };
-            out.push((p, result));
-        }
-        Ok(out)
+        let policy = match st.meta.cleanup_policy {
+            CleanupPolicy::Delete => st.meta.retention(),
+            CleanupPolicy::Compact => Retention::default(),
+        };
+        Ok((0u32..).zip(&st.logs).map(|(p, log)| (p, log.apply_retention(&policy, now_ms))).collect())
     }
 
     /// Grows the topic to `new_count` partitions: creates the new partition

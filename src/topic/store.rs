@@ -611,52 +611,44 @@ impl StoreInner {
         progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
     ) -> Result<ArchivalReport> {
         let policy = self.archive_policy()?;
-        let mut report = ArchivalReport { now_ms, ..ArchivalReport::default() };
+        let (done, failures) = self.each_partition(only, |t| t.archival_results(&policy, now_ms, progress));
+        let partitions = done
+            .into_iter()
+            .map(|(topic, partition, outcome)| PartitionArchival { topic, partition, outcome })
+            .collect();
+        Ok(ArchivalReport { now_ms, partitions, failures })
+    }
+
+    fn run_retention(&self, now_ms: i64) -> RetentionReport {
+        let (done, failures) = self.each_partition(None, |t| t.retention_results(now_ms));
+        let partitions = done
+            .into_iter()
+            .map(|(topic, partition, outcome)| PartitionRetention { topic, partition, outcome })
+            .collect();
+        RetentionReport { now_ms, partitions, failures }
+    }
+
+    /// Runs `pass` over every topic (or only topic `only`), by name, and sorts
+    /// what it gave for each partition into outcomes and failures. A topic
+    /// that could not be processed at all is one failure.
+    fn each_partition<O>(
+        &self,
+        only: Option<&str>,
+        mut pass: impl FnMut(&Topic) -> Result<Vec<(u32, Result<O>)>>,
+    ) -> (Vec<(String, u32, O)>, Vec<RetentionFailure>) {
+        let (mut done, mut failures) = (Vec::new(), Vec::new());
         let names: Vec<String> = self.topics.read().expect("topics lock").keys().cloned().collect();
         for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
             let topic = {
                 let _admin = self.admin();
                 self.topic_locked(&name)
             };
-            match topic.and_then(|t| t.archival_results(&policy, now_ms, progress)) {
+            match topic.and_then(|t| pass(&t)) {
                 Ok(results) => {
                     for (partition, result) in results {
                         match result {
-                            Ok(outcome) => {
-                                report.partitions.push(PartitionArchival { topic: name.clone(), partition, outcome })
-                            }
-                            Err(error) => report.failures.push(RetentionFailure {
-                                topic: name.clone(),
-                                partition: Some(partition),
-                                error,
-                            }),
-                        }
-                    }
-                }
-                Err(Error::UnknownTopic { .. } | Error::Closed { .. }) => {}
-                Err(error) => report.failures.push(RetentionFailure { topic: name, partition: None, error }),
-            }
-        }
-        Ok(report)
-    }
-
-    fn run_retention(&self, now_ms: i64) -> RetentionReport {
-        let mut report = RetentionReport { now_ms, ..RetentionReport::default() };
-        let names: Vec<String> = self.topics.read().expect("topics lock").keys().cloned().collect();
-        for name in names {
-            let topic = {
-                let _admin = self.admin();
-                self.topic_locked(&name)
-            };
-            let results = topic.and_then(|t| t.retention_results(now_ms));
-            match results {
-                Ok(results) => {
-                    for (partition, result) in results {
-                        match result {
-                            Ok(outcome) => {
-                                report.partitions.push(PartitionRetention { topic: name.clone(), partition, outcome })
-                            }
-                            Err(error) => report.failures.push(RetentionFailure {
+                            Ok(outcome) => done.push((name.clone(), partition, outcome)),
+                            Err(error) => failures.push(RetentionFailure {
                                 topic: name.clone(),
                                 partition: Some(partition),
                                 error,
@@ -666,10 +658,10 @@ impl StoreInner {
                 }
                 // Deleted since the names were taken, or the store is closing.
                 Err(Error::UnknownTopic { .. } | Error::Closed { .. }) => {}
-                Err(error) => report.failures.push(RetentionFailure { topic: name, partition: None, error }),
+                Err(error) => failures.push(RetentionFailure { topic: name, partition: None, error }),
             }
         }
-        report
+        (done, failures)
     }
 }
 
