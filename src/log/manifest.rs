@@ -26,7 +26,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::archive::{ObjectDigest, is_valid_key};
-use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::error::{CorruptionKind, Error, Result};
 use crate::io::Io;
 use crate::segment::{FOOTER_LEN, SealedMeta, SegmentFooter};
 
@@ -169,18 +169,13 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<Vec<ManifestEntry>, Corrup
 /// file is corruption, never ignored (the segments it names exist nowhere else).
 pub(crate) fn read(dir: &Path) -> Result<Vec<ManifestEntry>> {
     let p = path(dir);
-    let bytes = match std::fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read", p, e)),
-    };
+    let Some(bytes) = crate::segment::read_optional(&p)? else { return Ok(Vec::new()) };
     decode(&bytes).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
 }
 
 /// Durably replaces the manifest in `dir` with `entries`.
 pub(crate) fn write(io: &dyn Io, dir: &Path, entries: &[ManifestEntry]) -> Result<()> {
-    crate::segment::write_file_atomic(io, &path(dir), &encode(entries))?;
-    io.sync_dir(dir).ctx("fsync directory", dir)
+    crate::segment::replace_file_durably(io, &path(dir), &encode(entries))
 }
 
 #[cfg(test)]

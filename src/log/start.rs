@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::error::{CorruptionKind, Error, Result};
 use crate::io::Io;
 
 /// File name of the log-start-offset file inside a log directory.
@@ -71,16 +71,11 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<u64, CorruptionKind> {
 /// bring deleted offsets back or let offsets be reused).
 pub(crate) fn read(dir: &Path) -> Result<Option<u64>> {
     let p = path(dir);
-    let bytes = match std::fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read", p, e)),
-    };
+    let Some(bytes) = crate::segment::read_optional(&p)? else { return Ok(None) };
     decode(&bytes).map(Some).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
 }
 
 /// Durably records `offset` as the log's start offset.
 pub(crate) fn write(io: &dyn Io, dir: &Path, offset: u64) -> Result<()> {
-    crate::segment::write_file_atomic(io, &path(dir), &encode(offset))?;
-    io.sync_dir(dir).ctx("fsync directory", dir)
+    crate::segment::replace_file_durably(io, &path(dir), &encode(offset))
 }

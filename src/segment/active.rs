@@ -62,9 +62,7 @@ impl PreparedSegment {
     /// Creates `{base}.log.tmp`, preallocated to the segment size, with its header and an empty checkpoint.
     pub(crate) fn create(dir: &Path, base: u64, created_ms: i64, config: &LogConfig) -> Result<PreparedSegment> {
         let path = super::log_path(dir, base);
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp_path = PathBuf::from(tmp);
+        let tmp_path = super::tmp_path(&path);
         let io = config.io.as_ref();
         let file = io.create(&tmp_path).ctx("create segment", &tmp_path)?;
         let prepared = (|| {

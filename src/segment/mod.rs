@@ -72,6 +72,11 @@ impl SealedMeta {
     pub(crate) fn sparse_end(&self) -> Option<u64> {
         self.sparse.then_some(self.footer.next_offset)
     }
+
+    /// Bytes of record data (header and footer excluded).
+    pub(crate) fn data_bytes(&self) -> u64 {
+        self.footer.data_end.saturating_sub(DATA_START as u64)
+    }
 }
 
 /// A segment as readers see it: a map with a published end, and its index.
@@ -140,6 +145,22 @@ impl Segment {
             return Err(self.corruption(expected, pos, kind));
         }
         Ok(r)
+    }
+
+    /// Calls `f` with every published record, in order, each checked as [`Segment::record_at`] checks it.
+    /// Returns the position after the last record, the offset after it, and
+    /// how many there were.
+    pub(crate) fn for_each_record(&self, mut f: impl FnMut(&record::RecordRef<'_>)) -> Result<(usize, u64, u64)> {
+        let end = self.area.published();
+        let (mut pos, mut next, mut count) = (DATA_START, self.base_offset, 0u64);
+        while pos < end {
+            let r = self.record_at(pos, next)?;
+            f(&r);
+            pos += r.frame_len() as usize;
+            next = r.offset() + 1;
+            count += 1;
+        }
+        Ok((pos, next, count))
     }
 
     pub(crate) fn corruption(&self, offset: u64, position: usize, kind: CorruptionKind) -> Error {
@@ -341,17 +362,41 @@ pub(crate) fn inspect_file(path: &Path, base: u64) -> Result<OnDisk> {
     Ok(OnDisk::Unsealed { len })
 }
 
+/// The temporary name a file is written under before it is renamed into
+/// place: `<path>.tmp` (removed at open when the name is annal's own).
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    PathBuf::from(tmp)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
 /// The caller fsyncs the directory.
 pub(crate) fn write_file_atomic(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = tmp_path(path);
     let file = io.create(&tmp).ctx("create", &tmp)?;
     io.write_all_at(&file, bytes, 0).ctx("write", &tmp)?;
     io.sync_data(&file).ctx("fsync", &tmp)?;
     io.rename(&tmp, path).ctx("rename", path)?;
     Ok(())
+}
+
+/// Durably replaces the small file `path` (a start offset, a manifest, a
+/// topic's metadata) with `bytes`: [`write_file_atomic`], then an fsync of
+/// its directory, so that the new content survives a crash once this returns.
+pub(crate) fn replace_file_durably(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file_atomic(io, path, bytes)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    io.sync_dir(dir).ctx("fsync directory", dir)
+}
+
+/// The content of the small file `path`, or `None` if there is no such file.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
 }
 
 /// Loads a sealed segment's index files if they are valid for its data:

@@ -361,6 +361,5 @@ pub(crate) fn read(topic_dir: &Path) -> Result<TopicMeta> {
 
 /// Durably replaces the metadata of the topic in `topic_dir`.
 pub(crate) fn write(io: &dyn Io, topic_dir: &Path, meta: &TopicMeta) -> Result<()> {
-    crate::segment::write_file_atomic(io, &path(topic_dir), &meta.encode())?;
-    io.sync_dir(topic_dir).ctx("fsync directory", topic_dir)
+    crate::segment::replace_file_durably(io, &path(topic_dir), &meta.encode())
 }
