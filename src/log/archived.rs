@@ -18,13 +18,14 @@
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::manifest::{self, ManifestEntry};
-use super::{Log, SegmentInfo, Shared, now_ms};
+use super::retention::oldest_over_limits;
+use super::{Log, SegmentInfo, Shared, now_ms, sealed_info};
 use crate::archive::{ArchiveStore, DigestBuilder};
 use crate::error::{ArchiveErrorKind, Error, IoContext, Result};
 use crate::segment::{self, FOOTER_LEN, SealedMeta, Segment};
@@ -198,7 +199,7 @@ impl Log {
 
     /// The sealed local segments an archival run with `policy` would archive now.
     pub fn archive_candidates(&self, policy: &ArchivePolicy, now_ms: i64) -> Vec<SegmentInfo> {
-        self.shared.archive_candidates(policy, now_ms).iter().map(info).collect()
+        self.shared.archive_candidates(policy, now_ms).iter().map(sealed_info).collect()
     }
 
     /// The archived segments, oldest first.
@@ -223,21 +224,6 @@ impl Log {
     }
 }
 
-fn info(m: &SealedMeta) -> SegmentInfo {
-    SegmentInfo {
-        base_offset: m.footer.base_offset,
-        next_offset: m.footer.next_offset,
-        data_bytes: data_bytes(m),
-        max_timestamp: m.footer.max_timestamp,
-        sealed: true,
-        records: m.footer.record_count,
-    }
-}
-
-fn data_bytes(m: &SealedMeta) -> u64 {
-    m.footer.data_end.saturating_sub(segment::DATA_START as u64)
-}
-
 /// The base offset named by an archived segment's key (`.../{base:020}.seg`).
 fn key_base(key: &str) -> Option<u64> {
     let name = key.rsplit('/').next()?;
@@ -260,24 +246,12 @@ impl Shared {
             let set = self.segments.read().expect("segments lock");
             set.sealed.iter().filter(|m| !set.archived.contains_key(&m.footer.base_offset)).copied().collect()
         };
-        let mut total: u64 = local.iter().map(data_bytes).sum::<u64>() + active_bytes;
-        let cutoff =
-            policy.max_local_age.map(|age| now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
-        let mut out = Vec::new();
-        for m in local {
-            // Below the start: retention deletes it, archiving it is wasted work.
-            if m.footer.next_offset <= start {
-                continue;
-            }
-            let too_old = cutoff.is_some_and(|c| m.footer.max_timestamp < c);
-            let too_big = policy.max_local_bytes.is_some_and(|max| total > max);
-            if !(too_old || too_big) {
-                break;
-            }
-            total -= data_bytes(&m);
-            out.push(m);
-        }
-        out
+        // Below the start: retention deletes them, archiving them is wasted
+        // work; their bytes still count until then.
+        let (below, rest) = local.split_at(local.partition_point(|m| m.footer.next_offset <= start));
+        let other_bytes = active_bytes + below.iter().map(SealedMeta::data_bytes).sum::<u64>();
+        let k = oldest_over_limits(rest, other_bytes, policy.max_local_age, policy.max_local_bytes, now);
+        rest[..k].to_vec()
     }
 
     fn archive_run(
@@ -339,21 +313,12 @@ impl Shared {
                 continue;
             }
             // 4: the local copy goes (a failure leaves a file the next open deletes).
-            let held = self.cache.lock().expect("cache lock").remove(base);
-            match held {
-                Some(seg) => {
-                    let _ = seg.retired.set((self.dir.clone(), Arc::clone(&self.config.io)));
-                    if Arc::strong_count(&seg) > 1 {
-                        outcome.deferred += 1;
-                    }
-                }
-                None => {
-                    let _ = segment::remove_segment_files(self.config.io.as_ref(), &self.dir, base);
-                }
+            if let Ok(true) = self.retire_segment(base) {
+                outcome.deferred += 1;
             }
             outcome.segments_archived += 1;
-            outcome.bytes_archived += data_bytes(&meta);
-            progress(&info(&meta));
+            outcome.bytes_archived += meta.data_bytes();
+            progress(&sealed_info(&meta));
         }
         outcome.orphans_deleted = self.delete_orphans(store.as_ref(), prefix);
         Ok(outcome)
@@ -472,7 +437,7 @@ impl Shared {
             let _ = fs::remove_file(segment::log_path(&self.cache_dir, base));
         }
         fs::create_dir_all(&self.cache_dir).ctx("create archive cache directory", &self.cache_dir)?;
-        let tmp = tmp_path(path);
+        let tmp = segment::tmp_path(path);
         let result = download(store, entry, &tmp);
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
@@ -487,12 +452,6 @@ impl Shared {
         cache.total += size;
         Ok(())
     }
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    PathBuf::from(tmp)
 }
 
 /// Copies the object of `entry` into the file `to` in ranged reads of

@@ -183,6 +183,18 @@ struct Flusher {
     handle: Option<JoinHandle<()>>,
 }
 
+/// What [`Log::segments`] reports of a sealed segment.
+fn sealed_info(m: &SealedMeta) -> SegmentInfo {
+    SegmentInfo {
+        base_offset: m.footer.base_offset,
+        next_offset: m.footer.next_offset,
+        records: m.footer.record_count,
+        data_bytes: m.data_bytes(),
+        max_timestamp: m.footer.max_timestamp,
+        sealed: true,
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -353,18 +365,7 @@ impl Log {
     /// The segments, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
         let set = self.shared.segments.read().expect("segments lock");
-        let mut out: Vec<SegmentInfo> = set
-            .sealed
-            .iter()
-            .map(|m| SegmentInfo {
-                base_offset: m.footer.base_offset,
-                next_offset: m.footer.next_offset,
-                records: m.footer.record_count,
-                data_bytes: m.footer.data_end - segment::DATA_START as u64,
-                max_timestamp: m.footer.max_timestamp,
-                sealed: true,
-            })
-            .collect();
+        let mut out: Vec<SegmentInfo> = set.sealed.iter().map(sealed_info).collect();
         drop(set);
         if let Some(info) = self.shared.active_info() {
             out.push(info);
@@ -681,21 +682,18 @@ impl Shared {
         }
         // Open (and possibly rebuild the index) outside the cache lock, so that
         // readers of other segments are not held up by a scan.
-        if let Some(entry) = self.archived_entry(base) {
+        let from_archive = |entry: manifest::ManifestEntry| -> Result<Arc<Segment>> {
             let seg = self.open_archived(&entry)?;
-            return Ok(self.cache.lock().expect("cache lock").insert(base, seg));
+            Ok(self.cache.lock().expect("cache lock").insert(base, seg))
+        };
+        if let Some(entry) = self.archived_entry(base) {
+            return from_archive(entry);
         }
         let io = (!self.read_only).then(|| self.config.io.as_ref());
         let (seg, rebuilt) = match segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes, io) {
             Ok(opened) => opened,
             // Archived (and its local files deleted) since the lookup above.
-            Err(e) => match self.archived_entry(base) {
-                Some(entry) => {
-                    let seg = self.open_archived(&entry)?;
-                    return Ok(self.cache.lock().expect("cache lock").insert(base, seg));
-                }
-                None => return Err(e),
-            },
+            Err(e) => return self.archived_entry(base).map_or(Err(e), from_archive),
         };
         if rebuilt {
             self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);

@@ -125,20 +125,23 @@ impl Shared {
         }
         let sealed: Vec<SealedMeta> = self.segments.read().expect("segments lock").sealed.clone();
         let active_bytes = self.active_info().map_or(0, |a| a.data_bytes);
-        let data_bytes = |m: &SealedMeta| m.footer.data_end.saturating_sub(segment::DATA_START as u64);
-        let mut total: u64 = sealed.iter().map(data_bytes).sum::<u64>() + active_bytes;
-        let cutoff = policy.max_age.map(|age| now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
-        let mut target = start;
-        for m in &sealed {
-            let too_old = cutoff.is_some_and(|c| m.footer.max_timestamp < c);
-            let too_big = policy.max_bytes.is_some_and(|max| total > max);
-            if !(too_old || too_big) {
-                break;
+        let k = oldest_over_limits(&sealed, active_bytes, policy.max_age, policy.max_bytes, now);
+        sealed[..k].last().map_or(start, |m| start.max(m.footer.next_offset))
+    }
+
+    /// Takes the files of a segment that has left the segment set off disk:
+    /// now, or, if a reader still maps it, when the last holder lets go.
+    /// Returns whether the deletion was deferred.
+    pub(crate) fn retire_segment(&self, base: u64) -> std::io::Result<bool> {
+        let held = self.cache.lock().expect("cache lock").remove(base);
+        match held {
+            Some(seg) => {
+                let _ = seg.retired.set((self.dir.clone(), Arc::clone(&self.config.io)));
+                // The last holder's drop deletes the files (maybe this one).
+                Ok(Arc::strong_count(&seg) > 1)
             }
-            total -= data_bytes(m);
-            target = target.max(m.footer.next_offset);
+            None => segment::remove_segment_files(self.config.io.as_ref(), &self.dir, base).map(|()| false),
         }
-        target
     }
 
     /// Moves the start offset to `offset` and retires the segments below it.
@@ -186,21 +189,11 @@ impl Shared {
         for meta in &removed {
             let base = meta.footer.base_offset;
             outcome.segments_deleted += 1;
-            outcome.bytes_deleted += meta.footer.data_end.saturating_sub(segment::DATA_START as u64);
-            let held = self.cache.lock().expect("cache lock").remove(base);
-            match held {
-                Some(seg) => {
-                    let _ = seg.retired.set((self.dir.clone(), Arc::clone(&self.config.io)));
-                    if Arc::strong_count(&seg) > 1 {
-                        outcome.deferred += 1;
-                    }
-                    // The last holder's drop deletes the files (maybe this one).
-                    drop(seg);
-                }
-                None => {
-                    if let Err(e) = segment::remove_segment_files(self.config.io.as_ref(), &self.dir, base) {
-                        first_error.get_or_insert(Error::io("delete segment", segment::log_path(&self.dir, base), e));
-                    }
+            outcome.bytes_deleted += meta.data_bytes();
+            match self.retire_segment(base) {
+                Ok(deferred) => outcome.deferred += usize::from(deferred),
+                Err(e) => {
+                    first_error.get_or_insert(Error::io("delete segment", segment::log_path(&self.dir, base), e));
                 }
             }
         }
@@ -211,4 +204,30 @@ impl Shared {
             None => Ok(outcome),
         }
     }
+}
+
+/// How many of the oldest sealed segments a limit selects: the longest prefix
+/// of `sealed` whose segments are older than `max_age` at `now` (by their
+/// newest record), or must go for the rest, with `other_bytes` more, to fit in
+/// `max_bytes` of record data. Retention and archival both choose with it.
+pub(super) fn oldest_over_limits(
+    sealed: &[SealedMeta],
+    other_bytes: u64,
+    max_age: Option<Duration>,
+    max_bytes: Option<u64>,
+    now: i64,
+) -> usize {
+    let mut total: u64 = sealed.iter().map(SealedMeta::data_bytes).sum::<u64>() + other_bytes;
+    let cutoff = max_age.map(|age| now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+    let mut k = 0;
+    for m in sealed {
+        let too_old = cutoff.is_some_and(|c| m.footer.max_timestamp < c);
+        let too_big = max_bytes.is_some_and(|max| total > max);
+        if !(too_old || too_big) {
+            break;
+        }
+        total -= m.data_bytes();
+        k += 1;
+    }
+    k
 }
