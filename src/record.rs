@@ -312,6 +312,16 @@ pub(crate) fn peek_len(buf: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?))
 }
 
+/// The length, offset and timestamp of the frame at the start of `buf`, read
+/// straight from its header without checking anything: only for a frame that
+/// [`decode`] has already accepted, in bytes that cannot have changed since
+/// (a sealed segment's map).
+pub(crate) fn checked_frame_fields(buf: &[u8]) -> (u32, u64, i64) {
+    let field = |at: usize| -> [u8; 8] { buf[at..at + 8].try_into().expect("8 bytes") };
+    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes"));
+    (len, u64::from_le_bytes(field(8)), i64::from_le_bytes(field(16)))
+}
+
 /// Decodes and fully validates the frame at the start of `buf` (which may
 /// continue past the frame). Never allocates; never reads past `buf`.
 pub fn decode(buf: &[u8]) -> Result<RecordRef<'_>, CorruptionKind> {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use super::{Log, Shared, now_ms};
 use crate::error::{Error, IoContext, Result};
 use crate::record::RecordRef;
-use crate::segment::{self, DATA_START, SealedMeta, Segment};
+use crate::segment::{self, SealedMeta, Segment};
 
 /// A compaction policy: how long a tombstone is kept once it is the latest
 /// record of its key.
@@ -148,7 +148,7 @@ impl Shared {
                 continue;
             };
             present.push(true);
-            for_each_record(&seg, |r| {
+            seg.for_each_record(|r| {
                 if let Some(key) = r.key() {
                     match latest.get_mut(key) {
                         Some(offset) => *offset = r.offset(),
@@ -254,18 +254,4 @@ impl Shared {
         }
         Ok(true)
     }
-}
-
-/// Calls `f` with every record of a sealed segment, in order, each checked as
-/// a reader checks it.
-fn for_each_record(seg: &Segment, mut f: impl FnMut(&RecordRef<'_>)) -> Result<()> {
-    let end = seg.area.published();
-    let (mut pos, mut next) = (DATA_START, seg.base_offset);
-    while pos < end {
-        let r = seg.record_at(pos, next)?;
-        f(&r);
-        pos += r.frame_len() as usize;
-        next = r.offset() + 1;
-    }
-    Ok(())
 }

@@ -16,7 +16,7 @@ use super::{DATA_START, SealedMeta, Segment, SegmentFooter, SegmentHeader, index
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
 use crate::io::Io;
-use crate::record::RecordRef;
+use crate::record::{self, RecordRef};
 
 /// Record bytes gathered before one write to the new file.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -67,21 +67,15 @@ pub(crate) fn write_compacted(
     // Pass 1: decide, checking every record and that they agree with the footer.
     let mut decisions = Vec::with_capacity(meta.footer.record_count.min(1 << 24) as usize);
     let (mut removed, mut tombstones, mut bytes_removed) = (0u64, 0u64, 0u64);
-    let end = seg.area.published();
-    let (mut pos, mut next, mut count) = (DATA_START, base, 0u64);
-    while pos < end {
-        let r = seg.record_at(pos, next)?;
-        let kept = keep(&r);
+    let (pos, next, count) = seg.for_each_record(|r| {
+        let kept = keep(r);
         if !kept {
             removed += 1;
             tombstones += u64::from(r.value().is_none());
             bytes_removed += u64::from(r.frame_len());
         }
         decisions.push(kept);
-        pos += r.frame_len() as usize;
-        next = r.offset() + 1;
-        count += 1;
-    }
+    })?;
     let offsets_ok = if meta.sparse { next <= meta.footer.next_offset } else { next == meta.footer.next_offset };
     if !offsets_ok || count != meta.footer.record_count {
         let why = format!(
@@ -130,22 +124,21 @@ impl Compacted {
         let mut w = ChunkWriter { io, file: &file, path, buf: Vec::with_capacity(WRITE_CHUNK), at: DATA_START as u64 };
         let mut index = SegmentIndex::new(interval);
         let (mut max_timestamp, mut kept) = (i64::MIN, 0u64);
+        // Pass 1 checked every frame of this immutable map: walk it by the
+        // frames' own fields rather than checking each CRC a second time.
         let data = seg.area.published_data();
-        let end = seg.area.published();
-        let (mut pos, mut next) = (DATA_START, base);
+        let mut at = 0;
         for &keep in decisions {
-            debug_assert!(pos < end);
-            let r = seg.record_at(pos, next)?;
-            let len = r.frame_len() as usize;
+            let (len, offset, timestamp) = record::checked_frame_fields(&data[at..]);
+            let len = len as usize;
             if keep {
                 let new_pos = w.position();
-                index.observe((r.offset() - base) as u32, new_pos, max_timestamp);
-                max_timestamp = max_timestamp.max(r.timestamp());
+                index.observe((offset - base) as u32, new_pos, max_timestamp);
+                max_timestamp = max_timestamp.max(timestamp);
                 kept += 1;
-                w.put(&data[pos - DATA_START..pos - DATA_START + len])?;
+                w.put(&data[at..at + len])?;
             }
-            pos += len;
-            next = r.offset() + 1;
+            at += len;
         }
         let data_end = w.position() as u64;
         w.flush()?;
