@@ -708,9 +708,11 @@ impl RetentionThread {
             .name("annal-retention".into())
             .spawn(move || {
                 let (lock, cv) = &*stop2;
-                let mut stopped = lock.lock().expect("retention stop lock");
                 loop {
-                    stopped = cv.wait_timeout(stopped, every).expect("retention stop lock").0;
+                    // One interval, cut short by `stop` (set before or during the wait).
+                    let guard = lock.lock().expect("retention stop lock");
+                    let (stopped, _) =
+                        cv.wait_timeout_while(guard, every, |stopped| !*stopped).expect("retention stop lock");
                     if *stopped {
                         break;
                     }
@@ -723,10 +725,6 @@ impl RetentionThread {
                     let report = inner.run_retention(now_ms());
                     *inner.last_retention.lock().expect("retention lock") = Some(Arc::new(report));
                     inner.retention_runs.fetch_add(1, Ordering::AcqRel);
-                    stopped = lock.lock().expect("retention stop lock");
-                    if *stopped {
-                        break;
-                    }
                 }
             })
             .map_err(|e| Error::io("start retention thread", root, e))?;
