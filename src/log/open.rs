@@ -2,7 +2,7 @@
 //! last segment after a crash, and prepare the active segment.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -61,18 +61,11 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     let recorded_start = super::start::read(dir)?;
     if let Some(start) = recorded_start {
         let below = bases.windows(2).take_while(|w| w[1] <= start).count();
-        if below > 0 {
-            if !read_only {
-                for &base in &bases[..below] {
-                    let path = segment::log_path(dir, base);
-                    segment::remove_segment_files(config.io.as_ref(), dir, base)
-                        .map_err(|e| Error::io("delete segment below the start offset", path.clone(), e))?;
-                    report.removed_below_start.push(path);
-                }
-                config.io.sync_dir(dir).ctx("fsync directory", dir)?;
-            }
-            bases.drain(..below);
+        if !read_only {
+            let why = "delete segment below the start offset";
+            remove_segments(dir, &config, &bases[..below], why, &mut report.removed_below_start)?;
         }
+        bases.drain(..below);
     }
     // Archived segments: those wholly below the start were dropped by
     // retention (a crash came before the manifest was rewritten); a local copy
@@ -88,15 +81,8 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     if let Some(last) = archived.last().map(|e| e.meta.footer.next_offset) {
         let local_copies = bases.partition_point(|&b| b < last);
         if !read_only {
-            for &base in &bases[..local_copies] {
-                let path = segment::log_path(dir, base);
-                segment::remove_segment_files(config.io.as_ref(), dir, base)
-                    .map_err(|e| Error::io("delete the local copy of an archived segment", path.clone(), e))?;
-                report.removed_archived_copies.push(path);
-            }
-            if local_copies > 0 {
-                config.io.sync_dir(dir).ctx("fsync directory", dir)?;
-            }
+            let why = "delete the local copy of an archived segment";
+            remove_segments(dir, &config, &bases[..local_copies], why, &mut report.removed_archived_copies)?;
         }
         bases.drain(..local_copies);
     }
@@ -230,6 +216,26 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         fetching: Mutex::new(()),
         _lock: lock,
     })
+}
+
+/// Deletes the files of the segments at `bases`, which a crash left behind,
+/// recording each in `removed`, then fsyncs the directory (if there were any).
+fn remove_segments(
+    dir: &Path,
+    config: &LogConfig,
+    bases: &[u64],
+    why: &'static str,
+    removed: &mut Vec<PathBuf>,
+) -> Result<()> {
+    if bases.is_empty() {
+        return Ok(());
+    }
+    for &base in bases {
+        let path = segment::log_path(dir, base);
+        segment::remove_segment_files(config.io.as_ref(), dir, base).map_err(|e| Error::io(why, path.clone(), e))?;
+        removed.push(path);
+    }
+    config.io.sync_dir(dir).ctx("fsync directory", dir)
 }
 
 /// Temporary files annal itself writes: `<segment or index file name>.tmp`.
