@@ -18,13 +18,12 @@
 
 mod common;
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use annal::{Durability, Log, LogConfig, Record};
+use annal::Durability;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
-use common::size_name;
+use common::{size_name, timed_appends};
 
 const SIZES: [usize; 4] = [16, 100, 1024, 16 << 10];
 
@@ -44,36 +43,6 @@ fn records_per_iter(durability: Durability, size: usize, batch: usize) -> u64 {
     }
 }
 
-fn config(durability: Durability) -> LogConfig {
-    LogConfig::default().segment_bytes(256 << 20).durability(durability)
-}
-
-/// Appends `records` records of `value` per iteration, `batch` per call, into
-/// a log opened beforehand; returns the time spent appending.
-fn timed_appends(iters: u64, durability: Durability, value: &[u8], batch: usize, records: u64) -> Duration {
-    let mut total = Duration::ZERO;
-    let batch_records: Vec<Record<'_>> = (0..batch).map(|_| Record::new(value)).collect();
-    for _ in 0..iters {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = Log::open(dir.path(), config(durability)).expect("open");
-        let start = Instant::now();
-        if batch == 1 {
-            for _ in 0..records {
-                black_box(log.append(&batch_records[0]).expect("append"));
-            }
-        } else {
-            for _ in 0..records / batch as u64 {
-                black_box(log.append_batch(&batch_records).expect("append"));
-            }
-        }
-        total += start.elapsed();
-        // Not sealing keeps the teardown cheap: the directory is removed
-        // anyway, and its dirty pages with it.
-        log.abandon();
-    }
-    total
-}
-
 fn append(c: &mut Criterion) {
     let durabilities = [
         ("never", Durability::Never),
@@ -81,13 +50,12 @@ fn append(c: &mut Criterion) {
         ("always", Durability::Always),
     ];
     let mut group = c.benchmark_group("append");
-    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     for (dname, durability) in durabilities {
-        let (warm_up, measure) = match durability {
-            Durability::Always => (Duration::from_millis(500), Duration::from_secs(2)),
-            _ => (Duration::from_millis(500), Duration::from_secs(2)),
-        };
-        group.warm_up_time(warm_up).measurement_time(measure);
         for size in SIZES {
             let value = vec![0x5Au8; size];
             for (bname, batch) in [("single", 1usize), ("batch100", 100)] {

@@ -5,37 +5,19 @@
 //! machine they were taken on are in docs/BENCHMARKS.md. More suites:
 //! `benches/append.rs`, `read.rs`, `recovery.rs`, `group_commit.rs`.
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use annal::{Durability, Log, LogConfig, Record};
+use common::timed_appends;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 const RECORDS: u64 = 100_000;
 
 fn config() -> LogConfig {
     LogConfig::default().segment_bytes(256 << 20).durability(Durability::Never)
-}
-
-/// Appends `RECORDS` records per iteration into a log opened beforehand; only
-/// the appends are timed (opening preallocates a segment; the log is then
-/// abandoned, not sealed, and its directory removed).
-fn timed_appends(iters: u64, value: &[u8], batch: usize) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = Log::open(dir.path(), config()).expect("open");
-        let records: Vec<Record<'_>> = (0..batch).map(|_| Record::new(value)).collect();
-        let start = Instant::now();
-        for _ in 0..RECORDS / batch as u64 {
-            black_box(log.append_batch(&records).expect("append"));
-        }
-        total += start.elapsed();
-        // Sealing (an fsync of everything appended) is not measured; skipping
-        // it keeps a full `cargo bench` short. The directory is removed anyway.
-        log.abandon();
-    }
-    total
 }
 
 fn append(c: &mut Criterion) {
@@ -48,8 +30,11 @@ fn append(c: &mut Criterion) {
     group.throughput(Throughput::Elements(RECORDS));
     for size in [100usize, 1024] {
         let value = vec![0x5Au8; size];
-        group.bench_function(format!("batch100/{size}B"), |b| b.iter_custom(|iters| timed_appends(iters, &value, 100)));
-        group.bench_function(format!("single/{size}B"), |b| b.iter_custom(|iters| timed_appends(iters, &value, 1)));
+        for (name, batch) in [("batch100", 100), ("single", 1)] {
+            group.bench_function(format!("{name}/{size}B"), |b| {
+                b.iter_custom(|iters| timed_appends(iters, Durability::Never, &value, batch, RECORDS))
+            });
+        }
     }
     group.finish();
 }

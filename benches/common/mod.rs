@@ -5,12 +5,14 @@
 #![allow(dead_code)]
 
 use std::fs::{self, File};
+use std::hint::black_box;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use annal::io::{Io, OsIo};
-use annal::{Log, Record};
+use annal::{Durability, Log, LogConfig, Record};
 
 /// Human-readable size for bench names: `16B`, `100B`, `1KiB`, `16KiB`, `64MiB`.
 pub fn size_name(bytes: usize) -> String {
@@ -21,6 +23,33 @@ pub fn size_name(bytes: usize) -> String {
     } else {
         format!("{bytes}B")
     }
+}
+
+/// Appends `records` records of `value` per iteration, `batch` per call, into
+/// a log opened beforehand (a 256 MiB segment, preallocated by `Log::open`);
+/// returns the time spent appending. The log is then abandoned, not sealed:
+/// the directory is removed anyway, and its dirty pages with it.
+pub fn timed_appends(iters: u64, durability: Durability, value: &[u8], batch: usize, records: u64) -> Duration {
+    let config = LogConfig::default().segment_bytes(256 << 20).durability(durability);
+    let mut total = Duration::ZERO;
+    let batch_records: Vec<Record<'_>> = (0..batch).map(|_| Record::new(value)).collect();
+    for _ in 0..iters {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(dir.path(), config.clone()).expect("open");
+        let start = Instant::now();
+        if batch == 1 {
+            for _ in 0..records {
+                black_box(log.append(&batch_records[0]).expect("append"));
+            }
+        } else {
+            for _ in 0..records / batch as u64 {
+                black_box(log.append_batch(&batch_records).expect("append"));
+            }
+        }
+        total += start.elapsed();
+        log.abandon();
+    }
+    total
 }
 
 /// Appends records of `value_len` bytes in batches of 100 until about
