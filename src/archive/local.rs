@@ -9,12 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::archive::key::{check_key, check_prefix, is_valid_key};
-use crate::archive::{ArchiveStore, DigestBuilder, ObjectDigest, ObjectMeta, check_range, not_found, read_some};
-use crate::error::{Error, IoContext, Result};
+use crate::archive::{ArchiveStore, ObjectDigest, ObjectMeta, archive_error, check_range, digest_chunks, not_found};
+use crate::error::{ArchiveErrorKind, Error, IoContext, Result};
 use crate::io::{Io, OsIo};
-
-/// How many bytes `put_file` copies at a time.
-const COPY_CHUNK: usize = 1 << 20;
 
 /// An archive store in a local directory (a mounted network file system, a
 /// second disk): the object under `a/b/c.seg` is the file `ROOT/a/b/c.seg`.
@@ -117,7 +114,7 @@ impl LocalDirArchive {
     fn walk(&self, dir: &Path, rel: &str, prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<()> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => return Ok(()),
+            Err(e) if is_missing(&e) => return Ok(()),
             Err(e) => return Err(Error::io("read directory", dir, e)),
         };
         for entry in entries {
@@ -163,18 +160,7 @@ impl ArchiveStore for LocalDirArchive {
         check_key(&self.name, key)?;
         let mut source = File::open(path).ctx("open", path)?;
         self.write_object(key, |file, tmp| {
-            let mut builder = DigestBuilder::default();
-            let mut buf = vec![0u8; COPY_CHUNK];
-            let mut pos = 0u64;
-            loop {
-                let n = read_some(&mut source, &mut buf).ctx("read", path)?;
-                if n == 0 {
-                    return Ok(builder.finish());
-                }
-                builder.update(&buf[..n]);
-                self.io.write_all_at(file, &buf[..n], pos).ctx("write", tmp)?;
-                pos += n as u64;
-            }
+            digest_chunks(&mut source, path, |bytes, pos| self.io.write_all_at(file, bytes, pos).ctx("write", tmp))
         })
     }
 
@@ -192,12 +178,7 @@ impl ArchiveStore for LocalDirArchive {
         }
         check_range(&self.name, key, &range, meta.len())?;
         let len = usize::try_from(range.end - range.start).map_err(|_| {
-            crate::archive::archive_error(
-                &self.name,
-                key,
-                crate::error::ArchiveErrorKind::InvalidRange,
-                "the range does not fit in memory",
-            )
+            archive_error(&self.name, key, ArchiveErrorKind::InvalidRange, "the range does not fit in memory")
         })?;
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, range.start).ctx("read", &path)?;

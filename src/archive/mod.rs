@@ -96,15 +96,26 @@ impl ObjectDigest {
     /// The digest of a file's content, read sequentially in 1 MiB chunks.
     pub fn of_file(path: &Path) -> Result<ObjectDigest> {
         let mut file = std::fs::File::open(path).ctx("open", path)?;
-        let mut builder = DigestBuilder::default();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = read_some(&mut file, &mut buf).ctx("read", path)?;
-            if n == 0 {
-                return Ok(builder.finish());
-            }
-            builder.update(&buf[..n]);
+        digest_chunks(&mut file, path, |_, _| Ok(()))
+    }
+}
+
+/// Reads the file `source` (at `path`) to its end in 1 MiB chunks, passing
+/// each with its position to `sink`, and returns the digest of it all.
+pub(crate) fn digest_chunks(
+    source: &mut impl Read,
+    path: &Path,
+    mut sink: impl FnMut(&[u8], u64) -> Result<()>,
+) -> Result<ObjectDigest> {
+    let mut builder = DigestBuilder::default();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = read_some(source, &mut buf).ctx("read", path)?;
+        if n == 0 {
+            return Ok(builder.finish());
         }
+        sink(&buf[..n], builder.size)?;
+        builder.update(&buf[..n]);
     }
 }
 
