@@ -323,6 +323,12 @@ impl ObjectStoreArchive {
         Path::parse(key).map_err(|e| self.error(key, ArchiveErrorKind::InvalidKey, e.to_string()))
     }
 
+    /// Checks that the object under `key` exists and that `range` lies within it.
+    fn check_range_of(&self, key: &str, range: &Range<u64>) -> Result<()> {
+        let meta = self.head(key)?.ok_or_else(|| not_found(&self.name, key))?;
+        check_range(&self.name, key, range, meta.size)
+    }
+
     /// Uploads a file in parts; aborts the upload if anything fails.
     async fn put_file_multipart(
         &self,
@@ -464,7 +470,7 @@ impl ArchiveStore for ObjectStoreArchive {
         let location = self.path(key)?;
         let digest = ObjectDigest::of(bytes);
         let payload = PutPayload::from(bytes.to_vec());
-        self.block_on(key, async { self.step(key, "put", self.store.put(&location, payload)).await })??;
+        self.block_on(key, self.step(key, "put", self.store.put(&location, payload)))??;
         Ok(digest)
     }
 
@@ -481,7 +487,7 @@ impl ArchiveStore for ObjectStoreArchive {
                 buf.truncate(n);
                 let digest = ObjectDigest::of(&buf);
                 let payload = PutPayload::from(buf);
-                self.block_on(key, async { self.step(key, "put", self.store.put(&location, payload)).await })??;
+                self.block_on(key, self.step(key, "put", self.store.put(&location, payload)))??;
                 return Ok(digest);
             }
             // It grew to at least a part: upload it in parts from the start.
@@ -494,27 +500,22 @@ impl ArchiveStore for ObjectStoreArchive {
         let location = self.path(key)?;
         if range.start >= range.end {
             // Nothing to read, but the object must exist and the range lie within it.
-            let meta = self.head(key)?.ok_or_else(|| not_found(&self.name, key))?;
-            check_range(&self.name, key, &range, meta.size)?;
+            self.check_range_of(key, &range)?;
             return Ok(Vec::new());
         }
-        let result = self.block_on(key, async {
-            self.step(key, "get range", self.store.get_range(&location, range.clone())).await
-        })?;
+        let result = self.block_on(key, self.step(key, "get range", self.store.get_range(&location, range.clone())))?;
         let wanted = range.end - range.start;
         match result {
             Ok(bytes) if bytes.len() as u64 == wanted => Ok(bytes.to_vec()),
             // A short answer or a refused range (S3 answers 416 for a range
             // that starts past the end): say why, precisely.
             Ok(bytes) => {
-                let meta = self.head(key)?.ok_or_else(|| not_found(&self.name, key))?;
-                check_range(&self.name, key, &range, meta.size)?;
+                self.check_range_of(key, &range)?;
                 let message = format!("get range {range:?}: the store returned {} bytes, not {wanted}", bytes.len());
                 Err(self.error(key, ArchiveErrorKind::Other, message))
             }
             Err(e) if e.archive_kind() == Some(ArchiveErrorKind::Other) => {
-                let meta = self.head(key)?.ok_or_else(|| not_found(&self.name, key))?;
-                check_range(&self.name, key, &range, meta.size)?;
+                self.check_range_of(key, &range)?;
                 Err(e)
             }
             Err(e) => Err(e),
@@ -523,7 +524,7 @@ impl ArchiveStore for ObjectStoreArchive {
 
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let location = self.path(key)?;
-        let result = self.block_on(key, async { self.step(key, "head", self.store.head(&location)).await })?;
+        let result = self.block_on(key, self.step(key, "head", self.store.head(&location)))?;
         match result {
             Ok(meta) => Ok(Some(ObjectMeta { key: key.to_owned(), size: meta.size, e_tag: meta.e_tag })),
             Err(e) if e.archive_kind() == Some(ArchiveErrorKind::NotFound) => Ok(None),
@@ -563,7 +564,7 @@ impl ArchiveStore for ObjectStoreArchive {
 
     fn delete(&self, key: &str) -> Result<()> {
         let location = self.path(key)?;
-        let result = self.block_on(key, async { self.step(key, "delete", self.store.delete(&location)).await })?;
+        let result = self.block_on(key, self.step(key, "delete", self.store.delete(&location)))?;
         match result {
             Ok(()) => Ok(()),
             Err(e) if e.archive_kind() == Some(ArchiveErrorKind::NotFound) => Ok(()),
