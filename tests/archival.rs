@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use annal::archive::{ArchiveStore, LocalDirArchive, ObjectDigest, ObjectMeta};
-use annal::log::{ARCHIVE_MANIFEST_FILE_NAME, ArchivePolicy};
-use annal::{ArchiveErrorKind, Error, Log, LogConfig, Record};
+use annal::log::{ARCHIVE_MANIFEST_FILE_NAME, ArchivePolicy, ArchivedSegmentInfo};
+use annal::{ArchiveErrorKind, Error, Log, LogConfig, OwnedRecord, Record};
 use common::{FaultIo, fast_tempdir, read_all, segment_files, small_cfg, value_for};
+use tempfile::TempDir;
 
 /// A store that forwards to a [`LocalDirArchive`] unless a switch makes it fail
 /// as an unreachable network store would.
@@ -125,27 +126,66 @@ fn cfg(store: Arc<dyn ArchiveStore>) -> LogConfig {
     small_cfg().archive(store, "t/0")
 }
 
+/// A log in a fresh directory archiving to the store `open_store` makes over
+/// another fresh directory, filled with `n` records: (log directory, archive
+/// directory, store, log).
+fn archiving_log<S: ArchiveStore + 'static>(
+    open_store: impl FnOnce(&Path) -> Arc<S>,
+    n: u64,
+) -> (TempDir, TempDir, Arc<S>, Log) {
+    let dir = fast_tempdir();
+    let arch = fast_tempdir();
+    let store = open_store(arch.path());
+    let log = Log::open(dir.path(), cfg(store.clone())).unwrap();
+    fill(&log, n);
+    (dir, arch, store, log)
+}
+
+/// A [`LocalDirArchive`] in `root`.
+fn local_store(root: &Path) -> Arc<LocalDirArchive> {
+    Arc::new(LocalDirArchive::open(root).unwrap())
+}
+
+/// Archives all but about one segment's worth of data (`max_local_bytes`
+/// 70,000 over 64 KiB segments): at least three segments, from offset 0.
+fn archive_all_but_about_one_segment(log: &Log) -> Vec<ArchivedSegmentInfo> {
+    let out = log.archive(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap();
+    assert!(out.segments_archived >= 3, "{out:?}");
+    let archived = log.archived_segments();
+    assert_eq!(archived.len(), out.segments_archived);
+    assert_eq!(archived[0].base_offset, 0);
+    archived
+}
+
+/// Reopens the log in `dir` over `store`: the manifest lists `archived`, the
+/// records read back as `before`, and 10 more append after them.
+fn reopen_and_append(
+    dir: &Path,
+    store: Arc<dyn ArchiveStore>,
+    archived: &[ArchivedSegmentInfo],
+    before: &[OwnedRecord],
+) {
+    let log = Log::open(dir, cfg(store)).unwrap();
+    assert_eq!(log.archived_segments(), archived);
+    assert_eq!(read_all(&log).unwrap(), before);
+    fill(&log, 10);
+    check_all(&log, before.len() as u64 + 10);
+    log.close().unwrap();
+}
+
 fn local_segment_count(dir: &Path) -> usize {
     segment_files(dir).len()
 }
 
 #[test]
 fn archived_offsets_read_back_identical_and_survive_reopen() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let log = Log::open(dir.path(), cfg(Arc::clone(&store))).unwrap();
-    fill(&log, 2_000);
+    let (dir, _arch, store, log) = archiving_log(local_store, 2_000);
     let sealed: Vec<_> = log.segments().into_iter().filter(|s| s.sealed).collect();
     assert!(sealed.len() >= 4, "{sealed:?}");
     let before = read_all(&log).unwrap();
 
     // Keep about one segment's worth of data local.
-    let out = log.archive(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap();
-    assert!(out.segments_archived >= 3, "{out:?}");
-    let archived = log.archived_segments();
-    assert_eq!(archived.len(), out.segments_archived);
-    assert_eq!(archived[0].base_offset, 0);
+    let archived = archive_all_but_about_one_segment(&log);
     for a in &archived {
         assert!(!dir.path().join(format!("{:020}.log", a.base_offset)).exists());
         let meta = store.head(&a.key).unwrap().expect("object");
@@ -160,16 +200,11 @@ fn archived_offsets_read_back_identical_and_survive_reopen() {
     assert_eq!(log.archive(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap().segments_archived, 0);
     log.close().unwrap();
 
-    let log = Log::open(dir.path(), cfg(Arc::clone(&store))).unwrap();
-    assert_eq!(log.archived_segments(), archived);
-    assert_eq!(read_all(&log).unwrap(), before);
-    fill(&log, 10);
-    check_all(&log, 2_010);
-    log.close().unwrap();
+    reopen_and_append(dir.path(), store.clone(), &archived, &before);
 
     // Read-only, the cache lives outside the log directory.
     let snapshot = common::snapshot(dir.path());
-    let ro = Log::open_read_only(dir.path(), cfg(Arc::clone(&store))).unwrap();
+    let ro = Log::open_read_only(dir.path(), cfg(store.clone())).unwrap();
     check_all(&ro, 2_010);
     drop(ro);
     common::assert_same_files(&snapshot, &common::snapshot(dir.path()), "read-only open");
@@ -177,11 +212,7 @@ fn archived_offsets_read_back_identical_and_survive_reopen() {
 
 #[test]
 fn archives_by_age_oldest_first_never_the_active_segment() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let log = Log::open(dir.path(), cfg(store)).unwrap();
-    fill(&log, 2_000);
+    let (dir, _arch, _store, log) = archiving_log(local_store, 2_000);
     let segs = log.segments();
     // Records carry their offset as timestamp: everything older than the
     // third segment's newest record goes.
@@ -208,11 +239,7 @@ fn archives_by_age_oldest_first_never_the_active_segment() {
 
 #[test]
 fn upload_failures_leave_segments_local_and_the_next_run_succeeds() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let flaky = Flaky::new(arch.path());
-    let log = Log::open(dir.path(), cfg(flaky.clone())).unwrap();
-    fill(&log, 2_000);
+    let (dir, _arch, flaky, log) = archiving_log(Flaky::new, 2_000);
     let local = local_segment_count(dir.path());
 
     // Two uploads go through, the third fails: the first two are archived.
@@ -241,11 +268,7 @@ fn upload_failures_leave_segments_local_and_the_next_run_succeeds() {
 
 #[test]
 fn unreachable_archive_on_read_is_a_typed_error_then_reads_work() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let flaky = Flaky::new(arch.path());
-    let log = Log::open(dir.path(), cfg(flaky.clone())).unwrap();
-    fill(&log, 2_000);
+    let (dir, _arch, flaky, log) = archiving_log(Flaky::new, 2_000);
     log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
     log.close().unwrap();
 
@@ -303,11 +326,7 @@ fn the_cache_stays_within_its_bound_and_fetches_in_ranges() {
 
 #[test]
 fn readers_cross_the_archived_local_boundary_while_archival_runs() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let log = Log::open(dir.path(), cfg(store)).unwrap();
-    fill(&log, 2_000);
+    let (dir, _arch, _store, log) = archiving_log(local_store, 2_000);
     log.archive(&ArchivePolicy::default().max_local_bytes(130_000), 0).unwrap();
     let boundary = log.archived_segments().last().unwrap().next_offset;
     // A reader positioned in the last archived segment, holding it mapped...
@@ -333,11 +352,7 @@ fn readers_cross_the_archived_local_boundary_while_archival_runs() {
 
 #[test]
 fn retention_deletes_archived_segments_and_their_objects() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let flaky = Flaky::new(arch.path());
-    let log = Log::open(dir.path(), cfg(flaky.clone())).unwrap();
-    fill(&log, 2_000);
+    let (dir, _arch, flaky, log) = archiving_log(Flaky::new, 2_000);
     log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
     let archived = log.archived_segments();
     log.get(0).unwrap(); // cached
@@ -372,18 +387,14 @@ fn retention_deletes_archived_segments_and_their_objects() {
 
 #[test]
 fn a_damaged_manifest_is_corruption_naming_it() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let log = Log::open(dir.path(), cfg(Arc::clone(&store))).unwrap();
-    fill(&log, 1_000);
+    let (dir, _arch, store, log) = archiving_log(local_store, 1_000);
     log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
     log.close().unwrap();
     let path = dir.path().join(ARCHIVE_MANIFEST_FILE_NAME);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[20] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    for result in [Log::open(dir.path(), cfg(Arc::clone(&store))), Log::open_read_only(dir.path(), cfg(store))] {
+    for result in [Log::open(dir.path(), cfg(store.clone())), Log::open_read_only(dir.path(), cfg(store))] {
         match result {
             Err(Error::Corruption { path: p, .. }) => assert_eq!(p, path),
             other => panic!("expected corruption, got {other:?}"),
@@ -393,11 +404,7 @@ fn a_damaged_manifest_is_corruption_naming_it() {
 
 #[test]
 fn a_corrupted_object_is_an_integrity_error_not_bad_records() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let log = Log::open(dir.path(), cfg(Arc::clone(&store))).unwrap();
-    fill(&log, 1_000);
+    let (_dir, arch, _store, log) = archiving_log(local_store, 1_000);
     log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
     let key = log.archived_segments()[0].key.clone();
     let object = arch.path().join(&key);
@@ -503,10 +510,7 @@ fn a_store_archives_every_topic_and_its_background_thread_too() {
 /// flag for it, so the engine must tell it from its record count.
 #[test]
 fn compacted_segments_are_archived_and_read_back_with_their_gaps() {
-    let dir = fast_tempdir();
-    let arch = fast_tempdir();
-    let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let log = Log::open(dir.path(), cfg(store.clone())).unwrap();
+    let (dir, _arch, store, log) = archiving_log(local_store, 0);
     // 40 keys rewritten many times: compaction leaves gaps everywhere.
     let mut latest = std::collections::BTreeMap::new();
     for i in 0..3_000u64 {
@@ -567,11 +571,7 @@ mod s3 {
         let before = read_all(&log).unwrap();
 
         // Archive all but about one segment's worth of data.
-        let out = log.archive(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap();
-        assert!(out.segments_archived >= 3, "{out:?}");
-        let archived = log.archived_segments();
-        assert_eq!(archived.len(), out.segments_archived);
-        assert_eq!(archived[0].base_offset, 0);
+        let archived = archive_all_but_about_one_segment(&log);
         for a in &archived {
             assert!(!dir.path().join(format!("{:020}.log", a.base_offset)).exists(), "local copy of {}", a.key);
             // What the server holds is what the manifest says.
@@ -585,12 +585,7 @@ mod s3 {
         log.close().unwrap();
 
         // Reopen: the manifest lists the same segments, fetched again from S3.
-        let log = Log::open(dir.path(), cfg(Arc::clone(&store))).unwrap();
-        assert_eq!(log.archived_segments(), archived);
-        assert_eq!(read_all(&log).unwrap(), before);
-        fill(&log, 10);
-        check_all(&log, 2_010);
-        log.close().unwrap();
+        reopen_and_append(dir.path(), Arc::clone(&store), &archived, &before);
         let ro = Log::open_read_only(dir.path(), cfg(Arc::clone(&store))).unwrap();
         check_all(&ro, 2_010);
         drop(ro);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use annal::archive::{ArchiveStore, LocalDirArchive, ObjectDigest, VERIFY_CHUNK, is_valid_key, segment_key};
 use annal::{ArchiveErrorKind, Error};
-use common::{FaultIo, Rng};
+use common::{FaultIo, Rng, all_files};
 
 /// A store under test, with a scratch directory for `put_file` sources and
 /// whatever must outlive the store (a server). Fields drop in order: the
@@ -372,25 +372,6 @@ archive_suite!(in_memory, s3::memory_fixture());
 // The directory store's own failure modes
 // ---------------------------------------------------------------------------
 
-/// Every file below `dir`, hidden ones included, relative to it.
-fn all_files(dir: &Path) -> Vec<String> {
-    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let name = format!("{rel}{}", entry.file_name().to_string_lossy());
-            if entry.file_type().unwrap().is_dir() {
-                walk(&entry.path(), &format!("{name}/"), out);
-            } else {
-                out.push(name);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, "", &mut out);
-    out.sort();
-    out
-}
-
 #[test]
 fn local_failed_writes_leave_the_old_object_and_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -474,9 +455,10 @@ fn local_keys_stay_inside_the_root() {
 #[cfg(feature = "object-store")]
 mod s3 {
     use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
+    use crate::common::BackgroundThread;
     use crate::common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, test_options};
     use annal::archive::{ObjectStoreArchive, S3Config};
 
@@ -569,8 +551,7 @@ mod s3 {
     /// it stops by itself after a minute at most.
     struct BlackHole {
         addr: SocketAddr,
-        stop: Arc<AtomicBool>,
-        thread: Option<std::thread::JoinHandle<()>>,
+        _thread: BackgroundThread,
     }
 
     impl BlackHole {
@@ -578,28 +559,17 @@ mod s3 {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.set_nonblocking(true).unwrap();
             let addr = listener.local_addr().unwrap();
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            let thread = std::thread::spawn(move || {
+            let thread = BackgroundThread::spawn(move |stop| {
                 let deadline = Instant::now() + Duration::from_secs(60);
                 let mut held = Vec::new();
-                while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                     match listener.accept() {
                         Ok((socket, _)) => held.push(socket),
                         Err(_) => std::thread::sleep(Duration::from_millis(10)),
                     }
                 }
             });
-            BlackHole { addr, stop, thread: Some(thread) }
-        }
-    }
-
-    impl Drop for BlackHole {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::SeqCst);
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
+            BlackHole { addr, _thread: thread }
         }
     }
 

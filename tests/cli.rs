@@ -1,50 +1,17 @@
 //! Tests of the `annal` binary: every subcommand, run as a separate process.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use common::cli::{annal, json_lines, p, run, spawn_lines, stderr, stdout};
 
 const SEGMENT_BYTES: &str = "65536";
-
-fn annal() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_annal"))
-}
-
-/// Runs `annal args...` with `stdin` as its input.
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = annal()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn annal");
-    let mut input = child.stdin.take().expect("stdin");
-    let bytes = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&bytes);
-    });
-    let out = child.wait_with_output().expect("wait for annal");
-    writer.join().unwrap();
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
 
 /// Appends `lines` (newline-separated) to a log in `dir` with small segments; checks success.
 fn append(dir: &Path, input: &[u8], extra: &[&str]) -> Output {
@@ -72,10 +39,6 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
-}
-
-fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
 }
 
 #[test]
@@ -440,21 +403,7 @@ fn tail_follows_another_process() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     append(&dir, b"first\nsecond\n", &[]);
-    let mut tail = annal()
-        .args(["tail", p(&dir), "--from", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tail");
-    let (tx, rx) = mpsc::channel();
-    let out = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut tail, rx) = spawn_lines(&["tail", p(&dir), "--from", "1"]);
     let next =
         |what: &str| rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("tail printed no {what}"));
     assert!(next("existing record").starts_with("1\t"));
@@ -494,16 +443,7 @@ fn tail_survives_a_crashed_writer_and_its_recovery() {
     let config = || annal::LogConfig::default().segment_bytes(65536).durability(annal::Durability::Never);
     let log = annal::Log::open(&dir, config()).unwrap();
     log.append(&annal::Record::new(b"r0")).unwrap();
-    let mut tail = annal().args(["tail", p(&dir)]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let out = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut tail, rx) = spawn_lines(&["tail", p(&dir)]);
     let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line from tail");
     assert_eq!(next(), format!("0\t{}\t\\N\tr0", log.get(0).unwrap().timestamp));
     for i in 1..800u32 {

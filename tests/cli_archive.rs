@@ -1,28 +1,14 @@
 //! Tests of the `annal archive run|list` commands, each run as a separate
 //! process, against a store filled through the library.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use annal::log::ArchivePolicy;
 use annal::{Durability, LocalDirArchive, LogConfig, Record, Store, StoreConfig, TopicConfig};
-
-fn annal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_annal")).args(args).output().expect("run annal")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = annal(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?} failed: {err}");
-    assert!(err.is_empty(), "{args:?}: {err}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::cli::{ok, p, run, stderr};
 
 fn value(i: u64) -> Vec<u8> {
     format!("value-{i}-").repeat(20).into_bytes()
@@ -46,14 +32,15 @@ fn archive_run_then_list_then_read_back_through_the_library() {
     let arch = tempfile::tempdir().unwrap();
     filled_store(dir.path());
 
-    let out = ok(&["archive", "run", "--dir", p(dir.path()), "--archive-dir", p(arch.path()), "--topic", "orders"]);
+    let out =
+        ok(&["archive", "run", "--dir", p(dir.path()), "--archive-dir", p(arch.path()), "--topic", "orders"], b"");
     assert!(out.contains("orders 0: archived "), "{out}");
     assert!(out.contains("orders 1: archived "), "{out}");
     assert!(!out.contains("other"), "{out}");
     let summary = out.lines().last().unwrap();
     assert!(summary.starts_with("archive: ") && summary.ends_with("0 failure(s)"), "{summary}");
 
-    let listed = ok(&["archive", "list", "--dir", p(dir.path())]);
+    let listed = ok(&["archive", "list", "--dir", p(dir.path())], b"");
     let rows: Vec<&str> = listed.lines().skip(1).collect();
     assert!(rows.len() >= 4, "{listed}");
     for row in &rows {
@@ -84,14 +71,14 @@ fn archive_run_then_list_then_read_back_through_the_library() {
 fn archive_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let arch = tempfile::tempdir().unwrap();
-    let out = annal(&["archive", "run", "--dir", p(dir.path()), "--archive-dir", p(arch.path())]);
+    let out = run(&["archive", "run", "--dir", p(dir.path()), "--archive-dir", p(arch.path())], b"");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("not an annal store"), "{err}");
     filled_store(dir.path());
-    let out = annal(&["archive", "run", "--dir", p(dir.path()), "--archive-dir", p(arch.path()), "--topic", "nope"]);
+    let out = run(&["archive", "run", "--dir", p(dir.path()), "--archive-dir", p(arch.path()), "--topic", "nope"], b"");
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    assert_eq!(stderr(&out).lines().count(), 1);
     // Nothing archived: list prints the header only.
-    assert_eq!(ok(&["archive", "list", "--dir", p(dir.path())]).lines().count(), 1);
+    assert_eq!(ok(&["archive", "list", "--dir", p(dir.path())], b"").lines().count(), 1);
 }

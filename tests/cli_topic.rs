@@ -1,54 +1,12 @@
 //! Tests of the `annal` binary's topic commands: `topic create|list|describe|delete`,
 //! `produce`, `consume` and `retention run`, each run as a separate process.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
 
 use annal::{Store, StoreConfig};
-
-fn annal() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_annal"))
-}
-
-/// Runs `annal args...` with `stdin` as its input.
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = annal()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn annal");
-    let mut input = child.stdin.take().expect("stdin");
-    let bytes = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&bytes);
-    });
-    let out = child.wait_with_output().expect("wait for annal");
-    writer.join().unwrap();
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 temp path")
-}
-
-/// Runs a command that must succeed; returns its stdout.
-fn ok(args: &[&str], stdin: &[u8]) -> String {
-    let out = run(args, stdin);
-    assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
-    assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
-    stdout(&out)
-}
+use common::cli::{json_lines, ok, p, run, stderr, stdout};
 
 /// Runs a command that must fail with `code` and one line on stderr containing `needle`.
 fn fails(args: &[&str], stdin: &[u8], code: i32, needle: &str) -> Output {
@@ -59,10 +17,6 @@ fn fails(args: &[&str], stdin: &[u8], code: i32, needle: &str) -> Output {
     assert!(err.starts_with("annal: "), "{args:?}: {err}");
     assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
     out
-}
-
-fn json_lines(s: &str) -> Vec<serde_json::Value> {
-    s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use annal::inspect::{self, Severity};
 use annal::segment::{DATA_START, FOOTER_LEN, SegmentFlags, SegmentFooter, SegmentHeader};
 use annal::{Compaction, Error, Log, LogConfig, OwnedRecord, Record};
-use common::{FaultIo, Rng, copy_dir, fast_tempdir, read_all, segment_files, small_cfg, tiny_cfg};
+use common::{FaultIo, Rng, copy_dir, fast_tempdir, read_all, removed_temp_names, segment_files, small_cfg, tiny_cfg};
 use powerloss::{LossMode, PowerLossIo, SplitMix};
 
 /// Timestamp of the first record of the workloads (ms since the epoch).
@@ -877,16 +877,23 @@ fn crash_sweep(seed: u64, failures: &mut Vec<String>) -> (u64, usize, usize) {
     (calls + 1, states, dangerous)
 }
 
-#[test]
-fn a_failed_rename_or_fsync_before_the_swap_changes_nothing() {
-    let dir = fast_tempdir();
+/// A log in `dir` over a [`FaultIo`] holding 1,000 records of 80 bytes under
+/// 3 keys, all sealed: (io, configuration, log).
+fn three_keys_over_fault_io(dir: &Path) -> (Arc<FaultIo>, LogConfig, Log) {
     let io = Arc::new(FaultIo::new());
     let cfg = small_cfg().io(io.clone());
-    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    let log = Log::open(dir, cfg.clone()).unwrap();
     for i in 0..1_000u32 {
         log.append(&Record::new(&[i as u8; 80]).with_key(format!("k{}", i % 3).as_bytes())).unwrap();
     }
     log.roll().unwrap();
+    (io, cfg, log)
+}
+
+#[test]
+fn a_failed_rename_or_fsync_before_the_swap_changes_nothing() {
+    let dir = fast_tempdir();
+    let (io, cfg, log) = three_keys_over_fault_io(dir.path());
     let before = read_all(&log).unwrap();
     let files = segment_files(dir.path());
     let no_temp = |dir: &Path| {
@@ -928,13 +935,7 @@ fn a_failed_rename_or_fsync_before_the_swap_changes_nothing() {
 #[test]
 fn a_failed_directory_fsync_after_the_swap_fails_the_log() {
     let dir = fast_tempdir();
-    let io = Arc::new(FaultIo::new());
-    let cfg = small_cfg().io(io.clone());
-    let log = Log::open(dir.path(), cfg.clone()).unwrap();
-    for i in 0..1_000u32 {
-        log.append(&Record::new(&[i as u8; 80]).with_key(format!("k{}", i % 3).as_bytes())).unwrap();
-    }
-    log.roll().unwrap();
+    let (io, cfg, log) = three_keys_over_fault_io(dir.path());
     let after: Vec<OwnedRecord> = read_all(&log).unwrap()[997..].to_vec();
     io.set_fail_sync_dir(true);
     assert!(log.compact(&Compaction::default()).is_err());
@@ -1121,8 +1122,7 @@ fn a_compacted_last_segment_without_its_footer_is_corruption_not_a_torn_tail() {
 /// writer that appends after it.
 #[test]
 fn the_command_line_reads_and_follows_a_compacted_log() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use common::cli::{annal, spawn_lines};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let log = Log::open(&dir, small_cfg()).unwrap();
@@ -1138,7 +1138,6 @@ fn the_command_line_reads_and_follows_a_compacted_log() {
     let kept: Vec<u64> = read_all(&log).unwrap().iter().map(|r| r.offset).collect();
     assert_eq!(kept, vec![296, 297, 298]);
     log.close().unwrap();
-    let annal = || Command::new(env!("CARGO_BIN_EXE_annal"));
     let d = dir.to_str().unwrap();
 
     let out = annal().args(["read", d]).output().unwrap();
@@ -1158,17 +1157,7 @@ fn the_command_line_reads_and_follows_a_compacted_log() {
     let out = annal().args(["dump", d]).output().unwrap();
     assert!(String::from_utf8(out.stdout).unwrap().contains("sparse"));
 
-    let mut tail =
-        annal().args(["tail", d, "--from", "0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut tail, rx) = spawn_lines(&["tail", d, "--from", "0"]);
     let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line from tail");
     for o in &kept {
         assert!(next().starts_with(&format!("{o}\t")));
@@ -1199,13 +1188,7 @@ fn leftover_compaction_files_are_removed_at_open() {
         std::fs::write(dir.path().join(n), b"partial").unwrap();
     }
     let log = Log::open(dir.path(), small_cfg()).unwrap();
-    let mut removed: Vec<String> = log
-        .recovery_report()
-        .removed_temp_files
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    removed.sort();
+    let removed = removed_temp_names(&log);
     let mut want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     want.sort();
     assert_eq!(removed, want);

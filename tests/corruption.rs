@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ use annal::io::{Io, OsIo};
 use annal::segment::header::decode_checkpoint;
 use annal::segment::{DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFooter, log_file_name};
 use annal::{Durability, Error, Header, Log, LogConfig, OwnedRecord, Record};
-use common::{Rng, assert_same_files, copy_dir, header_refs, make_record, snapshot};
+use common::{BackgroundThread, Rng, assert_same_files, copy_dir, header_refs, make_record, snapshot};
 
 /// A case that takes longer than this is taken to hang: the test aborts.
 const CASE_TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -958,17 +958,15 @@ type Slots = Arc<Vec<Mutex<Option<(String, Instant)>>>>;
 
 struct Watchdog {
     slots: Slots,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: BackgroundThread,
 }
 
 impl Watchdog {
     fn new(workers: usize) -> Watchdog {
         let slots: Slots = Arc::new((0..workers).map(|_| Mutex::new(None)).collect());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (Arc::clone(&slots), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
+        let s = Arc::clone(&slots);
+        let thread = BackgroundThread::spawn(move |stop| {
+            while !stop.load(Ordering::SeqCst) {
                 for slot in s.iter() {
                     if let Some((what, since)) = &*slot.lock().unwrap_or_else(|e| e.into_inner())
                         && since.elapsed() > CASE_TIME_LIMIT
@@ -980,20 +978,11 @@ impl Watchdog {
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        Watchdog { slots, stop, thread: Some(thread) }
+        Watchdog { slots, _thread: thread }
     }
 
     fn enter(&self, worker: usize, what: &str) {
         *self.slots[worker].lock().unwrap() = Some((what.to_owned(), Instant::now()));
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -29,6 +29,7 @@
 //! `ANNAL_SIM_SEED=<workload> [ANNAL_SIM_CRASH_AT=<k>] cargo test --release --test crash_sim_policies`
 //! replays it (`ANNAL_SIM_TRACE=1` prints the calls).
 
+mod common;
 #[path = "common/powerloss.rs"]
 mod powerloss;
 
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 use annal::archive::{ArchiveStore, LocalDirArchive, ObjectDigest};
 use annal::log::ArchivePolicy;
 use annal::{Durability, Error, Log, LogConfig, OwnedRecord, Record, Retention};
+use common::fast_tempdir;
 use powerloss::{LossMode, PowerLossIo, SplitMix};
 
 /// Post-crash outcomes tried per crash point.
@@ -49,11 +51,6 @@ const BASE_TS: i64 = 1_700_000_000_000;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
-}
-
-fn sim_tempdir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.expect("tempdir")
 }
 
 /// The record at `offset`: contents and timestamp are functions of it.
@@ -390,7 +387,7 @@ struct Stats {
 }
 
 fn run_point(plan: &Plan, dry: &Trace, k: u64, stats: &mut Stats) {
-    let tmp = sim_tempdir();
+    let tmp = fast_tempdir();
     let dir = tmp.path().join("log");
     let archive = tmp.path().join("archive");
     std::fs::create_dir_all(&archive).expect("archive dir");
@@ -467,7 +464,7 @@ fn crash_at_every_call_of_retention_and_archival() {
     let mut per_plan = Vec::new();
     for plan in plans().into_iter().filter(|p| only_plan.is_none_or(|id| id == p.id)) {
         // Dry run: count the calls of each step.
-        let tmp = sim_tempdir();
+        let tmp = fast_tempdir();
         let archive = tmp.path().join("archive");
         std::fs::create_dir_all(&archive).expect("archive dir");
         let io = Arc::new(PowerLossIo::new(&tmp.path().join("log"), None));

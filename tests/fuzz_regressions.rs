@@ -20,6 +20,9 @@ mod index_load;
 mod record_decode;
 #[path = "../fuzz/harness/segment_recovery.rs"]
 mod segment_recovery;
+/// The integration tests' helpers (`common` here is the harnesses').
+#[path = "common/mod.rs"]
+mod test_common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -205,11 +208,7 @@ fn segment_recovery_time_index_that_lies() {
     let fixture = root().join("tests/fixtures/v1-log");
     let tmp = common::tempdir();
     let dir = tmp.path().join("log");
-    fs::create_dir(&dir).unwrap();
-    for entry in fs::read_dir(&fixture).unwrap() {
-        let entry = entry.unwrap();
-        fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
+    test_common::copy_dir(&fixture, &dir);
     // The first time entry of segment 0 (record 2): the records before it reach
     // 1_600_000_000_001; claim i64::MIN, with a valid CRC for the file.
     let tp = dir.join("00000000000000000000.timeindex");
@@ -306,39 +305,36 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Runs every seed of `target` through its harness `run`.
+fn run_seeds(target: &str, run: fn(&[u8])) {
+    for (_, bytes) in seeds(target) {
+        run(&bytes);
+    }
+}
+
 #[test]
 fn record_decode_seeds_pass() {
-    for (_, bytes) in seeds("record_decode") {
-        record_decode::run(&bytes);
-    }
+    run_seeds("record_decode", record_decode::run);
 }
 
 #[test]
 fn segment_recovery_seeds_pass() {
-    for (_, bytes) in seeds("segment_recovery") {
-        segment_recovery::run(&bytes);
-    }
+    run_seeds("segment_recovery", segment_recovery::run);
 }
 
 #[test]
 fn index_load_seeds_pass() {
-    for (_, bytes) in seeds("index_load") {
-        index_load::run(&bytes);
-    }
+    run_seeds("index_load", index_load::run);
 }
 
 #[test]
 fn api_ops_seeds_pass() {
-    for (_, bytes) in seeds("api_ops") {
-        api_ops::run(&bytes);
-    }
+    run_seeds("api_ops", api_ops::run);
 }
 
 #[test]
 fn compact_ops_seeds_pass() {
-    for (_, bytes) in seeds("compact_ops") {
-        compact_ops::run(&bytes);
-    }
+    run_seeds("compact_ops", compact_ops::run);
 }
 
 /// A cheap stand-in for fuzzing `compact_ops` in every test run: seeded
@@ -497,9 +493,7 @@ fn generate_compact_ops_seeds() {
     empty.extend([OFFSET_FOR_TIMESTAMP, 255, VERIFY]);
     w.write("empty-segments", &empty);
 
-    for (_, bytes) in seeds("compact_ops") {
-        compact_ops::run(&bytes);
-    }
+    run_seeds("compact_ops", compact_ops::run);
 }
 
 /// Writes `fuzz/seeds/<target>/` for every target. Run only on purpose:
@@ -666,7 +660,5 @@ fn generate_fuzz_seeds() {
     crashes.extend([VERIFY, READ_ONLY]);
     w.write("crashes", &crashes);
 
-    for (_, bytes) in seeds("api_ops") {
-        api_ops::run(&bytes);
-    }
+    run_seeds("api_ops", api_ops::run);
 }

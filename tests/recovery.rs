@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use annal::record::encode_to_vec;
 use annal::segment::{DATA_START, FOOTER_LEN};
 use annal::{CorruptionKind, Durability, Error, Header, Log, LogConfig, OwnedRecord, Record, RecoveryMode};
-use common::{assert_same_files, segment_files, snapshot};
+use common::{assert_same_files, removed_temp_names, segment_files, snapshot};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -810,13 +810,7 @@ fn temporary_and_unknown_files_are_not_segments() {
     // Read-write: removes its own temporary files, leaves the rest alone.
     let log = Log::open(&dir, common::small_cfg()).unwrap();
     assert_holds(&log, &all, "with junk");
-    let mut removed: Vec<String> = log
-        .recovery_report()
-        .removed_temp_files
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    removed.sort();
+    let removed = removed_temp_names(&log);
     let mut want = tmp_names.to_vec();
     want.sort();
     assert_eq!(removed, want);

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use annal::{Error, Log, Record, Retention};
+use annal::{Error, Log, LogConfig, Record, Retention};
 use common::{FaultIo, fast_tempdir, read_all, segment_files, small_cfg, value_for};
+use tempfile::TempDir;
 
 /// Appends `n` records whose values derive from their offsets (`value_for`).
 fn fill(log: &Log, n: u64) {
@@ -17,6 +18,24 @@ fn fill(log: &Log, n: u64) {
         let o = log.next_offset();
         log.append(&Record::new(&value_for(o, 300))).unwrap();
     }
+}
+
+/// A log in a fresh directory holding `n` records (`fill`).
+fn filled_log(n: u64) -> (TempDir, Log) {
+    let dir = fast_tempdir();
+    let log = Log::open(dir.path(), small_cfg()).unwrap();
+    fill(&log, n);
+    (dir, log)
+}
+
+/// The same over a [`FaultIo`]: (directory, io, configuration, log).
+fn filled_faulty_log(n: u64) -> (TempDir, Arc<FaultIo>, LogConfig, Log) {
+    let dir = fast_tempdir();
+    let io = Arc::new(FaultIo::new());
+    let cfg = small_cfg().io(io.clone());
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    fill(&log, n);
+    (dir, io, cfg, log)
 }
 
 fn assert_out_of_range(e: Error, requested: u64, start: u64) {
@@ -32,9 +51,7 @@ fn sealed_bases(log: &Log) -> Vec<u64> {
 
 #[test]
 fn delete_before_moves_the_start_and_deletes_whole_segments_durably() {
-    let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg()).unwrap();
-    fill(&log, 2_000);
+    let (dir, log) = filled_log(2_000);
     let segs = log.segments();
     assert!(segs.len() >= 4, "{segs:?}");
     // A cut in the middle of the third segment.
@@ -77,9 +94,7 @@ fn delete_before_moves_the_start_and_deletes_whole_segments_durably() {
 
 #[test]
 fn a_log_emptied_by_retention_keeps_its_offsets_across_close() {
-    let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg()).unwrap();
-    fill(&log, 500);
+    let (dir, log) = filled_log(500);
     log.roll().unwrap();
     let out = log.delete_before(500).unwrap();
     assert!(out.segments_deleted >= 1);
@@ -94,9 +109,7 @@ fn a_log_emptied_by_retention_keeps_its_offsets_across_close() {
 
 #[test]
 fn a_reader_in_a_deleted_segment_gets_out_of_range_and_the_file_goes_when_it_lets_go() {
-    let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg()).unwrap();
-    fill(&log, 2_000);
+    let (dir, log) = filled_log(2_000);
     let segs = log.segments();
     let first = dir.path().join(format!("{:020}.log", segs[0].base_offset));
 
@@ -123,9 +136,7 @@ fn a_reader_in_a_deleted_segment_gets_out_of_range_and_the_file_goes_when_it_let
 
 #[test]
 fn retention_by_size_keeps_the_newest_segments_and_never_the_active_one() {
-    let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg()).unwrap();
-    fill(&log, 3_000);
+    let (_dir, log) = filled_log(3_000);
     let before = log.segments();
     let total: u64 = before.iter().map(|s| s.data_bytes).sum();
     let limit = total / 3;
@@ -180,11 +191,7 @@ fn retention_by_age_uses_each_segments_newest_timestamp() {
 
 #[test]
 fn files_left_by_a_failed_delete_are_removed_at_the_next_open() {
-    let dir = fast_tempdir();
-    let io = Arc::new(FaultIo::new());
-    let cfg = small_cfg().io(io.clone());
-    let log = Log::open(dir.path(), cfg.clone()).unwrap();
-    fill(&log, 2_000);
+    let (dir, io, cfg, log) = filled_faulty_log(2_000);
     let segs = log.segments();
     io.fail_remove.store(true, Ordering::SeqCst);
     // The start moves (it is recorded first); the deletion fails and says so.
@@ -205,10 +212,7 @@ fn files_left_by_a_failed_delete_are_removed_at_the_next_open() {
 
 #[test]
 fn a_failed_start_offset_write_changes_nothing() {
-    let dir = fast_tempdir();
-    let io = Arc::new(FaultIo::new());
-    let log = Log::open(dir.path(), small_cfg().io(io.clone())).unwrap();
-    fill(&log, 2_000);
+    let (dir, io, _, log) = filled_faulty_log(2_000);
     let files = segment_files(dir.path());
     io.set_fail_rename(true);
     assert!(log.delete_before(1_000).is_err());
@@ -221,9 +225,7 @@ fn a_failed_start_offset_write_changes_nothing() {
 
 #[test]
 fn a_damaged_start_offset_file_is_reported_not_ignored() {
-    let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg()).unwrap();
-    fill(&log, 2_000);
+    let (dir, log) = filled_log(2_000);
     log.delete_before(1_500).unwrap();
     log.close().unwrap();
     let path = dir.path().join(annal::START_OFFSET_FILE_NAME);
@@ -254,9 +256,7 @@ fn a_damaged_start_offset_file_is_reported_not_ignored() {
 
 #[test]
 fn the_start_offset_file_bytes_are_pinned() {
-    let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg()).unwrap();
-    fill(&log, 10);
+    let (dir, log) = filled_log(10);
     log.delete_before(7).unwrap();
     log.close().unwrap();
     let bytes = std::fs::read(dir.path().join(annal::START_OFFSET_FILE_NAME)).unwrap();
@@ -276,9 +276,7 @@ fn the_start_offset_file_bytes_are_pinned() {
 /// one; a reader overtaken by the start gets `OffsetOutOfRange` and restarts.
 #[test]
 fn readers_race_retention_without_crashing_or_misreading() {
-    let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg()).unwrap();
-    fill(&log, 1_000);
+    let (dir, log) = filled_log(1_000);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let readers: Vec<_> = (0..2)

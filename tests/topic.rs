@@ -18,6 +18,7 @@ use annal::{
     CleanupPolicy, Durability, Error, LogConfig, OwnedRecord, Record, Retention, Store, StoreConfig, Topic, TopicConfig,
 };
 use common::{FaultIo, fast_tempdir};
+use tempfile::TempDir;
 
 fn cfg() -> StoreConfig {
     StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).index_interval_bytes(256))
@@ -26,6 +27,14 @@ fn cfg() -> StoreConfig {
 /// A topic of `n` partitions with 4 KiB segments, so that a few records roll.
 fn tiny(n: u32) -> TopicConfig {
     TopicConfig::default().partitions(n).segment_bytes(4096)
+}
+
+/// A store (`cfg()`) in a fresh directory with one topic: (directory, store, topic).
+fn store_with_topic(name: &str, config: TopicConfig) -> (TempDir, Store, Arc<Topic>) {
+    let dir = fast_tempdir();
+    let store = Store::open(dir.path(), cfg()).unwrap();
+    let topic = store.create_topic(name, config).unwrap();
+    (dir, store, topic)
 }
 
 fn topic_dir(root: &Path, name: &str) -> PathBuf {
@@ -270,9 +279,7 @@ fn reopen_keeps_topics_configs_and_offsets() {
 
 #[test]
 fn keyed_sends_land_on_hash_partitions_in_order() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("users", tiny(4)).unwrap();
+    let (_dir, store, t) = store_with_topic("users", tiny(4));
     for (key, expected) in [("user-1", 0), ("user-2", 1), ("user-3", 2), ("key-2", 3)] {
         let (p, _) = t.send(&Record::new(b"v").with_key(key.as_bytes())).unwrap();
         assert_eq!(p, expected, "{key}");
@@ -303,9 +310,7 @@ fn keyed_sends_land_on_hash_partitions_in_order() {
 
 #[test]
 fn keyless_sends_spread_evenly_round_robin() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("logs", tiny(5)).unwrap();
+    let (_dir, store, t) = store_with_topic("logs", tiny(5));
     let mut counts = [0u64; 5];
     let mut previous = None;
     for i in 0..1_000 {
@@ -335,9 +340,7 @@ fn keyless_sends_spread_evenly_round_robin() {
 
 #[test]
 fn explicit_partition_and_out_of_range_errors() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("t", tiny(3)).unwrap();
+    let (_dir, store, t) = store_with_topic("t", tiny(3));
     // send_to ignores the key's partition.
     assert_eq!(partition_for_key(b"user-1", 3), 2);
     assert_eq!(t.send_to(0, &Record::new(b"a").with_key(b"user-1")).unwrap(), 0);
@@ -382,9 +385,7 @@ fn concurrent_producers_and_readers_see_every_record_once_in_order() {
     const PRODUCERS: u64 = 4;
     const PER_PRODUCER: u64 = 3_000;
     const KEYS: u64 = 40;
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("c", TopicConfig::default().partitions(4).segment_bytes(64 << 10)).unwrap();
+    let (_dir, store, t) = store_with_topic("c", TopicConfig::default().partitions(4).segment_bytes(64 << 10));
     let done = AtomicBool::new(false);
     let total = PRODUCERS * PER_PRODUCER;
     let seen: Vec<Vec<(u64, u64)>> = std::thread::scope(|s| {
@@ -473,9 +474,7 @@ fn fill(t: &Topic, n: u64, timestamp: Option<i64>) {
 
 #[test]
 fn retention_by_size_and_age_through_the_store() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let by_size = store.create_topic("by-size", tiny(2).retention(Retention::default().max_bytes(8 << 10))).unwrap();
+    let (dir, store, by_size) = store_with_topic("by-size", tiny(2).retention(Retention::default().max_bytes(8 << 10)));
     let day = 86_400_000i64;
     let now = 1_000 * day;
     let by_age = store
@@ -603,9 +602,7 @@ fn background_retention_thread_applies_policies_and_stops_on_close() {
 
 #[test]
 fn delete_before_through_a_topic() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("t", tiny(2)).unwrap();
+    let (dir, store, t) = store_with_topic("t", tiny(2));
     fill(&t, 100, None);
     let out = t.delete_before(1, 60).unwrap();
     assert_eq!(out.start_offset, 60);
@@ -740,9 +737,7 @@ fn invalid_topic_names_are_refused() {
 
 #[test]
 fn a_second_writer_is_locked_out_and_readers_are_not() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("t", tiny(2)).unwrap();
+    let (dir, store, t) = store_with_topic("t", tiny(2));
     t.send_to(1, &Record::new(b"hello")).unwrap();
     match Store::open(dir.path(), cfg()) {
         Err(Error::Locked { path }) => assert_eq!(path, dir.path()),
@@ -770,9 +765,7 @@ fn a_second_writer_is_locked_out_and_readers_are_not() {
 
 #[test]
 fn add_partitions_grows_and_moves_keys() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("t", tiny(4)).unwrap();
+    let (dir, store, t) = store_with_topic("t", tiny(4));
     // key-2 hashes to partition 3 of 4 and to partition 0 of 7 (keys move).
     assert_eq!(t.send(&Record::new(b"old").with_key(b"key-2")).unwrap(), (3, 0));
     store.add_partitions("t", 7).unwrap();
@@ -885,9 +878,7 @@ fn interrupted_creations_and_deletions_are_cleaned_at_open() {
 
 #[test]
 fn sends_race_with_delete_and_close_without_panics() {
-    let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
-    let t = store.create_topic("t", tiny(3)).unwrap();
+    let (_dir, store, t) = store_with_topic("t", tiny(3));
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let senders: Vec<_> = (0..3)

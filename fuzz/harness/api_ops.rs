@@ -11,9 +11,9 @@
 //! opcode byte (modulo [`OPS`]) followed by its argument bytes; missing bytes
 //! read as zero.
 
-use annal::{Durability, Error, Header, Log, LogConfig, LogReader, OwnedRecord, Record, inspect};
+use annal::{Error, Header, Log, LogConfig, LogReader, OwnedRecord, Record, inspect};
 
-use super::common::{model_offset_for_timestamp, read_all, tempdir};
+use super::common::{Bytes, model_offset_for_timestamp, ops_config, read_all, tempdir};
 
 /// Number of opcodes.
 pub const OPS: u8 = 13;
@@ -50,23 +50,6 @@ pub mod op {
 /// At most this many operations run per input.
 const MAX_OPS: usize = 256;
 const BASE_TS: i64 = 1_700_000_000_000;
-
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bytes<'_> {
-    fn more(&self) -> bool {
-        self.pos < self.data.len()
-    }
-
-    fn next(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-}
 
 /// The parts of a record to append, built from 3 input bytes.
 struct Spec {
@@ -125,16 +108,6 @@ fn timestamp(t: u8) -> i64 {
     }
 }
 
-/// The configuration the input's first byte asks for.
-pub fn config(c: u8) -> LogConfig {
-    LogConfig::default()
-        .segment_bytes(if c & 1 != 0 { 8192 } else { 4096 })
-        .index_interval_bytes([1, 64, 512, 4096][usize::from((c >> 1) & 3)])
-        .max_open_segments(if c & 8 != 0 { 1 } else { 64 })
-        .durability(Durability::Never)
-        .segment_max_age(None)
-}
-
 fn check_all(log: &Log, model: &[OwnedRecord], from: u64, what: &str) {
     let (records, err) = read_all(log, from);
     if let Some(e) = err {
@@ -153,14 +126,14 @@ fn reopen(dir: &std::path::Path, config: &LogConfig, model: &[OwnedRecord]) -> L
 /// Runs one input.
 pub fn run(data: &[u8]) {
     let Some((&c, ops)) = data.split_first() else { return };
-    let config = config(c);
+    let config = ops_config(c);
     let max = u64::from(config.get_max_record_bytes());
     let tmp = tempdir();
     let dir = tmp.path().join("log");
     let mut log = Some(Log::open(&dir, config.clone()).expect("open a new log"));
     let mut model: Vec<OwnedRecord> = Vec::new();
     let mut reader: Option<LogReader> = None;
-    let mut b = Bytes { data: ops, pos: 0 };
+    let mut b = Bytes::new(ops);
     let mut n = 0;
     while b.more() && n < MAX_OPS {
         n += 1;

@@ -1,6 +1,6 @@
 //! Helpers shared by the fuzz harnesses.
 
-use annal::{Error, Log, OwnedRecord};
+use annal::{Durability, Error, Log, LogConfig, OwnedRecord};
 
 /// A temporary directory, in memory (`/dev/shm`) where there is one: the
 /// harnesses create, map and fsync files on every input.
@@ -42,4 +42,41 @@ pub fn read_all(log: &Log, from: u64) -> (Vec<OwnedRecord>, Option<Error>) {
 /// `Log::offset_for_timestamp` defines it, over records starting at `start`.
 pub fn model_offset_for_timestamp(records: &[OwnedRecord], start: u64, ts: i64) -> Option<u64> {
     records.iter().position(|r| r.timestamp >= ts).map(|i| start + i as u64)
+}
+
+/// The log configuration the first input byte of the operation harnesses
+/// (`api_ops`, `compact_ops`) asks for: bit 0, 8 KiB segments instead of
+/// 4 KiB; bits 1-2, an index interval of 1, 64, 512 or 4096 bytes; bit 3, at
+/// most one sealed segment mapped at a time.
+pub fn ops_config(c: u8) -> LogConfig {
+    LogConfig::default()
+        .segment_bytes(if c & 1 != 0 { 8192 } else { 4096 })
+        .index_interval_bytes([1, 64, 512, 4096][usize::from((c >> 1) & 3)])
+        .max_open_segments(if c & 8 != 0 { 1 } else { 64 })
+        .durability(Durability::Never)
+        .segment_max_age(None)
+}
+
+/// The operation bytes of an input, read one at a time; past the end they
+/// read as zero.
+pub struct Bytes<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Bytes<'a> {
+    pub fn new(data: &'a [u8]) -> Bytes<'a> {
+        Bytes { data, pos: 0 }
+    }
+
+    /// Whether any byte is left.
+    pub fn more(&self) -> bool {
+        self.pos < self.data.len()
+    }
+
+    pub fn next(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        b
+    }
 }

@@ -17,9 +17,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use annal::{Compaction, Durability, Error, Log, LogConfig, OwnedRecord, Record, inspect};
+use annal::{Compaction, Error, Log, LogConfig, OwnedRecord, Record, inspect};
 
-use super::common::tempdir;
+use super::common::{Bytes, ops_config, tempdir};
 
 /// Number of opcodes.
 pub const OPS: u8 = 11;
@@ -54,33 +54,6 @@ const MAX_OPS: usize = 200;
 const BASE_TS: i64 = 1_700_000_000_000;
 /// Tombstone retention of every compaction, in milliseconds.
 const RETENTION_MS: i64 = 5_000;
-
-/// The configuration the input's first byte asks for.
-pub fn config(c: u8) -> LogConfig {
-    LogConfig::default()
-        .segment_bytes(if c & 1 != 0 { 8192 } else { 4096 })
-        .index_interval_bytes([1, 64, 512, 4096][usize::from((c >> 1) & 3)])
-        .max_open_segments(if c & 8 != 0 { 1 } else { 64 })
-        .durability(Durability::Never)
-        .segment_max_age(None)
-}
-
-struct Bytes<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bytes<'_> {
-    fn more(&self) -> bool {
-        self.pos < self.data.len()
-    }
-
-    fn next(&mut self) -> u8 {
-        let b = self.data.get(self.pos).copied().unwrap_or(0);
-        self.pos += 1;
-        b
-    }
-}
 
 /// The log as it must be: the records its segment files hold (some below
 /// the start offset, in a segment retention only partly passed).
@@ -144,13 +117,13 @@ fn reopen(dir: &std::path::Path, config: &LogConfig, model: &Model, what: &str) 
 /// Runs one input.
 pub fn run(data: &[u8]) {
     let Some((&c, ops)) = data.split_first() else { return };
-    let config = config(c);
+    let config = ops_config(c);
     let tmp = tempdir();
     let dir = tmp.path().join("log");
     let mut log = Some(Log::open(&dir, config.clone()).expect("open a new log"));
     let mut model = Model::default();
     let policy = Compaction::default().tombstone_retention(Duration::from_millis(RETENTION_MS as u64));
-    let mut b = Bytes { data: ops, pos: 0 };
+    let mut b = Bytes::new(ops);
     let mut n = 0;
     while b.more() && n < MAX_OPS {
         n += 1;

@@ -1,9 +1,10 @@
 //! Helpers shared by the integration tests: a fault-injecting [`Io`], small
 //! configurations, deterministic record contents, directory snapshots and a
-//! tiny seeded random number generator.
+//! tiny seeded random number generator; [`cli`] runs the `annal` binary.
 
 #![allow(dead_code)]
 
+pub mod cli;
 #[cfg(feature = "object-store")]
 pub mod s3;
 
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use annal::io::{Io, OsIo};
@@ -301,6 +303,25 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// Every file below `dir`, hidden ones included, relative to it.
+pub fn all_files(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("{rel}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().unwrap().is_dir() {
+                walk(&entry.path(), &format!("{name}/"), out);
+            } else {
+                out.push(name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out);
+    out.sort();
+    out
+}
+
 /// The segment data files of a log directory, sorted by base offset.
 pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = fs::read_dir(dir)
@@ -312,6 +333,43 @@ pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// The file names of the temporary files the last open of `log` removed, sorted.
+pub fn removed_temp_names(log: &Log) -> Vec<String> {
+    let mut removed: Vec<String> = log
+        .recovery_report()
+        .removed_temp_files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    removed.sort();
+    removed
+}
+
+/// A thread that runs `f` with a stop flag to poll; dropping the handle
+/// raises the flag and waits for the thread to end.
+pub struct BackgroundThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundThread {
+    pub fn spawn(f: impl FnOnce(&AtomicBool) + Send + 'static) -> BackgroundThread {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || f(&flag));
+        BackgroundThread { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for BackgroundThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// xorshift64*: a small deterministic generator for seeded tests.

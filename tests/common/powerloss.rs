@@ -353,6 +353,17 @@ impl PowerLossIo {
     fn is_dir(&self, dir: &Path) -> bool {
         dir == self.dir || dir.canonicalize().ok().is_some_and(|d| Some(d) == self.dir.canonicalize().ok())
     }
+
+    /// `sync_data` or `sync_all` (`call`), treated alike: the file's bytes as
+    /// they are now become its durable image.
+    fn sync_file(&self, call: &str, file: &File) -> io::Result<()> {
+        let mut st = self.begin(|| format!("{call} {}", file_name_of(file)))?;
+        let key = key_of(&file.metadata()?);
+        let id = Self::id_for_key(&mut st, key);
+        let bytes = read_whole(file)?;
+        st.durable.insert(id, bytes);
+        Ok(())
+    }
 }
 
 /// The path an open file has now, for the trace.
@@ -417,21 +428,11 @@ impl Io for PowerLossIo {
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {
-        let mut st = self.begin(|| format!("sync_data {}", file_name_of(file)))?;
-        let key = key_of(&file.metadata()?);
-        let id = Self::id_for_key(&mut st, key);
-        let bytes = read_whole(file)?;
-        st.durable.insert(id, bytes);
-        Ok(())
+        self.sync_file("sync_data", file)
     }
 
     fn sync_all(&self, file: &File) -> io::Result<()> {
-        let mut st = self.begin(|| format!("sync_all {}", file_name_of(file)))?;
-        let key = key_of(&file.metadata()?);
-        let id = Self::id_for_key(&mut st, key);
-        let bytes = read_whole(file)?;
-        st.durable.insert(id, bytes);
-        Ok(())
+        self.sync_file("sync_all", file)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

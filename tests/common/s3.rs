@@ -5,7 +5,6 @@
 //! log against real S3). Only compiled with the `object-store` feature.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +19,8 @@ use s3s::dto::{
     PutObjectOutput, UploadPartInput, UploadPartOutput,
 };
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+
+use super::all_files;
 
 pub const ACCESS_KEY: &str = "annal-test-access";
 pub const SECRET_KEY: &str = "annal-test-secret-key";
@@ -168,23 +169,4 @@ pub fn test_options() -> ObjectStoreOptions {
         .request_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(2))
         .max_retries(1)
-}
-
-/// Every file below `dir`, hidden ones included, relative to it.
-fn all_files(dir: &Path) -> Vec<String> {
-    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            let name = format!("{rel}{}", entry.file_name().to_string_lossy());
-            if entry.file_type().unwrap().is_dir() {
-                walk(&entry.path(), &format!("{name}/"), out);
-            } else {
-                out.push(name);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, "", &mut out);
-    out.sort();
-    out
 }
