@@ -502,10 +502,6 @@ fn a_store_archives_every_topic_and_its_background_thread_too() {
     }
 }
 
-/// The archive tier's core round trip against a real S3-compatible server
-/// (s3s-fs on loopback, `tests/common/s3.rs`) through `ObjectStoreArchive`:
-/// archive, read back identical, reopen, an unreachable store on read, then
-/// success, and retention deleting the objects.
 /// A compacted (sparse) segment archived and read back: the manifest has no
 /// flag for it, so the engine must tell it from its record count.
 #[test]
@@ -552,6 +548,10 @@ fn compacted_segments_are_archived_and_read_back_with_their_gaps() {
     log.close().unwrap();
 }
 
+/// The archive tier's core round trip against a real S3-compatible server
+/// (s3s-fs on loopback, `tests/common/s3.rs`) through `ObjectStoreArchive`:
+/// archive, read back identical, reopen, an unreachable store on read, then
+/// success, and retention deleting the objects.
 #[cfg(feature = "object-store")]
 mod s3 {
     use annal::archive::{ObjectStoreArchive, S3Config};
