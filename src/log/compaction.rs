@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Log, Shared, now_ms};
+use super::{Log, SegmentInfo, Shared, now_ms, sealed_info};
 use crate::error::{Error, IoContext, Result};
 use crate::record::RecordRef;
 use crate::segment::{self, SealedMeta, Segment};
@@ -87,10 +87,37 @@ pub struct CompactionOutcome {
     pub bytes_removed: u64,
 }
 
+/// What the last compaction of a log saw, to tell whether another would do
+/// anything ([`Log::compaction_due`]). Kept in memory only: after an open,
+/// the first compaction always runs.
+#[derive(Debug, Default)]
+pub(crate) struct CompactionMark {
+    /// The end of the sealed segments (archived ones included) the last
+    /// compaction covered; `None` before the first.
+    sealed_end: Option<u64>,
+    /// When the oldest tombstone the last compaction kept (for its age) becomes
+    /// old enough to drop, in ms since the Unix epoch.
+    next_tombstone_expiry: Option<i64>,
+}
+
 impl Log {
     /// Compacts the sealed segments now: see [`Log::compact_at`].
     pub fn compact(&self, policy: &Compaction) -> Result<CompactionOutcome> {
         self.compact_at(policy, now_ms())
+    }
+
+    /// Whether a compaction at `now_ms` could drop anything the last one
+    /// (by this handle) kept: a segment has been sealed since, or a tombstone
+    /// it kept has become older than the tombstone retention since. True
+    /// before the first compaction. The store's cleanup pass uses it to
+    /// leave unchanged partitions alone; [`Log::compact_at`] does not check it.
+    ///
+    /// Tombstones kept because segments were archived (see
+    /// [`Log::compact_at`]) make it true only once new data is sealed.
+    pub fn compaction_due(&self, now_ms: i64) -> bool {
+        let mark = self.shared.compaction.lock().expect("compaction lock");
+        let Some(covered) = mark.sealed_end else { return true };
+        mark.next_tombstone_expiry.is_some_and(|at| now_ms >= at) || self.shared.sealed_end() > covered
     }
 
     /// Compacts the sealed segments: keeps every record without a key, the
@@ -115,16 +142,56 @@ impl Log {
     /// the log as it was and usable; a failure of the directory fsync after
     /// the rename puts the log into the failed state, like any failed fsync.
     pub fn compact_at(&self, policy: &Compaction, now_ms: i64) -> Result<CompactionOutcome> {
-        self.shared.compact(policy, now_ms)
+        self.shared.compact(policy, now_ms, &mut |_| {})
+    }
+
+    /// [`Log::compact_at`], calling `progress` with each sealed segment as
+    /// each of the two passes is done with it (the key scan, then the
+    /// rewrite): twice per segment, for a progress bar.
+    pub fn compact_with_progress(
+        &self,
+        policy: &Compaction,
+        now_ms: i64,
+        progress: &mut dyn FnMut(&SegmentInfo),
+    ) -> Result<CompactionOutcome> {
+        self.shared.compact(policy, now_ms, progress)
+    }
+
+    /// The sealed local segments a compaction would read (each of them
+    /// twice): for a progress bar.
+    pub fn compaction_backlog(&self) -> Vec<SegmentInfo> {
+        self.shared.compaction_candidates().iter().map(sealed_info).collect()
     }
 }
 
 impl Shared {
-    fn compact(&self, policy: &Compaction, now: i64) -> Result<CompactionOutcome> {
+    /// The end (next offset) of the last sealed segment, local or archived; 0 if none.
+    fn sealed_end(&self) -> u64 {
+        let set = self.segments.read().expect("segments lock");
+        set.sealed.last().map_or(0, |m| m.footer.next_offset)
+    }
+
+    /// The sealed local segments, oldest first, and whether any segment is archived.
+    fn compaction_candidates_and_archived(&self) -> (Vec<SealedMeta>, bool) {
+        let set = self.segments.read().expect("segments lock");
+        let local = set.sealed.iter().filter(|m| !set.archived.contains_key(&m.footer.base_offset)).copied();
+        (local.collect(), !set.archived.is_empty())
+    }
+
+    fn compaction_candidates(&self) -> Vec<SealedMeta> {
+        self.compaction_candidates_and_archived().0
+    }
+
+    fn compact(
+        &self,
+        policy: &Compaction,
+        now: i64,
+        progress: &mut dyn FnMut(&SegmentInfo),
+    ) -> Result<CompactionOutcome> {
         if self.read_only {
             return Err(Error::ReadOnly { path: self.dir.clone() });
         }
-        let _one_at_a_time = self.compaction.lock().expect("compaction lock");
+        let mut mark = self.compaction.lock().expect("compaction lock");
         {
             let w = self.writer.lock().expect("writer lock");
             self.check_writable(&w)?;
@@ -132,11 +199,8 @@ impl Shared {
         // Archived segments are immutable objects: they are neither read nor
         // rewritten. While any exist, an older value of a key may live in one,
         // so no tombstone is dropped (dropping it would bring that value back).
-        let (sealed, any_archived): (Vec<SealedMeta>, bool) = {
-            let set = self.segments.read().expect("segments lock");
-            let local = set.sealed.iter().filter(|m| !set.archived.contains_key(&m.footer.base_offset)).copied();
-            (local.collect(), !set.archived.is_empty())
-        };
+        let sealed_end = self.sealed_end();
+        let (sealed, any_archived) = self.compaction_candidates_and_archived();
         let mut outcome = CompactionOutcome { segments_examined: sealed.len(), ..CompactionOutcome::default() };
 
         // 1. The latest offset of every key in the sealed segments.
@@ -158,15 +222,24 @@ impl Shared {
                     }
                 }
             })?;
+            progress(&sealed_info(meta));
         }
         outcome.keys = latest.len();
 
         // 2. Rewrite, oldest first, each segment durable before the next.
         let retention = i64::try_from(policy.tombstone_retention.as_millis()).unwrap_or(i64::MAX);
         let cutoff = if any_archived { i64::MIN } else { now.saturating_sub(retention) };
-        let keep = |r: &RecordRef<'_>| match r.key() {
+        // The oldest tombstone kept for its age: when the next compaction may drop it.
+        let mut oldest_kept_tombstone = i64::MAX;
+        let mut keep = |r: &RecordRef<'_>| match r.key() {
             None => true,
-            Some(key) => latest.get(key) == Some(&r.offset()) && !(r.value().is_none() && r.timestamp() < cutoff),
+            Some(key) if latest.get(key) != Some(&r.offset()) => false,
+            Some(_) if r.value().is_some() => true,
+            Some(_) if r.timestamp() < cutoff => false,
+            Some(_) => {
+                oldest_kept_tombstone = oldest_kept_tombstone.min(r.timestamp());
+                true
+            }
         };
         let io = self.config.io.as_ref();
         for (meta, present) in sealed.iter().zip(present) {
@@ -176,13 +249,14 @@ impl Shared {
             };
             let Some(seg) = seg else {
                 outcome.segments_skipped += 1;
+                progress(&sealed_info(meta));
                 continue;
             };
             let interval = self.config.index_interval_bytes;
-            let Some(new) = segment::write_compacted(&self.dir, io, &seg, meta, interval, &keep)? else {
-                continue;
-            };
+            let new = segment::write_compacted(&self.dir, io, &seg, meta, interval, &mut keep)?;
             drop(seg);
+            progress(&sealed_info(meta));
+            let Some(new) = new else { continue };
             if !self.install_compacted(meta, &new)? {
                 outcome.segments_skipped += 1;
                 continue;
@@ -192,6 +266,15 @@ impl Shared {
             outcome.tombstones_removed += new.tombstones_removed;
             outcome.bytes_removed += new.bytes_removed;
         }
+        *mark = CompactionMark {
+            sealed_end: Some(sealed_end),
+            next_tombstone_expiry: match oldest_kept_tombstone {
+                i64::MAX => None,
+                _ if any_archived => None,
+                // Dropped once `ts < now - retention`.
+                ts => Some(ts.saturating_add(retention).saturating_add(1)),
+            },
+        };
         Ok(outcome)
     }
 

@@ -123,8 +123,8 @@ pub(crate) struct Shared {
     start_offset: AtomicU64,
     commit: Mutex<CommitState>,
     commit_cv: Condvar,
-    /// Held for the whole of a compaction: one at a time.
-    compaction: Mutex<()>,
+    /// Held for the whole of a compaction (one at a time); what the last one saw.
+    compaction: Mutex<compaction::CompactionMark>,
     failed: AtomicBool,
     failure: Mutex<Option<String>>,
     closed: AtomicBool,

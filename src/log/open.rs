@@ -200,7 +200,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         start_offset: AtomicU64::new(start_offset),
         commit: Mutex::new(CommitState::default()),
         commit_cv: Condvar::new(),
-        compaction: Mutex::new(()),
+        compaction: Mutex::default(),
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
         closed: AtomicBool::new(false),
