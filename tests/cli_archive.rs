@@ -82,3 +82,51 @@ fn archive_errors_are_one_line() {
     // Nothing archived: list prints the header only.
     assert_eq!(ok(&["archive", "list", "--dir", p(dir.path())], b"").lines().count(), 1);
 }
+
+#[test]
+fn archive_run_follows_each_topics_own_policy_unless_limits_are_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = tempfile::tempdir().unwrap();
+    let d = p(dir.path());
+    let a = p(arch.path());
+    let small = ["--segment-bytes", "4096"];
+    ok(&[&["topic", "create", "keep", "--dir", d, "--no-archive"][..], &small].concat(), b"");
+    ok(
+        &[&["topic", "create", "capped", "--dir", d, "--archive-max-local-bytes", "1000000000"][..], &small].concat(),
+        b"",
+    );
+    ok(&[&["topic", "create", "plain", "--dir", d][..], &small].concat(), b"");
+    let lines: String = (0..200).map(|i| format!("line-{i:04}-{}\n", "y".repeat(100))).collect();
+    for t in ["keep", "capped", "plain"] {
+        ok(&["produce", t, "--dir", d, "--durability", "never"], lines.as_bytes());
+    }
+    let describe = |t: &str| ok(&["topic", "describe", t, "--dir", d], b"");
+    assert!(describe("keep").contains("archive policy: never\n"));
+    assert!(describe("capped").contains("archive policy: max local age ms none, max local bytes 1000000000\n"));
+    assert!(describe("plain").contains("archive policy: the store's\n"));
+
+    // Without limits: "keep" opts out, "capped" is under its limit, "plain"
+    // (no policy of its own) has every sealed segment archived.
+    let out = ok(&["archive", "run", "--dir", d, "--archive-dir", a], b"");
+    assert!(!out.contains("keep "), "{out}");
+    assert!(out.contains("capped 0: archived 0 segment(s)"), "{out}");
+    assert!(out.contains("plain 0: archived ") && !out.contains("plain 0: archived 0 "), "{out}");
+    // Limits on the command line apply to every topic, "keep" included.
+    let out = ok(&["archive", "run", "--dir", d, "--archive-dir", a, "--max-local-bytes", "4096"], b"");
+    assert!(out.contains("keep 0: archived ") && !out.contains("keep 0: archived 0 "), "{out}");
+    // Everything still reads back, through the archive.
+    for t in ["keep", "capped", "plain"] {
+        let consumed = ok(&["consume", t, "--dir", d, "--partition", "0", "--archive-dir", a], b"");
+        assert_eq!(consumed.lines().count(), 200, "{t}");
+        for (got, sent) in consumed.lines().zip(lines.lines()) {
+            assert!(got.contains(&format!("\t{sent}")), "{t}: {got} for {sent}");
+        }
+    }
+    // Without the archive, archived offsets are a one-line error naming the archive.
+    let out = run(&["consume", "plain", "--dir", d, "--partition", "0"], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no archive store configured"), "{}", stderr(&out));
+    let out = run(&["topic", "create", "x", "--dir", d, "--no-archive", "--archive-max-local-bytes", "5"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("annal topic create --help"), "{}", stderr(&out));
+}

@@ -22,7 +22,7 @@ fn fails(args: &[&str], stdin: &[u8], code: i32, needle: &str) -> Output {
 #[test]
 fn help_works_for_every_topic_command() {
     let top = ok(&["--help"], b"");
-    for cmd in ["topic", "produce", "consume", "retention"] {
+    for cmd in ["topic", "produce", "consume", "retention", "compact"] {
         assert!(top.contains(cmd), "top-level help lists {cmd}");
     }
     for cmd in [
@@ -35,6 +35,7 @@ fn help_works_for_every_topic_command() {
         &["consume"],
         &["retention"],
         &["retention", "run"],
+        &["compact"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
@@ -283,4 +284,56 @@ fn a_damaged_topic_meta_is_exit_2_naming_the_file() {
     assert_eq!(std::fs::read(&meta).unwrap(), bad);
     std::fs::write(&meta, &good).unwrap();
     assert_eq!(ok(&["consume", "t", "--dir", d], b"").lines().count(), 2);
+}
+
+#[test]
+fn compact_keeps_the_latest_record_of_each_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    let small = ["--segment-bytes", "4096"];
+    ok(
+        &[&["topic", "create", "state", "--dir", d, "--cleanup-policy", "compact", "--partitions", "2"][..], &small]
+            .concat(),
+        b"",
+    );
+    ok(&[&["topic", "create", "log", "--dir", d][..], &small].concat(), b"");
+    // Three rounds over four keys; each round's value names the round.
+    for round in 0..3 {
+        for key in ["a", "b", "c", "d"] {
+            let lines: String = (0..10).map(|i| format!("{key}-round{round}-{i}-{}\n", "z".repeat(120))).collect();
+            ok(&["produce", "state", "--dir", d, "--key", key, "--durability", "never"], lines.as_bytes());
+        }
+    }
+    ok(&["produce", "log", "--dir", d, "--key", "a"], b"one\ntwo\n");
+    let before = ok(&["consume", "state", "--dir", d], b"");
+    assert_eq!(before.lines().count(), 120);
+
+    let text = ok(&["compact", "--dir", d], b"");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (i, line) in lines[..2].iter().enumerate() {
+        assert!(line.starts_with(&format!("state {i}: ")), "{line}");
+    }
+    assert!(lines[2].starts_with("compaction: ") && lines[2].ends_with("from 2 partition(s); 0 failure(s)"), "{text}");
+    assert!(!lines[2].starts_with("compaction: 0 record(s)"), "{text}");
+    let after = ok(&["consume", "state", "--dir", d], b"");
+    let after_lines: Vec<&str> = after.lines().collect();
+    assert!(after_lines.len() < 120, "{after}");
+    // Every key's latest value is still there, and what remains is a subset
+    // of what was there, in the same order, with the same offsets.
+    for key in ["a", "b", "c", "d"] {
+        assert!(after.contains(&format!("{key}-round2-9-")), "{key}: {after}");
+    }
+    let mut it = before.lines();
+    for line in &after_lines {
+        assert!(it.any(|b| b == *line), "{line} was not in the log before, or is out of order");
+    }
+    // The delete-policy topic is untouched; naming it is refused; so is a missing topic.
+    assert_eq!(ok(&["consume", "log", "--dir", d], b"").lines().count(), 2);
+    fails(&["compact", "--dir", d, "--topic", "log"], b"", 1, "cleanup policy delete");
+    fails(&["compact", "--dir", d, "--topic", "nope"], b"", 1, "unknown topic \"nope\"");
+    fails(&["compact", "--dir", p(&tmp.path().join("missing"))], b"", 1, "not an annal store");
+    // A second run over one topic compacts again but removes nothing more.
+    let text = ok(&["compact", "--dir", d, "--topic", "state"], b"");
+    assert!(text.ends_with("compaction: 0 record(s), 0 bytes removed from 2 partition(s); 0 failure(s)\n"), "{text}");
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use annal::log::ArchivePolicy;
 use annal::topic::{
     MAX_TOPIC_NAME_LEN, PartitionRetention, TOPIC_META_FILE_NAME, TopicMeta, fnv1a_64, partition_for_key,
     validate_topic_name,
@@ -85,6 +86,7 @@ fn golden_meta() -> TopicMeta {
         segment_bytes: 65_536,
         tombstone_retention_ms: 86_400_000,
         created_ms: 1_700_000_000_000,
+        archive_policy: None,
     }
 }
 
@@ -124,6 +126,57 @@ fn golden_topic_meta() {
         let err = TopicMeta::decode(&b).unwrap_err();
         assert!(!err.is_empty(), "byte {at} = {value}");
     }
+}
+
+/// Version 2: the golden topic with its own archive policy (one hour, 1 GiB).
+fn golden_meta_v2_bytes() -> Vec<u8> {
+    let mut b = GOLDEN_META[..64].to_vec();
+    b[8] = 2; // version 2
+    b.extend_from_slice(&3_600_000u64.to_le_bytes()); // archive_max_local_age_ms
+    b.extend_from_slice(&(1u64 << 30).to_le_bytes()); // archive_max_local_bytes
+    let crc = crc32(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b.extend_from_slice(&[0; 4]); // reserved
+    b
+}
+
+#[test]
+fn golden_topic_meta_v2_with_an_archive_policy() {
+    let policy = ArchivePolicy::default().max_local_age(Duration::from_secs(3600)).max_local_bytes(1 << 30);
+    let meta = TopicMeta { archive_policy: Some(policy), ..golden_meta() };
+    let golden = golden_meta_v2_bytes();
+    assert_eq!(golden.len(), 88);
+    assert_eq!(golden[80..84], [0x34, 0x3c, 0x0e, 0x60], "pinned CRC of the v2 golden bytes");
+    assert_eq!(meta.encode(), golden);
+    assert_eq!(TopicMeta::decode(&golden), Ok(meta));
+    // The policy goes through TopicConfig and back.
+    let config = meta.config();
+    assert_eq!(config.get_archive_policy(), Some(policy));
+    assert_eq!(TopicMeta::new(&config, 1_700_000_000_000), meta);
+    // A topic without a policy stays version 1, byte for byte.
+    assert_eq!(TopicMeta { archive_policy: None, ..meta }.encode(), GOLDEN_META);
+    // "Never archive": both limits none, still version 2.
+    let never = TopicMeta { archive_policy: Some(ArchivePolicy::default()), ..meta };
+    let b = never.encode();
+    assert_eq!((b.len(), b[8]), (88, 2));
+    assert_eq!(b[64..80], [0xff; 16]);
+    assert_eq!(TopicMeta::decode(&b), Ok(never));
+    // Every single-bit flip and every truncation is refused.
+    for bit in 0..88 * 8 {
+        let mut b = golden.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        assert!(TopicMeta::decode(&b).is_err(), "v2 topic.meta with bit {bit} flipped decoded");
+    }
+    for len in 0..88 {
+        assert!(TopicMeta::decode(&golden[..len]).is_err(), "v2 topic.meta cut to {len} bytes decoded");
+    }
+    // A v1 file claiming version 2, and a v2 file claiming version 1, are refused.
+    let mut b = GOLDEN_META;
+    b[8] = 2;
+    assert!(TopicMeta::decode(&b).unwrap_err().contains("88"));
+    let mut b = golden.clone();
+    b[8] = 1;
+    assert!(TopicMeta::decode(&b).unwrap_err().contains("72"));
 }
 
 /// CRC-32 (IEEE), bit by bit: independent of the crate's implementation.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::topic::{open_existing, require_store};
-use super::{CliResult, pass_result, print, progress_bar, push_failures};
+use super::{CliResult, now_ms, pass_result, print, progress_bar, push_failures};
 use annal::log::ArchivePolicy;
 use annal::{LocalDirArchive, Store, StoreConfig};
 
@@ -27,9 +27,11 @@ enum ArchiveCommand {
 /// Archive sealed segments of every topic (or one) to a local-directory archive.
 ///
 /// Each segment is uploaded, verified (size and CRC-32 read back), recorded
-/// in its partition's archive manifest, and only then deleted locally. Without
-/// --max-local-age or --max-local-bytes, every sealed segment is archived
-/// (never the active one). One line per partition, then a summary; a
+/// in its partition's archive manifest, and only then deleted locally. With
+/// --max-local-age-ms or --max-local-bytes, those limits apply to every
+/// topic; without, each topic's own archive policy (`topic create
+/// --archive-max-local-age-ms/--archive-max-local-bytes`) applies, and every
+/// sealed segment of a topic without one is archived (never the active one). One line per partition, then a summary; a
 /// partition that fails keeps its segments local, is printed as `TOPIC
 /// PARTITION: error: ...`, and the exit status is 1. A progress bar is drawn
 /// when stdout is a terminal.
@@ -68,25 +70,25 @@ pub(crate) fn run_archive(args: &ArchiveArgs) -> CliResult {
 }
 
 fn run(args: &RunArgs) -> CliResult {
-    let mut policy = ArchivePolicy::default();
+    let mut limits = ArchivePolicy::default();
     if let Some(ms) = args.max_local_age_ms {
-        policy = policy.max_local_age(Duration::from_millis(ms));
+        limits = limits.max_local_age(Duration::from_millis(ms));
     }
     if let Some(b) = args.max_local_bytes {
-        policy = policy.max_local_bytes(b);
+        limits = limits.max_local_bytes(b);
     }
-    if policy.is_none() {
-        policy = ArchivePolicy::everything_sealed();
-    }
+    let over = (!limits.is_none()).then_some(limits);
     let archive = Arc::new(LocalDirArchive::open(&args.archive_dir)?);
-    let store = open_existing(&args.dir, StoreConfig::default().archive(archive, policy))?;
-    let now = annal_now();
-    let backlog = store.archival_backlog(now, args.topic.as_deref())?;
+    let config = StoreConfig::default().archive(archive, ArchivePolicy::everything_sealed());
+    let store = open_existing(&args.dir, config)?;
+    let now = now_ms();
+    let topic = args.topic.as_deref();
+    let backlog = store.archival_backlog(now, topic, over.as_ref())?;
     let bar = progress_bar(
         backlog.iter().map(|s| s.data_bytes).sum(),
         "archive [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
     );
-    let report = store.run_archival_at(now, args.topic.as_deref(), &mut |_, _, s| bar.inc(s.data_bytes))?;
+    let report = store.run_archival_at(now, topic, over.as_ref(), &mut |_, _, s| bar.inc(s.data_bytes))?;
     bar.finish_and_clear();
     let mut text = String::new();
     for p in &report.partitions {
@@ -119,8 +121,4 @@ fn list(args: &ListArgs) -> CliResult {
         }
     }
     print(&text)
-}
-
-fn annal_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

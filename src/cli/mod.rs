@@ -26,7 +26,7 @@ annal log or store, or any other error; 2 when stored data is corrupt (the messa
 the file, the log offset and the byte position). Every error is one line on stderr.";
 
 /// Every subcommand's name.
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "bench",
     "append",
     "read",
@@ -38,6 +38,7 @@ const COMMANDS: [&str; 12] = [
     "produce",
     "consume",
     "retention",
+    "compact",
     "archive",
 ];
 
@@ -62,6 +63,7 @@ enum Command {
     Produce(produce::ProduceArgs),
     Consume(produce::ConsumeArgs),
     Retention(topic::RetentionArgs),
+    Compact(topic::CompactArgs),
     Archive(archive::ArchiveArgs),
 }
 
@@ -154,6 +156,11 @@ pub(crate) fn progress_bar(len: u64, template: &str) -> ProgressBar {
     bar
 }
 
+/// The current time in milliseconds since the Unix epoch (the clock of record timestamps).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Appends one `TOPIC PARTITION: error: ...` line per failure of a store-wide
 /// pass (`-` for a whole topic) to `text`.
 pub(crate) fn push_failures(text: &mut String, failures: &[RetentionFailure]) {
@@ -196,6 +203,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Produce(args) => produce::run_produce(&args),
         Command::Consume(args) => produce::run_consume(&args),
         Command::Retention(args) => topic::run_retention(&args),
+        Command::Compact(args) => topic::run_compact(&args),
         Command::Archive(args) => archive::run_archive(&args),
     };
     match result {

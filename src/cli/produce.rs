@@ -2,10 +2,12 @@
 
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Args;
 
-use annal::{LogConfig, Record, Store, StoreConfig};
+use annal::log::ArchivePolicy;
+use annal::{LocalDirArchive, LogConfig, Record, Store, StoreConfig};
 
 use super::read::format_record;
 use super::topic::open_existing;
@@ -70,6 +72,10 @@ pub(crate) struct ConsumeArgs {
     /// One JSON object per line instead of tab-separated text.
     #[arg(long)]
     json: bool,
+    /// The local-directory archive that `annal archive run` moved segments
+    /// to: needed to read archived offsets.
+    #[arg(long, value_name = "ARCHIVE")]
+    archive_dir: Option<PathBuf>,
 }
 
 pub(crate) fn run_produce(args: &ProduceArgs) -> CliResult {
@@ -109,7 +115,15 @@ pub(crate) fn run_produce(args: &ProduceArgs) -> CliResult {
 }
 
 pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
-    let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
+    let mut config = StoreConfig::default();
+    if let Some(dir) = &args.archive_dir {
+        if !dir.is_dir() {
+            return Err(Failure::Error(format!("archive directory {} does not exist", dir.display())));
+        }
+        // Reads only: the policy is never applied by a read-only store.
+        config = config.archive(Arc::new(LocalDirArchive::open(dir)?), ArchivePolicy::default());
+    }
+    let store = Store::open_read_only(&args.dir, config)?;
     let topic = store.topic(&args.topic)?;
     let partitions = match args.partition {
         Some(p) => {

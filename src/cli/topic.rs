@@ -7,10 +7,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use annal::inspect::format_timestamp;
+use annal::log::ArchivePolicy;
 use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
 use annal::{CleanupPolicy, Retention, Store, StoreConfig, TopicConfig};
 
-use super::{CliResult, Failure, pass_result, print, push_failures};
+use super::{CliResult, Failure, now_ms, pass_result, print, progress_bar, push_failures};
 
 /// Create, list, describe or delete the topics of a store.
 ///
@@ -35,7 +36,7 @@ enum TopicCommand {
 enum PolicyArg {
     /// Delete whole old segments by the retention limits.
     Delete,
-    /// Keep the latest record of each key (recorded; compaction is not implemented yet).
+    /// Keep the latest record of each key (see `annal compact`).
     Compact,
 }
 
@@ -72,6 +73,18 @@ pub(crate) struct CreateArgs {
     /// How long compaction keeps tombstones, in milliseconds (default: one day).
     #[arg(long, value_name = "MS")]
     tombstone_retention_ms: Option<u64>,
+    /// The topic's own archive policy: archive sealed segments whose newest
+    /// record is older than MS milliseconds (default: the policy `archive
+    /// run` is given).
+    #[arg(long, value_name = "MS")]
+    archive_max_local_age_ms: Option<u64>,
+    /// The topic's own archive policy: archive the oldest sealed segments
+    /// while a partition holds more than B bytes locally.
+    #[arg(long, value_name = "B")]
+    archive_max_local_bytes: Option<u64>,
+    /// The topic's own archive policy: never archive its segments.
+    #[arg(long, conflicts_with_all = ["archive_max_local_age_ms", "archive_max_local_bytes"])]
+    no_archive: bool,
 }
 
 /// List the topics of a store, one name per line, sorted (read-only).
@@ -131,6 +144,25 @@ pub(crate) struct RetentionRunArgs {
     dir: PathBuf,
 }
 
+/// Compact the topics whose cleanup policy is compact, once.
+///
+/// Keeps the latest record of each key in every partition's sealed segments
+/// (and records without a key), drops the others, and drops tombstones older
+/// than the topic's tombstone retention; offsets do not change. The active
+/// segment is left alone. One line per partition, then a summary; a partition
+/// that fails is printed as `TOPIC PARTITION: error: ...`, the others are
+/// still compacted, and the exit status is 1 (2 if the failure is corruption).
+/// A progress bar is drawn when stdout is a terminal.
+#[derive(Debug, Args)]
+pub(crate) struct CompactArgs {
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Only this topic (its cleanup policy must be compact).
+    #[arg(long)]
+    topic: Option<String>,
+}
+
 pub(crate) fn run_topic(args: &TopicArgs) -> CliResult {
     match &args.command {
         TopicCommand::Create(a) => create(a),
@@ -174,6 +206,16 @@ fn create(args: &CreateArgs) -> CliResult {
     if let Some(ms) = args.tombstone_retention_ms {
         config = config.tombstone_retention(Duration::from_millis(ms));
     }
+    let mut archive = ArchivePolicy::default();
+    if let Some(ms) = args.archive_max_local_age_ms {
+        archive = archive.max_local_age(Duration::from_millis(ms));
+    }
+    if let Some(b) = args.archive_max_local_bytes {
+        archive = archive.max_local_bytes(b);
+    }
+    if args.no_archive || !archive.is_none() {
+        config = config.archive(archive);
+    }
     let store = Store::open(&args.dir, StoreConfig::default())?;
     let topic = store.create_topic(&args.name, config)?;
     let n = topic.partitions();
@@ -204,6 +246,16 @@ fn describe(args: &DescribeArgs) -> CliResult {
     text.push_str(&format!("retention bytes: {}\n", limit(retention.get_max_bytes(), "")));
     text.push_str(&format!("segment bytes: {}\n", meta.segment_bytes));
     text.push_str(&format!("tombstone retention ms: {}\n", meta.tombstone_retention_ms));
+    let archive = match meta.archive_policy {
+        None => "the store's".to_owned(),
+        Some(p) if p.is_none() => "never".to_owned(),
+        Some(p) => format!(
+            "max local age ms {}, max local bytes {}",
+            limit(p.get_max_local_age().map(|d| d.as_millis()), ""),
+            limit(p.get_max_local_bytes(), "")
+        ),
+    };
+    text.push_str(&format!("archive policy: {archive}\n"));
     text.push_str(&format!("created: {} ({})\n", meta.created_ms, format_timestamp(meta.created_ms)));
     text.push_str("partition\tstart\tnext\trecords\tsegments\tbytes\n");
     for p in 0..meta.partitions {
@@ -251,4 +303,43 @@ pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
     print(&text)?;
     store.close()?;
     pass_result("retention", &report.failures)
+}
+
+pub(crate) fn run_compact(args: &CompactArgs) -> CliResult {
+    let store = open_existing(&args.dir, StoreConfig::default())?;
+    let topic = args.topic.as_deref();
+    let backlog = store.compaction_backlog(topic)?;
+    let bar = progress_bar(
+        2 * backlog.iter().map(|s| s.data_bytes).sum::<u64>(),
+        "compact [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+    );
+    let now = now_ms();
+    let report = store.run_compaction_at(now, topic, &mut |_, _, s| bar.inc(s.data_bytes))?;
+    bar.finish_and_clear();
+    let mut text = String::new();
+    for p in &report.partitions {
+        let o = &p.outcome;
+        text.push_str(&format!(
+            "{} {}: {} key(s); rewrote {} of {} segment(s); removed {} record(s) ({} tombstone(s)), {} bytes\n",
+            p.topic,
+            p.partition,
+            o.keys,
+            o.segments_rewritten,
+            o.segments_examined,
+            o.records_removed,
+            o.tombstones_removed,
+            o.bytes_removed
+        ));
+    }
+    push_failures(&mut text, &report.failures);
+    text.push_str(&format!(
+        "compaction: {} record(s), {} bytes removed from {} partition(s); {} failure(s)\n",
+        report.records_removed(),
+        report.bytes_removed(),
+        report.partitions.len(),
+        report.failures.len()
+    ));
+    print(&text)?;
+    store.close()?;
+    pass_result("compaction", &report.failures)
 }

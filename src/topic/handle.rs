@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use super::meta::{self, CleanupPolicy, TopicConfig, TopicMeta};
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::log::{ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, SegmentInfo};
-use crate::log::{Log, LogReader, Retention, RetentionOutcome};
+use crate::log::{Compaction, CompactionOutcome, Log, LogReader, Retention, RetentionOutcome};
 use crate::record::Record;
 
 /// FNV-1a, 64 bits: the hash that maps record keys to partitions.
@@ -268,6 +269,76 @@ impl Topic {
             Some(e) => Err(e),
             None => Ok(outcomes),
         }
+    }
+
+    /// Compacts every partition's sealed segments now, with the topic's
+    /// tombstone retention, measuring tombstone ages against `now_ms`
+    /// (milliseconds since the Unix epoch): see [`Log::compact_at`]. Only for
+    /// a topic whose cleanup policy is [`CleanupPolicy::Compact`]; on any
+    /// other, [`Error::InvalidConfig`] (compaction would drop records that
+    /// policy keeps). Every partition is tried even if one fails; the first
+    /// error is returned. The outcomes are in partition order.
+    pub fn compact(&self, now_ms: i64) -> Result<Vec<CompactionOutcome>> {
+        let mut outcomes = Vec::new();
+        let mut first_error = None;
+        for (_, result) in self.compaction_results(now_ms, false, &mut |_, _, _| {})? {
+            match result {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(outcomes),
+        }
+    }
+
+    /// The compaction policy of the topic: its tombstone retention.
+    fn compaction_policy(&self, st: &TopicState) -> Result<Compaction> {
+        match st.meta.cleanup_policy {
+            CleanupPolicy::Compact => {
+                Ok(Compaction::default().tombstone_retention(Duration::from_millis(st.meta.tombstone_retention_ms)))
+            }
+            CleanupPolicy::Delete => Err(Error::InvalidConfig(format!(
+                "topic {:?} has cleanup policy delete; compacting it would drop records that policy keeps",
+                self.name
+            ))),
+        }
+    }
+
+    /// One result per partition of a compaction; with `only_due`, the
+    /// partitions where compaction would change nothing ([`Log::compaction_due`])
+    /// are left out.
+    pub(crate) fn compaction_results(
+        &self,
+        now_ms: i64,
+        only_due: bool,
+        progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
+    ) -> Result<Vec<(u32, Result<CompactionOutcome>)>> {
+        let st = self.writable()?;
+        let policy = self.compaction_policy(&st)?;
+        Ok((0u32..)
+            .zip(&st.logs)
+            .filter(|(_, log)| !only_due || log.compaction_due(now_ms))
+            .map(|(p, log)| (p, log.compact_with_progress(&policy, now_ms, &mut |s| progress(&self.name, p, s))))
+            .collect())
+    }
+
+    /// The sealed segments a compaction of the topic would read (each twice),
+    /// for a progress bar; empty unless the topic is compacted.
+    pub(crate) fn compaction_backlog(&self) -> Vec<SegmentInfo> {
+        let st = self.state.read().expect("topic lock");
+        if st.gone.is_some() || st.meta.cleanup_policy != CleanupPolicy::Compact {
+            return Vec::new();
+        }
+        st.logs.iter().flat_map(|log| log.compaction_backlog()).collect()
+    }
+
+    /// The topic's own archive policy (recorded in `topic.meta`), if any.
+    pub fn archive_policy(&self) -> Result<Option<ArchivePolicy>> {
+        Ok(self.live()?.meta.archive_policy)
     }
 
     /// One result per partition of an archival run with `policy`.

@@ -2,24 +2,33 @@
 //! configuration, in one fixed-layout, checksummed file.
 //!
 //! ```text
-//!  0  8  magic                   "ANNALTOP"
-//!  8  2  version                 u16 = 1
-//! 10  2  flags                   u16 = 0 (reserved)
-//! 12  4  partitions              u32, 1 ..= MAX_PARTITIONS
-//! 16  1  cleanup_policy          u8: 0 = delete, 1 = compact
-//! 17  7  reserved                zero
-//! 24  8  retention_ms            u64, u64::MAX = no age limit
-//! 32  8  retention_bytes         u64, u64::MAX = no size limit
-//! 40  8  segment_bytes           u64, MIN_SEGMENT_BYTES ..= MAX_SEGMENT_BYTES
-//! 48  8  tombstone_retention_ms  u64
-//! 56  8  created_ms              i64, milliseconds since the Unix epoch
-//! 64  4  crc                     u32, CRC-32 of bytes [0, 64)
-//! 68  4  reserved                zero
+//!  0  8  magic                     "ANNALTOP"
+//!  8  2  version                   u16: 1 (72 bytes) or 2 (88 bytes)
+//! 10  2  flags                     u16 = 0 (reserved)
+//! 12  4  partitions                u32, 1 ..= MAX_PARTITIONS
+//! 16  1  cleanup_policy            u8: 0 = delete, 1 = compact
+//! 17  7  reserved                  zero
+//! 24  8  retention_ms              u64, u64::MAX = no age limit
+//! 32  8  retention_bytes           u64, u64::MAX = no size limit
+//! 40  8  segment_bytes             u64, MIN_SEGMENT_BYTES ..= MAX_SEGMENT_BYTES
+//! 48  8  tombstone_retention_ms    u64
+//! 56  8  created_ms                i64, milliseconds since the Unix epoch
+//!        version 1:
+//! 64  4  crc                       u32, CRC-32 of bytes [0, 64)
+//! 68  4  reserved                  zero
+//!        version 2 (the topic has its own archive policy):
+//! 64  8  archive_max_local_age_ms  u64, u64::MAX = no age trigger
+//! 72  8  archive_max_local_bytes   u64, u64::MAX = no size trigger
+//! 80  4  crc                       u32, CRC-32 of bytes [0, 80)
+//! 84  4  reserved                  zero
 //! ```
 //!
-//! Little-endian; 72 bytes. The file is replaced atomically (temporary file,
-//! fsync, rename, fsync of the topic directory), so it holds either the old or
-//! the new contents, never a mix. docs/FORMAT.md ("Topic metadata") is the
+//! Little-endian. A topic without its own archive policy is written as
+//! version 1, byte for byte what it was before version 2 existed; one with
+//! is written as version 2, which an older reader refuses rather than
+//! misreads. The file is replaced atomically (temporary file, fsync, rename,
+//! fsync of the topic directory), so it holds either the old or the new
+//! contents, never a mix. docs/FORMAT.md ("Topic metadata") is the
 //! reference; `tests/topic.rs` pins the bytes.
 
 use std::path::{Path, PathBuf};
@@ -28,14 +37,17 @@ use std::time::Duration;
 use crate::config::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::io::Io;
-use crate::log::Retention;
+use crate::log::{ArchivePolicy, Retention};
 
 /// File name of the metadata file inside a topic directory.
 pub const TOPIC_META_FILE_NAME: &str = "topic.meta";
-/// Size of `topic.meta` in bytes.
+/// Size of a version 1 `topic.meta` in bytes (a topic without its own archive policy).
 pub const TOPIC_META_LEN: usize = 72;
-/// The `topic.meta` version this build writes and reads.
-pub const TOPIC_META_VERSION: u16 = 1;
+/// Size of a version 2 `topic.meta` in bytes (a topic with its own archive policy).
+pub const TOPIC_META_V2_LEN: usize = 88;
+/// The newest `topic.meta` version this build writes and reads (it reads
+/// every older one too).
+pub const TOPIC_META_VERSION: u16 = 2;
 /// Most partitions a topic may have: partition directories are named with
 /// five decimal digits (`00000` to `99999`).
 pub const MAX_PARTITIONS: u32 = 100_000;
@@ -57,9 +69,10 @@ pub enum CleanupPolicy {
     #[default]
     Delete,
     /// Old records are compacted: only the latest record of each key is kept,
-    /// and tombstones go after the tombstone retention. Retention by age and
-    /// size does not apply. (The policy is recorded; compaction itself is not
-    /// implemented yet, so such a topic keeps everything for now.)
+    /// and tombstones go after the tombstone retention (see
+    /// [`crate::Compaction`]). Retention by age and size does not apply; the
+    /// store's cleanup pass ([`crate::topic::Store::run_compaction`], and the
+    /// background thread) compacts the sealed segments of every partition.
     Compact,
 }
 
@@ -113,12 +126,13 @@ pub struct TopicConfig {
     pub(crate) retention: Retention,
     pub(crate) segment_bytes: u64,
     pub(crate) tombstone_retention: Duration,
+    pub(crate) archive_policy: Option<ArchivePolicy>,
 }
 
 impl Default for TopicConfig {
     /// One partition, [`CleanupPolicy::Delete`], no retention limit (records
-    /// are kept until deleted), [`DEFAULT_TOPIC_SEGMENT_BYTES`] segments, and
-    /// [`DEFAULT_TOMBSTONE_RETENTION`].
+    /// are kept until deleted), [`DEFAULT_TOPIC_SEGMENT_BYTES`] segments,
+    /// [`DEFAULT_TOMBSTONE_RETENTION`], and the store's archive policy.
     fn default() -> Self {
         TopicConfig {
             partitions: 1,
@@ -126,6 +140,7 @@ impl Default for TopicConfig {
             retention: Retention::default(),
             segment_bytes: DEFAULT_TOPIC_SEGMENT_BYTES,
             tombstone_retention: DEFAULT_TOMBSTONE_RETENTION,
+            archive_policy: None,
         }
     }
 }
@@ -162,6 +177,22 @@ impl TopicConfig {
     pub fn tombstone_retention(mut self, age: Duration) -> Self {
         self.tombstone_retention = age;
         self
+    }
+
+    /// The topic's own archive policy, recorded in its `topic.meta`: which
+    /// sealed segments archival moves to the store's archive tier
+    /// ([`crate::topic::StoreConfig::archive`]). A topic without one follows
+    /// the store's policy; [`ArchivePolicy::default`] (no limit) keeps the
+    /// topic's segments local whatever the store's policy. Ages and sizes are
+    /// stored in whole milliseconds and bytes. Default: none (the store's).
+    pub fn archive(mut self, policy: ArchivePolicy) -> Self {
+        self.archive_policy = Some(policy);
+        self
+    }
+
+    /// The topic's own archive policy, if it has one.
+    pub fn get_archive_policy(&self) -> Option<ArchivePolicy> {
+        self.archive_policy
     }
 
     /// The partition count.
@@ -224,6 +255,9 @@ pub struct TopicMeta {
     pub tombstone_retention_ms: u64,
     /// When the topic was created, in milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// The topic's own archive policy (version 2 of the file), or `None` to
+    /// follow the store's (version 1).
+    pub archive_policy: Option<ArchivePolicy>,
 }
 
 impl TopicMeta {
@@ -238,6 +272,17 @@ impl TopicMeta {
             segment_bytes: config.segment_bytes,
             tombstone_retention_ms: ms(config.tombstone_retention),
             created_ms,
+            archive_policy: config.archive_policy.map(|p| {
+                // Stored in whole milliseconds: what is read back is what is kept.
+                let mut stored = ArchivePolicy::default();
+                if let Some(age) = p.get_max_local_age() {
+                    stored = stored.max_local_age(Duration::from_millis(ms(age)));
+                }
+                if let Some(bytes) = p.get_max_local_bytes() {
+                    stored = stored.max_local_bytes(bytes);
+                }
+                stored
+            }),
         }
     }
 
@@ -249,6 +294,7 @@ impl TopicMeta {
             retention: self.retention(),
             segment_bytes: self.segment_bytes,
             tombstone_retention: Duration::from_millis(self.tombstone_retention_ms),
+            archive_policy: self.archive_policy,
         }
     }
 
@@ -264,11 +310,16 @@ impl TopicMeta {
         r
     }
 
-    /// The file's bytes.
-    pub fn encode(&self) -> [u8; TOPIC_META_LEN] {
-        let mut b = [0u8; TOPIC_META_LEN];
+    /// The file's bytes: version 1 (72 bytes) without an archive policy,
+    /// version 2 (88 bytes) with one.
+    pub fn encode(&self) -> Vec<u8> {
+        let (version, len) = match self.archive_policy {
+            None => (1u16, TOPIC_META_LEN),
+            Some(_) => (2u16, TOPIC_META_V2_LEN),
+        };
+        let mut b = vec![0u8; len];
         b[0..8].copy_from_slice(MAGIC);
-        b[8..10].copy_from_slice(&TOPIC_META_VERSION.to_le_bytes());
+        b[8..10].copy_from_slice(&version.to_le_bytes());
         b[12..16].copy_from_slice(&self.partitions.to_le_bytes());
         b[16] = self.cleanup_policy.code();
         b[24..32].copy_from_slice(&self.retention_ms.to_le_bytes());
@@ -276,32 +327,41 @@ impl TopicMeta {
         b[40..48].copy_from_slice(&self.segment_bytes.to_le_bytes());
         b[48..56].copy_from_slice(&self.tombstone_retention_ms.to_le_bytes());
         b[56..64].copy_from_slice(&self.created_ms.to_le_bytes());
-        let crc = crc32fast::hash(&b[0..64]);
-        b[64..68].copy_from_slice(&crc.to_le_bytes());
+        if let Some(policy) = self.archive_policy {
+            let age = policy.get_max_local_age().map_or(NONE, |d| u64::try_from(d.as_millis()).unwrap_or(NONE));
+            b[64..72].copy_from_slice(&age.to_le_bytes());
+            b[72..80].copy_from_slice(&policy.get_max_local_bytes().unwrap_or(NONE).to_le_bytes());
+        }
+        let crc_at = len - 8;
+        let crc = crc32fast::hash(&b[0..crc_at]);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
         b
     }
 
-    /// Decodes and checks the file's bytes: length, magic, version, checksum,
-    /// reserved bytes, then that every field is in range. The error says what
-    /// is wrong.
+    /// Decodes and checks the file's bytes: magic, version, the length that
+    /// version has, checksum, reserved bytes, then that every field is in
+    /// range. The error says what is wrong.
     pub fn decode(b: &[u8]) -> std::result::Result<TopicMeta, String> {
-        if b.len() != TOPIC_META_LEN {
-            return Err(format!("topic.meta is {} bytes, expected {TOPIC_META_LEN}", b.len()));
-        }
-        if &b[0..8] != MAGIC {
-            return Err("topic.meta has the wrong magic".into());
+        if b.len() < 10 || &b[0..8] != MAGIC {
+            return Err(format!("topic.meta ({} bytes) does not start with the magic {MAGIC:?}", b.len()));
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != TOPIC_META_VERSION {
-            return Err(format!("topic.meta has unsupported version {version}"));
+        let len = match version {
+            1 => TOPIC_META_LEN,
+            2 => TOPIC_META_V2_LEN,
+            _ => return Err(format!("topic.meta has unsupported version {version}")),
+        };
+        if b.len() != len {
+            return Err(format!("topic.meta is {} bytes, expected {len} for version {version}", b.len()));
         }
         let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-        let stored = u32::from_le_bytes(b[64..68].try_into().expect("4 bytes"));
-        let computed = crc32fast::hash(&b[0..64]);
+        let crc_at = len - 8;
+        let stored = u32::from_le_bytes(b[crc_at..crc_at + 4].try_into().expect("4 bytes"));
+        let computed = crc32fast::hash(&b[0..crc_at]);
         if stored != computed {
             return Err(format!("topic.meta checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"));
         }
-        if b[10..12] != [0; 2] || b[17..24] != [0; 7] || b[68..72] != [0; 4] {
+        if b[10..12] != [0; 2] || b[17..24] != [0; 7] || b[crc_at + 4..len] != [0; 4] {
             return Err("reserved bytes of topic.meta are not zero".into());
         }
         let partitions = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
@@ -314,6 +374,16 @@ impl TopicMeta {
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes) {
             return Err(format!("topic.meta gives segment_bytes {segment_bytes}, outside the allowed range"));
         }
+        let archive_policy = (version == 2).then(|| {
+            let mut policy = ArchivePolicy::default();
+            if u64_at(64) != NONE {
+                policy = policy.max_local_age(Duration::from_millis(u64_at(64)));
+            }
+            if u64_at(72) != NONE {
+                policy = policy.max_local_bytes(u64_at(72));
+            }
+            policy
+        });
         Ok(TopicMeta {
             partitions,
             cleanup_policy,
@@ -322,6 +392,7 @@ impl TopicMeta {
             segment_bytes,
             tombstone_retention_ms: u64_at(48),
             created_ms: i64::from_le_bytes(b[56..64].try_into().expect("8 bytes")),
+            archive_policy,
         })
     }
 }
@@ -339,8 +410,8 @@ pub(crate) fn read(topic_dir: &Path) -> Result<TopicMeta> {
     let bytes = match std::fs::File::open(&p) {
         Ok(f) => {
             use std::io::Read;
-            let mut bytes = Vec::with_capacity(TOPIC_META_LEN);
-            f.take(TOPIC_META_LEN as u64 + 1).read_to_end(&mut bytes).ctx("read", &p)?;
+            let mut bytes = Vec::with_capacity(TOPIC_META_V2_LEN);
+            f.take(TOPIC_META_V2_LEN as u64 + 1).read_to_end(&mut bytes).ctx("read", &p)?;
             bytes
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -9,12 +9,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::handle::{Gone, Topic};
-use super::meta::{self, TopicConfig, TopicMeta};
+use super::meta::{self, CleanupPolicy, TopicConfig, TopicMeta};
 use super::{partition_dir_name, validate_topic_name};
 use crate::archive::ArchiveStore;
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::log::{ArchiveOutcome, ArchivePolicy, SegmentInfo};
+use crate::log::{ArchiveOutcome, ArchivePolicy, CompactionOutcome, SegmentInfo};
 use crate::log::{Log, RetentionOutcome, now_ms};
 
 /// Name of the lock file in the store's root directory: locked by the one
@@ -57,10 +57,13 @@ impl StoreConfig {
 
     /// The archive tier of every topic: [`Store::run_archival`] (and the
     /// background thread, if [`StoreConfig::retention_interval`] starts one)
-    /// moves the sealed segments `policy` selects to `store`, under the keys
-    /// [`crate::archive::segment_key`] names (`{topic}/{partition}/...`),
-    /// and reads of archived offsets fetch them back. The policy is the
-    /// store's, for every topic (it is not recorded in `topic.meta`).
+    /// moves the sealed segments each topic's archive policy selects to
+    /// `store`, under the keys [`crate::archive::segment_key`] names
+    /// (`{topic}/{partition}/...`), and reads of archived offsets fetch them
+    /// back. A topic's policy is its own ([`TopicConfig::archive`], recorded
+    /// in its `topic.meta`) if it has one, else `policy`, the store's default
+    /// (which may be [`ArchivePolicy::default`]: only topics with their own
+    /// policy are archived).
     pub fn archive(mut self, store: Arc<dyn ArchiveStore>, policy: ArchivePolicy) -> Self {
         // The key prefix is set per partition when the partition log is opened.
         self.log = self.log.archive(store, "store");
@@ -68,14 +71,17 @@ impl StoreConfig {
         self
     }
 
-    /// The archival policy, if the store has an archive tier.
+    /// The default archival policy, if the store has an archive tier.
     pub fn get_archive_policy(&self) -> Option<ArchivePolicy> {
         self.archive_policy
     }
 
-    /// Start a background thread in [`Store::open`] that applies every
-    /// topic's retention policy at this interval (non-zero). Default: no
-    /// thread; call [`Store::run_retention`] instead.
+    /// Start a background thread in [`Store::open`] that, at this interval
+    /// (non-zero), runs archival (if the store has an archive tier), then
+    /// every topic's retention policy, then compaction of the compacted
+    /// topics' partitions that have something new. Default: no thread; call
+    /// [`Store::run_archival`], [`Store::run_retention`] and
+    /// [`Store::run_compaction`] instead.
     pub fn retention_interval(mut self, every: Duration) -> Self {
         self.retention_interval = Some(every);
         self
@@ -197,6 +203,50 @@ impl RetentionReport {
     }
 }
 
+/// What one compaction did to one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionCompaction {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// What compaction did.
+    pub outcome: CompactionOutcome,
+}
+
+/// What a compaction pass over the store's compacted topics
+/// ([`CleanupPolicy::Compact`]) did: one entry per partition compacted, and
+/// one per failure (the failing partition is left as it was, or with some
+/// of its segments compacted, and is tried again by the next pass).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// The time tombstone ages were measured against (ms since the Unix epoch).
+    pub now_ms: i64,
+    /// Every partition compacted, by topic name then partition number.
+    pub partitions: Vec<PartitionCompaction>,
+    /// Every topic or partition that failed.
+    pub failures: Vec<RetentionFailure>,
+}
+
+impl CompactionReport {
+    /// Records removed across every partition.
+    pub fn records_removed(&self) -> u64 {
+        self.partitions.iter().map(|p| p.outcome.records_removed).sum()
+    }
+
+    /// Record bytes removed across every partition.
+    pub fn bytes_removed(&self) -> u64 {
+        self.partitions.iter().map(|p| p.outcome.bytes_removed).sum()
+    }
+
+    /// Whether nothing failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
 /// A topic of the store: opened, or present on disk but not openable (its
 /// `topic.meta` is damaged, a partition is locked, ...). The latter is tried
 /// again by every [`Store::topic`], which returns the error.
@@ -217,6 +267,7 @@ struct StoreInner {
     admin: Mutex<()>,
     last_retention: Mutex<Option<Arc<RetentionReport>>>,
     last_archival: Mutex<Option<Arc<ArchivalReport>>>,
+    last_compaction: Mutex<Option<Arc<CompactionReport>>>,
     retention_runs: AtomicU64,
     lock: Option<File>,
 }
@@ -454,37 +505,96 @@ impl Store {
         Ok(self.inner.run_retention(now_ms))
     }
 
-    /// Runs the archival policy ([`StoreConfig::archive`]) over every topic
-    /// now. Fails with [`Error::InvalidConfig`] if the store has no archive tier.
+    /// Runs archival over every topic now, each with its archive policy
+    /// (its own, else the store's: see [`StoreConfig::archive`]). Fails with
+    /// [`Error::InvalidConfig`] if the store has no archive tier.
     pub fn run_archival(&self) -> Result<ArchivalReport> {
-        self.run_archival_at(now_ms(), None, &mut |_, _, _| {})
+        self.run_archival_at(now_ms(), None, None, &mut |_, _, _| {})
     }
 
     /// [`Store::run_archival`] measuring ages against `now_ms`, over one topic
-    /// only if `topic` names one, calling `progress` after each segment
-    /// archived (topic, partition, segment).
+    /// only if `topic` names one, with `policy` instead of every topic's own
+    /// if given, calling `progress` after each segment archived (topic,
+    /// partition, segment).
     pub fn run_archival_at(
         &self,
         now_ms: i64,
         topic: Option<&str>,
+        policy: Option<&ArchivePolicy>,
         progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
     ) -> Result<ArchivalReport> {
         self.inner.check_writable()?;
         if let Some(name) = topic {
             self.topic(name)?;
         }
-        self.inner.run_archival(now_ms, topic, progress)
+        self.inner.run_archival(now_ms, topic, policy, progress)
     }
 
     /// The segments an archival run would archive now (over one topic if
-    /// `topic` names one): for a progress bar.
-    pub fn archival_backlog(&self, now_ms: i64, topic: Option<&str>) -> Result<Vec<SegmentInfo>> {
-        let policy = self.inner.archive_policy()?;
+    /// `topic` names one, with `policy` instead of every topic's own if
+    /// given): for a progress bar.
+    pub fn archival_backlog(
+        &self,
+        now_ms: i64,
+        topic: Option<&str>,
+        policy: Option<&ArchivePolicy>,
+    ) -> Result<Vec<SegmentInfo>> {
+        self.inner.check_archive_tier()?;
         let mut out = Vec::new();
         for name in self.topics().into_iter().filter(|n| topic.is_none_or(|t| t == n)) {
-            out.extend(self.topic(&name)?.archival_backlog(&policy, now_ms));
+            let t = self.topic(&name)?;
+            if let Some(policy) = self.inner.archive_policy_of(&t, policy)? {
+                out.extend(t.archival_backlog(&policy, now_ms));
+            }
         }
         Ok(out)
+    }
+
+    /// Compacts every topic whose cleanup policy is [`CleanupPolicy::Compact`]
+    /// now (see [`Topic::compact`]), each partition only if something was
+    /// sealed since its last compaction or a tombstone it kept has expired
+    /// ([`Log::compaction_due`]). Topics with the delete policy are left alone.
+    pub fn run_compaction(&self) -> Result<CompactionReport> {
+        self.run_compaction_at(now_ms(), None, &mut |_, _, _| {})
+    }
+
+    /// [`Store::run_compaction`] measuring tombstone ages against `now_ms`,
+    /// over one topic only if `topic` names one (which must then be a
+    /// compacted topic, else [`Error::InvalidConfig`]; its partitions are
+    /// compacted whether due or not), calling `progress` as each sealed
+    /// segment is done with by each of compaction's two passes (topic,
+    /// partition, segment).
+    pub fn run_compaction_at(
+        &self,
+        now_ms: i64,
+        topic: Option<&str>,
+        progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
+    ) -> Result<CompactionReport> {
+        self.inner.check_writable()?;
+        if let Some(name) = topic {
+            let t = self.topic(name)?;
+            if t.meta()?.cleanup_policy != CleanupPolicy::Compact {
+                return Err(Error::InvalidConfig(format!(
+                    "topic {name:?} has cleanup policy delete; only compacted topics are compacted"
+                )));
+            }
+        }
+        Ok(self.inner.run_compaction(now_ms, topic, topic.is_none(), progress))
+    }
+
+    /// The sealed segments a compaction pass would read, each twice (over
+    /// one topic if `topic` names one): for a progress bar.
+    pub fn compaction_backlog(&self, topic: Option<&str>) -> Result<Vec<SegmentInfo>> {
+        let mut out = Vec::new();
+        for name in self.topics().into_iter().filter(|n| topic.is_none_or(|t| t == n)) {
+            out.extend(self.topic(&name)?.compaction_backlog());
+        }
+        Ok(out)
+    }
+
+    /// The report of the background thread's latest compaction pass, if any.
+    pub fn last_compaction(&self) -> Option<Arc<CompactionReport>> {
+        self.inner.last_compaction.lock().expect("compaction lock").clone()
     }
 
     /// The report of the background thread's latest archival pass, if any.
@@ -566,6 +676,7 @@ impl StoreInner {
             admin: Mutex::new(()),
             last_retention: Mutex::new(None),
             last_archival: Mutex::new(None),
+            last_compaction: Mutex::new(None),
             retention_runs: AtomicU64::new(0),
             lock,
         }
@@ -595,28 +706,65 @@ impl StoreInner {
         Ok(topic)
     }
 
-    fn archive_policy(&self) -> Result<ArchivePolicy> {
-        self.config.archive_policy.filter(|_| self.config.log.archive.is_some()).ok_or_else(|| {
-            Error::InvalidConfig(format!(
+    fn check_archive_tier(&self) -> Result<()> {
+        match self.config.log.archive {
+            Some(_) => Ok(()),
+            None => Err(Error::InvalidConfig(format!(
                 "the store {} has no archive tier (StoreConfig::archive)",
                 self.root.display()
-            ))
-        })
+            ))),
+        }
+    }
+
+    /// The archive policy of `topic`: `over` if given, else the topic's own,
+    /// else the store's default; `None` if it archives nothing.
+    fn archive_policy_of(&self, topic: &Topic, over: Option<&ArchivePolicy>) -> Result<Option<ArchivePolicy>> {
+        let policy = match over {
+            Some(p) => Some(*p),
+            None => topic.archive_policy()?.or(self.config.archive_policy),
+        };
+        Ok(policy.filter(|p| !p.is_none()))
     }
 
     fn run_archival(
         &self,
         now_ms: i64,
         only: Option<&str>,
+        over: Option<&ArchivePolicy>,
         progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
     ) -> Result<ArchivalReport> {
-        let policy = self.archive_policy()?;
-        let (done, failures) = self.each_partition(only, |t| t.archival_results(&policy, now_ms, progress));
+        self.check_archive_tier()?;
+        let (done, failures) = self.each_partition(only, |t| match self.archive_policy_of(t, over)? {
+            Some(policy) => t.archival_results(&policy, now_ms, progress),
+            None => Ok(Vec::new()),
+        });
         let partitions = done
             .into_iter()
             .map(|(topic, partition, outcome)| PartitionArchival { topic, partition, outcome })
             .collect();
         Ok(ArchivalReport { now_ms, partitions, failures })
+    }
+
+    /// Compacts the compacted topics (or only `only`); with `only_due`, only
+    /// the partitions where it would change something.
+    fn run_compaction(
+        &self,
+        now_ms: i64,
+        only: Option<&str>,
+        only_due: bool,
+        progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
+    ) -> CompactionReport {
+        let (done, failures) = self.each_partition(only, |t| {
+            if t.meta()?.cleanup_policy != CleanupPolicy::Compact {
+                return Ok(Vec::new());
+            }
+            t.compaction_results(now_ms, only_due, progress)
+        });
+        let partitions = done
+            .into_iter()
+            .map(|(topic, partition, outcome)| PartitionCompaction { topic, partition, outcome })
+            .collect();
+        CompactionReport { now_ms, partitions, failures }
     }
 
     fn run_retention(&self, now_ms: i64) -> RetentionReport {
@@ -717,13 +865,16 @@ impl RetentionThread {
                         break;
                     }
                     drop(stopped);
-                    if inner.archive_policy().is_ok()
-                        && let Ok(report) = inner.run_archival(now_ms(), None, &mut |_, _, _| {})
-                    {
+                    // Archival first (what it moves, retention may then delete
+                    // from the archive), compaction last (it skips what the
+                    // other two removed).
+                    if let Ok(report) = inner.run_archival(now_ms(), None, None, &mut |_, _, _| {}) {
                         *inner.last_archival.lock().expect("archival lock") = Some(Arc::new(report));
                     }
                     let report = inner.run_retention(now_ms());
                     *inner.last_retention.lock().expect("retention lock") = Some(Arc::new(report));
+                    let report = inner.run_compaction(now_ms(), None, true, &mut |_, _, _| {});
+                    *inner.last_compaction.lock().expect("compaction lock") = Some(Arc::new(report));
                     inner.retention_runs.fetch_add(1, Ordering::AcqRel);
                 }
             })
