@@ -10,7 +10,8 @@
 //! `Interval` (5 ms) and `Never`.
 //! Another test kills, 30 times, a child whose second thread runs archival
 //! (into a `LocalDirArchive`), size retention and `delete_before` in a loop
-//! while it appends under `Always`.
+//! while it appends under `Always`; a third, 30 times, a child whose second
+//! thread compacts in a loop while it appends records over a few keys.
 
 mod common;
 
@@ -45,7 +46,7 @@ fn durability_from(name: &str) -> Durability {
         "always" => Durability::Always,
         "interval" => Durability::Interval(INTERVAL),
         "never" => Durability::Never,
-        "always-policies" => Durability::Always,
+        "always-policies" | "always-compaction" => Durability::Always,
         other => panic!("unknown durability {other}"),
     }
 }
@@ -60,21 +61,46 @@ fn child_writer() {
     let Ok(dir) = std::env::var(ENV_DIR) else { return };
     let durability = durability_from(&std::env::var(ENV_DURABILITY).unwrap());
     let seed: u64 = std::env::var(ENV_SEED).unwrap().parse().unwrap();
-    let policies = std::env::var(ENV_DURABILITY).unwrap() == "always-policies";
-    let config = if policies { policy_cfg(Path::new(&dir)) } else { cfg(durability) };
+    let variant = std::env::var(ENV_DURABILITY).unwrap();
+    let config = if variant == "always-policies" { policy_cfg(Path::new(&dir)) } else { cfg(durability) };
     let log = Log::open(&dir, config).unwrap();
     let stop = std::sync::atomic::AtomicBool::new(false);
+    let compaction = variant == "always-compaction";
     std::thread::scope(|scope| {
-        if policies {
-            scope.spawn(|| run_policies(&log, &stop));
+        match variant.as_str() {
+            "always-policies" => {
+                scope.spawn(|| run_policies(&log, &stop));
+            }
+            "always-compaction" => {
+                scope.spawn(|| run_compaction(&log, &stop));
+            }
+            _ => {}
         }
-        append_and_report(&log, seed);
+        append_and_report(&log, seed, compaction);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
     });
 }
 
-/// The child's appends (see [`child_writer`]).
-fn append_and_report(log: &Log, seed: u64) {
+/// Number of distinct keys the compaction children write (the key of offset
+/// `o` is `compaction_key(o)`), so that most records are superseded.
+const COMPACTION_KEYS: u64 = 37;
+
+fn compaction_key(offset: u64) -> Vec<u8> {
+    format!("key-{}", offset % COMPACTION_KEYS).into_bytes()
+}
+
+/// The child's compaction thread: compacts in a loop while the main thread
+/// appends. Any error is a failure.
+fn run_compaction(log: &Log, stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        log.compact(&annal::Compaction::default()).unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+/// The child's appends (see [`child_writer`]); with `few_keys`, keys repeat
+/// every [`COMPACTION_KEYS`] offsets.
+fn append_and_report(log: &Log, seed: u64, few_keys: bool) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{MARK}OPENED {}", log.next_offset()).unwrap();
     out.flush().unwrap();
@@ -82,7 +108,8 @@ fn append_and_report(log: &Log, seed: u64) {
     for _ in 0..CHILD_MAX_APPENDS {
         let start = log.next_offset();
         let n = if rng.range(0, 4) == 0 { rng.range(2, 6) } else { 1 };
-        let keys: Vec<Vec<u8>> = (start..start + n).map(key_for).collect();
+        let key = if few_keys { compaction_key } else { key_for };
+        let keys: Vec<Vec<u8>> = (start..start + n).map(key).collect();
         let values: Vec<Vec<u8>> = (start..start + n).map(|o| value_for(o, MAX_VALUE)).collect();
         let batch: Vec<Record<'_>> = keys.iter().zip(&values).map(|(k, v)| Record::new(v).with_key(k)).collect();
         writeln!(out, "{MARK}BEGIN {start} {}", start + n).unwrap();
@@ -363,4 +390,75 @@ fn sigkill_while_retention_and_archival_run() {
     );
     assert!(max_start > 0, "retention never moved the start");
     assert!(max_archived > 0, "nothing was ever archived");
+}
+
+/// Reopens a log that a child appended to while it compacted, and checks it:
+/// every record present is the one written at its offset; an offset is
+/// missing only if a later record of its key exists (compaction never drops
+/// a key's latest record); every acknowledged record's key still has a value
+/// from it or later; read-only and read-write opens agree. Returns (next
+/// offset, records missing).
+fn check_after_compaction_kill(dir: &Path, run: &ChildRun, expected_next: u64, round: u64) -> (u64, u64) {
+    let what = format!("compaction round {round} ({} acks)", run.acks);
+    assert_eq!(run.opened_at, Some(expected_next), "{what}: the child opened where the last round ended");
+    let ro = Log::open_read_only(dir, cfg(Durability::Always)).unwrap_or_else(|e| panic!("{what}: read-only: {e}"));
+    let ro_all = read_all(&ro).unwrap_or_else(|e| panic!("{what}: {e}"));
+    drop(ro);
+    let log = Log::open(dir, cfg(Durability::Always)).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let next = log.next_offset();
+    assert!(next >= run.acked_end, "{what}: acknowledged records lost: next offset {next} < {}", run.acked_end);
+    assert!(
+        next <= run.begun_end.max(expected_next),
+        "{what}: {next} records, but only {} were written",
+        run.begun_end
+    );
+    let all = read_all(&log).unwrap_or_else(|e| panic!("{what}: read failed: {e}"));
+    let mut present = vec![false; next as usize];
+    let mut last = None;
+    for r in &all {
+        assert!(last.is_none_or(|l| r.offset > l), "{what}: offsets go up");
+        last = Some(r.offset);
+        assert_eq!(r.key.as_deref(), Some(&compaction_key(r.offset)[..]), "{what}: key of {}", r.offset);
+        assert_eq!(r.value.as_deref(), Some(&value_for(r.offset, MAX_VALUE)[..]), "{what}: value of {}", r.offset);
+        present[r.offset as usize] = true;
+    }
+    // The latest record of each key is there, so every missing one has a later
+    // record of its key (at most COMPACTION_KEYS offsets on, or further if that
+    // one was dropped too: the chain ends at a record that is there).
+    let latest_from = next.saturating_sub(COMPACTION_KEYS);
+    for o in latest_from..next {
+        assert!(present[o as usize], "{what}: offset {o}, the latest of its key, was dropped");
+    }
+    assert_eq!(ro_all, all, "{what}: the read-only open reads other records");
+    let missing = present.iter().filter(|p| !**p).count() as u64;
+    if round.is_multiple_of(2) {
+        log.close().unwrap()
+    } else {
+        log.abandon()
+    }
+    (next, missing)
+}
+
+/// A child appends under `Always` over a few keys while a thread of it
+/// compacts in a loop; it is killed at random moments (while compacted
+/// segments are written, renamed into place, and the directory synced).
+#[test]
+fn sigkill_while_compaction_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut rng = Rng::new(0xC0_4AC7_0000);
+    let rounds = 30;
+    let (mut next, mut missing) = (0, 0);
+    let started = std::time::Instant::now();
+    for round in 0..rounds {
+        let kill_after = rng.range(1, 250);
+        let delay_us = if rng.range(0, 3) == 0 { 0 } else { rng.range(0, 3000) };
+        let run = run_child(&dir, "always-compaction", round * 7919 + 5, kill_after, delay_us);
+        (next, missing) = check_after_compaction_kill(&dir, &run, next, round);
+    }
+    println!(
+        "sigkill with compaction: {rounds} kills in {:.1} s, {next} records written, {missing} compacted away",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(missing > 0, "compaction never removed anything");
 }
