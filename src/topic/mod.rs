@@ -25,7 +25,7 @@
 //!
 //! ```text
 //! <root>/store.lock                          locked by the one writer
-//! <root>/topics/<name>/topic.meta            partition count, policy, retention (72 bytes, CRC-32)
+//! <root>/topics/<name>/topic.meta            partition count, policies, retention (72 or 88 bytes, CRC-32)
 //! <root>/topics/<name>/00000/ 00001/ ...     one annal log per partition
 //! <root>/topics/.<name>~creating             a topic being created (removed on open)
 //! <root>/topics/.<name>~deleted.<n>          a topic being deleted (removed on open)
@@ -54,8 +54,8 @@ mod store;
 pub use handle::{PartitionInfo, Topic, fnv1a_64, partition_dir_name, partition_for_key};
 pub use meta::{CleanupPolicy, MAX_PARTITIONS, TOPIC_META_FILE_NAME, TopicConfig, TopicMeta};
 pub use store::{
-    ArchivalReport, PartitionArchival, PartitionRetention, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME,
-    Store, StoreConfig, TOPICS_DIR_NAME,
+    ArchivalReport, CompactionReport, PartitionArchival, PartitionCompaction, PartitionRetention, RetentionFailure,
+    RetentionReport, STORE_LOCK_FILE_NAME, Store, StoreConfig, TOPICS_DIR_NAME,
 };
 
 use crate::error::{Error, Result};
