@@ -262,12 +262,7 @@ fn describe(args: &DescribeArgs) -> CliResult {
         let i = topic.partition_info(p)?;
         text.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}\n",
-            i.partition,
-            i.start_offset,
-            i.next_offset,
-            i.next_offset - i.start_offset,
-            i.segments,
-            i.data_bytes
+            i.partition, i.start_offset, i.next_offset, i.records, i.segments, i.data_bytes
         ));
     }
     print(&text)

@@ -373,6 +373,32 @@ impl Log {
         out
     }
 
+    /// The number of records readable from the start offset: every record
+    /// of the segments at or after it and, in the segment holding it, those
+    /// from the start on. Compaction's gaps are not counted. Reads only a
+    /// compacted segment that holds the start offset (to count its records
+    /// from there); every other figure comes from segment metadata.
+    pub fn record_count(&self) -> Result<u64> {
+        let start = self.start_offset();
+        let mut n = 0;
+        for s in self.segments().iter().filter(|s| s.next_offset > start) {
+            if s.base_offset >= start {
+                n += s.records;
+            } else if s.records == s.next_offset - s.base_offset {
+                n += s.next_offset - start;
+            } else {
+                let mut reader = self.read_from(start)?;
+                while let Some(r) = reader.next_record()? {
+                    if r.offset() >= s.next_offset {
+                        break;
+                    }
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Seals the active segment (so the next open reads footers only) and
     /// releases the log. Readers keep working on what they can see. Dropping a
     /// `Log` closes it too, ignoring errors.

@@ -97,6 +97,9 @@ pub struct PartitionInfo {
     pub start_offset: u64,
     /// The offset the next record sent to the partition gets.
     pub next_offset: u64,
+    /// Records from the start offset on ([`Log::record_count`]): fewer than
+    /// `next_offset - start_offset` once compaction has removed some.
+    pub records: u64,
     /// Segments (sealed and active).
     pub segments: usize,
     /// Bytes of record data in those segments.
@@ -238,6 +241,7 @@ impl Topic {
             partition: p,
             start_offset: log.start_offset(),
             next_offset: log.next_offset(),
+            records: log.record_count()?,
             segments: segments.len(),
             data_bytes: segments.iter().map(|s| s.data_bytes).sum(),
         })
