@@ -401,10 +401,11 @@ pub(crate) fn path(topic_dir: &Path) -> PathBuf {
     topic_dir.join(TOPIC_META_FILE_NAME)
 }
 
-/// Reads the metadata of the topic in `topic_dir`. A missing file means the
-/// directory is not a topic ([`Error::NotALog`]); a damaged one is
-/// [`Error::Corruption`] naming the file, never ignored.
-pub(crate) fn read(topic_dir: &Path) -> Result<TopicMeta> {
+/// Reads the metadata of the topic in `topic_dir`, read-only. A missing file
+/// means the directory is not a topic ([`Error::NotALog`]); a damaged one is
+/// [`Error::Corruption`] naming the file, never ignored. `annal verify` uses it
+/// to check a topic without opening its partitions.
+pub fn read(topic_dir: &Path) -> Result<TopicMeta> {
     let p = path(topic_dir);
     // Bounded: a file much longer than the format is damaged, whatever it holds.
     let bytes = match std::fs::File::open(&p) {
