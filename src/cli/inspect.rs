@@ -1,14 +1,18 @@
-//! `annal verify`, `annal dump` and `annal stats`: read-only inspection.
+//! `annal verify`, `annal dump` and `annal stats`: read-only inspection of a
+//! log, or of every partition of a topic or a whole store.
 
+use std::fs;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use annal::inspect::{self, Severity, format_timestamp};
+use annal::inspect::{self, Severity, VerifyReport, format_timestamp};
 use annal::segment::log_file_name;
-use annal::{Log, LogConfig, OwnedRecord, SegmentInfo};
+use annal::topic::{TOPIC_META_FILE_NAME, TOPICS_DIR_NAME, meta, partition_dir_name, validate_topic_name};
+use annal::{Log, LogConfig, OwnedRecord, SegmentInfo, Store, StoreConfig, Topic};
 
+use super::topic::{limit, require_store};
 use super::{CliResult, Failure, print, stdout_error};
 
 /// Check every checksum of every segment and index file, read-only.
@@ -26,9 +30,17 @@ use super::{CliResult, Failure, print, stdout_error};
 /// it opens the segment) and a torn tail at the end of the last segment (a
 /// write cut short by a crash, which a writer's recovery cuts). 2 if any data
 /// is corrupt. 1 if DIR is not an annal log or a file cannot be read.
+///
+/// DIR may also be a store (it has a topics directory) or a topic directory
+/// (it has a topic.meta): then each topic's topic.meta is checked, and every
+/// partition it lists is verified as above. Each line is prefixed with
+/// `TOPIC PARTITION: ` (`TOPIC -: ` for the topic.meta), each partition ends
+/// with a summary line, and a last line sums up. A damaged or missing
+/// topic.meta, or a missing partition directory, is corruption; with the
+/// topic.meta unreadable, the partition directories present are still checked.
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
-    /// The log directory.
+    /// The log, topic or store directory.
     dir: PathBuf,
     /// Also list files that are not part of the log and informational notes.
     #[arg(long, short)]
@@ -54,47 +66,86 @@ pub(crate) struct DumpArgs {
 ///
 /// Opens the log read-only (never changes a file) and reports what a writer
 /// opening it would find, such as a torn tail it would cut.
+///
+/// DIR may also be a store (it has a topics directory) or a topic directory
+/// (it has a topic.meta), opened read-only without taking the store's lock.
+/// For each topic: a `topic NAME:` line with its partitions, cleanup policy
+/// and retention; a `NAME PARTITION:` line per partition with its start and
+/// next offsets, segments, bytes of record data and archived segments (if
+/// any); and a `NAME total:` line. For a store, a last `store:` line sums up.
+/// A topic that cannot be opened is printed as `NAME -: error: ...`, the
+/// others are still reported, and the exit status is 1, or 2 if it is
+/// corruption (a damaged or missing topic.meta, a missing partition).
 #[derive(Debug, Args)]
 pub(crate) struct StatsArgs {
-    /// The log directory.
+    /// The log, topic or store directory.
     dir: PathBuf,
 }
 
+/// What a directory given to `verify` or `stats` holds.
+enum Target {
+    Log,
+    /// A store's root: it has a topics directory.
+    Store,
+    /// One topic's directory: it has a topic.meta.
+    Topic,
+}
+
+impl Target {
+    fn of(dir: &Path) -> Target {
+        if dir.join(TOPICS_DIR_NAME).is_dir() {
+            Target::Store
+        } else if dir.join(TOPIC_META_FILE_NAME).is_file() {
+            Target::Topic
+        } else {
+            Target::Log
+        }
+    }
+}
+
 pub(crate) fn run_verify(args: &VerifyArgs) -> CliResult {
-    let report = inspect::verify(&args.dir)?;
-    let mut text = String::new();
-    for p in &report.problems {
-        let label = if p.severity.is_warning() { "warning" } else { "error" };
-        text.push_str(&format!("{label}: {p}\n"));
-    }
-    if args.verbose {
-        for note in &report.notes {
-            text.push_str(&format!("note: {note}\n"));
+    let topics = match Target::of(&args.dir) {
+        Target::Log => return verify_log(args),
+        Target::Store => {
+            let topics_dir = args.dir.join(TOPICS_DIR_NAME);
+            topic_names(&topics_dir)?.into_iter().map(|n| (topics_dir.join(&n), n)).collect()
         }
-        for path in &report.ignored {
-            text.push_str(&format!("ignored: {}\n", path.display()));
-        }
-    }
-    let corrupt = report.problems_of(Severity::Corruption).count();
-    let warnings = report.problems.len() - corrupt;
-    let range = match (report.first_offset, report.next_offset) {
-        (Some(first), Some(next)) => format!(", offsets {first}..{next}"),
-        _ => String::new(),
+        Target::Topic => vec![(args.dir.clone(), resolve_topic(&args.dir)?.1)],
     };
-    let summary = format!(
-        "{} segments ({} sealed), {} records{range}, {} bytes checked",
-        report.segments, report.sealed_segments, report.records, report.bytes_checked
-    );
-    if corrupt > 0 {
-        text.push_str(&format!(
-            "CORRUPT: {} {corrupt} corruption problem(s), {warnings} warning(s); {summary}\n",
-            report.dir.display()
-        ));
-    } else if warnings > 0 {
-        text.push_str(&format!("ok with {warnings} warning(s): {} {summary}\n", report.dir.display()));
-    } else {
-        text.push_str(&format!("ok: {} {summary}\n", report.dir.display()));
+    let mut tally = Tally::default();
+    for (dir, name) in &topics {
+        print(&verify_topic(name, dir, args.verbose, &mut tally))?;
     }
+    let t = &tally;
+    let summary = format!(
+        "{} topic(s), {} partition(s), {} records, {} bytes checked",
+        t.topics, t.partitions, t.records, t.bytes
+    );
+    let subject = format!("{} ", args.dir.display());
+    print(&format!("{}\n", verdict(t.corrupt, t.warnings, t.errors, &subject, &summary)))?;
+    if t.corrupt > 0 {
+        return Err(Failure::Corruption(format!(
+            "{}: {} corruption problem(s) found (listed on stdout)",
+            args.dir.display(),
+            t.corrupt
+        )));
+    }
+    if t.errors > 0 {
+        return Err(Failure::Error(format!(
+            "{}: {} topic(s) or partition(s) could not be checked (listed on stdout)",
+            args.dir.display(),
+            t.errors
+        )));
+    }
+    Ok(())
+}
+
+fn verify_log(args: &VerifyArgs) -> CliResult {
+    let report = inspect::verify(&args.dir)?;
+    let (corrupt, warnings, summary) = summarize(&report);
+    let mut text = report_lines(&report, args.verbose, "");
+    let subject = format!("{} ", report.dir.display());
+    text.push_str(&format!("{}\n", verdict(corrupt, warnings, 0, &subject, &summary)));
     print(&text)?;
     if corrupt > 0 {
         return Err(Failure::Corruption(format!(
@@ -105,6 +156,170 @@ pub(crate) fn run_verify(args: &VerifyArgs) -> CliResult {
     Ok(())
 }
 
+/// One line per problem of `report` (and, if `verbose`, per note and ignored
+/// file), each starting with `prefix`.
+fn report_lines(report: &VerifyReport, verbose: bool, prefix: &str) -> String {
+    let mut text = String::new();
+    for p in &report.problems {
+        let label = if p.severity.is_warning() { "warning" } else { "error" };
+        text.push_str(&format!("{prefix}{label}: {p}\n"));
+    }
+    if verbose {
+        for note in &report.notes {
+            text.push_str(&format!("{prefix}note: {note}\n"));
+        }
+        for path in &report.ignored {
+            text.push_str(&format!("{prefix}ignored: {}\n", path.display()));
+        }
+    }
+    text
+}
+
+/// The corruption problems and warnings of `report`, and what it checked.
+fn summarize(report: &VerifyReport) -> (usize, usize, String) {
+    let corrupt = report.problems_of(Severity::Corruption).count();
+    let warnings = report.problems.len() - corrupt;
+    let range = match (report.first_offset, report.next_offset) {
+        (Some(first), Some(next)) => format!(", offsets {first}..{next}"),
+        _ => String::new(),
+    };
+    let summary = format!(
+        "{} segments ({} sealed), {} records{range}, {} bytes checked",
+        report.segments, report.sealed_segments, report.records, report.bytes_checked
+    );
+    (corrupt, warnings, summary)
+}
+
+/// The summary line of a verification of `subject` (empty, or ending in a
+/// space) that found `corrupt` corruption problems, `warnings` warnings and
+/// `errors` things it could not check.
+fn verdict(corrupt: usize, warnings: usize, errors: usize, subject: &str, summary: &str) -> String {
+    let errs = if errors > 0 { format!(", {errors} error(s)") } else { String::new() };
+    if corrupt > 0 {
+        format!("CORRUPT: {subject}{corrupt} corruption problem(s), {warnings} warning(s){errs}; {summary}")
+    } else if errors > 0 {
+        format!("FAILED: {subject}{errors} error(s), {warnings} warning(s); {summary}")
+    } else if warnings > 0 {
+        format!("ok with {warnings} warning(s): {subject}{summary}")
+    } else {
+        format!("ok: {subject}{summary}")
+    }
+}
+
+/// What a `verify` of topics checked and found.
+#[derive(Default)]
+struct Tally {
+    topics: usize,
+    partitions: usize,
+    records: u64,
+    bytes: u64,
+    corrupt: usize,
+    warnings: usize,
+    /// Topics or partitions that could not be checked for another reason (I/O).
+    errors: usize,
+}
+
+impl Tally {
+    /// Counts `failure` and appends its `PREFIX: error: ...` line to `text`.
+    fn fail(&mut self, text: &mut String, prefix: &str, failure: Failure) {
+        match failure {
+            Failure::Corruption(_) => self.corrupt += 1,
+            _ => self.errors += 1,
+        }
+        text.push_str(&format!("{prefix}: error: {failure}\n"));
+    }
+}
+
+/// Checks the topic.meta of topic `name` in `dir` and verifies each partition
+/// it lists (or, if it cannot be read, each partition directory present);
+/// returns the lines to print.
+fn verify_topic(name: &str, dir: &Path, verbose: bool, tally: &mut Tally) -> String {
+    let mut text = String::new();
+    tally.topics += 1;
+    let partitions = match meta::read(dir) {
+        Ok(m) => (0..m.partitions).collect(),
+        Err(e) => {
+            tally.fail(&mut text, &format!("{name} -"), store_failure(e));
+            partitions_present(dir)
+        }
+    };
+    for p in partitions {
+        let prefix = format!("{name} {p}");
+        let pdir = dir.join(partition_dir_name(p));
+        if !pdir.is_dir() {
+            let why = format!("corruption: {}: the partition directory is missing", pdir.display());
+            tally.fail(&mut text, &prefix, Failure::Corruption(format!("{why} ({TOPIC_META_FILE_NAME} lists it)")));
+            continue;
+        }
+        let report = match inspect::verify(&pdir) {
+            Ok(report) => report,
+            Err(e) => {
+                tally.fail(&mut text, &prefix, store_failure(e));
+                continue;
+            }
+        };
+        let (corrupt, warnings, summary) = summarize(&report);
+        text.push_str(&report_lines(&report, verbose, &format!("{prefix}: ")));
+        text.push_str(&format!("{prefix}: {}\n", verdict(corrupt, warnings, 0, "", &summary)));
+        tally.partitions += 1;
+        tally.records += report.records;
+        tally.bytes += report.bytes_checked;
+        tally.corrupt += corrupt;
+        tally.warnings += warnings;
+    }
+    text
+}
+
+/// `e` met inside a store: a topic directory without its topic.meta, or a
+/// partition directory that holds no log, is damage to the store.
+fn store_failure(e: annal::Error) -> Failure {
+    match e {
+        annal::Error::NotALog { .. } => Failure::Corruption(format!("corruption: {e}")),
+        e => Failure::from(e),
+    }
+}
+
+/// The partitions whose directories (five digits) are in topic directory
+/// `dir`, sorted; none if it cannot be listed (its topic.meta error says why).
+fn partitions_present(dir: &Path) -> Vec<u32> {
+    let entries = fs::read_dir(dir).into_iter().flatten().flatten();
+    let mut found: Vec<u32> = entries
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok().filter(|&p| partition_dir_name(p) == n)))
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// The topics in a store's topics directory, sorted: as the store sees them,
+/// the directories with a valid topic name (so not the hidden ones a creation
+/// or deletion leaves).
+fn topic_names(topics_dir: &Path) -> CliResult<Vec<String>> {
+    let list_error = |e: io::Error| Failure::Error(format!("list {}: {e}", topics_dir.display()));
+    let mut names = Vec::new();
+    for entry in fs::read_dir(topics_dir).map_err(list_error)? {
+        let entry = entry.map_err(list_error)?;
+        if let Some(name) = entry.file_name().to_str()
+            && validate_topic_name(name).is_ok()
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Topic directory `dir` as an absolute path without symbolic links, and the
+/// topic's name (its last component).
+fn resolve_topic(dir: &Path) -> CliResult<(PathBuf, String)> {
+    let resolved = fs::canonicalize(dir).map_err(|e| Failure::Error(format!("resolve {}: {e}", dir.display())))?;
+    match resolved.file_name().and_then(|n| n.to_str()).map(str::to_owned) {
+        Some(name) => Ok((resolved, name)),
+        None => Err(Failure::Error(format!("{} has no usable topic name", dir.display()))),
+    }
+}
+
 pub(crate) fn run_dump(args: &DumpArgs) -> CliResult {
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     inspect::dump(&args.dir, args.segment, &mut out)?;
@@ -112,6 +327,121 @@ pub(crate) fn run_dump(args: &DumpArgs) -> CliResult {
 }
 
 pub(crate) fn run_stats(args: &StatsArgs) -> CliResult {
+    match Target::of(&args.dir) {
+        Target::Log => log_stats(args),
+        Target::Store => topics_stats(&args.dir, None),
+        Target::Topic => {
+            let (resolved, name) = resolve_topic(&args.dir)?;
+            // <root>/topics/<name>: the store is two levels up.
+            let root = resolved.parent().filter(|t| t.ends_with(TOPICS_DIR_NAME)).and_then(Path::parent);
+            let outside = || Failure::Error(format!("{} is a topic directory outside a store", args.dir.display()));
+            let root = root.ok_or_else(outside)?;
+            require_store(root).map_err(|_| outside())?;
+            topics_stats(root, Some(name))
+        }
+    }
+}
+
+/// Prints the stats of the topics of the store in `root` (only topic `only`
+/// if given, else every topic and a store total), opened read-only.
+fn topics_stats(root: &Path, only: Option<String>) -> CliResult {
+    let store = Store::open_read_only(root, StoreConfig::default())?;
+    let names = only.clone().map_or_else(|| store.topics(), |name| vec![name]);
+    let mut total = TopicTotals::default();
+    let (mut failed, mut corrupt) = (0, false);
+    for name in &names {
+        match store.topic(name).and_then(|t| topic_stats(&t, &mut total)) {
+            Ok(text) => print(&text)?,
+            Err(e) => {
+                let failure = store_failure(e);
+                print(&format!("{name} -: error: {failure}\n"))?;
+                failed += 1;
+                corrupt |= matches!(failure, Failure::Corruption(_));
+            }
+        }
+    }
+    if only.is_none() {
+        let opened = names.len() - failed;
+        let mut line = format!("store: {opened} topic(s), {}", total.describe());
+        if failed > 0 {
+            line.push_str(&format!("; {failed} topic(s) could not be opened"));
+        }
+        print(&format!("{line}\n"))?;
+    }
+    let message = format!("{}: {failed} topic(s) could not be opened (listed on stdout)", root.display());
+    match (failed, corrupt) {
+        (0, _) => Ok(()),
+        (_, false) => Err(Failure::Error(message)),
+        (_, true) => Err(Failure::Corruption(message)),
+    }
+}
+
+/// Partitions, segments, bytes of record data and archived segments, summed.
+#[derive(Default)]
+struct TopicTotals {
+    partitions: u32,
+    segments: usize,
+    data_bytes: u64,
+    archived: usize,
+}
+
+impl TopicTotals {
+    fn add(&mut self, other: &TopicTotals) {
+        self.partitions += other.partitions;
+        self.segments += other.segments;
+        self.data_bytes += other.data_bytes;
+        self.archived += other.archived;
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} partition(s), {} segment(s), {} data bytes{}",
+            self.partitions,
+            self.segments,
+            self.data_bytes,
+            archived(self.archived)
+        )
+    }
+}
+
+/// `, N archived segment(s)`, or nothing if `n` is 0.
+fn archived(n: usize) -> String {
+    if n > 0 { format!(", {n} archived segment(s)") } else { String::new() }
+}
+
+/// The stats lines of `topic`; adds its figures to `total`.
+fn topic_stats(topic: &Topic, total: &mut TopicTotals) -> annal::Result<String> {
+    let name = topic.name();
+    let meta = topic.meta()?;
+    let retention = meta.retention();
+    let mut text = format!(
+        "topic {name}: {} partition(s), cleanup policy {}, retention ms {}, retention bytes {}\n",
+        meta.partitions,
+        meta.cleanup_policy,
+        limit(retention.get_max_age().map(|d| d.as_millis()), ""),
+        limit(retention.get_max_bytes(), "")
+    );
+    let archived_segments = topic.archived_segments()?;
+    let mut sum = TopicTotals::default();
+    for p in 0..meta.partitions {
+        let i = topic.partition_info(p)?;
+        let n = archived_segments.iter().filter(|(q, _)| *q == p).count();
+        text.push_str(&format!(
+            "{name} {p}: start offset {}, next offset {}, {} segment(s), {} data bytes{}\n",
+            i.start_offset,
+            i.next_offset,
+            i.segments,
+            i.data_bytes,
+            archived(n)
+        ));
+        sum.add(&TopicTotals { partitions: 1, segments: i.segments, data_bytes: i.data_bytes, archived: n });
+    }
+    text.push_str(&format!("{name} total: {}\n", sum.describe()));
+    total.add(&sum);
+    Ok(text)
+}
+
+fn log_stats(args: &StatsArgs) -> CliResult {
     let log = Log::open_read_only(&args.dir, LogConfig::default())?;
     let segments = log.segments();
     let sealed = segments.iter().filter(|s| s.sealed).count();

@@ -230,7 +230,8 @@ fn list(args: &ListArgs) -> CliResult {
     print(&text)
 }
 
-fn limit(value: Option<impl std::fmt::Display>, unit: &str) -> String {
+/// `value` followed by `unit`, or `none`.
+pub(crate) fn limit(value: Option<impl std::fmt::Display>, unit: &str) -> String {
     value.map_or_else(|| "none".to_owned(), |v| format!("{v}{unit}"))
 }
 
