@@ -195,7 +195,7 @@ fn stats_of_a_store_reports_each_partition_and_totals_without_changing_files() {
     for (prefix, next, segs) in [("audit 0: ", 2, 1), ("orders 0: ", 3, 1), ("orders 1: ", 0, 0), ("orders 2: ", 2, 1)]
     {
         let l = line(&text, prefix);
-        let fixed = format!("{prefix}start offset 0, next offset {next}, {segs} segment(s), ");
+        let fixed = format!("{prefix}start offset 0, next offset {next}, {next} record(s), {segs} segment(s), ");
         assert!(l.starts_with(&fixed) && l.ends_with(" data bytes"), "{l}");
         data.insert(prefix, l[fixed.len()..].trim_end_matches(" data bytes").parse::<u64>().unwrap());
     }
@@ -204,10 +204,13 @@ fn stats_of_a_store_reports_each_partition_and_totals_without_changing_files() {
     let orders = data["orders 0: "] + data["orders 2: "];
     assert_eq!(
         line(&text, "orders total: "),
-        format!("orders total: 3 partition(s), 2 segment(s), {orders} data bytes")
+        format!("orders total: 3 partition(s), 5 record(s), 2 segment(s), {orders} data bytes")
     );
     let all = orders + data["audit 0: "];
-    assert_eq!(line(&text, "store: "), format!("store: 2 topic(s), 4 partition(s), 3 segment(s), {all} data bytes"));
+    assert_eq!(
+        line(&text, "store: "),
+        format!("store: 2 topic(s), 4 partition(s), 7 record(s), 3 segment(s), {all} data bytes")
+    );
     assert!(!text.contains("archived"), "{text}");
     assert_eq!(text.lines().count(), 9, "{text}");
     assert_same_files(&before, &files(&dir), "stats");
@@ -250,9 +253,9 @@ fn stats_of_a_topic_directory_reports_that_topic_only() {
     assert_eq!(lines.len(), 5, "{text}");
     assert!(lines[0].starts_with("topic orders: 3 partition(s), "), "{text}");
     assert!(lines[1].starts_with("orders 0: start offset 0, next offset 3, "), "{text}");
-    assert_eq!(lines[2], "orders 1: start offset 0, next offset 0, 0 segment(s), 0 data bytes", "{text}");
+    assert_eq!(lines[2], "orders 1: start offset 0, next offset 0, 0 record(s), 0 segment(s), 0 data bytes", "{text}");
     assert!(lines[3].starts_with("orders 2: start offset 0, next offset 2, "), "{text}");
-    assert!(lines[4].starts_with("orders total: 3 partition(s), 2 segment(s), "), "{text}");
+    assert!(lines[4].starts_with("orders total: 3 partition(s), 5 record(s), 2 segment(s), "), "{text}");
 
     // A topic directory copied out of its store: verify still works, stats needs the store.
     let copy = tmp.path().join("orders");
@@ -279,7 +282,7 @@ fn stats_with_a_damaged_topic_meta_still_reports_the_other_topic() {
     line(&text, "topic audit: 1 partition(s), ");
     assert!(line(&text, "audit 0: ").starts_with("audit 0: start offset 0, next offset 2, "), "{text}");
     let store = line(&text, "store: ");
-    assert!(store.starts_with("store: 1 topic(s), 1 partition(s), 1 segment(s), "), "{store}");
+    assert!(store.starts_with("store: 1 topic(s), 1 partition(s), 2 record(s), 1 segment(s), "), "{store}");
     assert!(store.ends_with("; 1 topic(s) could not be opened"), "{store}");
     assert!(!text.contains("topic orders:"), "{text}");
     let err = stderr(&out);

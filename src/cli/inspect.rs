@@ -380,6 +380,7 @@ fn topics_stats(root: &Path, only: Option<String>) -> CliResult {
 #[derive(Default)]
 struct TopicTotals {
     partitions: u32,
+    records: u64,
     segments: usize,
     data_bytes: u64,
     archived: usize,
@@ -388,6 +389,7 @@ struct TopicTotals {
 impl TopicTotals {
     fn add(&mut self, other: &TopicTotals) {
         self.partitions += other.partitions;
+        self.records += other.records;
         self.segments += other.segments;
         self.data_bytes += other.data_bytes;
         self.archived += other.archived;
@@ -395,8 +397,9 @@ impl TopicTotals {
 
     fn describe(&self) -> String {
         format!(
-            "{} partition(s), {} segment(s), {} data bytes{}",
+            "{} partition(s), {} record(s), {} segment(s), {} data bytes{}",
             self.partitions,
+            self.records,
             self.segments,
             self.data_bytes,
             archived(self.archived)
@@ -427,14 +430,21 @@ fn topic_stats(topic: &Topic, total: &mut TopicTotals) -> annal::Result<String> 
         let i = topic.partition_info(p)?;
         let n = archived_segments.iter().filter(|(q, _)| *q == p).count();
         text.push_str(&format!(
-            "{name} {p}: start offset {}, next offset {}, {} segment(s), {} data bytes{}\n",
+            "{name} {p}: start offset {}, next offset {}, {} record(s), {} segment(s), {} data bytes{}\n",
             i.start_offset,
             i.next_offset,
+            i.records,
             i.segments,
             i.data_bytes,
             archived(n)
         ));
-        sum.add(&TopicTotals { partitions: 1, segments: i.segments, data_bytes: i.data_bytes, archived: n });
+        sum.add(&TopicTotals {
+            partitions: 1,
+            records: i.records,
+            segments: i.segments,
+            data_bytes: i.data_bytes,
+            archived: n,
+        });
     }
     text.push_str(&format!("{name} total: {}\n", sum.describe()));
     total.add(&sum);
@@ -456,7 +466,10 @@ fn log_stats(args: &StatsArgs) -> CliResult {
     let next = log.next_offset();
     let mut text = format!("log: {}\n", args.dir.display());
     text.push_str(&format!("segments: {} ({sealed} sealed, {} unsealed)\n", segments.len(), segments.len() - sealed));
-    text.push_str(&format!("records: {}\n", readable_records(&log, &segments, start)));
+    text.push_str(&format!(
+        "records: {}\n",
+        log.record_count().map_or_else(|e| format!("unknown ({e})"), |n| n.to_string())
+    ));
     text.push_str(&format!("data bytes: {data_bytes}\n"));
     text.push_str(&format!("segment file bytes: {file_bytes}\n"));
     if next > start {
@@ -508,36 +521,6 @@ fn log_stats(args: &StatsArgs) -> CliResult {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
-}
-
-/// Records readable from `start` on: every record of the segments at or after
-/// it; in the segment holding it, those from `start` on (counted by reading
-/// that one segment if compaction left gaps in it).
-fn readable_records(log: &Log, segments: &[SegmentInfo], start: u64) -> String {
-    let mut n = 0;
-    for s in segments.iter().filter(|s| s.next_offset > start) {
-        if s.base_offset >= start {
-            n += s.records;
-        } else if s.records == s.next_offset - s.base_offset {
-            n += s.next_offset - start;
-        } else {
-            let counted = log.read_from(start).and_then(|mut r| {
-                let mut k = 0;
-                while let Some(rec) = r.next_record()? {
-                    if rec.offset() >= s.next_offset {
-                        break;
-                    }
-                    k += 1;
-                }
-                Ok(k)
-            });
-            match counted {
-                Ok(k) => n += k,
-                Err(e) => return format!("unknown ({e})"),
-            }
-        }
-    }
-    n.to_string()
 }
 
 /// The last readable record: the one at the last offset, or (if compaction
