@@ -259,20 +259,7 @@ impl Topic {
     /// even if one fails; the first error is returned. The outcomes are in
     /// partition order.
     pub fn apply_retention(&self, now_ms: i64) -> Result<Vec<RetentionOutcome>> {
-        let mut outcomes = Vec::new();
-        let mut first_error = None;
-        for (_, result) in self.retention_results(now_ms)? {
-            match result {
-                Ok(o) => outcomes.push(o),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(outcomes),
-        }
+        all_or_first_error(self.retention_results(now_ms)?)
     }
 
     /// Compacts every partition's sealed segments now, with the topic's
@@ -283,20 +270,7 @@ impl Topic {
     /// policy keeps). Every partition is tried even if one fails; the first
     /// error is returned. The outcomes are in partition order.
     pub fn compact(&self, now_ms: i64) -> Result<Vec<CompactionOutcome>> {
-        let mut outcomes = Vec::new();
-        let mut first_error = None;
-        for (_, result) in self.compaction_results(now_ms, false, &mut |_, _, _| {})? {
-            match result {
-                Ok(o) => outcomes.push(o),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(outcomes),
-        }
+        all_or_first_error(self.compaction_results(now_ms, false, &mut |_, _, _| {})?)
     }
 
     /// The compaction policy of the topic: its tombstone retention.
@@ -463,6 +437,11 @@ impl Topic {
             partitions: st.meta.partitions,
         })
     }
+}
+
+/// The outcomes of every partition, in order, or the first partition's error.
+fn all_or_first_error<O>(results: Vec<(u32, Result<O>)>) -> Result<Vec<O>> {
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// The configuration of partition `p` of `topic`: the topic's, with the
