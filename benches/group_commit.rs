@@ -17,14 +17,13 @@
 mod common;
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use annal::{Durability, Log, LogConfig, Record};
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
-use common::CountingIo;
+use common::{CountingIo, timed_threads};
 
 const WRITERS: [usize; 5] = [1, 2, 4, 8, 16];
 const PER_WRITER: u64 = 50;
@@ -33,25 +32,11 @@ const VALUE: usize = 100;
 /// One round: `writers` threads append `PER_WRITER` records each; returns the
 /// time from the first writer leaving the barrier to the last one finishing.
 fn round(log: &Log, writers: usize, value: &[u8]) -> Duration {
-    let barrier = Barrier::new(writers);
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..writers)
-            .map(|_| {
-                s.spawn(|| {
-                    let record = Record::new(value);
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..PER_WRITER {
-                        black_box(log.append(&record).expect("append"));
-                    }
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        let times: Vec<(Instant, Instant)> = handles.into_iter().map(|h| h.join().expect("writer")).collect();
-        let start = times.iter().map(|t| t.0).min().expect("a writer");
-        let end = times.iter().map(|t| t.1).max().expect("a writer");
-        end - start
+    timed_threads(writers, |_| {
+        let record = Record::new(value);
+        for _ in 0..PER_WRITER {
+            black_box(log.append(&record).expect("append"));
+        }
     })
 }
 

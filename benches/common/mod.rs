@@ -1,5 +1,6 @@
 //! Helpers shared by the criterion benches: log construction, copying a
-//! crashed log, a cheap deterministic PRNG and an fsync-counting `Io`.
+//! crashed log, timing threads released together, a cheap deterministic
+//! PRNG and an fsync-counting `Io`.
 //!
 //! Each bench binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -8,7 +9,9 @@ use std::fs::{self, File};
 use std::hint::black_box;
 use std::io;
 use std::path::Path;
+use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use annal::io::{Io, OsIo};
@@ -105,6 +108,31 @@ pub fn mtimes(dir: &Path) -> Vec<(String, std::time::SystemTime, u64)> {
         .collect();
     out.sort();
     out
+}
+
+/// Runs `work(0)` .. `work(threads - 1)` on `threads` threads released
+/// together by a barrier (all spawned and waiting); returns the time from the
+/// earliest start to the latest end, measured on the threads themselves, so
+/// spawning and joining are not timed.
+pub fn timed_threads(threads: usize, work: impl Fn(usize) + Sync) -> Duration {
+    let barrier = Barrier::new(threads);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (barrier, work) = (&barrier, &work);
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    work(i);
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        let times: Vec<(Instant, Instant)> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+        let start = times.iter().map(|t| t.0).min().expect("a thread");
+        let end = times.iter().map(|t| t.1).max().expect("a thread");
+        end - start
+    })
 }
 
 /// xorshift64*: deterministic pseudo-random numbers, no dependency.
