@@ -1,20 +1,23 @@
 //! Topics: produce throughput across partitions, and the compaction rate.
 //!
-//! - `produce/<durability>/partitions/<P>` for P = 1, 4 and 16: a `Store`
-//!   holding one topic of P partitions (default 64 MiB segments); 4 producer
-//!   threads call `Topic::send` with a keyed 100-byte record, each producer
-//!   with its own keys (`producer<i>-<j>`, so records spread over the
-//!   partitions by key hash). Durability `never` (no fsync: what is left is
-//!   the cost of the partitioner, the topic lock and each partition's writer
-//!   lock; 10,000 records per producer and round) and `always` (each send
-//!   returns after its partition's fsync; partitions fsync independently,
-//!   sends to one partition share fsyncs; 50 records per producer and round).
-//!   A round is timed from the release of a barrier (producers spawned and
-//!   waiting) to the last producer's last acknowledged send. Throughput is
-//!   total records (elements) per second. One store per case, reused by
-//!   every round (the warm-up brings the partitions' prefaulters ahead of the
-//!   writers); after each case the bench prints to stderr the records sent
-//!   and the fsyncs made, counted through a wrapping `Io`.
+//! - `produce/<durability>/producers/<N>/partitions/<P>` for P = 1, 4 and
+//!   16: a `Store` holding one topic of P partitions (default 64 MiB
+//!   segments); N producer threads call `Topic::send` with a keyed 100-byte
+//!   record, each producer with its own keys (`producer<i>-<j>`, so records
+//!   spread over the partitions by key hash). Durability `never` with 4
+//!   producers (no fsync: what is left is the cost of the partitioner, the
+//!   topic lock and each partition's writer lock; 10,000 records per producer
+//!   and round), and `always` with 4 and 16 producers (each send returns
+//!   after its partition's fsync; partitions fsync independently, sends to
+//!   one partition share fsyncs; 50 records per producer and round). At most
+//!   N sends are in flight, so under `always` more partitions than producers
+//!   cannot add concurrency. A round is timed from the release of a barrier
+//!   (producers spawned and waiting) to the last producer's last acknowledged
+//!   send. Throughput is total records (elements) per second. One store per
+//!   case, reused by every round (the warm-up brings the partitions'
+//!   prefaulters ahead of the writers); after each case the bench prints to
+//!   stderr the records sent and the fsyncs made, counted through a wrapping
+//!   `Io`.
 //! - `compaction/<K>keys/<records|bytes>`: `Log::compact_at` of a log of
 //!   200,000 keyed 100-byte records in 4 MiB segments, every segment sealed
 //!   (rolled), in the page cache. K = 10,000 keys drawn pseudo-randomly, so
@@ -44,7 +47,9 @@ use tempfile::TempDir;
 use common::{CountingIo, Rng, timed_threads};
 
 const VALUE: usize = 100;
-const PRODUCERS: usize = 4;
+/// Durability and producer threads of the `produce` cases.
+const PRODUCE_CASES: [(&str, Durability, usize); 3] =
+    [("never", Durability::Never, 4), ("always", Durability::Always, 4), ("always", Durability::Always, 16)];
 const PARTITIONS: [u32; 3] = [1, 4, 16];
 
 const COMPACT_RECORDS: u64 = 200_000;
@@ -67,10 +72,10 @@ fn produce(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    for (dname, durability) in [("never", Durability::Never), ("always", Durability::Always)] {
+    for (dname, durability, producers) in PRODUCE_CASES {
         let per = per_producer(durability);
         let keys: Vec<Vec<Vec<u8>>> =
-            (0..PRODUCERS).map(|i| (0..per).map(|j| format!("producer{i}-{j}").into_bytes()).collect()).collect();
+            (0..producers).map(|i| (0..per).map(|j| format!("producer{i}-{j}").into_bytes()).collect()).collect();
         for partitions in PARTITIONS {
             let dir = tempfile::tempdir().expect("tempdir");
             let io = Arc::new(CountingIo::default());
@@ -79,12 +84,12 @@ fn produce(c: &mut Criterion) {
             let topic =
                 store.create_topic("bench", TopicConfig::default().partitions(partitions)).expect("create topic");
             let syncs_before = io.syncs();
-            group.throughput(Throughput::Elements(per * PRODUCERS as u64));
-            group.bench_function(format!("{dname}/partitions/{partitions}"), |b| {
+            group.throughput(Throughput::Elements(per * producers as u64));
+            group.bench_function(format!("{dname}/producers/{producers}/partitions/{partitions}"), |b| {
                 b.iter_custom(|iters| {
                     (0..iters)
                         .map(|_| {
-                            timed_threads(PRODUCERS, |i| {
+                            timed_threads(producers, |i| {
                                 for key in &keys[i] {
                                     black_box(topic.send(&Record::new(&value).with_key(key)).expect("send"));
                                 }
@@ -95,10 +100,17 @@ fn produce(c: &mut Criterion) {
             });
             let records: u64 = (0..partitions).map(|p| topic.next_offset(p).expect("next offset")).sum();
             let syncs = io.syncs() - syncs_before;
-            eprintln!(
-                "produce/{dname}/partitions/{partitions}: {records} records, {syncs} fsyncs, {:.2} records per fsync",
-                records as f64 / syncs.max(1) as f64
-            );
+            // Nothing sent: the case was filtered out on the command line.
+            if records > 0 {
+                let per_fsync = match syncs {
+                    0 => String::new(),
+                    n => format!(", {:.2} records per fsync", records as f64 / n as f64),
+                };
+                eprintln!(
+                    "produce/{dname}/producers/{producers}/partitions/{partitions}: {records} records, {syncs} \
+                     fsyncs{per_fsync}"
+                );
+            }
             drop(topic);
             store.close().expect("close store");
         }
