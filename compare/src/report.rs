@@ -183,19 +183,13 @@ impl Machine {
     }
 }
 
-/// Today's date (UTC) as YYYY-MM-DD, from the system clock.
+/// The UTC date of `unix_secs` as YYYY-MM-DD: the date part of annal's own
+/// timestamp format.
 pub fn utc_date(unix_secs: u64) -> String {
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = (unix_secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    let ms = i64::try_from(unix_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut stamp = annal::inspect::format_timestamp(ms);
+    stamp.truncate("YYYY-MM-DD".len());
+    stamp
 }
 
 #[cfg(test)]
