@@ -54,8 +54,8 @@ mod store;
 pub use handle::{PartitionInfo, Topic, fnv1a_64, partition_dir_name, partition_for_key};
 pub use meta::{CleanupPolicy, MAX_PARTITIONS, TOPIC_META_FILE_NAME, TopicConfig, TopicMeta};
 pub use store::{
-    ArchivalReport, CompactionReport, PartitionArchival, PartitionCompaction, PartitionRetention, RetentionFailure,
-    RetentionReport, STORE_LOCK_FILE_NAME, Store, StoreConfig, TOPICS_DIR_NAME,
+    ArchivalReport, CompactionReport, PartitionArchival, PartitionCompaction, PartitionOutcome, PartitionRetention,
+    PassReport, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME, Store, StoreConfig, TOPICS_DIR_NAME,
 };
 
 use crate::error::{Error, Result};

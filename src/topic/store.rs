@@ -105,62 +105,28 @@ impl StoreConfig {
     }
 }
 
+/// What one store-wide pass (retention, archival or compaction) did to one
+/// partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionOutcome<O> {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// What the pass did.
+    pub outcome: O,
+}
+
 /// What one retention pass did to one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PartitionRetention {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: u32,
-    /// What retention did.
-    pub outcome: RetentionOutcome,
-}
-
+pub type PartitionRetention = PartitionOutcome<RetentionOutcome>;
 /// What one archival run did to one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PartitionArchival {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: u32,
-    /// What archival did.
-    pub outcome: ArchiveOutcome,
-}
+pub type PartitionArchival = PartitionOutcome<ArchiveOutcome>;
+/// What one compaction did to one partition.
+pub type PartitionCompaction = PartitionOutcome<CompactionOutcome>;
 
-/// What an archival run over the store's topics did: one entry per
-/// partition processed, and one per failure (the failing partition's
-/// segments stay local and are retried by the next run).
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct ArchivalReport {
-    /// The time ages were measured against (ms since the Unix epoch).
-    pub now_ms: i64,
-    /// Every partition processed.
-    pub partitions: Vec<PartitionArchival>,
-    /// Every topic or partition that failed.
-    pub failures: Vec<RetentionFailure>,
-}
-
-impl ArchivalReport {
-    /// Segments archived across every partition.
-    pub fn segments_archived(&self) -> usize {
-        self.partitions.iter().map(|p| p.outcome.segments_archived).sum()
-    }
-
-    /// Bytes of record data archived across every partition.
-    pub fn bytes_archived(&self) -> u64 {
-        self.partitions.iter().map(|p| p.outcome.bytes_archived).sum()
-    }
-
-    /// Whether nothing failed.
-    pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-/// A topic or partition that retention (or archival) could not process.
+/// A topic or partition that a store-wide pass (retention, archival or
+/// compaction) could not process.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RetentionFailure {
@@ -173,18 +139,40 @@ pub struct RetentionFailure {
     pub error: Error,
 }
 
-/// What a retention pass over every topic did: one entry per partition it
-/// processed, and one per failure. A failure does not stop the pass.
-#[derive(Debug, Default)]
+/// What a store-wide pass over the topics did: one entry per partition it
+/// processed, and one per failure. A failure does not stop the pass; the
+/// failing partition is left as it was (or, for compaction, with some of its
+/// segments compacted) and is tried again by the next pass.
+#[derive(Debug)]
 #[non_exhaustive]
-pub struct RetentionReport {
+pub struct PassReport<O> {
     /// The time ages were measured against (ms since the Unix epoch).
     pub now_ms: i64,
     /// Every partition processed, by topic name then partition number.
-    pub partitions: Vec<PartitionRetention>,
+    pub partitions: Vec<PartitionOutcome<O>>,
     /// Every topic or partition that failed.
     pub failures: Vec<RetentionFailure>,
 }
+
+impl<O> PassReport<O> {
+    /// Whether nothing failed.
+    pub fn is_ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The sum of `figure` over every partition processed.
+    fn sum(&self, figure: impl Fn(&O) -> u64) -> u64 {
+        self.partitions.iter().map(|p| figure(&p.outcome)).sum()
+    }
+}
+
+/// What a retention pass over every topic did ([`Store::run_retention`]).
+pub type RetentionReport = PassReport<RetentionOutcome>;
+/// What an archival run over the store's topics did ([`Store::run_archival`]).
+pub type ArchivalReport = PassReport<ArchiveOutcome>;
+/// What a compaction pass over the store's compacted topics
+/// ([`CleanupPolicy::Compact`]) did ([`Store::run_compaction`]).
+pub type CompactionReport = PassReport<CompactionOutcome>;
 
 impl RetentionReport {
     /// Segments deleted across every partition.
@@ -194,56 +182,31 @@ impl RetentionReport {
 
     /// Bytes of record data deleted across every partition.
     pub fn bytes_deleted(&self) -> u64 {
-        self.partitions.iter().map(|p| p.outcome.bytes_deleted).sum()
-    }
-
-    /// Whether nothing failed.
-    pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
+        self.sum(|o| o.bytes_deleted)
     }
 }
 
-/// What one compaction did to one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PartitionCompaction {
-    /// The topic.
-    pub topic: String,
-    /// The partition.
-    pub partition: u32,
-    /// What compaction did.
-    pub outcome: CompactionOutcome,
-}
+impl ArchivalReport {
+    /// Segments archived across every partition.
+    pub fn segments_archived(&self) -> usize {
+        self.partitions.iter().map(|p| p.outcome.segments_archived).sum()
+    }
 
-/// What a compaction pass over the store's compacted topics
-/// ([`CleanupPolicy::Compact`]) did: one entry per partition compacted, and
-/// one per failure (the failing partition is left as it was, or with some
-/// of its segments compacted, and is tried again by the next pass).
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct CompactionReport {
-    /// The time tombstone ages were measured against (ms since the Unix epoch).
-    pub now_ms: i64,
-    /// Every partition compacted, by topic name then partition number.
-    pub partitions: Vec<PartitionCompaction>,
-    /// Every topic or partition that failed.
-    pub failures: Vec<RetentionFailure>,
+    /// Bytes of record data archived across every partition.
+    pub fn bytes_archived(&self) -> u64 {
+        self.sum(|o| o.bytes_archived)
+    }
 }
 
 impl CompactionReport {
     /// Records removed across every partition.
     pub fn records_removed(&self) -> u64 {
-        self.partitions.iter().map(|p| p.outcome.records_removed).sum()
+        self.sum(|o| o.records_removed)
     }
 
     /// Record bytes removed across every partition.
     pub fn bytes_removed(&self) -> u64 {
-        self.partitions.iter().map(|p| p.outcome.bytes_removed).sum()
-    }
-
-    /// Whether nothing failed.
-    pub fn is_ok(&self) -> bool {
-        self.failures.is_empty()
+        self.sum(|o| o.bytes_removed)
     }
 }
 
@@ -734,15 +697,10 @@ impl StoreInner {
         progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
     ) -> Result<ArchivalReport> {
         self.check_archive_tier()?;
-        let (done, failures) = self.each_partition(only, |t| match self.archive_policy_of(t, over)? {
+        Ok(self.each_partition(now_ms, only, |t| match self.archive_policy_of(t, over)? {
             Some(policy) => t.archival_results(&policy, now_ms, progress),
             None => Ok(Vec::new()),
-        });
-        let partitions = done
-            .into_iter()
-            .map(|(topic, partition, outcome)| PartitionArchival { topic, partition, outcome })
-            .collect();
-        Ok(ArchivalReport { now_ms, partitions, failures })
+        }))
     }
 
     /// Compacts the compacted topics (or only `only`); with `only_due`, only
@@ -754,26 +712,16 @@ impl StoreInner {
         only_due: bool,
         progress: &mut dyn FnMut(&str, u32, &SegmentInfo),
     ) -> CompactionReport {
-        let (done, failures) = self.each_partition(only, |t| {
+        self.each_partition(now_ms, only, |t| {
             if t.meta()?.cleanup_policy != CleanupPolicy::Compact {
                 return Ok(Vec::new());
             }
             t.compaction_results(now_ms, only_due, progress)
-        });
-        let partitions = done
-            .into_iter()
-            .map(|(topic, partition, outcome)| PartitionCompaction { topic, partition, outcome })
-            .collect();
-        CompactionReport { now_ms, partitions, failures }
+        })
     }
 
     fn run_retention(&self, now_ms: i64) -> RetentionReport {
-        let (done, failures) = self.each_partition(None, |t| t.retention_results(now_ms));
-        let partitions = done
-            .into_iter()
-            .map(|(topic, partition, outcome)| PartitionRetention { topic, partition, outcome })
-            .collect();
-        RetentionReport { now_ms, partitions, failures }
+        self.each_partition(now_ms, None, |t| t.retention_results(now_ms))
     }
 
     /// Runs `pass` over every topic (or only topic `only`), by name, and sorts
@@ -781,10 +729,11 @@ impl StoreInner {
     /// that could not be processed at all is one failure.
     fn each_partition<O>(
         &self,
+        now_ms: i64,
         only: Option<&str>,
         mut pass: impl FnMut(&Topic) -> Result<Vec<(u32, Result<O>)>>,
-    ) -> (Vec<(String, u32, O)>, Vec<RetentionFailure>) {
-        let (mut done, mut failures) = (Vec::new(), Vec::new());
+    ) -> PassReport<O> {
+        let mut report = PassReport { now_ms, partitions: Vec::new(), failures: Vec::new() };
         let names: Vec<String> = self.topics.read().expect("topics lock").keys().cloned().collect();
         for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
             let topic = {
@@ -794,22 +743,21 @@ impl StoreInner {
             match topic.and_then(|t| pass(&t)) {
                 Ok(results) => {
                     for (partition, result) in results {
+                        let topic = name.clone();
                         match result {
-                            Ok(outcome) => done.push((name.clone(), partition, outcome)),
-                            Err(error) => failures.push(RetentionFailure {
-                                topic: name.clone(),
-                                partition: Some(partition),
-                                error,
-                            }),
+                            Ok(outcome) => report.partitions.push(PartitionOutcome { topic, partition, outcome }),
+                            Err(error) => {
+                                report.failures.push(RetentionFailure { topic, partition: Some(partition), error })
+                            }
                         }
                     }
                 }
                 // Deleted since the names were taken, or the store is closing.
                 Err(Error::UnknownTopic { .. } | Error::Closed { .. }) => {}
-                Err(error) => failures.push(RetentionFailure { topic: name, partition: None, error }),
+                Err(error) => report.failures.push(RetentionFailure { topic: name, partition: None, error }),
             }
         }
-        (done, failures)
+        report
     }
 }
 
