@@ -1,7 +1,7 @@
 //! Sparse offset index and time index of one segment, and their files.
 //!
 //! Entries are added every `index_interval_bytes` of record data, at the same
-//! records for both indexes, by a deterministic rule ([`SegmentIndex::observe`]),
+//! records for both indexes, by a deterministic rule (`SegmentIndex::observe`),
 //! so an index rebuilt from the data is byte-identical to the one the writer
 //! kept. Index files (docs/FORMAT.md, "Index files"):
 //!
