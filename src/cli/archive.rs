@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::topic::{open_existing, require_store};
-use super::{CliResult, now_ms, pass_result, print, progress_bar, push_failures};
+use super::{CliResult, finish_pass, now_ms, print, progress_bar};
 use annal::log::ArchivePolicy;
 use annal::{LocalDirArchive, Store, StoreConfig};
 
@@ -90,25 +90,12 @@ fn run(args: &RunArgs) -> CliResult {
     );
     let report = store.run_archival_at(now, topic, over.as_ref(), &mut |_, _, s| bar.inc(s.data_bytes))?;
     bar.finish_and_clear();
-    let mut text = String::new();
-    for p in &report.partitions {
-        let o = &p.outcome;
-        text.push_str(&format!(
-            "{} {}: archived {} segment(s), {} bytes\n",
-            p.topic, p.partition, o.segments_archived, o.bytes_archived
-        ));
-    }
-    push_failures(&mut text, &report.failures);
-    text.push_str(&format!(
-        "archive: {} segment(s), {} bytes archived from {} partition(s); {} failure(s)\n",
-        report.segments_archived(),
-        report.bytes_archived(),
-        report.partitions.len(),
-        report.failures.len()
-    ));
-    print(&text)?;
-    store.close()?;
-    pass_result("archival", &report.failures)
+    let summary =
+        format!("archive: {} segment(s), {} bytes archived", report.segments_archived(), report.bytes_archived());
+    let line = |o: &annal::log::ArchiveOutcome| {
+        format!("archived {} segment(s), {} bytes", o.segments_archived, o.bytes_archived)
+    };
+    finish_pass(store, "archival", &report, line, &summary)
 }
 
 fn list(args: &ListArgs) -> CliResult {

@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use annal::Durability;
-use annal::topic::RetentionFailure;
+use annal::Store;
+use annal::topic::PassReport;
 
 const EXIT_CODES: &str = "\
 Exit status: 0 on success; 1 for wrong arguments, a directory that is not an \
@@ -161,19 +162,31 @@ pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Appends one `TOPIC PARTITION: error: ...` line per failure of a store-wide
-/// pass (`-` for a whole topic) to `text`.
-pub(crate) fn push_failures(text: &mut String, failures: &[RetentionFailure]) {
+/// Prints what a store-wide pass (`what`: `retention`, `archival`,
+/// `compaction`) did, then closes `store`: one `TOPIC PARTITION: ` line per
+/// partition (the rest from `line`), one `TOPIC PARTITION: error: ...` line
+/// per failure (`-` for a whole topic), and `summary` followed by ` from N
+/// partition(s); F failure(s)`. Success without failures, else exit 1, or 2
+/// if one of them is corruption.
+pub(crate) fn finish_pass<O>(
+    store: Store,
+    what: &str,
+    report: &PassReport<O>,
+    line: impl Fn(&O) -> String,
+    summary: &str,
+) -> CliResult {
+    let mut text = String::new();
+    for p in &report.partitions {
+        text.push_str(&format!("{} {}: {}\n", p.topic, p.partition, line(&p.outcome)));
+    }
+    let failures = &report.failures;
     for f in failures {
         let partition = f.partition.map_or_else(|| "-".to_owned(), |p| p.to_string());
         text.push_str(&format!("{} {partition}: error: {}\n", f.topic, f.error));
     }
-}
-
-/// The outcome of a store-wide pass (`what`: `retention`, `archival`) that
-/// had `failures`: success without any, else exit 1, or 2 if one of them is
-/// corruption.
-pub(crate) fn pass_result(what: &str, failures: &[RetentionFailure]) -> CliResult {
+    text.push_str(&format!("{summary} from {} partition(s); {} failure(s)\n", report.partitions.len(), failures.len()));
+    print(&text)?;
+    store.close()?;
     if failures.is_empty() {
         return Ok(());
     }

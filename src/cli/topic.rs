@@ -11,7 +11,7 @@ use annal::log::ArchivePolicy;
 use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
 use annal::{CleanupPolicy, Retention, Store, StoreConfig, TopicConfig};
 
-use super::{CliResult, Failure, now_ms, pass_result, print, progress_bar, push_failures};
+use super::{CliResult, Failure, finish_pass, now_ms, print, progress_bar};
 
 /// Create, list, describe or delete the topics of a store.
 ///
@@ -280,25 +280,20 @@ pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
     let RetentionCommand::Run(args) = &args.command;
     let store = open_existing(&args.dir, StoreConfig::default())?;
     let report = store.run_retention()?;
-    let mut text = String::new();
-    for p in &report.partitions {
-        let o = &p.outcome;
-        text.push_str(&format!(
-            "{} {}: deleted {} segment(s), {} bytes; start offset {}\n",
-            p.topic, p.partition, o.segments_deleted, o.bytes_deleted, o.start_offset
-        ));
-    }
-    push_failures(&mut text, &report.failures);
-    text.push_str(&format!(
-        "retention: {} segment(s), {} bytes deleted from {} partition(s); {} failure(s)\n",
-        report.segments_deleted(),
-        report.bytes_deleted(),
-        report.partitions.len(),
-        report.failures.len()
-    ));
-    print(&text)?;
-    store.close()?;
-    pass_result("retention", &report.failures)
+    let summary =
+        format!("retention: {} segment(s), {} bytes deleted", report.segments_deleted(), report.bytes_deleted());
+    finish_pass(
+        store,
+        "retention",
+        &report,
+        |o| {
+            format!(
+                "deleted {} segment(s), {} bytes; start offset {}",
+                o.segments_deleted, o.bytes_deleted, o.start_offset
+            )
+        },
+        &summary,
+    )
 }
 
 pub(crate) fn run_compact(args: &CompactArgs) -> CliResult {
@@ -312,30 +307,13 @@ pub(crate) fn run_compact(args: &CompactArgs) -> CliResult {
     let now = now_ms();
     let report = store.run_compaction_at(now, topic, &mut |_, _, s| bar.inc(s.data_bytes))?;
     bar.finish_and_clear();
-    let mut text = String::new();
-    for p in &report.partitions {
-        let o = &p.outcome;
-        text.push_str(&format!(
-            "{} {}: {} key(s); rewrote {} of {} segment(s); removed {} record(s) ({} tombstone(s)), {} bytes\n",
-            p.topic,
-            p.partition,
-            o.keys,
-            o.segments_rewritten,
-            o.segments_examined,
-            o.records_removed,
-            o.tombstones_removed,
-            o.bytes_removed
-        ));
-    }
-    push_failures(&mut text, &report.failures);
-    text.push_str(&format!(
-        "compaction: {} record(s), {} bytes removed from {} partition(s); {} failure(s)\n",
-        report.records_removed(),
-        report.bytes_removed(),
-        report.partitions.len(),
-        report.failures.len()
-    ));
-    print(&text)?;
-    store.close()?;
-    pass_result("compaction", &report.failures)
+    let summary =
+        format!("compaction: {} record(s), {} bytes removed", report.records_removed(), report.bytes_removed());
+    let line = |o: &annal::CompactionOutcome| {
+        format!(
+            "{} key(s); rewrote {} of {} segment(s); removed {} record(s) ({} tombstone(s)), {} bytes",
+            o.keys, o.segments_rewritten, o.segments_examined, o.records_removed, o.tombstones_removed, o.bytes_removed
+        )
+    };
+    finish_pass(store, "compaction", &report, line, &summary)
 }
