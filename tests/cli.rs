@@ -464,6 +464,34 @@ fn tail_survives_a_crashed_writer_and_its_recovery() {
     tail.wait().unwrap();
 }
 
+/// A writer that has rolled to a new segment and not yet appended to it:
+/// `tail` reaches the empty segment and waits there for the next record.
+#[test]
+fn tail_waits_on_a_new_segment_that_holds_no_record_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let config = annal::LogConfig::default().segment_bytes(65536).durability(annal::Durability::Never);
+    let log = annal::Log::open(&dir, config).unwrap();
+    for i in 0..10u32 {
+        log.append(&annal::Record::new(format!("r{i}").as_bytes())).unwrap();
+    }
+    log.roll().unwrap();
+    assert_eq!(log.segments().last().unwrap().base_offset, 10);
+    let (mut tail, rx) = spawn_lines(&["tail", p(&dir), "--from", "0"]);
+    let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line from tail");
+    for i in 0..10u32 {
+        assert!(next().ends_with(&format!("\tr{i}")));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(tail.try_wait().unwrap().is_none(), "tail gave up on the empty segment");
+    log.append(&annal::Record::new(b"r10")).unwrap();
+    let line = next();
+    assert!(line.starts_with("10\t") && line.ends_with("\tr10"), "{line}");
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    log.close().unwrap();
+}
+
 #[test]
 fn tail_stops_at_damage_with_exit_2() {
     let (_tmp, dir) = make_log(2000);

@@ -150,9 +150,13 @@ impl Follower {
         let file = self.file.as_ref().expect("an open segment");
         let io_err = |e| io_failure("read segment", &self.path, e);
         // The next segment first: it appears (by rename) only after this one was
-        // sealed, so if it exists, this segment's footer is final.
-        let mut next_path = self.dir.join(log_file_name(self.next));
-        let mut rolled = next_path.exists();
+        // sealed, so if it exists, this segment's footer is final. A segment
+        // that holds no record yet (a writer has just rolled to it or reopened
+        // the log, and has not appended) is its own "next" file name: that is
+        // this segment, not a later one.
+        let base = self.base;
+        let next_exists = |dir: &Path, next: u64| next != base && dir.join(log_file_name(next)).exists();
+        let mut rolled = next_exists(&self.dir, self.next);
         let footer = read_footer(file, self.base, self.flags).map_err(io_err)?;
         if let Some(f) = footer {
             if f.data_end > self.pos {
@@ -172,12 +176,11 @@ impl Follower {
                 // offset range holds no record, and the next segment starts
                 // where the range ends.
                 self.next = f.next_offset;
-                next_path = self.dir.join(log_file_name(self.next));
-                rolled = next_path.exists();
+                rolled = next_exists(&self.dir, self.next);
             }
             if rolled {
                 self.base = self.next;
-                self.path = next_path;
+                self.path = self.dir.join(log_file_name(self.next));
                 self.file = None;
                 self.pos = DATA_START as u64;
                 return Ok(true);

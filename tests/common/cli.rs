@@ -56,10 +56,11 @@ pub fn json_lines(s: &str) -> Vec<serde_json::Value> {
     s.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
 }
 
-/// Starts `annal args...` (a `tail`) with stderr discarded; a thread of its
-/// own sends each line it prints to the returned channel.
+/// Starts `annal args...` (a `tail`); a thread of its own sends each line it
+/// prints to the returned channel. Its stderr goes to the test's, so that a
+/// `tail` that gives up says why next to the failing test.
 pub fn spawn_lines(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = annal().args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn annal");
+    let mut child = annal().args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn annal");
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
