@@ -207,7 +207,7 @@ impl Log {
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
         let shared = Arc::new(open::open(dir.as_ref(), config, false)?);
         let flusher = match shared.config.durability {
-            Durability::Interval(every) => Some(Flusher::start(Arc::clone(&shared), every)),
+            Durability::Interval(every) => Some(Flusher::start(Arc::clone(&shared), every)?),
             _ => None,
         };
         Ok(Log { shared, flusher, closed: false })
@@ -831,7 +831,8 @@ impl SegmentCache {
 }
 
 impl Flusher {
-    fn start(shared: Arc<Shared>, every: Duration) -> Flusher {
+    fn start(shared: Arc<Shared>, every: Duration) -> Result<Flusher> {
+        let dir = shared.dir.clone();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop2 = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
@@ -850,8 +851,8 @@ impl Flusher {
                     }
                 }
             })
-            .expect("spawn flusher thread");
-        Flusher { stop, handle: Some(handle) }
+            .map_err(|e| Error::io("start flusher thread", dir, e))?;
+        Ok(Flusher { stop, handle: Some(handle) })
     }
 
     fn stop(mut self) {
