@@ -10,13 +10,16 @@ mod powerloss;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use annal::inspect::{self, Severity};
 use annal::segment::{DATA_START, FOOTER_LEN, SegmentFlags, SegmentFooter, SegmentHeader};
 use annal::{Compaction, Error, Log, LogConfig, OwnedRecord, Record};
-use common::{FaultIo, Rng, copy_dir, fast_tempdir, read_all, removed_temp_names, segment_files, small_cfg, tiny_cfg};
+use common::{
+    FaultIo, Rng, await_workers, copy_dir, fast_tempdir, read_all, removed_temp_names, segment_files, small_cfg,
+    tiny_cfg,
+};
 use powerloss::{LossMode, PowerLossIo, SplitMix};
 
 /// Timestamp of the first record of the workloads (ms since the epoch).
@@ -540,6 +543,7 @@ fn readers_race_compaction_appends_and_retention() {
     let dir = fast_tempdir();
     let log = Log::open(dir.path(), small_cfg().max_open_segments(2)).unwrap();
     let stop = AtomicBool::new(false);
+    let running = AtomicUsize::new(0);
     let is_tombstone = |o: u64| o % 17 == 5;
     let append = |log: &Log| {
         let o = log.next_offset();
@@ -576,6 +580,9 @@ fn readers_race_compaction_appends_and_retention() {
                                         assert_eq!(r.value(), Some(&keyed_value(o)[..]), "offset {o}");
                                     }
                                     read += 1;
+                                    if read == 1 {
+                                        running.fetch_add(1, Ordering::SeqCst);
+                                    }
                                 }
                                 Ok(None) => break,
                                 Err(Error::OffsetOutOfRange { .. }) => break,
@@ -593,9 +600,14 @@ fn readers_race_compaction_appends_and_retention() {
                 let now = T0 + log.next_offset() as i64;
                 log.compact_at(&policy(100), now).unwrap();
                 rounds += 1;
+                if rounds == 1 {
+                    running.fetch_add(1, Ordering::SeqCst);
+                }
             }
             rounds
         });
+        // The workload starts once every worker is under way, so they race it.
+        await_workers(&running, 3);
         for round in 0..60 {
             for _ in 0..100 {
                 append(&log);

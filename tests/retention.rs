@@ -5,11 +5,11 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use annal::{Error, Log, LogConfig, Record, Retention};
-use common::{FaultIo, fast_tempdir, read_all, segment_files, small_cfg, value_for};
+use common::{FaultIo, await_workers, fast_tempdir, read_all, segment_files, small_cfg, value_for};
 use tempfile::TempDir;
 
 /// Appends `n` records whose values derive from their offsets (`value_for`).
@@ -278,6 +278,7 @@ fn the_start_offset_file_bytes_are_pinned() {
 fn readers_race_retention_without_crashing_or_misreading() {
     let (dir, log) = filled_log(1_000);
     let stop = AtomicBool::new(false);
+    let running = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let readers: Vec<_> = (0..2)
             .map(|_| {
@@ -294,6 +295,9 @@ fn readers_race_retention_without_crashing_or_misreading() {
                                 Ok(Some(r)) => {
                                     assert_eq!(r.value().unwrap(), &value_for(r.offset(), 300)[..]);
                                     read += 1;
+                                    if read == 1 {
+                                        running.fetch_add(1, Ordering::SeqCst);
+                                    }
                                 }
                                 Ok(None) => break,
                                 Err(Error::OffsetOutOfRange { start, .. }) => {
@@ -309,6 +313,8 @@ fn readers_race_retention_without_crashing_or_misreading() {
                 })
             })
             .collect();
+        // The workload starts once every worker is under way, so they race it.
+        await_workers(&running, 2);
         for round in 0..40 {
             fill(&log, 200);
             let keep_from = log.next_offset().saturating_sub(600);

@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use annal::io::{Io, OsIo};
 use annal::{Durability, Header, Log, LogConfig, OwnedRecord, Record};
@@ -258,6 +258,17 @@ pub fn read_all(log: &Log) -> annal::Result<Vec<OwnedRecord>> {
 
 /// A temporary directory on tmpfs (`/dev/shm`) when there is one: for tests
 /// that open, sync and copy logs many times and are not about what reaches a disk.
+/// Waits (up to 30 s) until `running` reaches `n`: for tests whose workers
+/// count themselves in once they have done their first piece of work, so the
+/// test's own workload is known to run alongside them.
+pub fn await_workers(running: &AtomicUsize, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while running.load(Ordering::SeqCst) < n {
+        assert!(std::time::Instant::now() < deadline, "{} of {n} workers started", running.load(Ordering::SeqCst));
+        std::thread::yield_now();
+    }
+}
+
 pub fn fast_tempdir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.unwrap()
