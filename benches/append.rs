@@ -21,7 +21,7 @@ mod common;
 use std::time::Duration;
 
 use annal::Durability;
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use common::{size_name, timed_appends};
 
@@ -49,12 +49,7 @@ fn append(c: &mut Criterion) {
         ("interval", Durability::Interval(Duration::from_millis(100))),
         ("always", Durability::Always),
     ];
-    let mut group = c.benchmark_group("append");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    let mut group = common::flat_group(c, "append", Duration::from_millis(500), Duration::from_secs(2));
     for (dname, durability) in durabilities {
         for size in SIZES {
             let value = vec![0x5Au8; size];

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annal::{Durability, Log, LogConfig, Record};
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use common::{CountingIo, timed_threads};
 
@@ -42,12 +42,7 @@ fn round(log: &Log, writers: usize, value: &[u8]) -> Duration {
 
 fn group_commit(c: &mut Criterion) {
     let value = vec![0x5Au8; VALUE];
-    let mut group = c.benchmark_group("group_commit");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = common::flat_group(c, "group_commit", Duration::from_millis(500), Duration::from_secs(3));
     for writers in WRITERS {
         let dir = tempfile::tempdir().expect("tempdir");
         let io = Arc::new(CountingIo::default());

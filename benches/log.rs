@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use annal::{Durability, Log, LogConfig, Record};
 use common::timed_appends;
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const RECORDS: u64 = 100_000;
 
@@ -21,12 +21,7 @@ fn config() -> LogConfig {
 }
 
 fn append(c: &mut Criterion) {
-    let mut group = c.benchmark_group("append");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = common::flat_group(c, "append", Duration::from_secs(1), Duration::from_secs(3));
     group.throughput(Throughput::Elements(RECORDS));
     for size in [100usize, 1024] {
         let value = vec![0x5Au8; size];

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use annal::io::{Io, OsIo};
 use annal::segment::{DATA_START, log_file_name};
 use annal::{Durability, Log, LogConfig};
-use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use tempfile::TempDir;
 
 use common::{fill, link_dir_except, mtimes, size_name};
@@ -99,12 +99,7 @@ fn copy_prefix(src: &Path, dst: &Path, used: u64) {
 }
 
 fn reopen(c: &mut Criterion) {
-    let mut group = c.benchmark_group("reopen");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(1));
+    let mut group = common::flat_group(c, "reopen", Duration::from_millis(500), Duration::from_secs(1));
 
     for size in LOG_SIZES {
         let built = build(size, 7 << 20, false);

@@ -44,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use annal::segment::{DATA_START, FOOTER_LEN};
 use annal::{Compaction, Durability, Log, LogConfig, Record, Store, StoreConfig, Topic, TopicConfig};
-use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tempfile::TempDir;
 
 use common::{CountingIo, Rng, timed_threads};
@@ -69,12 +69,7 @@ fn per_producer(durability: Durability) -> u64 {
 
 fn produce(c: &mut Criterion) {
     let value = vec![0x5Au8; VALUE];
-    let mut group = c.benchmark_group("produce");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = common::flat_group(c, "produce", Duration::from_secs(1), Duration::from_secs(3));
     for (dname, durability, producers) in PRODUCE_CASES {
         let per = per_producer(durability);
         let keys: Vec<Vec<Vec<u8>>> =
@@ -164,12 +159,7 @@ fn compaction(c: &mut Criterion) {
     let value = vec![0x5Au8; VALUE];
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
     let policy = Compaction::default();
-    let mut group = c.benchmark_group("compaction");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = common::flat_group(c, "compaction", Duration::from_millis(500), Duration::from_secs(5));
     for key_count in COMPACT_KEYS {
         let keys: Vec<Vec<u8>> = (0..key_count).map(|k| format!("key-{k:08}").into_bytes()).collect();
         let order: Vec<u32> = if key_count == COMPACT_RECORDS {

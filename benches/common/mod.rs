@@ -14,8 +14,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode};
+
 use annal::io::{Io, OsIo};
 use annal::{Durability, Log, LogConfig, Record};
+
+/// A benchmark group for slow iterations (whole runs of thousands of
+/// records, fsyncs, reopens): 10 samples, flat sampling, and the given
+/// warm-up and measurement times.
+pub fn flat_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    warm_up: Duration,
+    measurement: Duration,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group.sample_size(10).sampling_mode(SamplingMode::Flat).warm_up_time(warm_up).measurement_time(measurement);
+    group
+}
 
 /// Human-readable size for bench names: `16B`, `100B`, `1KiB`, `16KiB`, `64MiB`.
 pub fn size_name(bytes: usize) -> String {
