@@ -31,10 +31,10 @@ enum ArchiveCommand {
 /// --max-local-age-ms or --max-local-bytes, those limits apply to every
 /// topic; without, each topic's own archive policy (`topic create
 /// --archive-max-local-age-ms/--archive-max-local-bytes`) applies, and every
-/// sealed segment of a topic without one is archived (never the active one). One line per partition, then a summary; a
-/// partition that fails keeps its segments local, is printed as `TOPIC
-/// PARTITION: error: ...`, and the exit status is 1. A progress bar is drawn
-/// when stdout is a terminal.
+/// sealed segment of a topic without one is archived (never the active one).
+/// One line per partition, then a summary; a partition that fails keeps its
+/// segments local, is printed as `TOPIC PARTITION: error: ...`, and the exit
+/// status is 1. A progress bar is drawn when stdout is a terminal.
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The store directory.

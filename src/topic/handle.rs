@@ -279,11 +279,16 @@ impl Topic {
             CleanupPolicy::Compact => {
                 Ok(Compaction::default().tombstone_retention(Duration::from_millis(st.meta.tombstone_retention_ms)))
             }
-            CleanupPolicy::Delete => Err(Error::InvalidConfig(format!(
-                "topic {:?} has cleanup policy delete; compacting it would drop records that policy keeps",
-                self.name
-            ))),
+            CleanupPolicy::Delete => Err(self.not_compacted()),
         }
+    }
+
+    /// The error for compacting this topic, whose cleanup policy is delete.
+    pub(crate) fn not_compacted(&self) -> Error {
+        Error::InvalidConfig(format!(
+            "topic {:?} has cleanup policy delete; compacting it would drop records that policy keeps",
+            self.name
+        ))
     }
 
     /// One result per partition of a compaction; with `only_due`, the

@@ -537,9 +537,7 @@ impl Store {
         if let Some(name) = topic {
             let t = self.topic(name)?;
             if t.meta()?.cleanup_policy != CleanupPolicy::Compact {
-                return Err(Error::InvalidConfig(format!(
-                    "topic {name:?} has cleanup policy delete; only compacted topics are compacted"
-                )));
+                return Err(t.not_compacted());
             }
         }
         Ok(self.inner.run_compaction(now_ms, topic, topic.is_none(), progress))
