@@ -379,9 +379,13 @@ impl Log {
     /// compacted segment that holds the start offset (to count its records
     /// from there); every other figure comes from segment metadata.
     pub fn record_count(&self) -> Result<u64> {
-        let start = self.start_offset();
+        self.count_records(&self.segments(), self.start_offset())
+    }
+
+    /// [`Log::record_count`] over `segments` (from [`Log::segments`]) from `start`.
+    pub(crate) fn count_records(&self, segments: &[SegmentInfo], start: u64) -> Result<u64> {
         let mut n = 0;
-        for s in self.segments().iter().filter(|s| s.next_offset > start) {
+        for s in segments.iter().filter(|s| s.next_offset > start) {
             if s.base_offset >= start {
                 n += s.records;
             } else if s.records == s.next_offset - s.base_offset {

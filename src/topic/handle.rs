@@ -236,12 +236,13 @@ impl Topic {
     pub fn partition_info(&self, p: u32) -> Result<PartitionInfo> {
         let st = self.live()?;
         let log = self.log_in(&st, p)?;
+        let start_offset = log.start_offset();
         let segments = log.segments();
         Ok(PartitionInfo {
             partition: p,
-            start_offset: log.start_offset(),
+            start_offset,
             next_offset: log.next_offset(),
-            records: log.record_count()?,
+            records: log.count_records(&segments, start_offset)?,
             segments: segments.len(),
             data_bytes: segments.iter().map(|s| s.data_bytes).sum(),
         })
