@@ -215,9 +215,15 @@ impl LogConfig {
     /// The maximum encoded record size in force.
     pub fn get_max_record_bytes(&self) -> u32 {
         self.max_record_bytes.unwrap_or_else(|| {
-            let room = self.segment_bytes.saturating_sub((DATA_START + FOOTER_LEN) as u64);
+            let room = self.segment_room().saturating_sub(crate::record::batch::BATCH_HEADER_LEN as u64);
             room.min(DEFAULT_MAX_RECORD_BYTES) as u32
         })
+    }
+
+    /// The most bytes of frames one segment holds: its size less the header
+    /// area and the footer. A batch larger than this cannot be stored.
+    pub(crate) fn segment_room(&self) -> u64 {
+        self.segment_bytes.saturating_sub((DATA_START + FOOTER_LEN) as u64)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -227,7 +233,8 @@ impl LogConfig {
                 self.segment_bytes
             )));
         }
-        let room = self.segment_bytes - (DATA_START + FOOTER_LEN) as u64;
+        // A record must fit in a segment as a batch of its own.
+        let room = self.segment_room() - crate::record::batch::BATCH_HEADER_LEN as u64;
         let max = self.get_max_record_bytes();
         if u64::from(max) > room {
             return Err(Error::InvalidConfig(format!(
@@ -235,7 +242,7 @@ impl LogConfig {
                 self.segment_bytes
             )));
         }
-        if (max as usize) < crate::record::RECORD_HEADER_LEN {
+        if (max as usize) < crate::record::batch::ENTRY_HEADER_LEN {
             return Err(Error::InvalidConfig(format!("max_record_bytes {max} is smaller than a record header")));
         }
         if self.index_interval_bytes == 0 {

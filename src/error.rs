@@ -134,6 +134,15 @@ pub enum Error {
         /// The configured maximum.
         max: u64,
     },
+    /// A batch does not fit in one segment, so it could not be stored
+    /// atomically; nothing was written. Split it, or use larger segments.
+    #[error("batch of {size} bytes exceeds the {max} bytes a segment holds (a batch is stored whole in one segment)")]
+    BatchTooLarge {
+        /// Encoded size of the refused batch frame.
+        size: u64,
+        /// The most a segment of the configured size holds.
+        max: u64,
+    },
     /// An earlier failure (for example a failed fsync) put the log into a failed
     /// state; it accepts no more writes. Reopen it to recover.
     #[error("the log at {path} failed earlier and refuses writes: {reason}")]

@@ -22,15 +22,13 @@ use crate::config::LogConfig;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
 use crate::log::LOCK_FILE_NAME;
-use crate::record::{self, RECORD_HEADER_LEN, RecordRef};
-use crate::segment::header::{CHECKPOINT_POS, FORMAT_VERSION, decode_checkpoint};
+use crate::record::{Frame, FrameFormat};
+use crate::segment::header::{CHECKPOINT_POS, decode_checkpoint};
+use crate::segment::scan::{self, FileSource, Scan, Tail};
 use crate::segment::{
-    DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFlags, SegmentFooter, SegmentHeader, index_path, last_nonzero,
-    log_file_name, log_path, parse_log_file_name, scan_end, timeindex_path,
+    DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFlags, SegmentFooter, SegmentHeader, index_path, log_file_name,
+    log_path, parse_log_file_name, timeindex_path,
 };
-
-/// Bytes read from a segment file at a time (more only for a larger record).
-const CHUNK: usize = 4 << 20;
 
 /// How serious a [`Problem`] found by [`verify`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,98 +185,21 @@ fn list_dir(dir: &Path) -> Result<Listing> {
     Ok(Listing { bases, ignored })
 }
 
-/// Positioned reads of one file through a bounded buffer.
-struct Chunked<'a> {
-    file: &'a File,
-    path: &'a Path,
-    buf: Vec<u8>,
-    /// File position of `buf[0]`.
-    start: u64,
-}
-
-impl<'a> Chunked<'a> {
-    fn new(file: &'a File, path: &'a Path) -> Chunked<'a> {
-        Chunked { file, path, buf: Vec::new(), start: 0 }
-    }
-
-    /// The bytes from `pos` to at most `limit`, at least `min(need, limit - pos)` of them.
-    fn window(&mut self, pos: u64, need: u64, limit: u64) -> Result<&[u8]> {
-        debug_assert!(pos <= limit);
-        let want_end = pos.saturating_add(need).min(limit);
-        let have_end = self.start + self.buf.len() as u64;
-        if pos < self.start || want_end > have_end {
-            let len = (limit - pos).min(need.max(CHUNK as u64));
-            self.buf.clear();
-            self.buf.resize(len as usize, 0);
-            self.file.read_exact_at(&mut self.buf, pos).ctx("read segment", self.path)?;
-            self.start = pos;
-        }
-        let from = (pos - self.start) as usize;
-        let to = (limit.min(self.start + self.buf.len() as u64) - self.start) as usize;
-        Ok(&self.buf[from..to])
-    }
-
-    /// Position of the last non-zero byte in `[from, to)`.
-    fn last_nonzero(&mut self, from: u64, to: u64) -> Result<Option<u64>> {
-        let mut found = None;
-        let mut pos = from;
-        while pos < to {
-            let w = self.window(pos, CHUNK as u64, to)?;
-            let n = w.len() as u64;
-            if let Some(i) = last_nonzero(w) {
-                found = Some(pos + i as u64);
-            }
-            pos += n;
-        }
-        Ok(found)
-    }
-}
-
-/// Where a record scan stopped.
-struct ScanEnd {
-    /// File position after the last valid record.
-    end: u64,
-    next_offset: u64,
-    count: u64,
-    max_timestamp: i64,
-    /// Why the scan stopped before `limit`, if it did.
-    bad: Option<CorruptionKind>,
-}
-
-/// Decodes the records in `[DATA_START, limit)` in order, as the log's own
-/// scan does, calling `each(position, record, max_timestamp_before)` for every
-/// valid one. Stops at the first invalid record or unexpected offset (in a
-/// sparse segment whose range ends at `sparse_end`: an offset that does not
-/// increase or passes that end).
-fn scan_records(
-    reader: &mut Chunked<'_>,
+/// Scans the frames in `[DATA_START, limit)` of `file` with the log's own
+/// scanner and acceptance rule (no index is built), calling
+/// `each(position, frame, max_timestamp_before)` for every valid one. Stops
+/// at the first invalid frame or unexpected offset (in a sparse segment
+/// whose range ends at `sparse_end`: an offset that does not increase or
+/// passes that end).
+fn scan_frames(
+    src: &mut FileSource<'_>,
+    format: FrameFormat,
     base: u64,
     sparse_end: Option<u64>,
     limit: u64,
-    mut each: impl FnMut(u64, &RecordRef<'_>, i64) -> Result<()>,
-) -> Result<ScanEnd> {
-    // The log's own acceptance rule; no index is built here.
-    let mut s = crate::segment::Scan::new(base, sparse_end, u32::MAX);
-    let mut pos = DATA_START as u64;
-    while pos < limit {
-        let head = reader.window(pos, 4, limit)?;
-        let need = match record::peek_len(head) {
-            Some(len) if len as usize >= RECORD_HEADER_LEN => u64::from(len),
-            _ => 4,
-        };
-        let window = reader.window(pos, need, limit)?;
-        let decoded = record::decode(window);
-        let max_before = s.max_timestamp;
-        let record = decoded.as_ref().ok().copied();
-        match s.accept(pos as usize, decoded) {
-            Some(len) => {
-                each(pos, &record.expect("an accepted record decoded"), max_before)?;
-                pos += len as u64;
-            }
-            None => break,
-        }
-    }
-    Ok(ScanEnd { end: pos, next_offset: s.next_offset, count: s.count, max_timestamp: s.max_timestamp, bad: s.bad })
+    each: impl FnMut(usize, &Frame<'_>, i64) -> Result<()>,
+) -> Result<Scan> {
+    scan::scan(src, Scan::new(format, base, sparse_end, u32::MAX), limit as usize, each)
 }
 
 /// The header, checkpoint and footer of one segment file, as found on disk.
@@ -352,8 +273,14 @@ impl SegmentFile {
     fn data_limit(&self) -> u64 {
         match &self.footer {
             Ok(f) => f.data_end,
-            Err(_) => scan_end(self.len, LogConfig::default().get_segment_bytes()) as u64,
+            Err(_) => scan::scan_end(self.len, LogConfig::default().get_segment_bytes()) as u64,
         }
+    }
+
+    /// How the segment's records are framed (the current format if the
+    /// header is invalid: nothing is read then).
+    fn format(&self) -> FrameFormat {
+        self.header.as_ref().map_or(FrameFormat::Batch, SegmentHeader::frame_format)
     }
 
     /// The durable checkpoint the log's recovery uses (`DATA_START` if invalid).
@@ -492,7 +419,8 @@ fn verify_segment(
         return Ok(seg.footer.as_ref().ok().map(|f| f.next_offset));
     }
 
-    let mut reader = Chunked::new(&seg.file, &seg.path);
+    let mut reader = FileSource::new(&seg.file, &seg.path);
+    let format = seg.format();
     match &seg.footer {
         Ok(footer) => {
             report.sealed_segments += 1;
@@ -501,9 +429,10 @@ fn verify_segment(
             // Index entries are checked against the records during the scan.
             let mut next_entry = 0;
             let mut index_mismatch: Option<(PathBuf, u64, u64, String)> = None;
-            let s = scan_records(&mut reader, base, seg.sparse_end(), footer.data_end, |pos, r, max_before| {
+            let s = scan_frames(&mut reader, format, base, seg.sparse_end(), footer.data_end, |pos, f, max_before| {
                 let Some((offsets, times)) = entries else { return Ok(()) };
-                let rel = r.offset() - base;
+                let pos = pos as u64;
+                let rel = f.base_offset() - base;
                 while next_entry < offsets.len() && u64::from(offsets[next_entry].rel_offset) <= rel {
                     let e = offsets[next_entry];
                     let t = times[next_entry];
@@ -514,20 +443,20 @@ fn verify_segment(
                                 base + u64::from(e.rel_offset),
                                 u64::from(e.position),
                                 format!(
-                                    "index entry says offset {} is at byte {}, but the record there is offset {} at byte {pos}",
+                                    "index entry says offset {} starts a frame at byte {}, but the frame there starts at offset {} at byte {pos}",
                                     base + u64::from(e.rel_offset),
                                     e.position,
-                                    r.offset()
+                                    f.base_offset()
                                 ),
                             ));
                         } else if t.max_timestamp_before != max_before {
                             index_mismatch = Some((
                                 timeindex_path(dir, base),
-                                r.offset(),
+                                f.base_offset(),
                                 pos,
                                 format!(
                                     "time index entry says the records before offset {} reach timestamp {}, they reach {max_before}",
-                                    r.offset(),
+                                    f.base_offset(),
                                     t.max_timestamp_before
                                 ),
                             ));
@@ -542,7 +471,7 @@ fn verify_segment(
             let mut data_ok = true;
             if let Some(kind) = s.bad {
                 data_ok = false;
-                report.problems.push(problem(Severity::Corruption, s.next_offset, s.end, kind.to_string()));
+                report.problems.push(problem(Severity::Corruption, s.next_offset, s.end as u64, kind.to_string()));
             } else {
                 let mut mismatch = Vec::new();
                 // A compacted segment's records may end before its range does
@@ -654,7 +583,7 @@ fn verify_segment(
                 }
             }
             let limit = seg.data_limit();
-            let s = scan_records(&mut reader, base, None, limit, |_, _, _| Ok(()))?;
+            let s = scan_frames(&mut reader, format, base, None, limit, |_, _, _| Ok(()))?;
             report.records += s.count;
             report.bytes_checked += seg.len;
             let checkpoint = seg.effective_checkpoint();
@@ -664,44 +593,33 @@ fn verify_segment(
                     seg.path.display()
                 ));
             }
-            let tail_from = interrupted_seal_end(&mut reader, base, &s, seg.len)?;
-            if s.end < checkpoint {
-                let kind = s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData);
-                report.problems.push(problem(
-                    Severity::Corruption,
-                    s.next_offset,
-                    s.end,
-                    format!("{kind} (before the durable checkpoint at byte {checkpoint})"),
-                ));
-            } else if let Some(last) = reader.last_nonzero(tail_from, seg.len)? {
-                let kind = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
-                let cut = last + 1 - tail_from;
-                let mut message = format!(
-                    "{cut} bytes up to the non-zero byte at {last} follow the last valid record, after the durable \
-                     checkpoint at byte {checkpoint} (first invalid record: {kind})"
-                );
-                if seg.footer_magic {
-                    message.push_str(&format!("; the last {FOOTER_LEN} bytes look like a damaged footer ({why})"));
+            // The log's own classification of what follows the records.
+            match scan::examine_tail(&mut reader, &seg.file, &seg.path, &s, seg.len, checkpoint)?.0 {
+                Tail::Clean => {}
+                Tail::Damaged => {
+                    let kind = s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData);
+                    report.problems.push(problem(
+                        Severity::Corruption,
+                        s.next_offset,
+                        s.end as u64,
+                        format!("{kind} (before the durable checkpoint at byte {checkpoint})"),
+                    ));
                 }
-                report.problems.push(problem(Severity::TornTail, s.next_offset, s.end, message));
+                Tail::Torn { from, to } => {
+                    let kind = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
+                    let (cut, last) = (to - from, to - 1);
+                    let mut message = format!(
+                        "{cut} bytes up to the non-zero byte at {last} follow the last valid frame, after the durable \
+                         checkpoint at byte {checkpoint} (first invalid frame: {kind})"
+                    );
+                    if seg.footer_magic {
+                        message.push_str(&format!("; the last {FOOTER_LEN} bytes look like a damaged footer ({why})"));
+                    }
+                    report.problems.push(problem(Severity::TornTail, s.next_offset, s.end as u64, message));
+                }
             }
             Ok(Some(s.next_offset))
         }
-    }
-}
-
-/// Like the log's recovery, a valid footer right after the records of an
-/// unsealed segment is a seal a crash interrupted, not a torn write: returns
-/// the position after it, or `s.end` if there is none.
-fn interrupted_seal_end(reader: &mut Chunked<'_>, base: u64, s: &ScanEnd, len: u64) -> Result<u64> {
-    let end = s.end + FOOTER_LEN as u64;
-    if end > len {
-        return Ok(s.end);
-    }
-    let w = reader.window(s.end, FOOTER_LEN as u64, end)?;
-    match SegmentFooter::decode(w, end) {
-        Ok(f) if f.base_offset == base && f.next_offset == s.next_offset && f.data_end == s.end => Ok(end),
-        _ => Ok(s.end),
     }
 }
 
@@ -757,7 +675,8 @@ fn dump_segment(dir: &Path, base: u64, w: &mut DumpOut<'_>) -> Result<()> {
     w.line(format_args!("segment {} ({} bytes)", log_file_name(base), seg.len))?;
     match &seg.header {
         Ok(h) => w.line(format_args!(
-            "  header: version {FORMAT_VERSION}, base_offset {}, created {} ({} ms){}",
+            "  header: version {}, base_offset {}, created {} ({} ms){}",
+            h.version,
             h.base_offset,
             format_timestamp(h.created_ms),
             h.created_ms,
@@ -818,45 +737,59 @@ fn dump_segment(dir: &Path, base: u64, w: &mut DumpOut<'_>) -> Result<()> {
     }
     let limit = seg.data_limit();
     w.line(format_args!("  records (bytes {DATA_START}..{limit}):"))?;
-    let mut reader = Chunked::new(&seg.file, &seg.path);
-    let s = scan_records(&mut reader, base, seg.sparse_end(), limit, |pos, r, _| {
-        let key = match r.key() {
-            Some(k) => format!("\"{}\"", escape_bytes(k)),
-            None => "-".into(),
-        };
-        let value = match r.value() {
-            Some(v) => format!("{} bytes", v.len()),
-            None => "null (tombstone)".into(),
-        };
-        let names: Vec<&str> = r.headers().map(|h| h.name).collect();
-        let headers = if names.is_empty() { String::new() } else { format!(" headers [{}]", names.join(", ")) };
-        w.line(format_args!(
-            "    offset {} at byte {pos} length {} timestamp {} ({}) key {key} value {value}{headers}",
-            r.offset(),
-            r.frame_len(),
-            r.timestamp(),
-            format_timestamp(r.timestamp())
-        ))
+    let mut reader = FileSource::new(&seg.file, &seg.path);
+    let s = scan_frames(&mut reader, seg.format(), base, seg.sparse_end(), limit, |pos, f, _| {
+        if f.format() == FrameFormat::Batch {
+            w.line(format_args!(
+                "    batch at byte {pos} length {}: offsets {}..{}, {} record(s), max timestamp {}",
+                f.len(),
+                f.base_offset(),
+                f.next_offset(),
+                f.count(),
+                f.max_timestamp()
+            ))?;
+        }
+        let mut at = pos + f.records_start();
+        for r in f.records() {
+            let key = match r.key() {
+                Some(k) => format!("\"{}\"", escape_bytes(k)),
+                None => "-".into(),
+            };
+            let value = match r.value() {
+                Some(v) => format!("{} bytes", v.len()),
+                None => "null (tombstone)".into(),
+            };
+            let names: Vec<&str> = r.headers().map(|h| h.name).collect();
+            let headers = if names.is_empty() { String::new() } else { format!(" headers [{}]", names.join(", ")) };
+            w.line(format_args!(
+                "    {}offset {} at byte {at} length {} timestamp {} ({}) key {key} value {value}{headers}",
+                if f.format() == FrameFormat::Batch { "  " } else { "" },
+                r.offset(),
+                r.frame_len(),
+                r.timestamp(),
+                format_timestamp(r.timestamp())
+            ))?;
+            at += r.frame_len() as usize;
+        }
+        Ok(())
     })?;
     w.line(format_args!("  end: {} records, next offset {}, records end at byte {}", s.count, s.next_offset, s.end))?;
     if let Some(kind) = &s.bad {
-        let nonzero = reader.last_nonzero(s.end, seg.len)?;
-        match (&seg.footer, nonzero) {
-            (Err(_), None) => {}
-            (Err(_), Some(last)) => {
-                let verdict = if s.end < seg.effective_checkpoint() {
-                    "corruption: before the durable checkpoint"
-                } else {
-                    "torn tail: after the durable checkpoint, a writer would cut it"
-                };
-                w.line(format_args!(
-                    "  stopped at byte {}: {kind}; {} non-zero bytes up to byte {} ({verdict})",
+        match &seg.footer {
+            Ok(_) => w.line(format_args!("  stopped at byte {}: corruption: {kind}", s.end))?,
+            Err(_) => match scan::examine_tail(&mut reader, &seg.file, &seg.path, &s, seg.len, seg.effective_checkpoint())?.0 {
+                Tail::Clean => {}
+                Tail::Damaged => w.line(format_args!(
+                    "  stopped at byte {}: {kind} (corruption: before the durable checkpoint)",
+                    s.end
+                ))?,
+                Tail::Torn { from, to } => w.line(format_args!(
+                    "  stopped at byte {}: {kind}; {} non-zero bytes from byte {from} up to byte {} (torn tail: after the durable checkpoint, a writer would cut it)",
                     s.end,
-                    last + 1 - s.end,
-                    last
-                ))?;
-            }
-            (Ok(_), _) => w.line(format_args!("  stopped at byte {}: corruption: {kind}", s.end))?,
+                    to - from,
+                    to - 1
+                ))?,
+            },
         }
     }
     Ok(())

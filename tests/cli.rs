@@ -164,6 +164,92 @@ fn append_prints_one_offset_per_line() {
 }
 
 #[test]
+fn append_json_prints_one_object_per_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let input: String = (0..25).map(|i| format!("line {i}\n")).collect();
+    let out = append(&dir, input.as_bytes(), &["--batch", "10", "--json"]);
+    let batches = json_lines(&stdout(&out));
+    let ranges: Vec<(u64, u64)> =
+        batches.iter().map(|b| (b["first_offset"].as_u64().unwrap(), b["next_offset"].as_u64().unwrap())).collect();
+    // Whole input is in the pipe: batches of 10, 10 and 5.
+    assert_eq!(ranges, [(0, 10), (10, 20), (20, 25)]);
+}
+
+/// The disk fills up while `annal append --batch` runs (a 2 MiB tmpfs):
+/// it exits 1 with the error, and every record it printed an offset for is
+/// stored, and nothing else: the batch that failed left no record behind.
+/// Needs root (to mount the tmpfs); without it the test says so and checks
+/// nothing (the library test `tests/log.rs`
+/// `a_batch_survives_an_io_error_at_any_call_whole_or_not_at_all` covers
+/// the same with injected errors, everywhere).
+#[test]
+fn append_on_a_full_disk_prints_only_what_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs", p(&mnt)])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED append_on_a_full_disk_prints_only_what_is_stored: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(&mnt);
+    let dir = mnt.join("log");
+    let input: String = (0..30_000).map(|i| format!("line {i:06} {}\n", "x".repeat(40))).collect();
+    for (round, json) in [(0, false), (1, true)] {
+        let dir = dir.with_extension(round.to_string());
+        let mut args = vec!["append", p(&dir), "--segment-bytes", SEGMENT_BYTES, "--batch", "100"];
+        if json {
+            args.push("--json");
+        }
+        let out = run(&args, input.as_bytes());
+        assert_eq!(out.status.code(), Some(1), "the disk fills up: {}", stderr(&out));
+        assert!(stderr(&out).contains("No space left on device"), "{}", stderr(&out));
+        // What was acknowledged.
+        let acked = if json {
+            let batches = json_lines(&stdout(&out));
+            for w in batches.windows(2) {
+                assert_eq!(w[0]["next_offset"], w[1]["first_offset"], "batches follow each other");
+            }
+            for b in &batches {
+                let size = b["next_offset"].as_u64().unwrap() - b["first_offset"].as_u64().unwrap();
+                assert!((1..=100).contains(&size), "a batch of {size} records");
+            }
+            batches.last().unwrap()["next_offset"].as_u64().unwrap()
+        } else {
+            let offsets: Vec<u64> = stdout(&out).lines().map(|l| l.parse().unwrap()).collect();
+            assert_eq!(offsets, (0..offsets.len() as u64).collect::<Vec<_>>());
+            offsets.len() as u64
+        };
+        assert!(acked > 1000 && acked < 30_000, "round {round}: {acked} records acknowledged");
+        // Exactly those records are in the log, now and after another open.
+        for _ in 0..2 {
+            let out = run(&["read", p(&dir)], b"");
+            assert!(out.status.success(), "{}", stderr(&out));
+            let text = stdout(&out);
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len() as u64, acked, "round {round}: records stored, {acked} acknowledged");
+            for (i, l) in lines.iter().enumerate() {
+                assert!(l.starts_with(&format!("{i}\t")) && l.contains(&format!("line {i:06} ")), "{l}");
+            }
+            let out = run(&["read", p(&dir), "--from", &acked.to_string()], b"");
+            assert!(out.status.success() && stdout(&out).is_empty(), "nothing after the last acknowledged record");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
 fn append_with_batch_acknowledges_interactive_lines_without_waiting_for_more() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -288,21 +374,23 @@ fn verify_dump_and_stats_on_a_good_log() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("segment 00000000000000000000.log"), "{text}");
-    assert!(text.contains("offset 0 at byte 128 "), "{text}");
+    assert!(text.contains("batch at byte 128 "), "{text}");
+    assert!(text.contains("offset 0 at byte 160 "), "{text}");
     assert!(text.contains("footer: data_end"), "{text}");
     let out = run(&["dump", p(&dir), "--segment", "12345"], b"");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no segment with base offset 12345"), "{}", stderr(&out));
 }
 
-/// File position of the start of the record that contains byte `pos` of a segment file.
+/// File position and first offset of the frame (a batch of records) that
+/// contains byte `pos` of a segment file.
 fn record_start(file: &[u8], pos: usize) -> (usize, u64) {
     let mut at = 128;
     loop {
-        let r = annal::record::decode(&file[at..]).expect("valid record before the damage");
-        let end = at + r.frame_len() as usize;
+        let f = annal::record::decode_frame(&file[at..]).expect("valid frame before the damage");
+        let end = at + f.len();
         if pos < end {
-            return (at, r.offset());
+            return (at, f.base_offset());
         }
         at = end;
     }

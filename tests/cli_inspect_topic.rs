@@ -50,7 +50,7 @@ fn line<'a>(text: &'a str, prefix: &str) -> &'a str {
 fn damage_first_record(store: &Path, topic: &str, p: u32) -> PathBuf {
     let seg = segment_files(&store.join(format!("topics/{topic}/{p:05}"))).remove(0);
     let mut bytes = std::fs::read(&seg).unwrap();
-    let frame = annal::record::decode(&bytes[128..]).expect("an intact first record").frame_len() as usize;
+    let frame = annal::record::decode_frame(&bytes[128..]).expect("an intact first frame").len();
     bytes[128 + frame - 1] ^= 0x20;
     std::fs::write(&seg, &bytes).unwrap();
     seg

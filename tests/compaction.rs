@@ -1024,9 +1024,9 @@ fn damage_in_a_compacted_segment_is_reported_with_its_position() {
     let mut frames = Vec::new();
     let mut pos = DATA_START;
     while pos < data_end {
-        let r = annal::record::decode(&bytes[pos..data_end]).unwrap();
-        frames.push((pos, r.offset()));
-        pos += r.frame_len() as usize;
+        let f = annal::record::decode_frame(&bytes[pos..data_end]).unwrap();
+        frames.push((pos, f.base_offset()));
+        pos += f.len();
     }
     assert!(frames.len() >= 3);
     let mut positions: Vec<usize> = (0..DATA_START).chain(data_end..bytes.len()).collect();

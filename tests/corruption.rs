@@ -97,8 +97,15 @@ struct Seg {
     sealed: bool,
     /// End of the records (the footer's position if sealed).
     data_end: usize,
-    /// Position and frame length of each record; record `i` has offset `base + i`.
-    records: Vec<(usize, usize)>,
+    /// Position, length, first offset and record count of each frame (a
+    /// batch, or a v1 record).
+    frames: Vec<(usize, usize, u64, u64)>,
+}
+
+impl Seg {
+    fn records(&self) -> u64 {
+        self.frames.iter().map(|f| f.3).sum()
+    }
 }
 
 #[derive(Debug)]
@@ -208,23 +215,25 @@ fn build_fixture(root: &Path, name: &'static str, ending: Ending, seed: u64) -> 
         let footer = SegmentFooter::decode(&bytes[len - FOOTER_LEN..], len as u64).ok();
         let sealed = footer.is_some();
         let limit = footer.map_or(len - FOOTER_LEN, |f| f.data_end as usize);
-        let mut records = Vec::new();
+        let mut frames = Vec::new();
         let mut pos = DATA_START;
+        let mut next = base;
         while pos < limit {
-            match annal::record::decode(&bytes[pos..limit]) {
-                Ok(r) if r.offset() == base + records.len() as u64 => {
-                    records.push((pos, r.frame_len() as usize));
-                    pos += r.frame_len() as usize;
+            match annal::record::decode_frame(&bytes[pos..limit]) {
+                Ok(f) if f.base_offset() == next => {
+                    frames.push((pos, f.len(), next, u64::from(f.count())));
+                    pos += f.len();
+                    next = f.next_offset();
                 }
                 _ => break,
             }
         }
         if let Some(f) = footer {
-            assert_eq!((pos as u64, base + records.len() as u64), (f.data_end, f.next_offset), "{name}");
+            assert_eq!((pos as u64, next), (f.data_end, f.next_offset), "{name}");
         }
-        segs.push(Seg { base, name: name.clone(), bytes: bytes.clone(), sealed, data_end: pos, records });
+        segs.push(Seg { base, name: name.clone(), bytes: bytes.clone(), sealed, data_end: pos, frames });
     }
-    assert_eq!(segs.iter().map(|s| s.records.len()).sum::<usize>(), model.len(), "{name}: layout");
+    assert_eq!(segs.iter().map(Seg::records).sum::<u64>(), model.len() as u64, "{name}: layout");
     assert!(segs[..segs.len() - 1].iter().all(|s| s.sealed));
     let last = segs.last().unwrap();
     let checkpoint = decode_checkpoint(&last.bytes).unwrap() as usize;
@@ -393,12 +402,12 @@ impl Fixture {
         if d.len() < DATA_START || changed(0, HEADER_LEN) {
             return self.corrupt(this, None, true, true);
         }
-        let first_bad = s.records.iter().position(|&(pos, len)| changed(pos, pos + len));
+        let first_bad = s.frames.iter().position(|&(pos, len, _, _)| changed(pos, pos + len));
         let footer = p.len() - FOOTER_LEN;
         if s.sealed && d.len() == p.len() && !changed(footer, p.len()) {
             // Still sealed: records are checked as they are read.
             return match first_bad {
-                Some(i) => self.corrupt(this, Some((s.base + i as u64, s.records[i].0)), false, false),
+                Some(i) => self.corrupt(this, Some((s.frames[i].2, s.frames[i].0)), false, false),
                 None => Expect::intact(),
             };
         }
@@ -409,8 +418,8 @@ impl Fixture {
         // The last segment, unsealed: scanned at open.
         let checkpoint = decode_checkpoint(&d[..DATA_START]).map_or(DATA_START, |c| c as usize);
         let (k, pos) = match first_bad {
-            Some(i) => (s.base + i as u64, s.records[i].0),
-            None => (s.base + s.records.len() as u64, s.data_end),
+            Some(i) => (s.frames[i].2, s.frames[i].0),
+            None => (s.base + s.records(), s.data_end),
         };
         if pos < checkpoint {
             return self.corrupt(this, Some((k, pos)), true, false);

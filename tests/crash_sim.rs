@@ -111,6 +111,11 @@ fn expected(seed: u64, offset: u64) -> OwnedRecord {
     OwnedRecord { offset, timestamp, key, value, headers }
 }
 
+/// An upper bound of the size a record of [`expected`] takes in a batch: a
+/// value under 2000 bytes, a key under 40, two headers under 50 each, and
+/// the entry's 24-byte header.
+const MAX_RECORD: u64 = 2000 + 40 + 2 * 50 + 24;
+
 /// Content seed of the records appended after recovery (stage 2 and checks).
 const AFTER_CRASH: u64 = 0xAF7E_5C4A_5600_0001;
 const AFTER_RECOVERY: u64 = 0xAF7E_5EC0_7E20_0002;
@@ -207,6 +212,9 @@ fn read_all(log: &Log) -> Result<Vec<OwnedRecord>, String> {
 enum Op {
     Append,
     Batch(u64),
+    /// A batch too large for one segment: refused with `BatchTooLarge`,
+    /// nothing written.
+    Oversized,
     Sync,
     Roll,
     CloseReopen,
@@ -232,10 +240,14 @@ impl Plan {
         let durability = if seed % 2 == 1 { Durability::Always } else { Durability::Never };
         let segment_bytes = [8 << 10, 16 << 10, 32 << 10][rng.below(3) as usize];
         let n_ops = if long { 100 + rng.below(80) } else { 12 + rng.below(10) };
-        let max_batch = if long { 20 } else { 8 };
+        // A batch is stored whole in one segment: as many records as always
+        // fit (`expected` makes records of at most MAX_RECORD bytes).
+        let fits = (segment_bytes - 192 - 32) / MAX_RECORD;
+        let max_batch = (if long { 20 } else { 8 }).min(fits);
         let mut ops: Vec<Op> = (0..n_ops)
             .map(|_| match rng.below(100) {
-                0..35 => Op::Append,
+                0..33 => Op::Append,
+                33..35 => Op::Oversized,
                 35..55 => Op::Batch(1 + rng.below(max_batch)),
                 55..65 => Op::Sync,
                 65..72 => Op::Roll,
@@ -281,6 +293,19 @@ struct Expect {
     /// Whether the page cache can hold no torn write: true unless the files
     /// the process started from had a torn tail that it did not get to cut.
     untorn_cache: bool,
+    /// Where the batches handed to the log end (every append is a batch; the
+    /// first batch starts at 0): recovery must end the log at one of these,
+    /// never inside a batch.
+    batch_ends: std::collections::BTreeSet<u64>,
+}
+
+impl Expect {
+    /// Records that the next batch of `n` is handed to the log.
+    fn attempt(&mut self, n: u64) {
+        self.batch_ends.insert(self.attempted);
+        self.attempted += n;
+        self.batch_ends.insert(self.attempted);
+    }
 }
 
 /// What a workload did before the process died.
@@ -302,6 +327,7 @@ fn run_workload(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>) -> Outcome {
     let eras = Eras::new(plan.seed);
     let mut out = Outcome::default();
     out.expect.untorn_cache = true;
+    out.expect.batch_ends.insert(0);
     let mut log = match Log::open(dir, cfg.clone()) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -321,7 +347,7 @@ fn run_workload(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>) -> Outcome {
             Op::Append | Op::Batch(_) => {
                 let (n, single) = if let Op::Batch(n) = op { (n, false) } else { (1, true) };
                 let start = ex.attempted;
-                ex.attempted += n;
+                ex.attempt(n);
                 append_expected(l, seed, start, n, single).map(|range| {
                     if range != (start..start + n) {
                         out.problems
@@ -334,6 +360,19 @@ fn run_workload(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>) -> Outcome {
                         ex.durable = ex.attempted;
                     }
                 })
+            }
+            Op::Oversized => {
+                // Records that each fit, together larger than a segment.
+                let value = vec![7u8; (plan.segment_bytes / 3) as usize];
+                let records = [Record::new(&value), Record::new(&value), Record::new(&value)];
+                match l.append_batch(&records) {
+                    Err(Error::BatchTooLarge { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(range) => {
+                        out.problems.push(format!("op {i}: a batch larger than a segment was stored at {range:?}"));
+                        Ok(())
+                    }
+                }
             }
             Op::Sync => l.sync().map(|()| ex.durable = ex.attempted),
             Op::Roll => l.roll().map(|()| ex.durable = ex.attempted),
@@ -413,8 +452,16 @@ fn recovery_crash(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>, eras: &Eras, n
     // Everything a clean recovery finds is on disk, durable: a recovery that
     // crashes must not lose it either. The torn tail of the first crash, if
     // any, is there until recovery cuts it.
-    let mut out =
-        Outcome { expect: Expect { attempted: n1, acked: n1, durable: n1, untorn_cache: false }, ..Outcome::default() };
+    let mut out = Outcome {
+        expect: Expect {
+            attempted: n1,
+            acked: n1,
+            durable: n1,
+            untorn_cache: false,
+            batch_ends: [n1].into_iter().collect(),
+        },
+        ..Outcome::default()
+    };
     let log = match Log::open(dir, cfg) {
         Ok(l) => l,
         Err(e) => {
@@ -444,6 +491,7 @@ fn recovery_crash(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>, eras: &Eras, n
     let upto = [b + 2, b + 3, b + 3];
     for (i, (what, step)) in steps.iter().enumerate() {
         ex.attempted = upto[i];
+        ex.batch_ends.insert(upto[i]);
         let result = step();
         if result.is_ok() {
             let upto = upto[i];
@@ -506,6 +554,11 @@ fn check_recovered(plan: &Plan, ex: &Expect, eras: &Eras, dir: &Path, mode: Loss
     check_records(eras, 0, &recs)?;
     if n > ex.attempted {
         return Err(format!("{n} records recovered, but only {} were appended", ex.attempted));
+    }
+    if !ex.batch_ends.contains(&n) {
+        let before = ex.batch_ends.range(..n).next_back().copied().unwrap_or(0);
+        let after = ex.batch_ends.range(n..).next().copied().unwrap_or(n);
+        return Err(format!("{n} records recovered: a part of the batch {before}..{after} (batches are atomic)"));
     }
     if n < ex.durable {
         return Err(format!(
@@ -613,6 +666,9 @@ struct Stats {
     lost_undurable: u64,
     /// Variants whose recovery cut a torn tail.
     torn_tails: u64,
+    /// Variants that lost a batch of several records, whole (the next batch
+    /// after the recovered end holds more than one record).
+    batches_lost_whole: u64,
     /// Variants in which the power loss changed something.
     changed: u64,
     swallowed: u64,
@@ -689,6 +745,8 @@ fn run_case(plan: &Plan, crash_at: u64, variants: usize, stats: &mut Stats) {
                 stats.lost_undurable += u64::from(n < out.expect.acked);
                 stats.torn_tails += u64::from(cut > 0);
                 stats.changed += u64::from(!report.lines.is_empty());
+                let next_end = out.expect.batch_ends.range(n + 1..).next().copied().unwrap_or(n);
+                stats.batches_lost_whole += u64::from(next_end > n + 1);
                 n
             }
             Err(e) => {
@@ -730,9 +788,24 @@ fn run_case(plan: &Plan, crash_at: u64, variants: usize, stats: &mut Stats) {
     }
 }
 
+/// The least a default run of a sweep must see, so that a simulator that
+/// stops firing (no crash point reached, no power loss that changes
+/// anything) fails instead of passing: about half of what a run sees.
+#[derive(Debug)]
+struct Minimums {
+    crash_points: u64,
+    changed: u64,
+    lost_undurable: u64,
+    torn_tails: u64,
+    batches_lost_whole: u64,
+    recovery_crashes: u64,
+}
+
 /// Runs `seeds`: counts each workload's calls, then crashes it at every call
-/// (`samples: None`) or at `samples` seeded calls (plus the end).
-fn sweep(family: &str, seeds: impl Iterator<Item = u64>, samples: Option<usize>) {
+/// (`samples: None`) or at `samples` seeded calls (plus the end). Unless
+/// the seeds, crash point or variants were chosen by environment variables,
+/// the counts must reach `min`.
+fn sweep(family: &str, seeds: impl Iterator<Item = u64>, samples: Option<usize>, min: &Minimums) {
     let started = Instant::now();
     let only_k = env_u64("ANNAL_SIM_CRASH_AT");
     let variants = env_u64("ANNAL_SIM_VARIANTS").map_or(VARIANTS, |v| v as usize);
@@ -776,7 +849,7 @@ fn sweep(family: &str, seeds: impl Iterator<Item = u64>, samples: Option<usize>)
         "crash_sim[{family}]: {} crash points, {} workloads, {} power-loss variants \
          ({} process crash, {} clean, {} random of which {} with torn pages; {} after a second crash during recovery), \
          {} records recovered ({} durably acknowledged); {} outcomes changed by the power loss, \
-         {} lost acknowledged but undurable records, {} cut a torn tail; \
+         {} lost acknowledged but undurable records, {} cut a torn tail, {} lost a batch of several records whole; \
          {} ops returned Ok despite a failed call, {} failures, {:.1} s",
         stats.crash_points,
         stats.workloads,
@@ -791,6 +864,7 @@ fn sweep(family: &str, seeds: impl Iterator<Item = u64>, samples: Option<usize>)
         stats.changed,
         stats.lost_undurable,
         stats.torn_tails,
+        stats.batches_lost_whole,
         stats.swallowed,
         stats.failures.len(),
         started.elapsed().as_secs_f64()
@@ -802,14 +876,34 @@ fn sweep(family: &str, seeds: impl Iterator<Item = u64>, samples: Option<usize>)
         "{summary}\n\n{}",
         stats.failures.iter().take(MAX_REPORTED).cloned().collect::<Vec<_>>().join("\n\n")
     );
+    let chosen = ["ANNAL_SIM_SEED", "ANNAL_SIM_SEEDS", "ANNAL_SIM_CRASH_AT", "ANNAL_SIM_VARIANTS"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !chosen {
+        let seen = [
+            ("crash points", stats.crash_points, min.crash_points),
+            ("outcomes changed by the power loss", stats.changed, min.changed),
+            ("outcomes that lost undurable records", stats.lost_undurable, min.lost_undurable),
+            ("torn tails cut", stats.torn_tails, min.torn_tails),
+            ("batches of several records lost whole", stats.batches_lost_whole, min.batches_lost_whole),
+            ("second crashes during recovery", stats.recovery_crashes, min.recovery_crashes),
+        ];
+        for (what, got, least) in seen {
+            assert!(
+                got >= least,
+                "{summary}\n\nthe simulator fired too little: {got} {what}, at least {least} expected"
+            );
+        }
+    }
 }
 
-/// The seeds of one family: `ANNAL_SIM_SEED` if it belongs to it (or none if
-/// it belongs to the other), else `count` seeds from `first`.
-fn seeds(first: u64, count: u64, long: bool) -> Vec<u64> {
+/// The seeds to run: `ANNAL_SIM_SEED` alone if it is set (whichever family
+/// it belongs to: each test then crashes it its own way, every call or
+/// sampled calls, so that neither passes by running nothing), else `count`
+/// seeds from `first`.
+fn seeds(first: u64, count: u64) -> Vec<u64> {
     match env_u64("ANNAL_SIM_SEED") {
-        Some(s) if (s >= LONG_SEEDS_FROM) == long => vec![s],
-        Some(_) => vec![],
+        Some(s) => vec![s],
         None => (first..first + env_u64("ANNAL_SIM_SEEDS").unwrap_or(count)).collect(),
     }
 }
@@ -817,19 +911,29 @@ fn seeds(first: u64, count: u64, long: bool) -> Vec<u64> {
 /// Short workloads, crashed at every persistence call.
 #[test]
 fn crash_at_every_call() {
-    let seeds = seeds(1, SHORT_SEEDS, false);
-    if !seeds.is_empty() {
-        sweep("every call", seeds.into_iter(), None);
-    }
+    let min = Minimums {
+        crash_points: 1000,
+        changed: 900,
+        lost_undurable: 150,
+        torn_tails: 50,
+        batches_lost_whole: 150,
+        recovery_crashes: 400,
+    };
+    sweep("every call", seeds(1, SHORT_SEEDS).into_iter(), None, &min);
 }
 
 /// Long workloads (many rolls, reopens and restarts), crashed at sampled calls.
 #[test]
 fn crash_at_sampled_calls() {
-    let seeds = seeds(LONG_SEEDS_FROM, LONG_SEEDS, true);
-    if !seeds.is_empty() {
-        sweep("sampled calls", seeds.into_iter(), Some(LONG_SAMPLES));
-    }
+    let min = Minimums {
+        crash_points: 150,
+        changed: 150,
+        lost_undurable: 30,
+        torn_tails: 12,
+        batches_lost_whole: 50,
+        recovery_crashes: 60,
+    };
+    sweep("sampled calls", seeds(LONG_SEEDS_FROM, LONG_SEEDS).into_iter(), Some(LONG_SAMPLES), &min);
 }
 
 /// The simulator itself: synced data survives a clean power loss, unsynced

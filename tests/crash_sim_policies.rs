@@ -81,6 +81,8 @@ fn check_record(r: &OwnedRecord, offset: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// Appends `n` records, in batches of at most 5 (a batch is stored whole in
+/// one segment, and these segments hold about 18 records).
 fn append(log: &Log, n: u64) -> annal::Result<()> {
     let start = log.next_offset();
     let values: Vec<Vec<u8>> = (start..start + n).map(value).collect();
@@ -88,8 +90,12 @@ fn append(log: &Log, n: u64) -> annal::Result<()> {
     let batch: Vec<Record<'_>> = (0..n as usize)
         .map(|i| Record::new(&values[i]).with_key(&keys[i]).with_timestamp(ts(start + i as u64)))
         .collect();
-    let range = log.append_batch(&batch)?;
-    assert_eq!(range, start..start + n, "append offsets");
+    let mut at = start;
+    for chunk in batch.chunks(5) {
+        let range = log.append_batch(chunk)?;
+        assert_eq!(range, at..at + chunk.len() as u64, "append offsets");
+        at = range.end;
+    }
     Ok(())
 }
 

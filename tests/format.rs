@@ -1,25 +1,100 @@
 //! The on-disk format, pinned byte for byte.
 //!
 //! The golden arrays below were derived by hand from the layouts documented in
-//! `record.rs`, `segment/header.rs` and `segment/footer.rs` (little-endian
-//! integers). The CRC-32 (ISO-HDLC, the zlib/PNG polynomial) of each was
-//! computed once, independently of annal, and pinned here. If one of these
-//! tests fails, the format changed: that needs a new format version, not a new
-//! golden array.
+//! docs/FORMAT.md, `record/batch.rs`, `record/v1.rs`, `segment/header.rs` and
+//! `segment/footer.rs` (little-endian integers). The CRC-32 (ISO-HDLC, the
+//! zlib/PNG polynomial) of each was computed once, independently of annal
+//! (Python's `zlib.crc32`), and pinned here. If one of these tests fails, the
+//! format changed: that needs a new format version, not a new golden array.
+//!
+//! Format version 2 (batch frames) is what annal writes; version 1 (one frame
+//! per record) is what it wrote before, and what it still reads: its goldens
+//! and the committed v1 fixture stay.
 
 mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use annal::record::{self, RECORD_HEADER_LEN, RECORD_MAGIC, decode, encode_to_vec};
+use annal::record::v1::{RECORD_HEADER_LEN, RECORD_MAGIC, decode, encode_to_vec};
+use annal::record::{self, FrameFormat, batch, decode_frame, decode_frame_as};
 use annal::segment::header::{CHECKPOINT_POS, decode_checkpoint, encode_checkpoint};
 use annal::segment::{DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFooter, SegmentHeader};
 use annal::{Durability, Header, Log, LogConfig, OwnedRecord, Record};
 
 const TS: i64 = 1_700_000_000_000; // 0x0000_018B_CFE5_6800
 
-/// offset 5, timestamp TS, key "k", one header ("h", "v"), value "hello".
+/// A batch frame of two records from offset 5: (timestamp TS, key "k", one
+/// header ("h", "v"), value "hello") and (TS + 1, key "k", null value: a
+/// tombstone).
+#[rustfmt::skip]
+const GOLDEN_BATCH: [u8; 95] = [
+    // batch header
+    0x5f, 0x00, 0x00, 0x00,                         //  0 length = 95 = 32 + 38 + 25
+    0x27, 0x85, 0x5b, 0x19,                         //  4 crc = 0x195b8527 over [0,4) ++ [8,95)
+    0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //  8 base_offset = 5
+    0x01, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // 16 max_timestamp = TS + 1
+    0xa2,                                           // 24 magic
+    0x00,                                           // 25 flags
+    0x00, 0x00,                                     // 26 reserved
+    0x02, 0x00, 0x00, 0x00,                         // 28 count = 2
+    // record 0 (offset 5), at 32
+    0x26, 0x00, 0x00, 0x00,                         // 32 length = 38 = 24 + 1 + 8 + 5
+    0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // 36 timestamp = TS
+    0x01,                                           // 44 flags: key present
+    0x00,                                           // 45 reserved
+    0x01, 0x00,                                     // 46 header_count = 1
+    0x01, 0x00, 0x00, 0x00,                         // 48 key_len = 1
+    0x08, 0x00, 0x00, 0x00,                         // 52 headers_len = 2 + 1 + 4 + 1
+    b'k',                                           // 56 key
+    0x01, 0x00, b'h',                               // 57 header name_len = 1, name "h"
+    0x01, 0x00, 0x00, 0x00, b'v',                   // 60 header value_len = 1, value "v"
+    b'h', b'e', b'l', b'l', b'o',                   // 65 value
+    // record 1 (offset 6), at 70
+    0x19, 0x00, 0x00, 0x00,                         // 70 length = 25 = 24 + 1
+    0x01, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // 74 timestamp = TS + 1
+    0x03,                                           // 82 flags: key present | value is null
+    0x00,                                           // 83 reserved
+    0x00, 0x00,                                     // 84 header_count = 0
+    0x01, 0x00, 0x00, 0x00,                         // 86 key_len = 1
+    0x00, 0x00, 0x00, 0x00,                         // 90 headers_len = 0
+    b'k',                                           // 94 key; no value bytes
+];
+
+/// A batch frame of one record at offset 6: timestamp TS, no key, no
+/// headers, value "hello".
+#[rustfmt::skip]
+const GOLDEN_BATCH_OF_ONE: [u8; 61] = [
+    0x3d, 0x00, 0x00, 0x00,                         //  0 length = 61 = 32 + 29
+    0xcd, 0x7f, 0x92, 0xea,                         //  4 crc = 0xea927fcd
+    0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, //  8 base_offset = 6
+    0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // 16 max_timestamp = TS
+    0xa2, 0x00, 0x00, 0x00,                         // 24 magic, flags, reserved
+    0x01, 0x00, 0x00, 0x00,                         // 28 count = 1
+    0x1d, 0x00, 0x00, 0x00,                         // 32 length = 29 = 24 + 5
+    0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // 36 timestamp = TS
+    0x00, 0x00,                                     // 44 flags: no key, value present; reserved
+    0x00, 0x00,                                     // 46 header_count = 0
+    0x00, 0x00, 0x00, 0x00,                         // 48 key_len = 0
+    0x00, 0x00, 0x00, 0x00,                         // 52 headers_len = 0
+    b'h', b'e', b'l', b'l', b'o',                   // 56 value
+];
+
+/// Segment header of format version 2: base offset 5, created at TS.
+#[rustfmt::skip]
+const GOLDEN_SEGMENT_HEADER_V2: [u8; 64] = [
+    b'A', b'N', b'N', b'A', b'L', b'S', b'E', b'G', //  0 magic
+    0x02, 0x00,                                     //  8 version = 2
+    0x00, 0x00,                                     // 10 flags
+    0x00, 0x00, 0x00, 0x00,                         // 12 reserved
+    0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // 16 base_offset = 5
+    0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // 24 created_ms = TS
+    0x4d, 0x59, 0x86, 0x27,                         // 32 crc = 0x2786594d of [0,32)
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       // 36 reserved (28 bytes)
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// v1 frame: offset 5, timestamp TS, key "k", one header ("h", "v"), value "hello".
 #[rustfmt::skip]
 const GOLDEN_FULL: [u8; 50] = [
     0x32, 0x00, 0x00, 0x00,                         //  0 length = 50 = 36 + 1 (key) + 8 (headers) + 5 (value)
@@ -67,7 +142,7 @@ const GOLDEN_TOMBSTONE: [u8; 37] = [
     b'k',                                           // 36 key; no value bytes
 ];
 
-/// Segment header: base offset 5, created at TS.
+/// Segment header of format version 1: base offset 5, created at TS.
 #[rustfmt::skip]
 const GOLDEN_SEGMENT_HEADER: [u8; 64] = [
     b'A', b'N', b'N', b'A', b'L', b'S', b'E', b'G', //  0 magic
@@ -111,10 +186,18 @@ fn full_record() -> Record<'static> {
     Record::new(b"hello").with_key(b"k").with_headers(&HV)
 }
 
+fn two_records() -> [Record<'static>; 2] {
+    [full_record().with_timestamp(TS), Record::tombstone(b"k").with_timestamp(TS + 1)]
+}
+
 #[test]
 fn layout_constants() {
     assert_eq!(RECORD_HEADER_LEN, 36);
     assert_eq!(RECORD_MAGIC, 0xA1);
+    assert_eq!(batch::BATCH_HEADER_LEN, 32);
+    assert_eq!(batch::ENTRY_HEADER_LEN, 24);
+    assert_eq!(batch::BATCH_MAGIC, 0xA2);
+    assert_eq!(annal::segment::header::FORMAT_VERSION, 2);
     assert_eq!(HEADER_LEN, 64);
     assert_eq!(CHECKPOINT_POS, 64);
     assert_eq!(DATA_START, 128);
@@ -127,10 +210,110 @@ fn layout_constants() {
 }
 
 #[test]
+fn golden_batch_of_two_records() {
+    let frame = batch::encode_to_vec(5, 0, &two_records()).unwrap();
+    assert_eq!(frame, GOLDEN_BATCH);
+    assert_eq!(batch::encoded_len(&two_records()), Some(GOLDEN_BATCH.len()));
+    assert_eq!(full_record().encoded_len(), Some(38), "a record's size is its entry's");
+    let f = decode_frame_as(&GOLDEN_BATCH, FrameFormat::Batch).unwrap();
+    assert_eq!(decode_frame(&GOLDEN_BATCH).unwrap(), f, "the magic byte tells the format");
+    assert_eq!((f.base_offset(), f.count(), f.next_offset(), f.max_timestamp(), f.len()), (5, 2, 7, TS + 1, 95));
+    let records: Vec<_> = f.records().collect();
+    assert_eq!(records.len(), 2);
+    let (a, b) = (&records[0], &records[1]);
+    assert_eq!((a.offset(), a.timestamp(), a.key(), a.value()), (5, TS, Some(&b"k"[..]), Some(&b"hello"[..])));
+    assert_eq!(a.headers().collect::<Vec<_>>(), HV);
+    assert_eq!(a.frame_len(), 38);
+    assert_eq!((b.offset(), b.timestamp(), b.key(), b.value()), (6, TS + 1, Some(&b"k"[..]), None));
+    assert_eq!((b.headers().count(), b.frame_len()), (0, 25));
+    // A batch frame is not a v1 frame, nor the other way round.
+    assert!(decode_frame_as(&GOLDEN_BATCH, FrameFormat::V1).is_err());
+    assert!(decode_frame_as(&GOLDEN_FULL, FrameFormat::Batch).is_err());
+}
+
+#[test]
+fn golden_batch_of_one_record_takes_the_append_time() {
+    // A record without a timestamp of its own gets the batch's `now`.
+    let frame = batch::encode_to_vec(6, TS, &[Record::new(b"hello")]).unwrap();
+    assert_eq!(frame, GOLDEN_BATCH_OF_ONE);
+    let f = decode_frame(&GOLDEN_BATCH_OF_ONE).unwrap();
+    let r = f.records().next().unwrap();
+    assert_eq!((r.offset(), r.timestamp(), r.key(), r.value()), (6, TS, None, Some(&b"hello"[..])));
+    // An empty batch has no frame; offsets must leave a next offset.
+    assert_eq!(batch::encode_to_vec(0, TS, &[]), None);
+    assert_eq!(batch::encode_to_vec(u64::MAX, TS, &[Record::new(b"x")]), None);
+    assert!(batch::encode_to_vec(u64::MAX - 1, TS, &[Record::new(b"x")]).is_some());
+}
+
+#[test]
+fn batch_frames_fail_whole() {
+    let frames: [&[u8]; 2] = [&GOLDEN_BATCH, &GOLDEN_BATCH_OF_ONE];
+    for frame in frames {
+        for cut in 0..frame.len() {
+            assert!(decode_frame(&frame[..cut]).is_err(), "batch cut to {cut} of {} bytes decoded", frame.len());
+            let mut padded = frame[..cut].to_vec();
+            padded.resize(frame.len() + 64, 0);
+            assert!(decode_frame(&padded).is_err(), "zero-padded batch cut to {cut} bytes decoded");
+        }
+        for bit in 0..frame.len() * 8 {
+            let mut b = frame.to_vec();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_frame(&b).is_err(), "batch of {} bytes with bit {bit} flipped decoded", frame.len());
+            b.resize(frame.len() + 256, 0);
+            assert!(decode_frame(&b).is_err(), "padded batch with bit {bit} flipped decoded");
+        }
+    }
+    for len in [0, 1, 4, 31, 32, 56, 64, 4096] {
+        assert!(decode_frame_as(&vec![0u8; len], FrameFormat::Batch).is_err(), "{len} zero bytes decoded as a batch");
+    }
+}
+
+#[test]
+fn well_checksummed_but_malformed_batches_are_rejected() {
+    let reseal = |mut f: Vec<u8>| {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&f[0..4]);
+        h.update(&f[8..]);
+        let crc = h.finalize();
+        f[4..8].copy_from_slice(&crc.to_le_bytes());
+        f
+    };
+    assert!(decode_frame(&reseal(GOLDEN_BATCH.to_vec())).is_ok(), "reseal must reproduce a valid frame");
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, Damage); 13] = [
+        ("batch flags", |f| f[25] = 1),
+        ("batch reserved", |f| f[27] = 1),
+        ("count of zero", |f| f[28] = 0),
+        ("count too high", |f| f[28] = 3),
+        ("count too low (bytes left over)", |f| f[28] = 1),
+        ("max timestamp too high", |f| f[16] = 2),
+        ("max timestamp too low", |f| f[16] = 0),
+        ("record length past the frame", |f| f[32] = 0x60),
+        ("record length below 24", |f| f[32] = 23),
+        ("record reserved byte", |f| f[45] = 1),
+        ("unknown record flag", |f| f[44] |= 0x04),
+        ("header count too high", |f| f[46] = 2),
+        ("null value with value bytes", |f| f[44] |= 0x02),
+    ];
+    for (what, damage) in cases {
+        let mut f = GOLDEN_BATCH.to_vec();
+        damage(&mut f);
+        assert!(decode_frame(&reseal(f)).is_err(), "{what}: decoded");
+    }
+    // The last record at offset u64::MAX would leave no next offset.
+    let mut f = GOLDEN_BATCH.to_vec();
+    f[8..16].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+    assert!(decode_frame(&reseal(f)).is_err(), "a batch reaching offset u64::MAX decoded");
+    let mut f = GOLDEN_BATCH.to_vec();
+    f[8..16].copy_from_slice(&(u64::MAX - 2).to_le_bytes());
+    assert!(decode_frame(&reseal(f)).is_ok());
+}
+
+#[test]
 fn golden_record_with_key_header_and_value() {
     let frame = encode_to_vec(5, TS, &full_record()).unwrap();
     assert_eq!(frame, GOLDEN_FULL);
-    assert_eq!(full_record().encoded_len(), Some(GOLDEN_FULL.len()));
+    assert_eq!(annal::record::v1::encoded_len(&full_record()), Some(GOLDEN_FULL.len()));
     let r = decode(&GOLDEN_FULL).unwrap();
     assert_eq!(r.offset(), 5);
     assert_eq!(r.timestamp(), TS);
@@ -175,18 +358,29 @@ fn empty_key_and_empty_value_are_not_absent() {
 
 #[test]
 fn golden_segment_header() {
-    let mut buf = [0xFFu8; 64];
-    SegmentHeader { base_offset: 5, created_ms: TS }.encode(&mut buf);
-    assert_eq!(buf, GOLDEN_SEGMENT_HEADER);
-    assert_eq!(SegmentHeader::decode(&GOLDEN_SEGMENT_HEADER), Ok(SegmentHeader { base_offset: 5, created_ms: TS }));
-    // Any single-bit flip of the checked bytes is rejected.
-    for bit in 0..36 * 8 {
-        let mut b = GOLDEN_SEGMENT_HEADER;
-        b[bit / 8] ^= 1 << (bit % 8);
-        assert!(SegmentHeader::decode(&b).is_err(), "header with bit {bit} flipped decoded");
+    for (golden, version) in [(GOLDEN_SEGMENT_HEADER, 1), (GOLDEN_SEGMENT_HEADER_V2, 2)] {
+        let header = SegmentHeader { base_offset: 5, created_ms: TS, version };
+        let mut buf = [0xFFu8; 64];
+        header.encode(&mut buf);
+        assert_eq!(buf, golden);
+        assert_eq!(SegmentHeader::decode(&golden), Ok(header));
+        // Any single-bit flip of the checked bytes is rejected.
+        for bit in 0..36 * 8 {
+            let mut b = golden;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentHeader::decode(&b).is_err(), "header v{version} with bit {bit} flipped decoded");
+        }
+        assert!(SegmentHeader::decode(&golden[..63]).is_err());
     }
+    assert_eq!(SegmentHeader::new(5, TS).version, 2, "new segments are of format version 2");
+    assert_eq!(SegmentHeader::new(5, TS).frame_format(), FrameFormat::Batch);
     assert!(SegmentHeader::decode(&[0u8; 64]).is_err());
-    assert!(SegmentHeader::decode(&GOLDEN_SEGMENT_HEADER[..63]).is_err());
+    // An unknown version is refused (with a valid checksum).
+    let mut b = GOLDEN_SEGMENT_HEADER_V2;
+    b[8] = 3;
+    let crc = crc32fast::hash(&b[..32]);
+    b[32..36].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(SegmentHeader::decode(&b), Err("unsupported segment format version 3".to_owned()));
 }
 
 #[test]
@@ -375,32 +569,11 @@ fn v1_config() -> LogConfig {
     LogConfig::default().segment_bytes(4096).index_interval_bytes(512).durability(Durability::Always)
 }
 
-/// Regenerates `tests/fixtures/v1-log`. Run only on purpose:
-/// `cargo test --test format -- --ignored generate_v1_fixture`.
-#[test]
-#[ignore = "writes the committed v1 fixture"]
-fn generate_v1_fixture() {
-    let dir = fixture_dir();
-    let _ = fs::remove_dir_all(&dir);
-    let log = Log::open(&dir, v1_config()).unwrap();
-    for (i, &(timestamp, key, headers, value)) in V1_RECORDS.iter().enumerate() {
-        let headers: Vec<Header<'_>> = headers.iter().map(|&(name, v)| Header { name, value: v.as_bytes() }).collect();
-        let value = value.map(fixture_value);
-        let mut record = match (&value, key) {
-            (Some(v), _) => Record::new(v),
-            (None, Some(k)) => Record::tombstone(k.as_bytes()),
-            (None, None) => unreachable!("a tombstone has a key"),
-        };
-        if let Some(k) = key {
-            record = record.with_key(k.as_bytes());
-        }
-        let record = record.with_timestamp(timestamp).with_headers(&headers);
-        assert_eq!(log.append(&record).unwrap(), i as u64);
-    }
-    log.close().unwrap();
-    // The lock file carries nothing; keep it so the fixture looks like a real log directory.
-    assert!(common::segment_files(&dir).len() >= 3);
-}
+// The fixture was written by annal before batch frames existed (format
+// version 1), with `v1_config()`, one `append` per record of `V1_RECORDS`,
+// then `close`. This build cannot write version 1 segments, so the fixture is
+// frozen: `v1_fixture_segments_are_byte_stable` checks its bytes against the
+// v1 encoder kept for tests.
 
 fn check_v1(log: &Log) {
     let expected = expected_v1();
@@ -453,18 +626,84 @@ fn v1_fixture_is_readable() {
     drop(ro);
     common::assert_same_files(&before, &common::snapshot(&dir), "read-only open of the v1 fixture");
 
-    // Read-write: same records, and appending continues at offset 24.
+    // Read-write: same records, and appending continues at offset 24, in a
+    // new segment of format version 2 (a v1 segment is never appended to):
+    // the log then holds segments of both versions.
     let log = Log::open(&dir, v1_config()).unwrap();
     assert_eq!(log.recovery_report().scanned_segment, None);
     check_v1(&log);
     assert_eq!(log.indexes_rebuilt(), 0);
-    assert_eq!(log.append(&Record::new(b"v2 era").with_timestamp(1_700_000_000_000)).unwrap(), 24);
+    let batch = [Record::new(b"v2 era").with_timestamp(1_700_000_000_000), Record::new(b"and more")];
+    assert_eq!(log.append_batch(&batch).unwrap(), 24..26);
+    assert_eq!(log.segments().len(), 5);
+    log.close().unwrap();
+    assert_eq!(segment_version(&dir, 18), 1, "the v1 segments are left as they are");
+    assert_eq!(segment_version(&dir, 24), 2);
+    for log in [Log::open_read_only(&dir, v1_config()).unwrap(), Log::open(&dir, v1_config()).unwrap()] {
+        assert_eq!(log.get(24).unwrap().value.as_deref(), Some(&b"v2 era"[..]));
+        let mut all = common::read_all(&log).unwrap();
+        assert_eq!(all.split_off(24).len(), 2);
+        assert_eq!(all, expected_v1());
+        assert_eq!(log.offset_for_timestamp(1_600_000_000_024).unwrap(), Some(24));
+        assert_eq!(log.read_from(23).unwrap().count(), 3, "a reader crosses from v1 to v2 segments");
+    }
+    let report = annal::inspect::verify(&dir).unwrap();
+    assert!(report.is_clean() && report.records == 26, "{:?}", report.problems);
+}
+
+/// The format version in the header of segment `base` of the log in `dir`.
+fn segment_version(dir: &Path, base: u64) -> u16 {
+    let bytes = fs::read(dir.join(annal::segment::log_file_name(base))).unwrap();
+    SegmentHeader::decode(&bytes[..64]).unwrap().version
+}
+
+#[test]
+fn a_crashed_v1_log_recovers_and_continues_in_format_2() {
+    // The last v1 segment, unsealed (its footer cut, as a crash of the older
+    // build before its close would leave it): recovered by the v1 scan, then
+    // sealed as v1 before the first batch goes to a v2 segment.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    common::copy_dir(&fixture_dir(), &dir);
+    let last = dir.join("00000000000000000018.log");
+    let bytes = fs::read(&last).unwrap();
+    fs::write(&last, &bytes[..bytes.len() - FOOTER_LEN]).unwrap();
+    for ext in ["index", "timeindex"] {
+        fs::remove_file(dir.join(format!("00000000000000000018.{ext}"))).unwrap();
+    }
+    let ro = Log::open_read_only(&dir, v1_config()).unwrap();
+    assert_eq!(ro.recovery_report().scanned_segment, Some(18));
+    check_v1(&ro);
+    drop(ro);
+    let log = Log::open(&dir, v1_config()).unwrap();
+    assert_eq!((log.recovery_report().scanned_segment, log.recovery_report().records_scanned), (Some(18), 6));
+    check_v1(&log);
+    assert_eq!(log.append(&Record::new(b"first v2")).unwrap(), 24);
+    assert_eq!(segment_version(&dir, 24), 2);
     log.close().unwrap();
     let log = Log::open(&dir, v1_config()).unwrap();
-    assert_eq!(log.get(24).unwrap().value.as_deref(), Some(&b"v2 era"[..]));
-    let mut all = common::read_all(&log).unwrap();
-    all.pop();
-    assert_eq!(all, expected_v1());
+    let segs = log.segments();
+    assert!(segs[..4].iter().all(|s| s.sealed) && segs.len() == 5, "{segs:?}");
+    assert_eq!(log.get(24).unwrap().value.as_deref(), Some(&b"first v2"[..]));
+    let report = annal::inspect::verify(&dir).unwrap();
+    assert!(report.is_clean() && report.records == 25, "{:?}", report.problems);
+    drop(log);
+
+    // An empty unsealed v1 segment after the fixture (a crash of the older
+    // build right after a roll): replaced by a v2 segment at the same base.
+    let dir = tmp.path().join("empty");
+    common::copy_dir(&fixture_dir(), &dir);
+    let mut head = vec![0u8; 4096];
+    SegmentHeader { base_offset: 24, created_ms: TS, version: 1 }.encode(&mut head);
+    encode_checkpoint(&mut head, DATA_START as u64);
+    fs::write(dir.join("00000000000000000024.log"), &head).unwrap();
+    let log = Log::open(&dir, v1_config()).unwrap();
+    assert_eq!(log.recovery_report().scanned_segment, Some(24));
+    assert_eq!(log.append(&Record::new(b"first v2")).unwrap(), 24);
+    assert_eq!(segment_version(&dir, 24), 2);
+    log.close().unwrap();
+    let log = Log::open(&dir, v1_config()).unwrap();
+    assert_eq!(common::read_all(&log).unwrap().len(), 25);
 }
 
 #[test]
@@ -490,7 +729,7 @@ fn v1_fixture_segments_are_byte_stable() {
             if let Some(k) = &e.key {
                 r = r.with_key(k);
             }
-            let frame = record::encode_to_vec(e.offset, e.timestamp, &r.with_headers(&headers)).unwrap();
+            let frame = record::v1::encode_to_vec(e.offset, e.timestamp, &r.with_headers(&headers)).unwrap();
             assert_eq!(&bytes[pos..pos + frame.len()], &frame[..], "record {offset} in {}", path.display());
             pos += frame.len();
             offset += 1;

@@ -73,7 +73,7 @@ fn index_load_checkpoint_with_nonzero_reserved_bytes() {
 #[test]
 fn segment_header_with_nonzero_reserved_bytes() {
     let mut buf = [0u8; 64];
-    SegmentHeader { base_offset: 0, created_ms: 1_700_000_000_000 }.encode(&mut buf);
+    SegmentHeader::new(0, 1_700_000_000_000).encode(&mut buf);
     assert!(SegmentHeader::decode(&buf).is_ok());
     buf[63] = 1;
     assert_eq!(SegmentHeader::decode(&buf), Err("reserved header bytes are not zero".to_owned()));
@@ -96,9 +96,10 @@ fn segment_header_with_nonzero_reserved_bytes() {
 /// A segment file holding `records` (offset, value) after a header for `base`.
 fn segment_bytes_with(base: u64, records: &[(u64, &[u8])]) -> Vec<u8> {
     let mut bytes = vec![0u8; DATA_START];
-    SegmentHeader { base_offset: base, created_ms: TS }.encode(&mut bytes);
+    // Format version 1: one v1 frame per record.
+    SegmentHeader { base_offset: base, created_ms: TS, version: 1 }.encode(&mut bytes);
     for &(offset, value) in records {
-        bytes.extend(annal::record::encode_to_vec(offset, TS, &Record::new(value)).unwrap());
+        bytes.extend(annal::record::v1::encode_to_vec(offset, TS, &Record::new(value)).unwrap());
     }
     bytes
 }
@@ -514,20 +515,39 @@ fn generate_fuzz_seeds() {
         ("golden-no-key", 6, TS, Record::new(b"hello")),
         ("golden-tombstone", 7, TS, Record::tombstone(b"k")),
         ("empty-key-empty-value", 0, 0, Record::new(b"").with_key(b"")),
-        ("many-headers", u64::MAX, i64::MIN, Record::new(&[7; 100]).with_key(b"key").with_headers(&many)),
+        ("many-headers", u64::MAX - 1, i64::MIN, Record::new(&[7; 100]).with_key(b"key").with_headers(&many)),
         ("tombstone-with-headers", 1 << 40, -1, Record::tombstone(b"gone").with_headers(&h)),
         ("negative-timestamp", 3, i64::MAX, Record::new(b"\x00\x01\x02")),
         ("binary-value", 9, TS, Record::new(&[0xa1; 300])),
     ];
+    // The mode byte (see the harness): bit 0 fixes the checksum, bits 1-2
+    // choose the format (0 batch, 1 v1, 2 by the magic byte).
+    let seed = |mode: u8, frame: &[u8]| -> Vec<u8> {
+        let mut input = vec![mode];
+        input.extend_from_slice(frame);
+        assert!(annal::record::decode_frame(frame).is_ok(), "a seed frame must decode");
+        record_decode::run(&input);
+        input
+    };
     for (name, offset, ts, record) in frames {
-        let frame = annal::record::encode_to_vec(offset, ts, &record).unwrap();
-        record_decode::run(&frame);
-        w.write(name, &frame);
+        let v1 = annal::record::v1::encode_to_vec(offset, ts, &record).unwrap();
+        w.write(&format!("v1-{name}"), &seed(0b010, &v1));
+        let record = record.with_timestamp(ts);
+        let batch = annal::record::batch::encode_to_vec(offset, 0, &[record]).unwrap();
+        w.write(&format!("batch-{name}"), &seed(0b000, &batch));
     }
+    // Batches of several records, one with every shape above; the checksum
+    // left wrong, for the fixing mode to repair (mutations then reach the
+    // layout checks).
+    let all: Vec<Record<'_>> = frames.iter().map(|(_, _, ts, r)| r.with_timestamp(*ts)).collect();
+    let mut big = annal::record::batch::encode_to_vec(100, TS, &all).unwrap();
+    w.write("batch-of-eight", &seed(0b100, &big));
+    big[4] ^= 0xff;
+    w.write("batch-of-eight-fix-crc", &[&[0b101u8][..], &big].concat());
     // Two frames back to back: the decoder takes the first.
-    let mut two = annal::record::encode_to_vec(1, TS, &Record::new(b"a")).unwrap();
-    two.extend(annal::record::encode_to_vec(2, TS, &Record::new(b"b")).unwrap());
-    w.write("two-frames", &two);
+    let mut two = annal::record::batch::encode_to_vec(1, TS, &[Record::new(b"a"), Record::new(b"b")]).unwrap();
+    two.extend(annal::record::batch::encode_to_vec(3, TS, &[Record::new(b"c")]).unwrap());
+    w.write("two-frames", &seed(0b000, &two));
 
     // segment_recovery: real logs, sealed and not, and the v1 fixture.
     let w = SeedWriter::new("segment_recovery");

@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use annal::segment::{DATA_START, FOOTER_LEN};
 use annal::{Durability, Error, Header, Log, LogConfig, OwnedRecord, Record};
 use common::{FaultIo, Rng, assert_same_files, header_refs, make_record, read_all, snapshot};
 use proptest::prelude::*;
@@ -66,6 +67,17 @@ fn append_to_model(log: &Log, model: &mut Vec<OwnedRecord>, recs: &[Rec], single
     } else {
         let headers: Vec<Vec<Header<'_>>> = recs.iter().map(|r| header_refs(&r.headers)).collect();
         let batch: Vec<Record<'_>> = recs.iter().zip(&headers).map(|(r, h)| r.record(h)).collect();
+        // A batch is stored whole in one segment, or refused with nothing written.
+        let room = log.config().get_segment_bytes() - (DATA_START + FOOTER_LEN) as u64;
+        let size = annal::record::batch::encoded_len(&batch).map_or(0, |l| l as u64);
+        if size > room {
+            match log.append_batch(&batch) {
+                Err(Error::BatchTooLarge { size: s, max }) => assert_eq!((s, max), (size, room)),
+                other => panic!("a batch of {size} bytes in segments of {room}: {other:?}"),
+            }
+            assert_eq!(log.next_offset(), start, "a refused batch writes nothing");
+            return;
+        }
         assert_eq!(log.append_batch(&batch).unwrap(), start..start + recs.len() as u64);
     }
     let after = now_ms();
@@ -347,7 +359,7 @@ fn oversized_record_is_refused_and_nothing_is_written() {
     let dir = tmp.path().join("log");
     let cfg = common::small_cfg();
     let max = cfg.get_max_record_bytes() as usize;
-    assert_eq!(max, 64 * 1024 - 128 - 64, "by default a record may fill a segment");
+    assert_eq!(max, 64 * 1024 - 128 - 64 - 32, "by default a record may fill a segment, as a batch of its own");
     let log = Log::open(&dir, cfg.clone()).unwrap();
     for i in 0..10u64 {
         log.append(&Record::new(&common::value_for(i, 3000))).unwrap();
@@ -355,14 +367,14 @@ fn oversized_record_is_refused_and_nothing_is_written() {
     log.sync().unwrap();
     let before = snapshot(&dir);
 
-    let too_big = vec![1u8; max - 36 + 1];
+    let too_big = vec![1u8; max - 24 + 1];
     match log.append(&Record::new(&too_big)) {
         Err(Error::RecordTooLarge { size, max: m }) => assert_eq!((size, m), (max as u64 + 1, max as u64)),
         other => panic!("expected RecordTooLarge, got {other:?}"),
     }
     // With a key and headers counted in the size too.
     let headers = [Header { name: "h", value: b"v" }];
-    let exact_value = vec![2u8; max - 36 - 1 - 8];
+    let exact_value = vec![2u8; max - 24 - 1 - 8];
     assert!(matches!(
         log.append(&Record::new(&exact_value[..]).with_key(b"kk").with_headers(&headers)),
         Err(Error::RecordTooLarge { .. })
@@ -386,16 +398,29 @@ fn oversized_record_is_refused_and_nothing_is_written() {
     assert!(log.failure().is_none(), "a refused record does not fail the log");
 
     // Exactly the maximum is accepted (it needs a segment of its own).
-    let exact = vec![4u8; max - 36];
+    let exact = vec![4u8; max - 24];
     assert_eq!(log.append(&Record::new(&exact)).unwrap(), 10);
-    assert_eq!(log.get(10).unwrap().value.unwrap().len(), max - 36);
+    assert_eq!(log.get(10).unwrap().value.unwrap().len(), max - 24);
     assert_eq!(log.append(&Record::new(b"after")).unwrap(), 11);
+
+    // Records that each fit, in a batch that does not fit in one segment:
+    // refused whole, since a batch is never split across segments.
+    let half = vec![5u8; max / 2 + 1];
+    let before = snapshot(&dir);
+    match log.append_batch(&[Record::new(&half), Record::new(&half)]) {
+        Err(Error::BatchTooLarge { size, max: room }) => {
+            assert_eq!((size, room), (32 + 2 * (24 + half.len() as u64), 64 * 1024 - 128 - 64));
+        }
+        other => panic!("expected BatchTooLarge, got {other:?}"),
+    }
+    assert_eq!(log.next_offset(), 12);
+    assert_same_files(&before, &snapshot(&dir), "a refused batch");
     log.close().unwrap();
 
     // A configured maximum below the segment size.
     let log = Log::open(&dir, common::small_cfg().max_record_bytes(1000)).unwrap();
-    assert!(matches!(log.append(&Record::new(&[0u8; 965])), Err(Error::RecordTooLarge { size: 1001, max: 1000 })));
-    assert_eq!(log.append(&Record::new(&[0u8; 964])).unwrap(), 12);
+    assert!(matches!(log.append(&Record::new(&[0u8; 977])), Err(Error::RecordTooLarge { size: 1001, max: 1000 })));
+    assert_eq!(log.append(&Record::new(&[0u8; 976])).unwrap(), 12);
     // A maximum that does not fit in a segment is a configuration error.
     drop(log);
     assert!(matches!(Log::open(&dir, common::small_cfg().max_record_bytes(64 * 1024)), Err(Error::InvalidConfig(_))));
@@ -799,4 +824,129 @@ fn interval_durability_syncs_in_the_background_and_fails_on_error() {
     drop(log);
     let n = reopen_holds_prefix(&dir, 1);
     assert!(n <= 2);
+}
+
+// ---------------------------------------------------------------------------
+// Atomic batches under I/O errors
+// ---------------------------------------------------------------------------
+
+/// An `Io` that fails one chosen persistence call (counted from 1 after it
+/// is armed) with a chosen errno; every other call goes to the file system.
+#[derive(Debug, Default)]
+struct NthCallFails {
+    calls: std::sync::atomic::AtomicU64,
+    /// `Some((k, errno))`: call k fails with errno.
+    armed: std::sync::Mutex<Option<(u64, i32)>>,
+}
+
+impl NthCallFails {
+    fn arm(&self, k: u64, errno: i32) {
+        self.calls.store(0, std::sync::atomic::Ordering::SeqCst);
+        *self.armed.lock().unwrap() = Some((k, errno));
+    }
+
+    fn disarm(&self) -> u64 {
+        *self.armed.lock().unwrap() = None;
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        match *self.armed.lock().unwrap() {
+            Some((k, errno)) if k == n => Err(std::io::Error::from_raw_os_error(errno)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl annal::io::Io for NthCallFails {
+    fn create(&self, path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        self.check().and_then(|()| annal::io::OsIo.create(path))
+    }
+    fn write_all_at(&self, file: &std::fs::File, buf: &[u8], pos: u64) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.write_all_at(file, buf, pos))
+    }
+    fn allocate(&self, file: &std::fs::File, len: u64) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.allocate(file, len))
+    }
+    fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.sync_data(file))
+    }
+    fn sync_all(&self, file: &std::fs::File) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.sync_all(file))
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.sync_dir(dir))
+    }
+    fn set_len(&self, file: &std::fs::File, len: u64) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.set_len(file, len))
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.rename(from, to))
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.check().and_then(|()| annal::io::OsIo.remove_file(path))
+    }
+}
+
+/// A batch that needs a roll, with one of the roll's or the append's
+/// persistence calls failing (ENOSPC or EIO, at every call in turn): the
+/// batch is stored whole or not at all. An error leaves nothing of it
+/// visible, and nothing of it after a reopen either (an error before its
+/// bytes are written), unless the error came from the fsync that makes it
+/// durable, which fails the log and leaves it whole or absent after reopen.
+#[test]
+fn a_batch_survives_an_io_error_at_any_call_whole_or_not_at_all() {
+    for durability in [Durability::Never, Durability::Always] {
+        for errno in [common::ENOSPC, common::EIO] {
+            let mut k = 1;
+            loop {
+                let tmp = common::fast_tempdir();
+                let dir = tmp.path().join("log");
+                let io = Arc::new(NthCallFails::default());
+                let cfg = common::small_cfg().durability(durability).io(io.clone());
+                let log = Log::open(&dir, cfg).unwrap();
+                // Fill the active segment so that the batch of the next 3
+                // records needs a roll.
+                let batch_size = |n: u64| {
+                    let values: Vec<Vec<u8>> = (n..n + 3).map(value).collect();
+                    let batch: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
+                    annal::record::batch::encoded_len(&batch).unwrap() as u64
+                };
+                let mut n = 0;
+                while log.segments().last().unwrap().data_bytes + batch_size(n) <= 64 * 1024 - 192 {
+                    log.append(&Record::new(&value(n))).unwrap();
+                    n += 1;
+                }
+                let values: Vec<Vec<u8>> = (n..n + 3).map(value).collect();
+                let batch: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
+                io.arm(k, errno);
+                let result = log.append_batch(&batch);
+                let calls = io.disarm();
+                let what = format!("{durability:?}, errno {errno} at call {k} of {calls}");
+                match &result {
+                    Ok(range) => assert_eq!(*range, n..n + 3, "{what}"),
+                    Err(_) if log.failure().is_some() => {}
+                    Err(_) => {
+                        assert_eq!(log.next_offset(), n, "{what}: a failed batch left records visible");
+                        assert_eq!(read_all(&log).unwrap().len() as u64, n, "{what}");
+                    }
+                }
+                let failed = log.failure().is_some();
+                log.abandon();
+                let after = reopen_holds_prefix(&dir, n);
+                assert!(after == n || after == n + 3, "{what}: {after} records after reopen, a part of the batch");
+                if result.is_ok() {
+                    assert_eq!(after, n + 3, "{what}: an acknowledged batch is lost");
+                } else if !failed {
+                    assert_eq!(after, n, "{what}: a refused batch is back after reopen");
+                }
+                if k > calls {
+                    break;
+                }
+                k += 1;
+            }
+            assert!(k > 8, "a roll makes more calls than that: {k}");
+        }
+    }
 }

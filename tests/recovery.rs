@@ -14,7 +14,6 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use annal::record::encode_to_vec;
 use annal::segment::{DATA_START, FOOTER_LEN};
 use annal::{CorruptionKind, Durability, Error, Header, Log, LogConfig, OwnedRecord, Record, RecoveryMode};
 use common::{assert_same_files, removed_temp_names, segment_files, snapshot};
@@ -56,6 +55,11 @@ fn append_n(log: &Log, n: u64, max_len: usize) -> Vec<OwnedRecord> {
             e
         })
         .collect()
+}
+
+/// The frame an `append` of `r` writes at `offset`: a batch of one record.
+fn encode_to_vec(offset: u64, timestamp: i64, r: &Record<'_>) -> Option<Vec<u8>> {
+    annal::record::batch::encode_to_vec(offset, timestamp, &[*r])
 }
 
 fn frame_len(e: &OwnedRecord) -> usize {

@@ -161,15 +161,22 @@ pub fn run(data: &[u8]) {
                 let headers: Vec<Vec<Header<'_>>> = specs.iter().map(Spec::headers).collect();
                 let records: Vec<Record<'_>> = specs.iter().zip(&headers).map(|(s, h)| s.record(h)).collect();
                 let too_large = records.iter().any(|r| r.encoded_len().expect("small record") as u64 > max);
+                // A batch is stored whole in one segment, or refused.
+                let room = config.get_segment_bytes() - 192;
+                let batch_bytes = annal::record::batch::encoded_len(&records).map_or(0, |l| l as u64);
                 match l.append_batch(&records) {
                     Ok(range) => {
                         assert!(!too_large, "a batch with a record over the maximum was appended");
+                        assert!(batch_bytes <= room, "a batch of {batch_bytes} bytes in segments of {room}");
                         assert_eq!(range, len..len + u64::from(count), "offsets of an appended batch");
                         for (i, s) in specs.iter().enumerate() {
                             model.push(s.owned(len + i as u64));
                         }
                     }
                     Err(Error::RecordTooLarge { .. }) if too_large => {}
+                    Err(Error::BatchTooLarge { size, max }) if !too_large && batch_bytes > room => {
+                        assert_eq!((size, max), (batch_bytes, room), "BatchTooLarge figures");
+                    }
                     Err(e) => panic!("append_batch of {count} records: {e}"),
                 }
             }

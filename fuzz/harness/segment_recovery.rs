@@ -22,7 +22,7 @@
 use std::path::Path;
 
 use annal::inspect;
-use annal::record::RECORD_HEADER_LEN;
+use annal::record::batch::BATCH_HEADER_LEN;
 use annal::segment::header::CHECKPOINT_POS;
 use annal::segment::{DATA_START, FOOTER_LEN, HEADER_LEN, SegmentHeader, log_file_name};
 use annal::{Durability, Error, Log, LogConfig, OwnedRecord, Record, RecoveryMode};
@@ -141,7 +141,7 @@ pub fn parse(data: &[u8]) -> Option<(u8, Vec<InputFile>)> {
         };
         if i == 0 && flags & PREFIX_HEADER != 0 {
             let mut header = vec![0u8; HEADER_LEN];
-            SegmentHeader { base_offset: 0, created_ms: 1_700_000_000_000 }.encode(&mut header);
+            SegmentHeader::new(0, 1_700_000_000_000).encode(&mut header);
             header.extend_from_slice(&bytes);
             bytes = header;
         }
@@ -180,9 +180,9 @@ pub fn fix_segment_crcs(b: &mut [u8]) {
         b[CHECKPOINT_POS + 8..CHECKPOINT_POS + 12].copy_from_slice(&c.to_le_bytes());
     }
     let mut pos = DATA_START;
-    while pos + RECORD_HEADER_LEN <= b.len() {
+    while pos + BATCH_HEADER_LEN <= b.len() {
         let len = u32::from_le_bytes(b[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        if len < RECORD_HEADER_LEN || len > b.len() - pos {
+        if len < BATCH_HEADER_LEN || len > b.len() - pos {
             break;
         }
         let frame = &b[pos..pos + len];

@@ -17,6 +17,11 @@ use super::{CliResult, DurabilityArg, Failure, stdout_error};
 /// offset of each record is printed on its own line as soon as the append
 /// returns, that is once the record is acknowledged under the chosen
 /// durability. At the end of stdin the log is closed (its last segment sealed).
+///
+/// The lines of one batch (--batch) are one atomic append: stored whole or
+/// not at all, also after a crash. After an error (a full disk, say) nothing
+/// more is printed, the exit code is 1, and every offset printed before it
+/// is stored: the failed batch left nothing behind.
 #[derive(Debug, Args)]
 pub(crate) struct AppendArgs {
     /// The log directory (created if missing).
@@ -28,6 +33,11 @@ pub(crate) struct AppendArgs {
     /// already read from stdin: interactive input is never held back.
     #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
+    /// Print one JSON object per acknowledged batch,
+    /// `{"first_offset": F, "next_offset": N}` (its records have the offsets
+    /// F..N), instead of one offset per line.
+    #[arg(long)]
+    json: bool,
     /// When an append counts as done: `always` waits for fsync, `interval`
     /// fsyncs in the background every 100 ms, `never` leaves it to the OS.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Always)]
@@ -77,9 +87,15 @@ pub(crate) fn run(args: &AppendArgs) -> CliResult {
         let offsets = log.append_batch(&records)?;
         drop(records);
         printed.clear();
-        for offset in offsets {
-            printed.push_str(&offset.to_string());
+        if args.json {
+            let line = serde_json::json!({ "first_offset": offsets.start, "next_offset": offsets.end });
+            printed.push_str(&line.to_string());
             printed.push('\n');
+        } else {
+            for offset in offsets {
+                printed.push_str(&offset.to_string());
+                printed.push('\n');
+            }
         }
         stdout.write_all(printed.as_bytes()).and_then(|()| stdout.flush()).map_err(stdout_error)?;
         spare.append(&mut lines);

@@ -18,9 +18,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use annal::record::{self, RECORD_HEADER_LEN, RecordRef};
+use annal::record::{self, Frame, FrameFormat};
 use annal::segment::header::decode_checkpoint;
-use annal::segment::{DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFlags, SegmentFooter, SegmentHeader, log_file_name};
+use annal::segment::{
+    DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFlags, SegmentFooter, SegmentHeader, Tail, classify_tail, log_file_name,
+};
 use annal::{CorruptionKind, Error};
 
 use super::{CliResult, Failure};
@@ -34,18 +36,20 @@ pub(crate) struct Follower {
     file: Option<File>,
     /// The segment's header flags (sparse: written by compaction, offsets may have gaps).
     flags: SegmentFlags,
-    /// File position of the next record.
+    /// How the segment's records are framed.
+    format: FrameFormat,
+    /// File position of the next frame.
     pos: u64,
     /// Offset of the next record (at least this in a sparse segment).
     next: u64,
     buf: Vec<u8>,
 }
 
-/// The result of one attempt to read a record at the current position.
+/// The result of one attempt to read a frame at the current position.
 enum Attempt {
-    /// A valid record with the expected offset is in `buf`.
-    Record,
-    /// No valid record (yet); the reason if there are bytes that are not one.
+    /// A valid frame with the expected offsets is in `buf`.
+    Frame,
+    /// No valid frame (yet); the reason if there are bytes that are not one.
     Nothing(Option<CorruptionKind>),
 }
 
@@ -59,25 +63,27 @@ impl Follower {
             base,
             file: None,
             flags: SegmentFlags::DENSE,
+            format: FrameFormat::Batch,
             pos,
             next,
             buf: Vec::new(),
         }
     }
 
-    /// The next record if a complete one is there now, `None` if there is none
-    /// yet. Moves on to the next segment when the writer has rolled.
-    pub(crate) fn next_record(&mut self) -> CliResult<Option<RecordRef<'_>>> {
+    /// The next frame (a batch of records) if a complete one is there now,
+    /// `None` if there is none yet. Moves on to the next segment when the
+    /// writer has rolled.
+    pub(crate) fn next_frame(&mut self) -> CliResult<Option<Frame<'_>>> {
         loop {
             if self.file.is_none() && !self.open_segment()? {
                 return Ok(None);
             }
             let kind = match self.attempt()? {
-                Attempt::Record => {
-                    let r = record::decode(&self.buf).expect("checked by attempt");
-                    self.pos += u64::from(r.frame_len());
-                    self.next = r.offset() + 1;
-                    return Ok(Some(r));
+                Attempt::Frame => {
+                    let f = record::decode_frame_as(&self.buf, self.format).expect("checked by attempt");
+                    self.pos += f.len() as u64;
+                    self.next = f.next_offset();
+                    return Ok(Some(f));
                 }
                 Attempt::Nothing(kind) => kind,
             };
@@ -100,7 +106,10 @@ impl Follower {
             return Err(self.corruption(0, CorruptionKind::BadHeader("file shorter than a segment header".into())));
         }
         match SegmentHeader::decode_with_flags(&header) {
-            Ok((h, flags)) if h.base_offset == self.base => self.flags = flags,
+            Ok((h, flags)) if h.base_offset == self.base => {
+                self.flags = flags;
+                self.format = h.frame_format();
+            }
             Ok((h, _)) => {
                 let why = format!("header names base offset {} but the file name says {}", h.base_offset, self.base);
                 return Err(self.corruption(0, CorruptionKind::BadHeader(why)));
@@ -111,7 +120,7 @@ impl Follower {
         Ok(true)
     }
 
-    /// Tries to decode a record with the expected offset at the current position into `buf`.
+    /// Tries to decode a frame with the expected offsets at the current position into `buf`.
     fn attempt(&mut self) -> CliResult<Attempt> {
         let file = self.file.as_ref().expect("an open segment");
         let io_err = |e| io_failure("read segment", &self.path, e);
@@ -123,7 +132,7 @@ impl Follower {
         if len == 0 {
             return Ok(Attempt::Nothing(None));
         }
-        if (len as usize) < RECORD_HEADER_LEN {
+        if (len as usize) < self.format.min_len() {
             return Ok(Attempt::Nothing(Some(CorruptionKind::BadLength(len))));
         }
         let file_len = file.metadata().map_err(io_err)?.len();
@@ -134,10 +143,12 @@ impl Follower {
         if !read_at(file, &mut self.buf, self.pos).map_err(io_err)? {
             return Ok(Attempt::Nothing(Some(CorruptionKind::BadLength(len))));
         }
-        Ok(match record::decode(&self.buf) {
-            Ok(r) if r.offset() == self.next || (self.flags.is_sparse() && r.offset() > self.next) => Attempt::Record,
-            Ok(r) => {
-                Attempt::Nothing(Some(CorruptionKind::UnexpectedOffset { expected: self.next, found: r.offset() }))
+        Ok(match record::decode_frame_as(&self.buf, self.format) {
+            Ok(f) if f.base_offset() == self.next || (self.flags.is_sparse() && f.base_offset() > self.next) => {
+                Attempt::Frame
+            }
+            Ok(f) => {
+                Attempt::Nothing(Some(CorruptionKind::UnexpectedOffset { expected: self.next, found: f.base_offset() }))
             }
             Err(kind) => Attempt::Nothing(Some(kind)),
         })
@@ -201,14 +212,16 @@ impl Follower {
         let mut header = [0u8; DATA_START];
         read_at(file, &mut header, 0).map_err(io_err)?;
         let checkpoint = decode_checkpoint(&header).unwrap_or(DATA_START as u64);
-        if let Attempt::Record = self.attempt()? {
+        if let Attempt::Frame = self.attempt()? {
             return Ok(true);
         }
-        if self.pos < checkpoint {
-            return Err(self.corruption(self.pos, kind.unwrap_or(CorruptionKind::DamagedDurableData)));
+        // The log's own rule for what follows the valid frames of an
+        // unsealed segment; anything but damage to durable data is a frame
+        // being written, or a torn tail the next writer will cut.
+        match classify_tail(self.pos, checkpoint, None, None) {
+            Tail::Damaged => Err(self.corruption(self.pos, kind.unwrap_or(CorruptionKind::DamagedDurableData))),
+            Tail::Clean | Tail::Torn { .. } => Ok(false),
         }
-        // A record being written, or a torn tail the next writer will cut.
-        Ok(false)
     }
 
     fn corruption(&self, position: u64, kind: CorruptionKind) -> Failure {

@@ -145,10 +145,12 @@ pub(crate) fn run_tail(args: &TailArgs) -> CliResult {
     loop {
         batch.clear();
         let result = loop {
-            match follower.next_record() {
-                Ok(Some(r)) => {
-                    format_record(&mut line, &r, args.json);
-                    batch.extend_from_slice(&line);
+            match follower.next_frame() {
+                Ok(Some(frame)) => {
+                    for r in frame.records() {
+                        format_record(&mut line, &r, args.json);
+                        batch.extend_from_slice(&line);
+                    }
                     if batch.len() >= 1 << 16 {
                         out.write_all(&batch).map_err(stdout_error)?;
                         batch.clear();

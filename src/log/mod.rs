@@ -29,7 +29,7 @@ pub use start::START_OFFSET_FILE_NAME;
 
 use crate::config::{Durability, LogConfig};
 use crate::error::{Error, IoContext, Result};
-use crate::record::{OwnedRecord, Record};
+use crate::record::{OwnedRecord, Record, batch};
 use crate::segment::{self, SealedMeta, Segment};
 use writer::WriterState;
 
@@ -227,13 +227,29 @@ impl Log {
         self.append_batch(std::slice::from_ref(record)).map(|r| r.start)
     }
 
-    /// Appends records in order and returns their offsets. Every record is
-    /// checked against the maximum size before anything is written. Readers
-    /// see the batch at once (unless it spans a segment roll). If an error
-    /// occurs during a roll, a prefix of the batch may have been appended:
-    /// [`Log::next_offset`] tells how much. Offsets end below `u64::MAX`: a
-    /// batch that would pass it fails with [`Error::OffsetOutOfRange`]
-    /// (`requested: u64::MAX`) before anything is written.
+    /// Appends records in order, as one atomic batch, and returns their
+    /// offsets.
+    ///
+    /// The batch is stored whole or not at all: readers see all of it at once,
+    /// and after a crash or a power loss at any moment recovery finds either
+    /// every record of the batch or none (the batch is one frame under one
+    /// checksum, in one segment; docs/DESIGN.md, "Atomic batches"). Every
+    /// record is checked against the maximum record size, and the batch
+    /// against what one segment holds, before anything is written:
+    /// [`Error::RecordTooLarge`], [`Error::BatchTooLarge`].
+    ///
+    /// What an error means for the batch:
+    /// - an error before its bytes are written (a full disk or any failure
+    ///   while rolling to a new segment, a refused size, a failed or closed
+    ///   log): nothing of the batch is stored, now or after a reopen;
+    /// - under [`Durability::Always`], an error from the fsync that would make
+    ///   it durable: the outcome is unknown, as in every database. The log
+    ///   enters the failed state ([`Error::Failed`] from then on); after a
+    ///   reopen the batch is there whole, or not at all.
+    ///
+    /// Offsets end below `u64::MAX`: a batch that would pass it fails with
+    /// [`Error::OffsetOutOfRange`] (`requested: u64::MAX`) before anything is
+    /// written. An empty batch writes nothing and returns an empty range.
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
         let max = u64::from(self.shared.config.get_max_record_bytes());
         for r in records {
@@ -245,10 +261,27 @@ impl Log {
         if self.shared.read_only {
             return Err(Error::ReadOnly { path: self.shared.dir.clone() });
         }
+        let room = self.shared.config.segment_room();
+        let len = match batch::encoded_len(records) {
+            Some(len) if len as u64 <= room => len,
+            None if records.is_empty() => {
+                let w = self.shared.writer.lock().expect("writer lock");
+                self.shared.check_writable(&w)?;
+                let next = self.next_offset();
+                return Ok(next..next);
+            }
+            too_large => {
+                let size = too_large.map_or_else(
+                    || records.iter().map(|r| r.encoded_len().unwrap_or(0) as u64).sum::<u64>() + 32,
+                    |l| l as u64,
+                );
+                return Err(Error::BatchTooLarge { size, max: room });
+            }
+        };
         let range = {
             let mut w = self.shared.writer.lock().expect("writer lock");
             self.shared.check_writable(&w)?;
-            w.append(&self.shared, records, now_ms())?
+            w.append(&self.shared, records, len, now_ms())?
         };
         self.shared.notify_appended();
         if self.shared.config.durability == Durability::Always {
@@ -595,14 +628,17 @@ impl Shared {
         }
         // A read-only log's last segment ends the log and never changes.
         let seg = self.segments.read().expect("segments lock").active.clone()?;
-        let data = seg.area.published_data();
+        let data_bytes = seg.area.published_data().len() as u64;
         let next_offset = self.next_offset.load(Ordering::SeqCst);
+        // The frames were checked by the open that published them.
+        let mut max_timestamp = i64::MIN;
+        let _ = seg.for_each_frame(|_, f| max_timestamp = max_timestamp.max(f.max_timestamp()));
         Some(SegmentInfo {
             base_offset: seg.base_offset,
             next_offset,
             records: next_offset - seg.base_offset,
-            data_bytes: data.len() as u64,
-            max_timestamp: segment::scan(data, seg.base_offset, None, u32::MAX).max_timestamp,
+            data_bytes,
+            max_timestamp,
             sealed: false,
         })
     }
@@ -670,7 +706,7 @@ impl Shared {
             return None;
         }
         match segment::inspect_file(&segment::log_path(&self.dir, base), base) {
-            Ok(segment::OnDisk::Sealed(m)) if m != *old && m.footer.next_offset == old.footer.next_offset => {
+            Ok(segment::OnDisk::Sealed(m, _)) if m != *old && m.footer.next_offset == old.footer.next_offset => {
                 let mut set = self.segments.write().expect("segments lock");
                 if let Some(slot) = set.sealed.iter_mut().find(|s| **s == *old) {
                     *slot = m;
@@ -760,15 +796,19 @@ fn search_time(seg: &Segment, ts: i64, from: u64) -> Result<Option<u64>> {
         index.lookup(index.lookup_time(ts))
     };
     let end = seg.area.published();
-    // The offset due next (a compacted segment's records may skip some).
+    // The offset due next (a compacted segment's frames may skip some).
     let mut offset = seg.base_offset + u64::from(rel);
     while pos < end {
-        let r = seg.record_at(pos, offset)?;
-        if r.timestamp() >= ts && r.offset() >= from {
-            return Ok(Some(r.offset()));
+        let frame = seg.frame_at(pos, offset)?;
+        // A frame's largest timestamp lets the search skip it whole.
+        if frame.max_timestamp() >= ts && frame.next_offset() > from {
+            let found = frame.records().find(|r| r.timestamp() >= ts && r.offset() >= from);
+            if let Some(r) = found {
+                return Ok(Some(r.offset()));
+            }
         }
-        pos += r.frame_len() as usize;
-        offset = r.offset() + 1;
+        pos += frame.len();
+        offset = frame.next_offset();
     }
     // The records after a read-only segment's published end are damaged, not absent.
     if let Some((position, kind)) = &seg.tail_error {

@@ -98,6 +98,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     sealed.extend(archived.iter().map(|e| e.meta));
     let archived_count = sealed.len();
     let mut unsealed_last = None;
+    // The format version of the last sealed segment: only one of the current
+    // format can be reopened for appending.
+    let mut last_version = 0;
     for (i, &base) in bases.iter().enumerate() {
         let path = log_path(dir, base);
         if let Some(prev) = sealed.last()
@@ -107,7 +110,10 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             return Err(Error::Corruption { path, offset: prev.footer.next_offset, position: 0, kind });
         }
         match inspect_file(&path, base)? {
-            OnDisk::Sealed(meta) => sealed.push(meta),
+            OnDisk::Sealed(meta, version) => {
+                sealed.push(meta);
+                last_version = version;
+            }
             OnDisk::Unsealed { len, .. } if i + 1 == bases.len() => unsealed_last = Some((base, len)),
             OnDisk::Unsealed { len, .. } => {
                 let kind = CorruptionKind::BadFooter("a segment before the last one is not sealed".into());
@@ -119,13 +125,15 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     let mut writer = WriterState::default();
     let mut indexes_rebuilt = 0;
     let mut active_seg = None;
+    let mut read_only_next = None;
     let now = now_ms();
     if read_only {
         if let Some((base, len)) = unsealed_last {
-            let (seg, would_cut) = open_unsealed_read_only(dir, base, len, &config)?;
+            let (seg, found) = open_unsealed_read_only(dir, base, len, &config)?;
             report.scanned_segment = Some(base);
-            report.truncated_bytes = would_cut;
-            report.records_scanned = count_published(&seg);
+            report.truncated_bytes = found.would_cut;
+            report.records_scanned = found.records;
+            read_only_next = Some(found.next_offset);
             active_seg = Some(seg);
         }
     } else {
@@ -136,7 +144,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             report.records_scanned = recovered.records;
             active
         } else if let Some(last) =
-            sealed.last().copied().filter(|m| sealed.len() > archived_count && reusable(m, &config, now))
+            sealed.last().copied().filter(|m| sealed.len() > archived_count && reusable(m, last_version, &config, now))
         {
             // Continue appending to the last segment instead of starting a new one.
             let (seg, rebuilt) = segment::open_sealed(dir, &last, config.index_interval_bytes, None)?;
@@ -155,9 +163,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         writer.active = Some(active);
     }
 
-    let next_offset = match (&writer.active, &active_seg) {
+    let next_offset = match (&writer.active, read_only_next) {
         (Some(a), _) => a.next_offset(),
-        (None, Some(seg)) => seg.base_offset + count_published(seg),
+        (None, Some(next)) => next,
         (None, None) => sealed.last().map_or(recorded_start.unwrap_or(0), |m| m.footer.next_offset),
     };
     let first_base = sealed.first().map(|m| m.footer.base_offset).or(active_seg.as_ref().map(|s| s.base_offset));
@@ -248,27 +256,14 @@ fn is_our_temp(name: &str) -> bool {
     digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether a cleanly sealed last segment can take more records. A compacted
-/// one never does: appends always go to a dense segment.
-fn reusable(meta: &SealedMeta, config: &LogConfig, now: i64) -> bool {
-    if meta.sparse {
+/// Whether a cleanly sealed last segment of format `version` can take more
+/// records. A compacted one never does: appends always go to a dense segment;
+/// nor does one of an older format (batches go to a segment of this format).
+fn reusable(meta: &SealedMeta, version: u16, config: &LogConfig, now: i64) -> bool {
+    if meta.sparse || version != segment::header::FORMAT_VERSION {
         return false;
     }
     let young =
         config.segment_max_age.is_none_or(|age: Duration| now.saturating_sub(meta.created_ms) < age.as_millis() as i64);
     young && meta.footer.data_end + RECORD_ROOM < config.segment_bytes
-}
-
-fn count_published(seg: &segment::Segment) -> u64 {
-    let data = seg.area.published_data();
-    let index = seg.index.read().expect("index lock");
-    let (pos, rel) = index.offsets.last().map_or((segment::DATA_START, 0), |e| (e.position as usize, e.rel_offset));
-    let mut n = u64::from(rel);
-    let mut at = pos - segment::DATA_START;
-    while at < data.len() {
-        let Some(len) = crate::record::peek_len(&data[at..]) else { break };
-        at += len as usize;
-        n += 1;
-    }
-    n
 }

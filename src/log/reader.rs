@@ -5,17 +5,23 @@ use std::sync::atomic::Ordering;
 
 use super::Shared;
 use crate::error::{CorruptionKind, Error, Result};
-use crate::record::{OwnedRecord, RecordRef};
+use crate::record::{self, OwnedRecord, RecordRef};
 use crate::segment::{DATA_START, Segment};
 
 /// Reads records in offset order from a starting offset.
 ///
 /// [`LogReader::next_record`] lends each record straight out of the segment's
 /// memory map (no copy); the [`Iterator`] implementation copies each record
-/// into an [`OwnedRecord`]. A reader sees only complete, published records; at
-/// the end of the log it returns `None`, and returns records again once more
-/// are appended (use [`crate::Log::wait_for`] to wait). After an error the
-/// iterator ends; `next_record` returns the same error again.
+/// into an [`OwnedRecord`]. A reader sees only complete, published batches;
+/// at the end of the log it returns `None`, and returns records again once
+/// more are appended (use [`crate::Log::wait_for`] to wait). After an error
+/// the iterator ends; `next_record` returns the same error again.
+///
+/// Each frame (a batch) is checked whole (checksum, layout, offsets) before
+/// its first record is returned; its records then come without further
+/// checks. A reader whose position falls behind the log's start offset
+/// (retention deleted what it would read) gets [`Error::OffsetOutOfRange`]
+/// when it moves on to its next frame.
 ///
 /// Offsets strictly increase. In a compacted log they may have gaps (the
 /// records compaction removed, see [`crate::Log::compact`]): a reader returns
@@ -24,10 +30,16 @@ use crate::segment::{DATA_START, Segment};
 pub struct LogReader {
     shared: Arc<Shared>,
     seg: Option<Arc<Segment>>,
+    /// File position of the next frame to decode in `seg`.
     pos: usize,
     /// The next record's offset is at least this (exactly this, unless
     /// compaction removed it).
     next: u64,
+    /// Inside a decoded frame: the file position of its next record, the end
+    /// of the frame, and how many of its records are left.
+    rec_pos: usize,
+    frame_end: usize,
+    left: u32,
     fused: bool,
 }
 
@@ -43,7 +55,16 @@ impl LogReader {
             None if offset == end => shared.last_segment()?,
             None => return Err(Error::OffsetOutOfRange { requested: offset, start, end }),
         };
-        let mut reader = LogReader { shared, seg: None, pos: DATA_START, next: offset, fused: false };
+        let mut reader = LogReader {
+            shared,
+            seg: None,
+            pos: DATA_START,
+            next: offset,
+            rec_pos: 0,
+            frame_end: 0,
+            left: 0,
+            fused: false,
+        };
         if let Some(seg) = seg {
             if offset >= seg.base_offset {
                 let (pos, rel) = seg.index.read().expect("index lock").lookup((offset - seg.base_offset) as u32);
@@ -68,47 +89,82 @@ impl LogReader {
     /// The next record, borrowed from the map, or `None` at the current end of
     /// the log. Damaged data gives [`Error::Corruption`] with its position.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>> {
-        // Retention moved the start past this reader: what it would read next
-        // is deleted (the map it holds stays valid, but the records are gone).
-        if self.next < self.shared.start_offset.load(Ordering::Acquire) {
-            return Err(self.shared.out_of_range(self.next));
+        if self.left == 0 {
+            // Retention moved the start past this reader: what it would read
+            // next is deleted (the map it holds stays valid, but the records
+            // are gone).
+            if self.next < self.shared.start_offset.load(Ordering::Acquire) {
+                return Err(self.shared.out_of_range(self.next));
+            }
+            if !self.enter_frame()? {
+                return Ok(None);
+            }
         }
-        self.advance()
+        Ok(Some(self.take_record()))
+    }
+
+    /// Returns the next record of the current frame (there is one).
+    #[inline]
+    fn take_record(&mut self) -> RecordRef<'_> {
+        let seg = self.seg.as_ref().expect("positioned on a segment");
+        let data = &seg.area.published_data()[..self.frame_end - DATA_START];
+        let r = record::parse_trusted(seg.format, &data[self.rec_pos - DATA_START..], self.next);
+        self.rec_pos += r.frame_len() as usize;
+        self.next += 1;
+        self.left -= 1;
+        r
+    }
+
+    /// Decodes the next frame and positions the reader on its first record.
+    /// `false` at the current end of the log.
+    fn enter_frame(&mut self) -> Result<bool> {
+        if !self.ready()? {
+            return Ok(false);
+        }
+        let seg = self.seg.as_ref().expect("positioned on a segment");
+        let frame = seg.frame_at(self.pos, self.next)?;
+        self.rec_pos = self.pos + frame.records_start();
+        self.frame_end = self.pos + frame.len();
+        self.left = frame.count();
+        self.next = frame.base_offset();
+        self.pos = self.frame_end;
+        Ok(true)
     }
 
     /// Moves from the index entry the reader was positioned at to the first
     /// record at or after `offset`, whatever the start offset.
     fn skip_to(&mut self, offset: u64) -> Result<()> {
-        while self.next < offset && self.ready()? {
+        while self.next < offset {
+            if self.left > 0 {
+                self.take_record();
+                continue;
+            }
+            if !self.ready()? {
+                break;
+            }
             let seg = self.seg.as_ref().expect("positioned on a segment");
-            let r = seg.record_at(self.pos, self.next)?;
-            if r.offset() >= offset {
-                // Compaction removed the records from `next` up to this one:
-                // the reader is at `offset` (or past it, if it moved on to a
-                // later segment), and this record comes next.
+            let frame = seg.frame_at(self.pos, self.next)?;
+            if frame.base_offset() >= offset {
+                // Compaction removed the records from `next` up to this
+                // frame's first: the reader is at `offset` (or past it, if it
+                // moved on to a later segment), and this frame comes next.
                 self.next = self.next.max(offset);
                 break;
             }
-            self.pos += r.frame_len() as usize;
-            self.next = r.offset() + 1;
+            if frame.next_offset() <= offset {
+                // The whole frame is before `offset`.
+                self.pos += frame.len();
+                self.next = frame.next_offset();
+                continue;
+            }
+            self.enter_frame()?;
         }
         Ok(())
     }
 
-    /// The next record, whatever the start offset.
-    fn advance(&mut self) -> Result<Option<RecordRef<'_>>> {
-        if !self.ready()? {
-            return Ok(None);
-        }
-        let seg = self.seg.as_ref().expect("positioned on a segment");
-        let record = seg.record_at(self.pos, self.next)?;
-        self.pos += record.frame_len() as usize;
-        self.next = record.offset() + 1;
-        Ok(Some(record))
-    }
-
-    /// Positions the reader on a published record if there is one, moving on
+    /// Positions the reader on a published frame if there is one, moving on
     /// to the next segment when the current one is finished and read. `false`
     /// at the current end of the log.
     fn ready(&mut self) -> Result<bool> {

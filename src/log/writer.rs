@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Shared;
 use super::prefault::{Prefault, Prefaulter};
 use crate::error::{Error, Result};
-use crate::record::Record;
+use crate::record::{FrameFormat, Record};
 use crate::segment::{ActiveSegment, PreparedSegment};
 
 /// Everything the single writer owns; guarded by `Shared::writer`.
@@ -24,8 +24,17 @@ pub(crate) struct WriterState {
 }
 
 impl WriterState {
-    /// Writes `records` and publishes them. Sizes were checked by the caller.
-    pub(crate) fn append(&mut self, shared: &Shared, records: &[Record<'_>], now: i64) -> Result<Range<u64>> {
+    /// Writes `records` as one batch frame and publishes it. `len` is the
+    /// frame's size ([`crate::record::batch::encoded_len`]), checked by the caller against
+    /// the segment's room. Either the whole batch is written, or, if an error
+    /// comes first (a roll that fails), nothing of it.
+    pub(crate) fn append(
+        &mut self,
+        shared: &Shared,
+        records: &[Record<'_>],
+        len: usize,
+        now: i64,
+    ) -> Result<Range<u64>> {
         let start = shared.next_offset.load(std::sync::atomic::Ordering::Relaxed);
         if u64::MAX - start < records.len() as u64 {
             // Offsets would pass u64::MAX (never a record's offset): only a
@@ -36,38 +45,40 @@ impl WriterState {
         if self.active.is_none() {
             self.install_new(shared, start, now)?;
         }
-        let result = self.write_all(shared, records, now);
-        if let Some(active) = self.active.as_mut() {
-            active.publish();
-            shared.set_next_offset(active.next_offset());
-            let pos = active.position();
-            let Prefault { window, writable } = Prefault::for_durability(shared.config.durability);
-            if pos + window / 2 >= self.prefault_requested {
-                let area = active.seg.area.clone();
-                self.prefault_requested = pos + window;
-                self.prefaulter.get_or_insert_with(Prefaulter::start).request(&area, pos, pos + window, writable);
-            }
+        self.make_room(shared, len, now)?;
+        let active = self.active.as_mut().expect("an active segment");
+        let fits = active.try_append_batch(records, len, now);
+        assert!(fits, "make_room left room for the batch");
+        active.publish();
+        shared.set_next_offset(active.next_offset());
+        let pos = active.position();
+        let Prefault { window, writable } = Prefault::for_durability(shared.config.durability);
+        if pos + window / 2 >= self.prefault_requested {
+            let area = active.seg.area.clone();
+            self.prefault_requested = pos + window;
+            self.prefaulter.get_or_insert_with(Prefaulter::start).request(&area, pos, pos + window, writable);
         }
-        result?;
         Ok(start..shared.next_offset.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    fn write_all(&mut self, shared: &Shared, records: &[Record<'_>], now: i64) -> Result<()> {
+    /// Rolls the active segment if the next batch, of `len` bytes, must go
+    /// to a new one: the segment is too old, has no room for it, or is of an
+    /// older format (it was recovered after a crash of an older build).
+    fn make_room(&mut self, shared: &Shared, len: usize, now: i64) -> Result<()> {
         let max_age = shared.config.segment_max_age;
-        for record in records {
-            let len = record.encoded_len().expect("size checked by the caller");
-            let timestamp = record.timestamp().unwrap_or(now);
-            let active = self.active.as_mut().expect("an active segment");
-            if active.record_count() > 0 && expired(active.created_ms, now, max_age) {
-                self.roll(shared, now)?;
-            }
-            let active = self.active.as_mut().expect("an active segment");
-            if !active.try_append(record, len, timestamp) {
-                self.roll(shared, now)?;
-                let active = self.active.as_mut().expect("an active segment");
-                let fits = active.try_append(record, len, timestamp);
-                assert!(fits, "a record no larger than max_record_bytes fits in an empty segment");
-            }
+        let active = self.active.as_mut().expect("an active segment");
+        if active.format() != FrameFormat::Batch && active.record_count() == 0 {
+            // An empty segment of an older format: replace it by one of this
+            // format at the same base offset (two files cannot share it).
+            let old = self.active.take().expect("an active segment");
+            let base = old.base_offset();
+            old.discard_empty(&shared.dir, shared.config.io.as_ref()).inspect_err(|e| shared.fail(e))?;
+            shared.segments.write().expect("segments lock").active = None;
+            return self.install_new(shared, base, now);
+        }
+        let expired = active.record_count() > 0 && expired(active.created_ms, now, max_age);
+        if expired || active.format() != FrameFormat::Batch || len > active.capacity_left() {
+            self.roll(shared, now)?;
         }
         Ok(())
     }

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::header::{decode_checkpoint, encode_checkpoint};
-use super::{DATA_START, FOOTER_LEN, SealedMeta, Segment, SegmentFooter, SegmentHeader, scan};
+use super::scan::{self, Scan, SliceSource, Tail};
+use super::{DATA_START, FOOTER_LEN, SealedMeta, Segment, SegmentFooter, SegmentHeader};
 use crate::config::{LogConfig, RecoveryMode};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
 use crate::io::{Io, SyncedFile, open_rw};
 use crate::mmap::{MapArea, MapWriter};
-use crate::record::{Record, encode_into};
+use crate::record::{FrameFormat, Record, batch};
 
 /// The writer's side of the segment being appended to.
 #[derive(Debug)]
@@ -67,7 +68,7 @@ impl PreparedSegment {
         let file = io.create(&tmp_path).ctx("create segment", &tmp_path)?;
         let prepared = (|| {
             io.allocate(&file, config.segment_bytes).ctx("preallocate segment", &tmp_path)?;
-            let header = SegmentHeader { base_offset: base, created_ms };
+            let header = SegmentHeader::new(base, created_ms);
             let mut buf = [0u8; DATA_START];
             header.encode(&mut buf);
             encode_checkpoint(&mut buf, DATA_START as u64);
@@ -115,6 +116,7 @@ impl ActiveSegment {
         let capacity = writer.area().len() - FOOTER_LEN;
         let seg = Arc::new(Segment {
             base_offset: header.base_offset,
+            format: header.frame_format(),
             path,
             area: Arc::clone(writer.area()),
             index: RwLock::new(index),
@@ -230,35 +232,31 @@ impl ActiveSegment {
             return Ok((active, Recovered { truncated_bytes: 0, records: 0 }));
         }
 
-        let checkpoint = decode_checkpoint(writer.header_mut()).map_or(DATA_START, |c| c as usize);
-        // Scan only the bytes the file held: a record cut by the end of a short
+        let checkpoint = decode_checkpoint(writer.header_mut()).map_or(DATA_START as u64, |c| c);
+        // Scan only the bytes the file held: a frame cut by the end of a short
         // file is torn even if the zeros that extended the file happen to
         // complete it (read-only opens, which cannot extend, must agree).
-        let scan_end = super::scan_end(file_len, config.segment_bytes);
-        let s = scan(&writer.unpublished(DATA_START)[..scan_end - DATA_START], base, None, config.index_interval_bytes);
+        let scan_end = scan::scan_end(file_len, config.segment_bytes);
+        let start = Scan::new(header.frame_format(), base, None, config.index_interval_bytes);
+        let mut src = SliceSource { bytes: writer.unpublished(DATA_START), start: DATA_START };
+        let s = scan::scan(&mut src, start, scan_end, |_, _, _| Ok(()))?;
+        let (tail, seal_end) = scan::examine_tail(&mut src, &file, &path, &s, file_len, checkpoint)?;
         let corruption =
             |kind| Error::Corruption { path: path.clone(), offset: s.next_offset, position: s.end as u64, kind };
         let mut truncated_bytes = 0;
-        if s.end < checkpoint {
-            return Err(corruption(s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData)));
-        }
-        // A footer right after the records is a seal (or the reopening of a
-        // sealed segment) that a crash interrupted, not a torn write. Only
-        // within the bytes the file held, like the scan: the zeros that
-        // extended a short file must not complete a cut footer.
-        let footer_end = match super::interrupted_seal(&file, &s, base).ctx("read segment", &path)? {
-            end if end as u64 <= file_len => end,
-            _ => s.end,
-        };
-        let tail = super::last_nonzero_in_file(&file, footer_end as u64, len as u64).ctx("read segment", &path)?;
-        if let Some(last) = tail {
-            let kind = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
-            if config.recovery_mode == RecoveryMode::AbsoluteConsistency {
-                return Err(corruption(kind));
+        // What must be zeroed for appends to continue after the records: a
+        // torn tail, and the footer of an interrupted seal.
+        let dirty_end = match tail {
+            Tail::Damaged => return Err(corruption(s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData))),
+            Tail::Torn { .. } if config.recovery_mode == RecoveryMode::AbsoluteConsistency => {
+                return Err(corruption(s.bad.clone().unwrap_or(CorruptionKind::BadLength(0))));
             }
-            truncated_bytes = last + 1 - footer_end as u64;
-        }
-        let dirty_end = tail.map_or(footer_end, |last| last as usize + 1);
+            Tail::Torn { from, to } => {
+                truncated_bytes = to - from;
+                to as usize
+            }
+            Tail::Clean => seal_end.map_or(s.end, |e| e as usize),
+        };
         if dirty_end > s.end {
             writer.unpublished_mut(s.end, dirty_end - s.end).fill(0);
             io.sync_data(&file).ctx("fsync segment", &path)?;
@@ -270,7 +268,7 @@ impl ActiveSegment {
         active.next_offset = s.next_offset;
         active.record_count = s.count;
         active.max_timestamp = s.max_timestamp;
-        active.checkpoint = checkpoint;
+        active.checkpoint = checkpoint as usize;
         active.index_due = active.next_index_due();
         Ok((active, Recovered { truncated_bytes, records }))
     }
@@ -295,29 +293,45 @@ impl ActiveSegment {
         &self.seg.path
     }
 
+    /// Bytes left for frames before the footer's room.
+    pub(crate) fn capacity_left(&self) -> usize {
+        self.capacity - self.pos
+    }
+
     /// Write position (end of the written records).
     pub(crate) fn position(&self) -> usize {
         self.pos
     }
 
-    /// Writes one encoded record of `len` bytes at the write position, without
-    /// publishing it. Returns `false`, writing nothing, if it does not fit.
+    /// How this segment's records are framed. Only a segment of the current
+    /// format ([`FrameFormat::Batch`]) takes appends; one of an older format
+    /// (recovered after a crash of an older build) is sealed first.
+    pub(crate) fn format(&self) -> FrameFormat {
+        self.seg.format
+    }
+
+    /// Writes `records` as one batch frame of `len` bytes (their
+    /// [`batch::encoded_len`]) at the write position, without publishing it:
+    /// `now` is the timestamp of the records that carry none. Returns
+    /// `false`, writing nothing, if it does not fit.
     #[inline]
-    pub(crate) fn try_append(&mut self, record: &Record<'_>, len: usize, timestamp: i64) -> bool {
+    pub(crate) fn try_append_batch(&mut self, records: &[Record<'_>], len: usize, now: i64) -> bool {
+        debug_assert_eq!(self.seg.format, FrameFormat::Batch);
         if len > self.capacity - self.pos {
             return false;
         }
         let pos = self.pos;
-        encode_into(self.writer.unpublished_mut(pos, len), self.next_offset, timestamp, record);
+        let frame = self.writer.unpublished_mut(pos, len);
+        let max_timestamp = batch::encode_into(frame, self.next_offset, now, records);
         if pos >= self.index_due {
             let rel = self.record_count as u32;
             self.seg.index.write().expect("index lock").observe(rel, pos, self.max_timestamp);
             self.index_due = pos + self.interval;
         }
-        self.max_timestamp = self.max_timestamp.max(timestamp);
+        self.max_timestamp = self.max_timestamp.max(max_timestamp);
         self.pos += len;
-        self.next_offset += 1;
-        self.record_count += 1;
+        self.next_offset += records.len() as u64;
+        self.record_count += records.len() as u64;
         true
     }
 

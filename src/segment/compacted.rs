@@ -1,8 +1,10 @@
 //! Writing a compacted segment: the records of a sealed segment that
-//! compaction keeps, copied byte for byte (offsets, timestamps and CRCs
-//! unchanged) into a new file with the `SPARSE` header flag, new index files,
-//! and a footer that keeps the segment's offset range (docs/FORMAT.md,
-//! "Compacted segments"; docs/DESIGN.md, "Compaction").
+//! compaction keeps, with their offsets and timestamps, in batch frames (each
+//! holding a run of consecutive kept records of one original frame, their
+//! bytes copied as they are), into a new file of the current format with the
+//! `SPARSE` header flag, new index files, and a footer that keeps the
+//! segment's offset range (docs/FORMAT.md, "Compacted segments";
+//! docs/DESIGN.md, "Compaction").
 //!
 //! The new files are written under temporary names and made durable; nothing
 //! the log depends on changes until [`Compacted::install`] renames them over
@@ -16,7 +18,8 @@ use super::{DATA_START, SealedMeta, Segment, SegmentFooter, SegmentHeader, index
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
 use crate::io::Io;
-use crate::record::{self, RecordRef};
+use crate::record::RecordRef;
+use crate::record::batch::BatchBuilder;
 
 /// Record bytes gathered before one write to the new file.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -124,21 +127,41 @@ impl Compacted {
         let mut w = ChunkWriter { io, file: &file, path, buf: Vec::with_capacity(WRITE_CHUNK), at: DATA_START as u64 };
         let mut index = SegmentIndex::new(interval);
         let (mut max_timestamp, mut kept) = (i64::MIN, 0u64);
-        // Pass 1 checked every frame of this immutable map: walk it by the
-        // frames' own fields rather than checking each CRC a second time.
-        let data = seg.area.published_data();
-        let mut at = 0;
-        for &keep in decisions {
-            let (len, offset, timestamp) = record::checked_frame_fields(&data[at..]);
-            let len = len as usize;
-            if keep {
-                let new_pos = w.position();
-                index.observe((offset - base) as u32, new_pos, max_timestamp);
-                max_timestamp = max_timestamp.max(timestamp);
-                kept += 1;
-                w.put(&data[at..at + len])?;
+        let mut out = BatchBuilder::default();
+        let mut put = |out: &mut BatchBuilder, w: &mut ChunkWriter<'_>, max_timestamp: &mut i64| -> Result<()> {
+            let new_pos = w.position();
+            let (frame, first, frame_max) = out.finish();
+            index.observe((first - base) as u32, new_pos, *max_timestamp);
+            *max_timestamp = (*max_timestamp).max(frame_max);
+            w.put(frame)
+        };
+        // Pass 1 checked every frame of this immutable map; they are checked
+        // again as they are read, which costs one checksum pass.
+        let mut decisions = decisions.iter();
+        let end = seg.area.published();
+        let (mut pos, mut next) = (DATA_START, base);
+        while pos < end {
+            let frame = seg.frame_at(pos, next)?;
+            let mut at = frame.records_start();
+            for r in frame.records() {
+                let len = r.frame_len() as usize;
+                let keep = *decisions.next().expect("a decision per record");
+                if !keep {
+                    if !out.is_empty() {
+                        put(&mut out, &mut w, &mut max_timestamp)?;
+                    }
+                } else {
+                    out.push(frame.format(), &frame.bytes()[at..at + len], &r);
+                    kept += 1;
+                }
+                at += len;
             }
-            at += len;
+            // A batch of the new file never spans two original frames.
+            if !out.is_empty() {
+                put(&mut out, &mut w, &mut max_timestamp)?;
+            }
+            pos += frame.len();
+            next = frame.next_offset();
         }
         let data_end = w.position() as u64;
         w.flush()?;
@@ -156,7 +179,7 @@ impl Compacted {
         // The header last, with a checkpoint that vouches for every record:
         // like a sealed segment's, for the day the footer is damaged.
         let mut head = [0u8; DATA_START];
-        let header = SegmentHeader { base_offset: base, created_ms: meta.created_ms };
+        let header = SegmentHeader::new(base, meta.created_ms);
         header.encode_with_flags(&mut head, SegmentFlags::SPARSE);
         encode_checkpoint(&mut head, data_end);
         io.write_all_at(&file, &head, 0).ctx("write compacted segment", path)?;

@@ -15,7 +15,7 @@
 //! ```
 
 use super::header::SegmentFlags;
-use crate::record::RECORD_HEADER_LEN;
+use crate::record::batch::ENTRY_HEADER_LEN;
 
 /// Length of a segment footer.
 pub const FOOTER_LEN: usize = 64;
@@ -65,8 +65,9 @@ impl SegmentFooter {
 
     /// [`SegmentFooter::decode`] for a segment whose header has `flags`. A
     /// dense segment holds exactly `next_offset - base_offset` records; a
-    /// sparse (compacted) one at most that many, each at least a record
-    /// header long, and no record bytes if it holds no record.
+    /// sparse (compacted) one at most that many, each taking at least 24
+    /// bytes (a record entry's fixed part, the smallest a record takes in
+    /// either frame format), and no record bytes if it holds no record.
     pub fn decode_with_flags(buf: &[u8], file_len: u64, flags: SegmentFlags) -> Result<SegmentFooter, String> {
         let buf: &[u8; FOOTER_LEN] = buf.try_into().map_err(|_| "footer must be 64 bytes")?;
         if &buf[0..8] != MAGIC {
@@ -106,7 +107,7 @@ impl SegmentFooter {
         if span.is_none_or(|span| footer.record_count > span) {
             return Err("footer of a sparse segment counts more records than its offsets allow".into());
         }
-        if footer.record_count.checked_mul(RECORD_HEADER_LEN as u64).is_none_or(|min| min > data_len)
+        if footer.record_count.checked_mul(ENTRY_HEADER_LEN as u64).is_none_or(|min| min > data_len)
             || (footer.record_count == 0 && data_len != 0)
         {
             return Err("footer record count does not match the length of its data".into());

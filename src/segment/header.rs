@@ -3,7 +3,7 @@
 //! ```text
 //! Header (64 bytes at file position 0)
 //!  0  8  magic        "ANNALSEG"
-//!  8  2  version      u16 = 1
+//!  8  2  version      u16  1 (v1 record frames) or 2 (batch frames)
 //! 10  2  flags        u16  bit 0: sparse (written by compaction: offsets
 //!                          may have gaps); bits 1-15: 0
 //! 12  4  reserved     u32 = 0
@@ -18,14 +18,18 @@
 //! 76  4  reserved     u32 = 0
 //! ```
 
+use crate::record::FrameFormat;
+
 /// Length of the header proper.
 pub const HEADER_LEN: usize = 64;
 /// File position of the checkpoint.
 pub const CHECKPOINT_POS: usize = 64;
 const CHECKPOINT_LEN: usize = 16;
 const MAGIC: &[u8; 8] = b"ANNALSEG";
-/// The segment format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The segment format version this build writes: its records are batch frames.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest segment format version this build reads (v1 record frames).
+pub const MIN_FORMAT_VERSION: u16 = 1;
 
 /// The flags of a segment header (bytes 10..12).
 ///
@@ -63,9 +67,22 @@ pub struct SegmentHeader {
     pub base_offset: u64,
     /// When the segment was created (ms since the Unix epoch).
     pub created_ms: i64,
+    /// The segment format version: how its records are framed (1: one v1
+    /// frame per record; 2: batch frames).
+    pub version: u16,
 }
 
 impl SegmentHeader {
+    /// The header of a new segment in the format this build writes.
+    pub fn new(base_offset: u64, created_ms: i64) -> SegmentHeader {
+        SegmentHeader { base_offset, created_ms, version: FORMAT_VERSION }
+    }
+
+    /// How the segment's records are framed.
+    pub fn frame_format(&self) -> FrameFormat {
+        FrameFormat::of_segment_version(self.version).expect("a decoded header has a known version")
+    }
+
     /// Encodes the header of a dense segment into `buf[0..64]`, zeroing the reserved bytes.
     pub fn encode(&self, buf: &mut [u8]) {
         self.encode_with_flags(buf, SegmentFlags::DENSE);
@@ -76,7 +93,7 @@ impl SegmentHeader {
         let buf = &mut buf[..HEADER_LEN];
         buf.fill(0);
         buf[0..8].copy_from_slice(MAGIC);
-        buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf[8..10].copy_from_slice(&self.version.to_le_bytes());
         buf[10..12].copy_from_slice(&flags.0.to_le_bytes());
         buf[16..24].copy_from_slice(&self.base_offset.to_le_bytes());
         buf[24..32].copy_from_slice(&self.created_ms.to_le_bytes());
@@ -99,7 +116,7 @@ impl SegmentHeader {
             return Err("bad magic (not an annal segment)".into());
         }
         let version = u16::from_le_bytes([buf[8], buf[9]]);
-        if version != FORMAT_VERSION {
+        if FrameFormat::of_segment_version(version).is_none() {
             return Err(format!("unsupported segment format version {version}"));
         }
         let stored = u32::from_le_bytes(buf[32..36].try_into().expect("4 bytes"));
@@ -116,6 +133,7 @@ impl SegmentHeader {
         let header = SegmentHeader {
             base_offset: u64::from_le_bytes(buf[16..24].try_into().expect("8 bytes")),
             created_ms: i64::from_le_bytes(buf[24..32].try_into().expect("8 bytes")),
+            version,
         };
         Ok((header, SegmentFlags(flags)))
     }
