@@ -293,6 +293,9 @@ struct Expect {
     /// Whether the page cache can hold no torn write: true unless the files
     /// the process started from had a torn tail that it did not get to cut.
     untorn_cache: bool,
+    /// The highest durable watermark the log reported (`durable_offset()`)
+    /// before it died: a power loss must keep everything below it.
+    watermark: u64,
     /// Where the batches handed to the log end (every append is a batch; the
     /// first batch starts at 0): recovery must end the log at one of these,
     /// never inside a batch.
@@ -420,6 +423,9 @@ fn run_workload(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>) -> Outcome {
         {
             out.expect.durable = out.expect.durable.max(s.next_offset);
         }
+        if let Some(l) = &log {
+            out.expect.watermark = out.expect.watermark.max(l.durable_offset());
+        }
         if io.crashed() {
             out.died_in = Some(format!("op {i} {op:?} -> {result:?}"));
             if result.is_ok() {
@@ -457,6 +463,7 @@ fn recovery_crash(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>, eras: &Eras, n
             attempted: n1,
             acked: n1,
             durable: n1,
+            watermark: n1,
             untorn_cache: false,
             batch_ends: [n1].into_iter().collect(),
         },
@@ -501,6 +508,7 @@ fn recovery_crash(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>, eras: &Eras, n
             if plan.durability == Durability::Always || i == 2 {
                 ex.durable = upto;
             }
+            ex.watermark = ex.watermark.max(log.durable_offset());
         }
         if io.crashed() {
             out.died_in = Some(format!("{what} after recovery -> {result:?}"));
@@ -564,6 +572,12 @@ fn check_recovered(plan: &Plan, ex: &Expect, eras: &Eras, dir: &Path, mode: Loss
         return Err(format!(
             "{n} records recovered, but {} were durably acknowledged (records {n}..{} lost)",
             ex.durable, ex.durable
+        ));
+    }
+    if n < ex.watermark {
+        return Err(format!(
+            "{n} records recovered, but the log reported a durable watermark of {} before the crash",
+            ex.watermark
         ));
     }
     if mode == LossMode::ProcessCrash {

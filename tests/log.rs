@@ -7,7 +7,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use annal::segment::{DATA_START, FOOTER_LEN};
 use annal::{Durability, Error, Header, Log, LogConfig, OwnedRecord, Record};
@@ -949,4 +949,124 @@ fn a_batch_survives_an_io_error_at_any_call_whole_or_not_at_all() {
             assert!(k > 8, "a roll makes more calls than that: {k}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Durable reads
+// ---------------------------------------------------------------------------
+
+/// Reads every record a durable reader returns from `from`.
+fn read_durable(log: &Log, from: u64) -> Vec<OwnedRecord> {
+    log.read_from(from).unwrap().durable_only().map(Result::unwrap).collect()
+}
+
+#[test]
+fn under_never_the_durable_watermark_moves_with_syncs_rolls_and_close() {
+    let tmp = common::fast_tempdir();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap();
+    assert_eq!(log.durable_offset(), 0);
+    let values: Vec<Vec<u8>> = (0..10).map(value).collect();
+    let batch: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
+    log.append_batch(&batch[..4]).unwrap();
+    assert_eq!((log.next_offset(), log.durable_offset()), (4, 0), "an append under Never syncs nothing");
+    assert!(read_durable(&log, 0).is_empty());
+    assert_eq!(read_all(&log).unwrap().len(), 4, "a plain reader sees what is appended");
+    // A durable reader at the watermark returns records once they are durable.
+    let mut reader = log.read_from(0).unwrap().durable_only();
+    assert!(reader.next_record().unwrap().is_none());
+    log.sync().unwrap();
+    assert_eq!(log.durable_offset(), 4);
+    assert_eq!(reader.by_ref().map(Result::unwrap).map(|r| r.offset).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    log.append_batch(&batch[4..7]).unwrap();
+    assert_eq!(log.durable_offset(), 4);
+    assert!(reader.next_record().unwrap().is_none(), "the new batch is not durable yet");
+    // Rolling seals the segment: its records are durable.
+    log.roll().unwrap();
+    assert_eq!(log.durable_offset(), 7);
+    assert_eq!(reader.next_record().unwrap().unwrap().offset(), 4);
+    assert_eq!(read_durable(&log, 5).len(), 2);
+    log.append_batch(&batch[7..]).unwrap();
+    assert_eq!(log.durable_offset(), 7);
+    log.close().unwrap();
+    // After a clean close everything is durable; after a crash, the reopen makes it so.
+    let log = Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap();
+    assert_eq!(log.durable_offset(), 10);
+    assert_eq!(read_durable(&log, 0).len(), 10);
+    log.append(&Record::new(b"after")).unwrap();
+    assert_eq!(log.durable_offset(), 10);
+    log.abandon();
+    let ro = Log::open_read_only(&dir, common::small_cfg()).unwrap();
+    assert_eq!((ro.next_offset(), ro.durable_offset()), (11, 10), "read-only: durable up to the checkpoint");
+    assert_eq!(read_durable(&ro, 0).len(), 10);
+    drop(ro);
+    let log = Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap();
+    assert!(log.recovery_report().scanned_segment.is_some());
+    assert_eq!((log.next_offset(), log.durable_offset()), (11, 11), "recovery makes what it found durable");
+}
+
+#[test]
+fn under_always_every_acknowledged_append_is_below_the_watermark() {
+    let tmp = common::fast_tempdir();
+    let dir = tmp.path().join("log");
+    let log = Log::open(&dir, common::small_cfg().durability(Durability::Always)).unwrap();
+    for i in 0..200u64 {
+        let o = log.append(&Record::new(&value(i))).unwrap();
+        assert_eq!(log.durable_offset(), o + 1, "append {i} returned before it was durable");
+        assert!(log.wait_for_durable(o, Duration::ZERO));
+    }
+    assert!(log.segments().len() > 1);
+    assert_eq!(read_durable(&log, 0).len(), 200);
+}
+
+#[test]
+fn under_interval_the_flusher_moves_the_watermark_and_wakes_waiters() {
+    let tmp = common::fast_tempdir();
+    let dir = tmp.path().join("log");
+    let cfg = common::small_cfg().durability(Durability::Interval(Duration::from_millis(20)));
+    let log = Arc::new(Log::open(&dir, cfg).unwrap());
+    let reader = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            // A consumer of durable records only: it waits on the watermark.
+            let mut reader = log.read_from(0).unwrap().durable_only();
+            let mut seen = 0u64;
+            while seen < 300 {
+                match reader.next_record().unwrap() {
+                    Some(r) => {
+                        assert_eq!(r.offset(), seen);
+                        assert!(r.offset() < log.durable_offset(), "a record above the watermark");
+                        seen += 1;
+                    }
+                    None => assert!(log.wait_for_durable(seen, Duration::from_secs(60)), "the flusher stalled"),
+                }
+            }
+            seen
+        })
+    };
+    for i in 0..300u64 {
+        log.append(&Record::new(&value(i))).unwrap();
+    }
+    assert_eq!(reader.join().unwrap(), 300);
+    assert_eq!(log.durable_offset(), 300);
+}
+
+#[test]
+fn a_durable_wait_ends_when_another_thread_syncs() {
+    let tmp = common::fast_tempdir();
+    let dir = tmp.path().join("log");
+    let log = Arc::new(Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap());
+    log.append(&Record::new(b"x")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            tx.send(()).unwrap();
+            log.wait_for_durable(0, Duration::from_secs(60))
+        })
+    };
+    rx.recv().unwrap();
+    assert!(!log.wait_for_durable(0, Duration::ZERO), "not durable before the sync");
+    log.sync().unwrap();
+    assert!(waiter.join().unwrap(), "the sync woke the waiter");
 }

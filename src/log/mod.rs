@@ -123,6 +123,10 @@ pub(crate) struct Shared {
     start_offset: AtomicU64,
     commit: Mutex<CommitState>,
     commit_cv: Condvar,
+    /// The durable watermark: every offset below it was covered by an fsync
+    /// (of its segment while active, or when it was sealed). It only grows,
+    /// and always lies at a batch boundary.
+    durable: AtomicU64,
     /// Held for the whole of a compaction (one at a time); what the last one saw.
     compaction: Mutex<compaction::CompactionMark>,
     failed: AtomicBool,
@@ -159,8 +163,6 @@ pub(crate) struct SegmentSet {
 
 #[derive(Debug, Default)]
 struct CommitState {
-    /// Every offset below this is durable.
-    durable: u64,
     /// A thread is inside fsync on behalf of everyone.
     syncing: bool,
 }
@@ -206,6 +208,12 @@ impl Log {
     /// has it open for writing.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
         let shared = Arc::new(open::open(dir.as_ref(), config, false)?);
+        if shared.report.scanned_segment.is_some() {
+            // What recovery found may be only in the page cache (a process
+            // crash): make it durable, so that the durable watermark starts
+            // at the end of the log.
+            shared.sync_to(shared.next_offset.load(Ordering::SeqCst))?;
+        }
         let flusher = match shared.config.durability {
             Durability::Interval(every) => Some(Flusher::start(Arc::clone(&shared), every)?),
             _ => None,
@@ -359,7 +367,47 @@ impl Log {
     /// Waits until a record with offset `>= offset` exists, for at most
     /// `timeout`. Returns whether it does.
     pub fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
-        self.shared.wait_for(offset, timeout)
+        self.shared.wait_for(&self.shared.next_offset, offset, timeout)
+    }
+
+    /// The durable watermark: every record below this offset is on disk,
+    /// covered by a completed fsync, and survives a power loss. Records at
+    /// or above it may be lost by one (never by a crash of the process).
+    ///
+    /// When it moves depends on the durability:
+    /// - [`Durability::Always`]: with every append, before it returns;
+    /// - [`Durability::Interval`]: at each tick of the flusher thread;
+    /// - [`Durability::Never`]: only with [`Log::sync`], [`Log::roll`],
+    ///   rolls to a new segment, and [`Log::close`].
+    ///
+    /// It starts, at open, at the end of what the log holds (recovery makes
+    /// what it found durable). A read-only log holds it where the writer's
+    /// last checkpoint on disk put it. It never moves back, and always lies
+    /// at a batch boundary. The layers that act on records (consumer offsets,
+    /// projections) read below it: see [`LogReader::durable_only`].
+    ///
+    /// ```
+    /// use annal::{Durability, Log, LogConfig, Record};
+    /// let dir = tempfile::tempdir()?;
+    /// let log = Log::open(dir.path(), LogConfig::default().durability(Durability::Never))?;
+    /// log.append_batch(&[Record::new(b"a"), Record::new(b"b")])?;
+    /// assert_eq!((log.next_offset(), log.durable_offset()), (2, 0));
+    /// assert_eq!(log.read_from(0)?.durable_only().count(), 0, "nothing is durable yet");
+    /// log.sync()?;
+    /// assert_eq!(log.durable_offset(), 2);
+    /// assert_eq!(log.read_from(0)?.durable_only().count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.durable.load(Ordering::Acquire)
+    }
+
+    /// Waits until the record at `offset` is durable (the durable watermark
+    /// is past it), for at most `timeout`. Returns whether it is. Under
+    /// [`Durability::Never`] only a sync, a roll or a close by another thread
+    /// moves the watermark.
+    pub fn wait_for_durable(&self, offset: u64, timeout: Duration) -> bool {
+        self.shared.wait_for(&self.shared.durable, offset, timeout)
     }
 
     /// The log directory.
@@ -536,15 +584,26 @@ impl Shared {
         }
     }
 
-    fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
-        if self.next_offset.load(Ordering::SeqCst) > offset {
+    /// Moves the durable watermark up to `upto` (if it is not there yet) and
+    /// wakes the threads waiting on it.
+    pub(crate) fn mark_durable(&self, upto: u64) {
+        let before = self.durable.fetch_max(upto, Ordering::AcqRel);
+        if upto > before {
+            self.notify_appended();
+        }
+    }
+
+    /// Waits until `watermark` (the next offset, or the durable one) is past
+    /// `offset`, for at most `timeout`. Returns whether it is.
+    fn wait_for(&self, watermark: &AtomicU64, offset: u64, timeout: Duration) -> bool {
+        if watermark.load(Ordering::SeqCst) > offset {
             return true;
         }
         let deadline = Instant::now() + timeout;
         self.tail_waiters.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.tail.lock().expect("tail lock");
         let found = loop {
-            if self.next_offset.load(Ordering::SeqCst) > offset {
+            if watermark.load(Ordering::SeqCst) > offset {
                 break true;
             }
             let now = Instant::now();
@@ -567,7 +626,7 @@ impl Shared {
             if self.failed.load(Ordering::Acquire) {
                 return Err(self.failed_error());
             }
-            if st.durable >= target {
+            if self.durable.load(Ordering::Acquire) >= target {
                 return Ok(());
             }
             if st.syncing {
@@ -581,7 +640,7 @@ impl Shared {
             st.syncing = false;
             self.commit_cv.notify_all();
             match result {
-                Ok(upto) => st.durable = st.durable.max(upto),
+                Ok(upto) => self.mark_durable(upto),
                 Err(e) => {
                     self.fail(&e);
                     return Err(e);

@@ -126,6 +126,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     let mut indexes_rebuilt = 0;
     let mut active_seg = None;
     let mut read_only_next = None;
+    let mut read_only_durable = None;
     let now = now_ms();
     if read_only {
         if let Some((base, len)) = unsealed_last {
@@ -134,6 +135,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             report.truncated_bytes = found.would_cut;
             report.records_scanned = found.records;
             read_only_next = Some(found.next_offset);
+            read_only_durable = Some(found.durable_next);
             active_seg = Some(seg);
         }
     } else {
@@ -179,6 +181,13 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         ));
         return Err(Error::Corruption { path, offset: start_offset, position: 0, kind });
     }
+    // What a writer finds at open is made durable before the log is used
+    // (`Log::open` syncs a recovered segment); a read-only log's last segment
+    // is durable up to its checkpoint.
+    let durable = match (&writer.active, report.scanned_segment) {
+        (Some(a), Some(_)) => a.base_offset(),
+        _ => read_only_durable.unwrap_or(next_offset),
+    };
     let capacity = config.max_open_segments;
     let (cache_dir, cache_tmp) = if read_only {
         if archived.is_empty() {
@@ -208,6 +217,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         start_offset: AtomicU64::new(start_offset),
         commit: Mutex::new(CommitState::default()),
         commit_cv: Condvar::new(),
+        durable: AtomicU64::new(durable),
         compaction: Mutex::default(),
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),

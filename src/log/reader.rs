@@ -40,6 +40,8 @@ pub struct LogReader {
     rec_pos: usize,
     frame_end: usize,
     left: u32,
+    /// Return only records below the log's durable watermark.
+    durable_only: bool,
     fused: bool,
 }
 
@@ -63,6 +65,7 @@ impl LogReader {
             rec_pos: 0,
             frame_end: 0,
             left: 0,
+            durable_only: false,
             fused: false,
         };
         if let Some(seg) = seg {
@@ -77,6 +80,20 @@ impl LogReader {
             reader.skip_to(offset)?;
         }
         Ok(reader)
+    }
+
+    /// Makes the reader return only durable records: those below the log's
+    /// durable watermark ([`crate::Log::durable_offset`]), which a power loss
+    /// cannot take away. At the watermark it returns `None`, as at the end of
+    /// the log, and returns records again once more are durable (use
+    /// [`crate::Log::wait_for_durable`] to wait). A consumer that commits the
+    /// offsets it processed, or a projection that acts on what it reads,
+    /// should read this way, so that a crash never takes back something it
+    /// acted on.
+    #[must_use]
+    pub fn durable_only(mut self) -> LogReader {
+        self.durable_only = true;
+        self
     }
 
     /// The offset of the record the next call returns: in a compacted log,
@@ -97,6 +114,11 @@ impl LogReader {
             // are gone).
             if self.next < self.shared.start_offset.load(Ordering::Acquire) {
                 return Err(self.shared.out_of_range(self.next));
+            }
+            // The watermark lies at a batch boundary: a frame that starts
+            // below it ends at or below it.
+            if self.durable_only && self.next >= self.shared.durable.load(Ordering::Acquire) {
+                return Ok(None);
             }
             if !self.enter_frame()? {
                 return Ok(None);

@@ -118,6 +118,8 @@ impl WriterState {
         let crcs = active.write_index_files(&shared.dir, io)?;
         let prepared = PreparedSegment::create(&shared.dir, next, now, &shared.config)?;
         let meta = active.seal(&shared.dir, io, crcs).inspect_err(|e| shared.fail(e))?;
+        // Sealing fsynced every record of the segment.
+        shared.mark_durable(meta.footer.next_offset);
         let old = self.active.take().expect("an active segment");
         let installed = prepared.install(&shared.dir, &shared.config).inspect_err(|e| shared.fail(e));
         {
@@ -154,6 +156,7 @@ impl WriterState {
         }
         let crcs = active.write_index_files(&shared.dir, io)?;
         let meta = active.seal(&shared.dir, io, crcs).inspect_err(|e| shared.fail(e))?;
+        shared.mark_durable(meta.footer.next_offset);
         {
             let mut set = shared.segments.write().expect("segments lock");
             set.sealed.push(meta);

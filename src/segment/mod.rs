@@ -416,6 +416,9 @@ pub(crate) struct ReadOnlyTail {
     pub(crate) records: u64,
     /// The offset after the last valid record.
     pub(crate) next_offset: u64,
+    /// The offset after the last record of the frames that end at or before
+    /// the checkpoint: what was durable when the writer last recorded it.
+    pub(crate) durable_next: u64,
 }
 
 /// Opens the last, unsealed segment of a log read-only: scans it without
@@ -438,7 +441,13 @@ pub(crate) fn open_unsealed_read_only(
     let end = scan::scan_end(len, config.segment_bytes);
     let mut src = FileSource::new(&file, &path);
     let start = Scan::new(header.frame_format(), base, None, config.index_interval_bytes);
-    let s = scan::scan(&mut src, start, end, |_, _, _| Ok(()))?;
+    let mut durable_next = base;
+    let s = scan::scan(&mut src, start, end, |pos, f, _| {
+        if (pos + f.len()) as u64 <= checkpoint {
+            durable_next = f.next_offset();
+        }
+        Ok(())
+    })?;
     let (tail, _) = scan::examine_tail(&mut src, &file, &path, &s, len, checkpoint)?;
     let bad = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
     let mut would_cut = 0;
@@ -453,7 +462,7 @@ pub(crate) fn open_unsealed_read_only(
     // Readers touch only [DATA_START, s.end): validated frames, which no
     // writer ever removes from the file.
     let area = MapArea::read_only(&file, len as usize, DATA_START, s.end).ctx("map segment", &path)?;
-    let found = ReadOnlyTail { would_cut, records: s.count, next_offset: s.next_offset };
+    let found = ReadOnlyTail { would_cut, records: s.count, next_offset: s.next_offset, durable_next };
     let seg = Segment {
         base_offset: base,
         format: header.frame_format(),
