@@ -120,8 +120,8 @@ impl SegmentIndex {
         data_end: usize,
         interval: u32,
     ) -> Result<SegmentIndex, String> {
-        let o = check_file(offsets, OFFSET_MAGIC, 8, base_offset)?;
-        let t = check_file(times, TIME_MAGIC, 12, base_offset)?;
+        let o = check_file(offsets, OFFSET_MAGIC, 8, base_offset).map_err(|e| format!("offset index: {e}"))?;
+        let t = check_file(times, TIME_MAGIC, 12, base_offset).map_err(|e| format!("time index: {e}"))?;
         if o.len() / 8 != t.len() / 12 {
             return Err("offset and time index differ in length".into());
         }
@@ -137,7 +137,7 @@ impl SegmentIndex {
                 || base_offset.checked_add(u64::from(e.rel_offset)).is_none_or(|o| o == u64::MAX)
                 || prev.is_some_and(|p| p.rel_offset >= e.rel_offset || p.position >= e.position)
             {
-                return Err(format!("index entry {e:?} out of order or out of range"));
+                return Err(format!("offset index: entry {e:?} out of order or out of range"));
             }
             index.offsets.push(e);
         }
@@ -147,7 +147,7 @@ impl SegmentIndex {
                 rel_offset: u32::from_le_bytes(c[8..12].try_into().expect("4 bytes")),
             };
             if e.rel_offset != o.rel_offset {
-                return Err("time index entry does not match the offset index".into());
+                return Err("time index: entry does not match the offset index".into());
             }
             index.times.push(e);
         }

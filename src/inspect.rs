@@ -109,8 +109,18 @@ pub struct VerifyReport {
     pub records: u64,
     /// Bytes of segment and index files read and checked.
     pub bytes_checked: u64,
-    /// Offset of the first record (base offset of the first segment), if any segment.
+    /// The first offset the log holds: its recorded start offset (retention
+    /// moved it), else the base offset of its first segment, archived or
+    /// local, if it has any.
     pub first_offset: Option<u64>,
+    /// The start offset recorded in the `start-offset` file, if there is one
+    /// and it is valid.
+    pub recorded_start: Option<u64>,
+    /// Segments in the archive tier (from the archive manifest, which is
+    /// checked; the objects themselves are not read).
+    pub archived_segments: usize,
+    /// Records of those segments, as the manifest counts them.
+    pub archived_records: u64,
     /// Offset after the last valid record, if any segment.
     pub next_offset: Option<u64>,
     /// Everything found wrong, in file order.
@@ -164,6 +174,8 @@ fn list_dir(dir: &Path) -> Result<Listing> {
                 bases.push(parse_log_file_name(n).expect("checked"));
             }
             Some(LOCK_FILE_NAME) => has_lock = true,
+            // Checked by `verify` itself.
+            Some(crate::log::START_OFFSET_FILE_NAME | crate::log::ARCHIVE_MANIFEST_FILE_NAME) => {}
             _ => others.push(entry.path()),
         }
     }
@@ -330,7 +342,7 @@ fn load_stored_index(dir: &Path, footer: &SegmentFooter) -> std::result::Result<
         }
     }
     let index = SegmentIndex::decode(ob, tb, base, footer.data_end as usize, 1).map_err(|why| {
-        let p = if why.contains("time") { tp.clone() } else { ip.clone() };
+        let p = if why.starts_with("time index") { tp.clone() } else { ip.clone() };
         (p, format!("invalid index files: {why}"))
     })?;
     Ok(StoredIndex {
@@ -370,21 +382,95 @@ fn load_stored_index(dir: &Path, footer: &SegmentFooter) -> std::result::Result<
 /// ```
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
     let listing = list_dir(dir)?;
-    let mut report = VerifyReport {
-        dir: dir.to_owned(),
-        segments: listing.bases.len(),
-        first_offset: listing.bases.first().copied(),
-        ignored: listing.ignored,
-        ..VerifyReport::default()
+    let mut report = VerifyReport { dir: dir.to_owned(), ignored: listing.ignored, ..VerifyReport::default() };
+    let mut bases = listing.bases;
+    let whole_file = |path: PathBuf, kind: CorruptionKind| Problem {
+        severity: Severity::Corruption,
+        path,
+        offset: 0,
+        position: 0,
+        message: kind.to_string(),
     };
-    // The offset the previous segment ends at, if it is known.
-    let mut expected_base: Option<u64> = None;
-    for (i, &base) in listing.bases.iter().enumerate() {
-        let is_last = i + 1 == listing.bases.len();
-        expected_base = verify_segment(dir, base, is_last, expected_base, &mut report)?;
-        if is_last {
-            report.next_offset = expected_base;
+    // The start offset and the archive manifest, which recovery trusts: a
+    // damaged one is damage to data (the log refuses to open).
+    let start = match crate::log::read_start_offset(dir) {
+        Ok(start) => start,
+        Err(Error::Corruption { path, kind, .. }) => {
+            report.problems.push(whole_file(path, kind));
+            None
         }
+        Err(e) => return Err(e),
+    };
+    report.recorded_start = start;
+    let mut archived = match crate::log::read_manifest(dir) {
+        Ok(entries) => entries,
+        Err(Error::Corruption { path, kind, .. }) => {
+            report.problems.push(whole_file(path, kind));
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(start) = start {
+        // Left by a crash between moving the start and deleting: a writable
+        // open removes them. Not part of the log.
+        let below = bases.windows(2).take_while(|w| w[1] <= start).count();
+        for &base in &bases[..below] {
+            report.notes.push(format!(
+                "{}: wholly below the start offset {start}; removed at the next writable open",
+                log_path(dir, base).display()
+            ));
+        }
+        bases.drain(..below);
+        let listed = archived.len();
+        archived.retain(|e| e.meta.footer.next_offset > start);
+        if archived.len() != listed {
+            report.notes.push(format!(
+                "{} archive manifest entries wholly below the start offset {start}; dropped at the next writable open",
+                listed - archived.len()
+            ));
+        }
+    }
+    let archive_end = archived.last().map(|e| e.meta.footer.next_offset);
+    if let Some(end) = archive_end {
+        let copies = bases.partition_point(|&b| b < end);
+        for &base in &bases[..copies] {
+            report.notes.push(format!(
+                "{}: a local copy of an archived segment; removed at the next writable open",
+                log_path(dir, base).display()
+            ));
+        }
+        bases.drain(..copies);
+    }
+    report.archived_segments = archived.len();
+    report.archived_records = archived.iter().map(|e| e.meta.footer.record_count).sum();
+    report.segments = bases.len();
+    let first_base = archived.first().map(|e| e.meta.footer.base_offset).or(bases.first().copied());
+    report.first_offset = match (first_base, start) {
+        (Some(b), Some(s)) => Some(b.max(s)),
+        (b, s) => b.or(s),
+    };
+    // The offset the previous segment ends at, if it is known: the first
+    // local segment starts where the archived ones end.
+    let mut expected_base: Option<u64> = archive_end;
+    for (i, &base) in bases.iter().enumerate() {
+        let is_last = i + 1 == bases.len();
+        expected_base = verify_segment(dir, base, is_last, expected_base, &mut report)?;
+    }
+    report.next_offset = expected_base.or(start);
+    if let (Some(start), Some(next)) = (start, report.next_offset)
+        && start > next
+    {
+        // Retention syncs the records below a new start before recording
+        // it: a start past the end means records that were durable are gone.
+        let kind =
+            CorruptionKind::BadHeader(format!("the recorded start offset {start} is past the end of the log ({next})"));
+        report.problems.push(Problem {
+            severity: Severity::Corruption,
+            path: dir.join(crate::log::START_OFFSET_FILE_NAME),
+            offset: start,
+            position: 0,
+            message: kind.to_string(),
+        });
     }
     Ok(report)
 }

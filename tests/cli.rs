@@ -5,6 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -342,7 +343,9 @@ fn read_only_commands_refuse_what_is_not_a_log_and_create_nothing() {
     for cmd in ["read", "tail", "verify", "dump", "stats"] {
         for dir in [&missing, &empty] {
             let out = run(&[cmd, p(dir)], b"");
-            assert_eq!(out.status.code(), Some(1), "{cmd} {dir:?}");
+            // verify has fsck's exit statuses: 8 when it could not check.
+            let code = if cmd == "verify" { 8 } else { 1 };
+            assert_eq!(out.status.code(), Some(code), "{cmd} {dir:?}");
             let err = stderr(&out);
             assert_eq!(err.lines().count(), 1, "{cmd}: {err}");
             assert!(err.contains("is not an annal log"), "{cmd}: {err}");
@@ -439,7 +442,7 @@ fn a_missing_index_file_is_only_a_warning() {
     let index = segment_files(&dir)[0].with_extension("index");
     std::fs::remove_file(&index).unwrap();
     let out = run(&["verify", p(&dir)], b"");
-    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "damage that opening repairs: {}", stdout(&out));
     let text = stdout(&out);
     assert!(text.contains("warning: index: will be rebuilt on open"), "{text}");
     assert!(text.contains("00000000000000000000.index"), "{text}");
@@ -463,7 +466,7 @@ fn a_torn_tail_is_a_warning_and_damage_before_the_checkpoint_is_corruption() {
     std::fs::write(&seg, &bytes).unwrap();
 
     let out = run(&["verify", p(&dir)], b"");
-    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "a torn tail is repaired by opening: {}", stdout(&out));
     assert!(stdout(&out).contains("warning: torn tail"), "{}", stdout(&out));
     let out = run(&["stats", p(&dir)], b"");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -615,7 +618,7 @@ fn an_index_entry_that_misses_its_record_is_an_index_warning() {
     let index = segment_files(&dir)[1].with_extension("index");
     shift_first_index_entry(&index, 1);
     let out = run(&["verify", p(&dir)], b"");
-    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "an index file is rebuilt by opening: {}", stdout(&out));
     let text = stdout(&out);
     let line = text.lines().find(|l| l.starts_with("warning: index")).expect("an index warning");
     assert!(line.contains(index.file_name().unwrap().to_str().unwrap()), "{line}");
@@ -624,4 +627,95 @@ fn an_index_entry_that_misses_its_record_is_an_index_warning() {
     let out = run(&["read", p(&dir)], b"");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 2000);
+}
+
+/// `verify`'s exit statuses (fsck's spirit), for damage in each kind of file
+/// a log directory holds: 0 clean, 1 for damage that opening repairs (index
+/// files, a torn tail), 2 for damage to data (segment headers, records,
+/// footers, the start-offset file, the archive manifest), 8 when it cannot
+/// check, 16 for wrong arguments.
+#[test]
+fn verify_exit_status_says_what_kind_of_damage_it_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    let archive = tmp.path().join("archive");
+    let store = Arc::new(annal::LocalDirArchive::open(&archive).unwrap());
+    let cfg = || {
+        annal::LogConfig::default()
+            .segment_bytes(8192)
+            .durability(annal::Durability::Never)
+            .archive(store.clone(), "t/0")
+    };
+    let log = annal::Log::open(&pristine, cfg()).unwrap();
+    for i in 0..300u32 {
+        log.append(&annal::Record::new(format!("record {i:05} {}", "v".repeat(40)).as_bytes())).unwrap();
+    }
+    log.roll().unwrap();
+    log.delete_before(20).unwrap();
+    log.archive(&annal::log::ArchivePolicy::default().max_local_bytes(30_000), 0).unwrap();
+    for i in 0..30u32 {
+        log.append(&annal::Record::new(format!("tail {i}").as_bytes())).unwrap();
+    }
+    log.sync().unwrap();
+    for i in 0..5u32 {
+        log.append(&annal::Record::new(format!("unsynced {i}").as_bytes())).unwrap();
+    }
+    log.abandon();
+    let names: Vec<String> = {
+        let mut v: Vec<String> =
+            std::fs::read_dir(&pristine).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        v.sort();
+        v
+    };
+    assert!(names.iter().any(|n| n == "start-offset") && names.iter().any(|n| n == "archive-manifest"), "{names:?}");
+    let out = run(&["verify", p(&pristine)], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("archived segments"), "{}", stdout(&out));
+
+    let logs: Vec<&String> = names.iter().filter(|n| n.ends_with(".log")).collect();
+    let (first_sealed, last) = (logs[0].clone(), logs[logs.len() - 1].clone());
+    let index = first_sealed.replace(".log", ".index");
+    let timeindex = first_sealed.replace(".log", ".timeindex");
+    let last_len = std::fs::metadata(pristine.join(&last)).unwrap().len() as usize;
+    // (file, byte to flip, expected status, what)
+    let cases: Vec<(String, usize, i32, &str)> = vec![
+        (index.clone(), 20, 1, "the offset index"),
+        (timeindex.clone(), 20, 1, "the time index"),
+        (last.clone(), last_len - 100, 1, "the unsynced end of the last segment (a torn tail)"),
+        (first_sealed.clone(), 10, 2, "a segment header"),
+        (first_sealed.clone(), 200, 2, "a record of a sealed segment"),
+        (
+            first_sealed.clone(),
+            std::fs::metadata(pristine.join(&first_sealed)).unwrap().len() as usize - 10,
+            2,
+            "a footer",
+        ),
+        (last.clone(), 200, 2, "a record of the last segment before its checkpoint"),
+        ("start-offset".into(), 17, 2, "the start-offset file"),
+        ("archive-manifest".into(), 30, 2, "the archive manifest"),
+    ];
+    for (i, (file, at, want, what)) in cases.iter().enumerate() {
+        let dir = tmp.path().join(format!("case-{i}"));
+        common::copy_dir(&pristine, &dir);
+        let path = dir.join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[*at] ^= 0x41;
+        std::fs::write(&path, &bytes).unwrap();
+        let out = run(&["verify", p(&dir)], b"");
+        assert_eq!(out.status.code(), Some(*want), "damage in {what} ({file} byte {at}): {}", stdout(&out));
+        assert!(stdout(&out).contains(file.as_str()), "the problem names {file}: {}", stdout(&out));
+    }
+    // A missing index file is repaired by opening too.
+    let dir = tmp.path().join("no-index");
+    common::copy_dir(&pristine, &dir);
+    std::fs::remove_file(dir.join(&index)).unwrap();
+    assert_eq!(run(&["verify", p(&dir)], b"").status.code(), Some(1));
+    // Could not check; wrong arguments.
+    assert_eq!(run(&["verify", p(&tmp.path().join("nothing"))], b"").status.code(), Some(8));
+    assert_eq!(run(&["verify"], b"").status.code(), Some(16));
+    assert_eq!(run(&["verify", p(&pristine), "--no-such-flag"], b"").status.code(), Some(16));
+    let help = stdout(&run(&["verify", "--help"], b""));
+    for needle in ["16  wrong arguments", "8   verify could not check", "2   damage to data", "1   only damage"] {
+        assert!(help.contains(needle), "verify --help documents {needle:?}: {help}");
+    }
 }

@@ -23,13 +23,26 @@ use super::{CliResult, Failure, print, stdout_error};
 /// compacted segment's range), and each sealed segment's .index and
 /// .timeindex files against its data.
 ///
+/// Also checks the files recovery trusts: the start-offset file (retention's
+/// record of the first offset) and the archive manifest (the segments in the
+/// archive tier: the manifest is checked, the archived objects are not read).
+///
 /// Prints one line per problem (severity, file, log offset, byte position,
-/// message), then a one-line summary. Exit status: 0 if the log is intact,
-/// including when there are only warnings, which are printed as such: index
-/// files that are missing or invalid (the log rebuilds them from the data when
-/// it opens the segment) and a torn tail at the end of the last segment (a
-/// write cut short by a crash, which a writer's recovery cuts). 2 if any data
-/// is corrupt. 1 if DIR is not an annal log or a file cannot be read.
+/// message), then a one-line summary.
+///
+/// Exit status, in the spirit of fsck's:
+///   0   nothing wrong;
+///   1   only damage that opening the log repairs, printed as warnings: index
+///       files that are missing or fail their checks (rebuilt from the data)
+///       and a torn tail at the end of the last segment (a write cut short by
+///       a crash, after the durable checkpoint: nothing acknowledged as
+///       durable is in it; a writer's recovery cuts it);
+///   2   damage to data: a checksum or check fails in a segment, the
+///       start-offset file or the archive manifest (opening the log fails, or
+///       reading stops there);
+///   8   verify could not check: DIR is not an annal log, or a file cannot be
+///       read;
+///   16  wrong arguments.
 ///
 /// DIR may also be a store (it has a topics directory) or a topic directory
 /// (it has a topic.meta): then each topic's topic.meta is checked, and every
@@ -103,7 +116,7 @@ impl Target {
     }
 }
 
-pub(crate) fn run_verify(args: &VerifyArgs) -> CliResult {
+fn verify_any(args: &VerifyArgs) -> CliResult {
     let topics = match Target::of(&args.dir) {
         Target::Log => return verify_log(args),
         Target::Store => {
@@ -123,19 +136,45 @@ pub(crate) fn run_verify(args: &VerifyArgs) -> CliResult {
     );
     let subject = format!("{} ", args.dir.display());
     print(&format!("{}\n", verdict(t.corrupt, t.warnings, t.errors, &subject, &summary)))?;
-    if t.corrupt > 0 {
+    verify_outcome(&args.dir, t.corrupt, t.warnings, t.errors)
+}
+
+/// `verify`'s exit status for damage that opening the log repairs.
+const VERIFY_REPAIRABLE: u8 = 1;
+/// `verify`'s exit status when it could not check (as fsck's "operational error").
+const VERIFY_COULD_NOT_CHECK: u8 = 8;
+/// `verify`'s exit status for wrong arguments (as fsck's "usage error").
+pub(crate) const VERIFY_USAGE_ERROR: u8 = 16;
+
+/// `annal verify`: see [`VerifyArgs`] for its exit statuses.
+pub(crate) fn run_verify(args: &VerifyArgs) -> CliResult {
+    verify_any(args).map_err(|f| match f {
+        Failure::Error(m) => Failure::Status(VERIFY_COULD_NOT_CHECK, format!("error: {m}")),
+        other => other,
+    })
+}
+
+/// The outcome of a verification that found `corrupt` problems of data,
+/// `warnings` problems that opening repairs, and could not check `errors`
+/// topics or partitions.
+fn verify_outcome(dir: &Path, corrupt: usize, warnings: usize, errors: usize) -> CliResult {
+    if corrupt > 0 {
         return Err(Failure::Corruption(format!(
-            "{}: {} corruption problem(s) found (listed on stdout)",
-            args.dir.display(),
-            t.corrupt
+            "{}: {corrupt} corruption problem(s) found (listed on stdout)",
+            dir.display()
         )));
     }
-    if t.errors > 0 {
+    if errors > 0 {
         return Err(Failure::Error(format!(
-            "{}: {} topic(s) or partition(s) could not be checked (listed on stdout)",
-            args.dir.display(),
-            t.errors
+            "{}: {errors} topic(s) or partition(s) could not be checked (listed on stdout)",
+            dir.display()
         )));
+    }
+    if warnings > 0 {
+        return Err(Failure::Status(
+            VERIFY_REPAIRABLE,
+            format!("{}: {warnings} problem(s) that opening repairs (listed on stdout)", dir.display()),
+        ));
     }
     Ok(())
 }
@@ -147,13 +186,7 @@ fn verify_log(args: &VerifyArgs) -> CliResult {
     let subject = format!("{} ", report.dir.display());
     text.push_str(&format!("{}\n", verdict(corrupt, warnings, 0, &subject, &summary)));
     print(&text)?;
-    if corrupt > 0 {
-        return Err(Failure::Corruption(format!(
-            "{}: {corrupt} corruption problem(s) found (listed on stdout)",
-            report.dir.display()
-        )));
-    }
-    Ok(())
+    verify_outcome(&report.dir, corrupt, warnings, 0)
 }
 
 /// One line per problem of `report` (and, if `verbose`, per note and ignored
@@ -183,8 +216,12 @@ fn summarize(report: &VerifyReport) -> (usize, usize, String) {
         (Some(first), Some(next)) => format!(", offsets {first}..{next}"),
         _ => String::new(),
     };
+    let archived = match report.archived_segments {
+        0 => String::new(),
+        n => format!(", and {n} archived segments ({} records, not read)", report.archived_records),
+    };
     let summary = format!(
-        "{} segments ({} sealed), {} records{range}, {} bytes checked",
+        "{} local segments ({} sealed), {} records{range}, {} bytes checked{archived}",
         report.segments, report.sealed_segments, report.records, report.bytes_checked
     );
     (corrupt, warnings, summary)

@@ -24,7 +24,8 @@ use annal::topic::PassReport;
 const EXIT_CODES: &str = "\
 Exit status: 0 on success; 1 for wrong arguments, a directory that is not an \
 annal log or store, or any other error; 2 when stored data is corrupt (the message names \
-the file, the log offset and the byte position). Every error is one line on stderr.";
+the file, the log offset and the byte position). `verify` has its own, as fsck: see \
+'annal verify --help'. Every error is one line on stderr.";
 
 /// Every subcommand's name.
 const COMMANDS: [&str; 13] = [
@@ -106,6 +107,8 @@ pub(crate) enum Failure {
     Corruption(String),
     /// Stdout was closed by the reader (`annal read ... | head`): exit quietly.
     BrokenPipe,
+    /// A command's own exit status (`verify`'s), with its one-line message.
+    Status(u8, String),
 }
 
 impl From<annal::Error> for Failure {
@@ -121,7 +124,7 @@ impl From<annal::Error> for Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Error(m) | Failure::Corruption(m) => f.write_str(m),
+            Failure::Error(m) | Failure::Corruption(m) | Failure::Status(_, m) => f.write_str(m),
             Failure::BrokenPipe => f.write_str("broken pipe"),
         }
     }
@@ -229,6 +232,10 @@ pub(crate) fn main() -> ExitCode {
             eprintln!("annal: {m}");
             ExitCode::from(2)
         }
+        Err(Failure::Status(code, m)) => {
+            eprintln!("annal: {m}");
+            ExitCode::from(code)
+        }
     }
 }
 
@@ -266,6 +273,10 @@ fn usage_error(e: &clap::Error) -> ExitCode {
                 _ => "annal --help".to_owned(),
             };
             eprintln!("annal: error: {one_line} (see '{help}')");
+            // `verify` has exit statuses of its own, as fsck: 16 is a usage error.
+            if args.first().is_some_and(|a| a == "verify") {
+                return ExitCode::from(inspect::VERIFY_USAGE_ERROR);
+            }
             ExitCode::from(1)
         }
     }

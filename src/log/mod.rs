@@ -23,9 +23,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use archived::{ARCHIVE_CACHE_DIR_NAME, ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, FETCH_CHUNK};
 pub use compaction::{Compaction, CompactionOutcome};
 pub use manifest::ARCHIVE_MANIFEST_FILE_NAME;
+pub(crate) use manifest::read as read_manifest;
 pub use reader::LogReader;
 pub use retention::{Retention, RetentionOutcome};
 pub use start::START_OFFSET_FILE_NAME;
+pub(crate) use start::read as read_start_offset;
 
 use crate::config::{Durability, LogConfig};
 use crate::error::{Error, IoContext, Result};
