@@ -75,6 +75,13 @@ pub struct LogConfig {
     /// The archive tier: the store and the key prefix of this log's objects.
     pub(crate) archive: Option<(Arc<dyn ArchiveStore>, String)>,
     pub(crate) archive_cache_bytes: u64,
+    /// Whether the log takes the `flock` on its own `annal.lock` (keeping its
+    /// file open). A store's partitions do not: the store's lock covers them,
+    /// and one file descriptor per partition less is what lets a store hold
+    /// tens of thousands of partitions.
+    pub(crate) own_lock: bool,
+    /// Limits shared with other logs, if any.
+    pub(crate) shared_limits: Option<Arc<crate::log::SharedLimits>>,
 }
 
 impl fmt::Debug for LogConfig {
@@ -89,6 +96,7 @@ impl fmt::Debug for LogConfig {
             .field("max_open_segments", &self.max_open_segments)
             .field("archive", &self.archive.as_ref().map(|(store, prefix)| (store.name(), prefix)))
             .field("archive_cache_bytes", &self.archive_cache_bytes)
+            .field("shared_limits", &self.shared_limits)
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +118,8 @@ impl Default for LogConfig {
             io: Arc::new(OsIo),
             archive: None,
             archive_cache_bytes: 1 << 30,
+            own_lock: true,
+            shared_limits: None,
         }
     }
 }
@@ -194,6 +204,16 @@ impl LogConfig {
     /// Default 1 GiB.
     pub fn archive_cache_bytes(mut self, bytes: u64) -> Self {
         self.archive_cache_bytes = bytes;
+        self
+    }
+
+    /// Limits this log shares with others given the same `limits`: how many
+    /// of them hold their active segment open, and how many sealed segments
+    /// their caches keep mapped (see [`crate::SharedLimits`]). A store gives
+    /// one to all its partitions. None by default: a log on its own holds its
+    /// active segment open, and caches up to [`LogConfig::max_open_segments`].
+    pub fn shared_limits(mut self, limits: Arc<crate::log::SharedLimits>) -> Self {
+        self.shared_limits = Some(limits);
         self
     }
 

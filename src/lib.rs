@@ -44,7 +44,7 @@ pub use config::{Durability, LogConfig, RecoveryMode};
 pub use error::{ArchiveErrorKind, CorruptionKind, Error, Result};
 pub use log::{
     Compaction, CompactionOutcome, Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME,
-    SegmentInfo,
+    SegmentInfo, SharedLimits,
 };
 pub use record::{Header, OwnedRecord, Record, RecordRef};
 pub use topic::{CleanupPolicy, Store, StoreConfig, Topic, TopicConfig};

@@ -229,7 +229,7 @@ fn random_workload(seed: u64) {
                 log.close().unwrap();
                 log = Log::open(&dir, cfg.clone()).unwrap();
                 // Open deletes segments left wholly below the start offset.
-                let first = log.segments()[0].base_offset;
+                let first = log.segments().first().map_or(model.next, |s| s.base_offset);
                 model.recs.retain(|r| r.offset >= first || r.offset >= model.start);
                 check_log(&log, &model, &mut rng, &format!("{what} after reopen"));
             }
@@ -242,7 +242,7 @@ fn random_workload(seed: u64) {
                 log.delete_before(to).unwrap();
                 model.start = to;
                 // Segments wholly below the start are deleted with their records.
-                let first = log.segments()[0].base_offset;
+                let first = log.segments().first().map_or(model.next, |s| s.base_offset);
                 model.recs.retain(|r| r.offset >= first);
             }
             _ => {

@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod engines;
+mod group_commit;
 mod report;
 mod run;
 mod workload;
@@ -58,6 +59,16 @@ struct Args {
     /// system's temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Writer counts of the group-commit workload (one fsynced 100-byte
+    /// record per call, annal against the ideal group commit); empty skips it.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 8])]
+    group_commit_writers: Vec<usize>,
+    /// Records per group-commit run, all writers together (0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    group_commit_records: usize,
+    /// Run only the group-commit workload.
+    #[arg(long)]
+    only_group_commit: bool,
 }
 
 /// The JSON file.
@@ -71,6 +82,7 @@ struct Output<'a> {
     settings: JsonSettings,
     engines: Vec<EngineInfo>,
     results: &'a [Measurement],
+    group_commit: &'a [group_commit::GcMeasurement],
 }
 
 #[derive(Serialize)]
@@ -113,7 +125,11 @@ fn compare(args: Args) -> Result<bool> {
         eprintln!("warning: a debug build; run with `cargo run --release` for meaningful figures");
     }
 
-    let steps = sizes.len() * args.runs as usize * engines.len() * 4;
+    let sizes = if args.only_group_commit { Vec::new() } else { sizes };
+    let gc_records = scale(args.group_commit_records);
+    let gc_writers: Vec<usize> =
+        if gc_records == 0 { Vec::new() } else { args.group_commit_writers.iter().copied().filter(|&w| w > 0).collect() };
+    let steps = sizes.len() * args.runs as usize * engines.len() * 4 + gc_writers.len() * args.runs as usize * 2;
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")?);
     let settings = Settings { batch, fsync_records, parent: args.dir.as_deref(), bar: &bar };
@@ -128,12 +144,25 @@ fn compare(args: Args) -> Result<bool> {
             }
         }
     }
+    let gc = if gc_writers.is_empty() {
+        Vec::new()
+    } else {
+        bar.set_message(format!("preparing {} values of 100 B", thousands(gc_records as u64)));
+        let pool = Pool::random(gc_records, 100, 0x6763_0000);
+        group_commit::measure(pool.values(), &gc_writers, args.runs, args.dir.as_deref(), &bar)?
+    };
     bar.finish_and_clear();
     let mut results = run::median_of_runs(runs);
     report::add_ratios(&mut results);
 
     let size_list: Vec<usize> = sizes.iter().map(|&(size, _)| size).collect();
-    print!("{}", report::markdown(&results, &engines, &size_list, batch, args.runs));
+    if !size_list.is_empty() {
+        print!("{}", report::markdown(&results, &engines, &size_list, batch, args.runs));
+    }
+    if !gc.is_empty() {
+        println!();
+        print!("{}", group_commit::markdown(&gc, args.runs));
+    }
 
     let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let output = Output {
@@ -154,6 +183,7 @@ fn compare(args: Args) -> Result<bool> {
         },
         engines: engines.iter().map(|e| e.info()).collect(),
         results: &results,
+        group_commit: &gc,
     };
     let json = serde_json::to_string_pretty(&output)?;
     std::fs::write(&args.json, json + "\n").map_err(|e| format!("writing {}: {e}", args.json.display()))?;

@@ -330,7 +330,7 @@ impl Shared {
     fn delete_orphans(&self, store: &dyn ArchiveStore, prefix: &str) -> usize {
         let first = {
             let set = self.segments.read().expect("segments lock");
-            set.sealed.first().map(|m| m.footer.base_offset).or(set.active.as_ref().map(|a| a.base_offset))
+            set.sealed.first().map(|m| m.footer.base_offset).or(set.unsealed_base())
         };
         let first = first.unwrap_or_else(|| self.next_offset.load(Ordering::SeqCst));
         let Ok(objects) = store.list(&format!("{prefix}/")) else { return 0 };

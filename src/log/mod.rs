@@ -3,6 +3,8 @@
 
 mod archived;
 mod compaction;
+mod flusher;
+mod limits;
 mod manifest;
 mod open;
 mod prefault;
@@ -17,11 +19,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use archived::{ARCHIVE_CACHE_DIR_NAME, ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, FETCH_CHUNK};
 pub use compaction::{Compaction, CompactionOutcome};
+pub use limits::SharedLimits;
 pub use manifest::ARCHIVE_MANIFEST_FILE_NAME;
 pub(crate) use manifest::read as read_manifest;
 pub use reader::LogReader;
@@ -108,7 +110,7 @@ pub struct SegmentInfo {
 #[derive(Debug)]
 pub struct Log {
     shared: Arc<Shared>,
-    flusher: Option<Flusher>,
+    flusher: Option<flusher::Registration>,
     closed: bool,
 }
 
@@ -125,6 +127,13 @@ pub(crate) struct Shared {
     start_offset: AtomicU64,
     commit: Mutex<CommitState>,
     commit_cv: Condvar,
+    /// Limits shared with other logs (a store's partitions), if any.
+    pub(crate) limits: Option<Arc<SharedLimits>>,
+    /// Whether the writer holds an active segment open (counted in `limits`).
+    active_open: AtomicBool,
+    /// When the log was last appended to (ms since the Unix epoch), for
+    /// `limits` to choose which log parks.
+    last_use: AtomicU64,
     /// The durable watermark: every offset below it was covered by an fsync
     /// (of its segment while active, or when it was sealed). It only grows,
     /// and always lies at a batch boundary.
@@ -161,12 +170,36 @@ pub(crate) struct SegmentSet {
     /// The sealed segments (also in `sealed`) that live in the archive tier,
     /// by base offset: always a prefix of `sealed`.
     pub(crate) archived: std::collections::BTreeMap<u64, manifest::ManifestEntry>,
+    /// The active segment while it is parked (`active` is then `None`).
+    pub(crate) parked: Option<Arc<segment::ParkedView>>,
+}
+
+impl SegmentSet {
+    /// The last, unsealed segment readers see: the active one, or a view of
+    /// it while it is parked.
+    fn last_unsealed(&self) -> Result<Option<Arc<Segment>>> {
+        if let Some(a) = &self.active {
+            return Ok(Some(Arc::clone(a)));
+        }
+        self.parked.as_ref().map(|p| p.segment()).transpose()
+    }
+
+    /// The base offset of the last, unsealed segment, if there is one.
+    pub(crate) fn unsealed_base(&self) -> Option<u64> {
+        self.active.as_ref().map(|a| a.base_offset).or(self.parked.as_ref().map(|p| p.base_offset))
+    }
 }
 
 #[derive(Debug, Default)]
 struct CommitState {
     /// A thread is inside fsync on behalf of everyone.
     syncing: bool,
+}
+
+impl Drop for SegmentCache {
+    fn drop(&mut self) {
+        self.count(-(self.entries.len() as isize));
+    }
 }
 
 /// A bounded cache of open (mapped) sealed segments, least recently used out first.
@@ -179,12 +212,8 @@ struct SegmentCache {
     live: HashMap<u64, Weak<Segment>>,
     tick: u64,
     capacity: usize,
-}
-
-#[derive(Debug)]
-struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    handle: Option<JoinHandle<()>>,
+    /// Limits shared with other logs, which count the entries.
+    limits: Option<Arc<SharedLimits>>,
 }
 
 /// What [`Log::segments`] reports of a sealed segment.
@@ -210,6 +239,11 @@ impl Log {
     /// has it open for writing.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
         let shared = Arc::new(open::open(dir.as_ref(), config, false)?);
+        if let Some(limits) = &shared.limits {
+            limits.register(&shared);
+            shared.note_active(shared.writer.lock().expect("writer lock").active.is_some());
+            limits.enforce_active(&shared);
+        }
         if shared.report.scanned_segment.is_some() {
             // What recovery found may be only in the page cache (a process
             // crash): make it durable, so that the durable watermark starts
@@ -217,7 +251,7 @@ impl Log {
             shared.sync_to(shared.next_offset.load(Ordering::SeqCst))?;
         }
         let flusher = match shared.config.durability {
-            Durability::Interval(every) => Some(Flusher::start(Arc::clone(&shared), every)?),
+            Durability::Interval(every) => Some(flusher::register(&shared, every)?),
             _ => None,
         };
         Ok(Log { shared, flusher, closed: false })
@@ -228,6 +262,10 @@ impl Log {
     /// gives [`Error::NotALog`].
     pub fn open_read_only(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
         let shared = Arc::new(open::open(dir.as_ref(), config, true)?);
+        if let Some(limits) = &shared.limits {
+            // For its cache of sealed segments.
+            limits.register(&shared);
+        }
         Ok(Log { shared, flusher: None, closed: false })
     }
 
@@ -288,12 +326,19 @@ impl Log {
                 return Err(Error::BatchTooLarge { size, max: room });
             }
         };
+        let now = now_ms();
         let range = {
             let mut w = self.shared.writer.lock().expect("writer lock");
             self.shared.check_writable(&w)?;
-            w.append(&self.shared, records, len, now_ms())?
+            w.append(&self.shared, records, len, now)?
         };
         self.shared.notify_appended();
+        if let Some(limits) = &self.shared.limits {
+            self.shared.last_use.store(now.max(0) as u64, Ordering::Relaxed);
+            if limits.open_active() > limits.max_open_active() {
+                limits.enforce_active(&self.shared);
+            }
+        }
         if self.shared.config.durability == Durability::Always {
             self.shared.sync_to(range.end)?;
         }
@@ -311,6 +356,24 @@ impl Log {
         let mut w = self.shared.writer.lock().expect("writer lock");
         self.shared.check_writable(&w)?;
         w.roll_now(&self.shared, now_ms())
+    }
+
+    /// Closes the active segment's file and unmaps it until the log is next
+    /// written to (an append, a roll, a close), keeping what it needs in
+    /// memory: the log then holds no file descriptor and, once its readers
+    /// let go, no map. Readers keep working (they map the segment's records
+    /// read-only while they read them). Returns whether there was an active
+    /// segment to park. Nothing changes on disk. A store parks its least
+    /// recently used partitions to stay within its limits
+    /// ([`crate::StoreConfig::max_open_partitions`]); a single log has no
+    /// need to.
+    pub fn park(&self) -> Result<bool> {
+        if self.shared.read_only {
+            return Ok(false);
+        }
+        let mut w = self.shared.writer.lock().expect("writer lock");
+        self.shared.check_writable(&w)?;
+        Ok(w.park(&self.shared))
     }
 
     /// Makes every record appended so far durable, whatever the durability policy.
@@ -499,15 +562,16 @@ impl Log {
     /// open recovers. Meant for crash tests.
     pub fn abandon(mut self) {
         self.closed = true;
-        if let Some(f) = self.flusher.take() {
-            f.stop();
-        }
+        // Unregistering waits for a sync of this log in progress.
+        drop(self.flusher.take());
         let mut w = self.shared.writer.lock().expect("writer lock");
         w.closed = true;
         if let Some(active) = w.active.take() {
             active.finish();
         }
+        w.parked = None;
         drop(w);
+        self.shared.note_active(false);
         self.shared.closed.store(true, Ordering::SeqCst);
         {
             let _g = self.shared.tail.lock().expect("tail lock");
@@ -525,13 +589,13 @@ impl Log {
             return Ok(());
         }
         self.closed = true;
-        if let Some(f) = self.flusher.take() {
-            f.stop();
-        }
+        // Unregistering waits for a sync of this log in progress.
+        drop(self.flusher.take());
         let result = {
             let mut w = self.shared.writer.lock().expect("writer lock");
             w.close(&self.shared)
         };
+        self.shared.note_active(false);
         self.shared.closed.store(true, Ordering::SeqCst);
         {
             let _g = self.shared.tail.lock().expect("tail lock");
@@ -584,6 +648,49 @@ impl Shared {
             let _g = self.tail.lock().expect("tail lock");
             self.tail_cv.notify_all();
         }
+    }
+
+    /// Records whether the writer holds an active segment open, counting it
+    /// in the shared limits.
+    pub(crate) fn note_active(&self, open: bool) {
+        if self.active_open.swap(open, Ordering::AcqRel) != open
+            && let Some(l) = &self.limits
+        {
+            l.count_active(open);
+        }
+    }
+
+    pub(crate) fn active_open(&self) -> bool {
+        self.active_open.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn last_use(&self) -> u64 {
+        self.last_use.load(Ordering::Relaxed)
+    }
+
+    /// Parks the active segment for the shared limits (see [`Log::park`]),
+    /// unless the log is closed or failed. Whether it parked.
+    pub(crate) fn park_idle(&self) -> bool {
+        let mut w = self.writer.lock().expect("writer lock");
+        if w.closed || self.failed.load(Ordering::Acquire) {
+            return false;
+        }
+        w.park(self)
+    }
+
+    /// Forgets the cached segment at `base` (see `SegmentCache::remove`).
+    pub(crate) fn cache_remove(&self, base: u64) -> Option<Arc<Segment>> {
+        self.cache.lock().expect("cache lock").remove(base)
+    }
+
+    /// Sealed segments the cache holds mapped.
+    pub(crate) fn cached_segments(&self) -> usize {
+        self.cache.lock().expect("cache lock").entries.len()
+    }
+
+    /// Drops the cache's least recently used entry.
+    pub(crate) fn evict_cached(&self) {
+        self.cache.lock().expect("cache lock").evict_lru();
     }
 
     /// Moves the durable watermark up to `upto` (if it is not there yet) and
@@ -655,7 +762,12 @@ impl Shared {
     /// to. Segments before the active one were synced when they were sealed.
     fn sync_once(&self) -> Result<u64> {
         let captured = {
-            let w = self.writer.lock().expect("writer lock");
+            let mut w = self.writer.lock().expect("writer lock");
+            if let Some(p) = w.parked.as_mut() {
+                // Parked: the log is idle; sync it without mapping it again.
+                p.sync(self.config.io.as_ref())?;
+                return Ok(p.next_offset());
+            }
             w.active
                 .as_ref()
                 .map(|a| (Arc::clone(&a.file), a.path().to_owned(), a.position(), a.next_offset(), a.base_offset()))
@@ -677,6 +789,16 @@ impl Shared {
         if !self.read_only {
             // One lock: every figure comes from the same active segment.
             let w = self.writer.lock().expect("writer lock");
+            if let Some(p) = &w.parked {
+                return Some(SegmentInfo {
+                    base_offset: p.base_offset(),
+                    next_offset: p.next_offset(),
+                    records: p.record_count(),
+                    data_bytes: (p.position() - segment::DATA_START) as u64,
+                    max_timestamp: p.max_timestamp(),
+                    sealed: false,
+                });
+            }
             let a = w.active.as_ref()?;
             return Some(SegmentInfo {
                 base_offset: a.base_offset(),
@@ -709,10 +831,8 @@ impl Shared {
     pub(crate) fn segment_for(&self, offset: u64) -> Result<Option<Arc<Segment>>> {
         let meta = {
             let set = self.segments.read().expect("segments lock");
-            if let Some(a) = &set.active
-                && offset >= a.base_offset
-            {
-                return Ok(Some(Arc::clone(a)));
+            if set.unsealed_base().is_some_and(|base| offset >= base) {
+                return set.last_unsealed();
             }
             let i = set.sealed.partition_point(|m| m.footer.base_offset <= offset);
             match i.checked_sub(1).map(|i| set.sealed[i]) {
@@ -787,21 +907,6 @@ impl Shared {
         }
     }
 
-    /// The last segment of the log (for a reader positioned at its end).
-    pub(crate) fn last_segment(&self) -> Result<Option<Arc<Segment>>> {
-        let meta = {
-            let set = self.segments.read().expect("segments lock");
-            if let Some(a) = &set.active {
-                return Ok(Some(Arc::clone(a)));
-            }
-            match set.sealed.last() {
-                Some(m) => *m,
-                None => return Ok(None),
-            }
-        };
-        self.open_current(meta).map(Some)
-    }
-
     fn open_sealed(&self, meta: &SealedMeta) -> Result<Arc<Segment>> {
         let base = meta.footer.base_offset;
         if let Some(seg) = self.cache.lock().expect("cache lock").get(base, meta) {
@@ -825,13 +930,19 @@ impl Shared {
         if rebuilt {
             self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(self.cache.lock().expect("cache lock").insert(base, seg))
+        let seg = self.cache.lock().expect("cache lock").insert(base, seg);
+        if let Some(limits) = &self.limits
+            && limits.cached_sealed() > limits.max_cached_sealed()
+        {
+            limits.enforce_sealed(self);
+        }
+        Ok(seg)
     }
 
     fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
         let (sealed, active) = {
             let set = self.segments.read().expect("segments lock");
-            (set.sealed.clone(), set.active.clone())
+            (set.sealed.clone(), set.last_unsealed()?)
         };
         let start = self.start_offset.load(Ordering::Acquire);
         for meta in sealed.iter().filter(|m| m.footer.max_timestamp >= ts && m.footer.next_offset > start) {
@@ -879,8 +990,23 @@ fn search_time(seg: &Segment, ts: i64, from: u64) -> Result<Option<u64>> {
 }
 
 impl SegmentCache {
-    fn new(capacity: usize) -> SegmentCache {
-        SegmentCache { entries: Vec::new(), live: HashMap::new(), tick: 0, capacity }
+    fn new(capacity: usize, limits: Option<Arc<SharedLimits>>) -> SegmentCache {
+        SegmentCache { entries: Vec::new(), live: HashMap::new(), tick: 0, capacity, limits }
+    }
+
+    /// Counts `n` entries more (or fewer) in the shared limits.
+    fn count(&self, n: isize) {
+        if let Some(l) = &self.limits {
+            l.count_sealed(n);
+        }
+    }
+
+    /// Drops the least recently used entry (its holders keep their map).
+    fn evict_lru(&mut self) {
+        if let Some(lru) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i) {
+            self.entries.swap_remove(lru);
+            self.count(-1);
+        }
     }
 
     /// The open segment at `base`, if it is the file `meta` describes. A
@@ -896,6 +1022,7 @@ impl SegmentCache {
                 return Some(Arc::clone(&self.entries[i].1));
             }
             self.entries.swap_remove(i);
+            self.count(-1);
         }
         // Evicted but still held by a reader: share that map instead of mapping again.
         let seg = self.live.get(&base).and_then(Weak::upgrade).filter(|s| current(s))?;
@@ -905,17 +1032,18 @@ impl SegmentCache {
 
     /// Forgets the segment at `base` and returns it if anyone still holds it.
     fn remove(&mut self, base: u64) -> Option<Arc<Segment>> {
+        let before = self.entries.len();
         self.entries.retain(|e| e.0 != base);
+        self.count(self.entries.len() as isize - before as isize);
         self.live.remove(&base).and_then(|w| w.upgrade())
     }
 
     fn push(&mut self, base: u64, seg: Arc<Segment>) {
-        if self.entries.len() >= self.capacity
-            && let Some(lru) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i)
-        {
-            self.entries.swap_remove(lru);
+        if self.entries.len() >= self.capacity {
+            self.evict_lru();
         }
         self.entries.push((base, seg, self.tick));
+        self.count(1);
     }
 
     /// Inserts `seg` unless another thread opened the same segment meanwhile;
@@ -932,40 +1060,5 @@ impl SegmentCache {
         self.live.insert(base, Arc::downgrade(&seg));
         self.push(base, Arc::clone(&seg));
         seg
-    }
-}
-
-impl Flusher {
-    fn start(shared: Arc<Shared>, every: Duration) -> Result<Flusher> {
-        let dir = shared.dir.clone();
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stop2 = Arc::clone(&stop);
-        let handle = std::thread::Builder::new()
-            .name("annal-flusher".into())
-            .spawn(move || {
-                let (lock, cv) = &*stop2;
-                let mut stopped = lock.lock().expect("flusher lock");
-                loop {
-                    stopped = cv.wait_timeout(stopped, every).expect("flusher lock").0;
-                    if *stopped {
-                        break;
-                    }
-                    let target = shared.next_offset.load(Ordering::SeqCst);
-                    if shared.sync_to(target).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| Error::io("start flusher thread", dir, e))?;
-        Ok(Flusher { stop, handle: Some(handle) })
-    }
-
-    fn stop(mut self) {
-        let (lock, cv) = &*self.stop;
-        *lock.lock().expect("flusher lock") = true;
-        cv.notify_all();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }

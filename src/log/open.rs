@@ -12,8 +12,8 @@ use super::{CommitState, LOCK_FILE_NAME, RecoveryReport, SegmentCache, SegmentSe
 use crate::config::LogConfig;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::segment::{
-    self, ActiveSegment, OnDisk, PreparedSegment, RECORD_ROOM, SealedMeta, inspect_file, log_path,
-    open_unsealed_read_only, parse_log_file_name,
+    self, ActiveSegment, OnDisk, RECORD_ROOM, SealedMeta, inspect_file, log_path, open_unsealed_read_only,
+    parse_log_file_name,
 };
 
 pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Shared> {
@@ -28,15 +28,18 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         fs::create_dir_all(dir).ctx("create log directory", dir)?;
         let lock_path = dir.join(LOCK_FILE_NAME);
         let lock = crate::io::open_rw(&lock_path, true).ctx("open lock file", &lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.to_owned() }),
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", lock_path, e)),
+        if config.own_lock {
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.to_owned() }),
+                Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", lock_path, e)),
+            }
         }
         if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             config.io.sync_dir(parent).ctx("fsync directory", parent)?;
         }
-        Some(lock)
+        // A partition of a store keeps no descriptor: the store's lock covers it.
+        config.own_lock.then_some(lock)
     };
 
     let mut report = RecoveryReport::default();
@@ -96,11 +99,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
 
     let mut sealed: Vec<SealedMeta> = Vec::with_capacity(archived.len() + bases.len());
     sealed.extend(archived.iter().map(|e| e.meta));
-    let archived_count = sealed.len();
     let mut unsealed_last = None;
-    // The format version of the last sealed segment: only one of the current
-    // format can be reopened for appending.
-    let mut last_version = 0;
     for (i, &base) in bases.iter().enumerate() {
         let path = log_path(dir, base);
         if let Some(prev) = sealed.last()
@@ -110,10 +109,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             return Err(Error::Corruption { path, offset: prev.footer.next_offset, position: 0, kind });
         }
         match inspect_file(&path, base)? {
-            OnDisk::Sealed(meta, version) => {
-                sealed.push(meta);
-                last_version = version;
-            }
+            OnDisk::Sealed(meta, _) => sealed.push(meta),
             OnDisk::Unsealed { len, .. } if i + 1 == bases.len() => unsealed_last = Some((base, len)),
             OnDisk::Unsealed { len, .. } => {
                 let kind = CorruptionKind::BadFooter("a segment before the last one is not sealed".into());
@@ -123,7 +119,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     }
 
     let mut writer = WriterState::default();
-    let mut indexes_rebuilt = 0;
+    let indexes_rebuilt = 0;
     let mut active_seg = None;
     let mut read_only_next = None;
     let mut read_only_durable = None;
@@ -139,30 +135,18 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             active_seg = Some(seg);
         }
     } else {
-        let active = if let Some((base, _)) = unsealed_last {
+        // Only a segment left unsealed by a crash is taken up now (recovery
+        // must cut what it has to before anything else); otherwise the first
+        // append reopens the last segment or starts one (see
+        // `WriterState::activate`), so that an idle log holds no file open.
+        if let Some((base, _)) = unsealed_last {
             let (active, recovered) = ActiveSegment::recover(dir, base, &config, None)?;
             report.scanned_segment = Some(base);
             report.truncated_bytes = recovered.truncated_bytes;
             report.records_scanned = recovered.records;
-            active
-        } else if let Some(last) =
-            sealed.last().copied().filter(|m| sealed.len() > archived_count && reusable(m, last_version, &config, now))
-        {
-            // Continue appending to the last segment instead of starting a new one.
-            let (seg, rebuilt) = segment::open_sealed(dir, &last, config.index_interval_bytes, None)?;
-            indexes_rebuilt += u64::from(rebuilt);
-            let index = seg.index.read().expect("index lock").clone();
-            drop(seg);
-            let (active, _) = ActiveSegment::recover(dir, last.footer.base_offset, &config, Some((&last, index)))?;
-            sealed.pop();
-            active
-        } else {
-            // A log emptied by retention and closed continues at its start offset.
-            let base = sealed.last().map_or(recorded_start.unwrap_or(0), |m| m.footer.next_offset);
-            PreparedSegment::create(dir, base, now, &config)?.install(dir, &config)?
-        };
-        active_seg = Some(Arc::clone(&active.seg));
-        writer.active = Some(active);
+            active_seg = Some(Arc::clone(&active.seg));
+            writer.active = Some(active);
+        }
     }
 
     let next_offset = match (&writer.active, read_only_next) {
@@ -189,6 +173,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         _ => read_only_durable.unwrap_or(next_offset),
     };
     let capacity = config.max_open_segments;
+    let limits = config.shared_limits.clone();
     let (cache_dir, cache_tmp) = if read_only {
         if archived.is_empty() {
             (dir.join(super::ARCHIVE_CACHE_DIR_NAME), None)
@@ -211,13 +196,16 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         config,
         read_only,
         writer: Mutex::new(writer),
-        segments: RwLock::new(SegmentSet { sealed, active: active_seg, archived }),
-        cache: Mutex::new(SegmentCache::new(capacity)),
+        segments: RwLock::new(SegmentSet { sealed, active: active_seg, archived, parked: None }),
+        cache: Mutex::new(SegmentCache::new(capacity, limits.clone())),
         next_offset: AtomicU64::new(next_offset),
         start_offset: AtomicU64::new(start_offset),
         commit: Mutex::new(CommitState::default()),
         commit_cv: Condvar::new(),
         durable: AtomicU64::new(durable),
+        limits,
+        active_open: AtomicBool::new(false),
+        last_use: AtomicU64::new(now.max(0) as u64),
         compaction: Mutex::default(),
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
@@ -269,7 +257,7 @@ fn is_our_temp(name: &str) -> bool {
 /// Whether a cleanly sealed last segment of format `version` can take more
 /// records. A compacted one never does: appends always go to a dense segment;
 /// nor does one of an older format (batches go to a segment of this format).
-fn reusable(meta: &SealedMeta, version: u16, config: &LogConfig, now: i64) -> bool {
+pub(crate) fn reusable(meta: &SealedMeta, version: u16, config: &LogConfig, now: i64) -> bool {
     if meta.sparse || version != segment::header::FORMAT_VERSION {
         return false;
     }

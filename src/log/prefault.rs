@@ -1,13 +1,22 @@
-//! Faults in the active segment's pages ahead of the writer, on another thread.
+//! Faults in active segments' pages ahead of their writers, on one thread
+//! shared by every log of the process.
 //!
 //! The first touch of a fresh page of a preallocated file costs the kernel a
 //! page allocation and a zero fill, and the first store to a page mapped
 //! read-only costs a write-protect fault (ext4's `page_mkwrite`). Measured on
 //! the reference machine, the first was 60% of the time of appending 1-KiB
 //! records, and with it moved here, the second still halved the rate of
-//! 100-byte appends. The prefaulter takes both off the append path: the writer
+//! 100-byte appends. The prefaulter takes both off the append path: a writer
 //! asks (at most once per half window) for the next window beyond its
-//! position, and this thread populates it.
+//! position, and the worker populates it, a chunk at a time, going round the
+//! segments that asked.
+//!
+//! **Bounded.** One thread serves every log (started by the first request),
+//! and the pages it has populated ahead of the writers, all segments
+//! together, never exceed [`BUDGET`]: with thousands of partitions each gets
+//! a small share, and a request beyond the budget is cut short (the writer
+//! then faults its pages itself: slower, never wrong). A segment's entry goes
+//! once it is finished (sealed) or dropped.
 //!
 //! How depends on the durability (see [`Prefault::for_durability`]): populating
 //! for writing dirties the pages, so an fsync writes their zeros too. Under
@@ -15,13 +24,17 @@
 //! zeros each time would cost far more than the faults it saves: there the
 //! pages are only populated for reading, which dirties nothing.
 
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 use crate::config::Durability;
 use crate::mmap::MapArea;
 
+/// Bytes populated per step before the worker looks at the other segments.
 const CHUNK: usize = 2 << 20;
+/// The most bytes the worker keeps populated ahead of the writers, over all
+/// segments of the process.
+pub(crate) const BUDGET: usize = 64 << 20;
 
 /// How the active segment's pages are faulted in ahead of the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,82 +57,131 @@ impl Prefault {
     }
 }
 
-#[derive(Debug, Default)]
-struct Request {
-    area: Option<Arc<MapArea>>,
-    from: usize,
-    upto: usize,
-    writable: bool,
-    stop: bool,
-}
-
+/// What the worker knows of one segment.
 #[derive(Debug)]
-pub(crate) struct Prefaulter {
-    state: Arc<(Mutex<Request>, Condvar)>,
-    handle: Option<JoinHandle<()>>,
+struct Entry {
+    area: Weak<MapArea>,
+    /// The writer's position at its last request.
+    pos: usize,
+    /// Populate up to here (the writer's window, within the allocated file).
+    upto: usize,
+    /// Populated up to here.
+    done: usize,
+    writable: bool,
+    /// In the worker's queue.
+    queued: bool,
 }
 
-impl Prefaulter {
-    pub(crate) fn start() -> Prefaulter {
-        let state = Arc::new((Mutex::new(Request::default()), Condvar::new()));
-        let worker = Arc::clone(&state);
-        let handle = std::thread::Builder::new().name("annal-prefault".into()).spawn(move || run(&worker)).ok();
-        Prefaulter { state, handle }
-    }
-
-    /// Asks for `[from, upto)` of `area` to be faulted in. Never blocks on the work.
-    pub(crate) fn request(&self, area: &Arc<MapArea>, from: usize, upto: usize, writable: bool) {
-        let (lock, cv) = &*self.state;
-        let mut r = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        r.area = Some(Arc::clone(area));
-        r.from = from;
-        r.upto = upto;
-        r.writable = writable;
-        cv.notify_one();
+impl Entry {
+    /// Bytes populated ahead of the writer.
+    fn ahead(&self) -> usize {
+        self.done.saturating_sub(self.pos)
     }
 }
 
-impl Drop for Prefaulter {
-    fn drop(&mut self) {
-        {
-            let (lock, cv) = &*self.state;
-            let mut r = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            r.stop = true;
-            r.area = None;
-            cv.notify_one();
+#[derive(Debug, Default)]
+struct State {
+    entries: Vec<Entry>,
+    /// Indexes into `entries` with work to do, in turn.
+    queue: VecDeque<usize>,
+    started: bool,
+}
+
+#[derive(Debug, Default)]
+struct Worker {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+fn worker() -> &'static Worker {
+    static WORKER: OnceLock<Worker> = OnceLock::new();
+    WORKER.get_or_init(Worker::default)
+}
+
+/// Asks for `[from, upto)` of `area` to be faulted in, `from` being the
+/// writer's position. Never blocks on the work. If the worker thread cannot
+/// be started, nothing is prefaulted (it only costs speed).
+pub(crate) fn request(area: &Arc<MapArea>, from: usize, upto: usize, writable: bool) {
+    let w = worker();
+    let mut st = w.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !st.started {
+        let spawned = std::thread::Builder::new().name("annal-prefault".into()).spawn(|| run(worker()));
+        if spawned.is_err() {
+            return;
         }
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+        st.started = true;
+    }
+    let i = match st.entries.iter().position(|e| std::ptr::eq(e.area.as_ptr(), Arc::as_ptr(area))) {
+        Some(i) => i,
+        None => {
+            // Reuse the slot of a segment that is gone.
+            let entry = Entry { area: Arc::downgrade(area), pos: from, upto, done: from, writable, queued: false };
+            match st.entries.iter().position(|e| e.area.strong_count() == 0 && !e.queued) {
+                Some(i) => {
+                    st.entries[i] = entry;
+                    i
+                }
+                None => {
+                    st.entries.push(entry);
+                    st.entries.len() - 1
+                }
+            }
         }
+    };
+    let e = &mut st.entries[i];
+    e.pos = from;
+    e.upto = e.upto.max(upto);
+    e.done = e.done.max(from);
+    e.writable = writable;
+    if !e.queued && e.done < e.upto {
+        e.queued = true;
+        st.queue.push_back(i);
+        w.cv.notify_one();
     }
 }
 
-fn run(state: &(Mutex<Request>, Condvar)) {
-    let (lock, cv) = state;
-    // What this thread has already faulted in: (area, end).
-    let mut done: Option<(Arc<MapArea>, usize)> = None;
+fn run(w: &Worker) {
     loop {
-        let (area, from, upto, writable) = {
-            let mut r = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (area, from, to, writable, i) = {
+            let mut st = w.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             loop {
-                if r.stop {
-                    return;
-                }
-                if let Some(area) = &r.area {
-                    let start = match &done {
-                        Some((d, end)) if Arc::ptr_eq(d, area) => (*end).max(r.from),
-                        _ => r.from,
-                    };
-                    if start < r.upto {
-                        break (Arc::clone(area), start, r.upto, r.writable);
+                let Some(i) = st.queue.pop_front() else {
+                    st = w.cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    continue;
+                };
+                st.entries[i].queued = false;
+                let area = match st.entries[i].area.upgrade() {
+                    Some(a) if !a.is_finished() => a,
+                    // Sealed or dropped: nothing more to do for it.
+                    _ => {
+                        st.entries[i].area = Weak::new();
+                        continue;
                     }
+                };
+                // The budget, over every segment: what is populated ahead
+                // of the writers now.
+                let ahead: usize = st.entries.iter().filter(|e| e.area.strong_count() > 0).map(Entry::ahead).sum();
+                let room = BUDGET.saturating_sub(ahead);
+                let e = &st.entries[i];
+                let to = e.upto.min(e.done + CHUNK).min(e.done + room);
+                if to <= e.done {
+                    // Over budget: this request waits for the writers to
+                    // catch up (their next request brings it back).
+                    continue;
                 }
-                r = cv.wait(r).unwrap_or_else(std::sync::PoisonError::into_inner);
+                break (area, e.done, to, e.writable, i);
             }
         };
-        let end = upto.min(from + CHUNK);
         // A failure (a kernel older than 5.14, without MADV_POPULATE_*) only costs speed.
-        let _ = area.prefault(from, end - from, writable);
-        done = Some((area, end));
+        let _ = area.prefault(from, to - from, writable);
+        let mut st = w.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = &mut st.entries[i];
+        if std::ptr::eq(e.area.as_ptr(), Arc::as_ptr(&area)) {
+            e.done = e.done.max(to);
+            if !e.queued && e.done < e.upto {
+                e.queued = true;
+                st.queue.push_back(i);
+            }
+        }
     }
 }

@@ -52,9 +52,11 @@ impl LogReader {
         if offset < start || offset > end {
             return Err(Error::OffsetOutOfRange { requested: offset, start, end });
         }
+        // At the end of the log there may be no segment yet (none is active
+        // until the first append): the reader finds it when it appears.
         let seg = match shared.segment_for(offset)? {
             Some(seg) => Some(seg),
-            None if offset == end => shared.last_segment()?,
+            None if offset == end => None,
             None => return Err(Error::OffsetOutOfRange { requested: offset, start, end }),
         };
         let mut reader = LogReader {
@@ -69,17 +71,22 @@ impl LogReader {
             fused: false,
         };
         if let Some(seg) = seg {
-            if offset >= seg.base_offset {
-                let (pos, rel) = seg.index.read().expect("index lock").lookup((offset - seg.base_offset) as u32);
-                reader.pos = pos;
-                reader.next = seg.base_offset + u64::from(rel);
-            } else {
-                reader.next = seg.base_offset;
-            }
-            reader.seg = Some(seg);
-            reader.skip_to(offset)?;
+            reader.position_in(seg, offset)?;
         }
         Ok(reader)
+    }
+
+    /// Positions the reader in `seg` (which holds `offset` in its range) at
+    /// the first record at or after `offset`: from the index entry at or
+    /// before it, then record by record.
+    fn position_in(&mut self, seg: Arc<Segment>, offset: u64) -> Result<()> {
+        debug_assert!(offset >= seg.base_offset);
+        let (pos, rel) = seg.index.read().expect("index lock").lookup((offset - seg.base_offset) as u32);
+        self.pos = pos;
+        self.next = seg.base_offset + u64::from(rel);
+        self.left = 0;
+        self.seg = Some(seg);
+        self.skip_to(offset)
     }
 
     /// Makes the reader return only durable records: those below the log's
@@ -192,8 +199,13 @@ impl LogReader {
     fn ready(&mut self) -> Result<bool> {
         loop {
             let Some(seg) = &self.seg else {
+                // Positioned where no segment was: the one that holds the
+                // position now (it may hold earlier records too).
                 match self.shared.segment_for(self.next)? {
-                    Some(seg) => self.enter(seg)?,
+                    Some(seg) => {
+                        let target = self.next;
+                        self.position_in(seg, target)?;
+                    }
                     None => return Ok(false),
                 }
                 continue;
@@ -219,6 +231,11 @@ impl LogReader {
                 self.next = self.next.max(end);
             }
             match self.shared.segment_for(self.next)? {
+                // The same segment mapped anew (its writer parked it, or took
+                // it up again): the same bytes, so the same position.
+                Some(next) if !Arc::ptr_eq(&next, seg) && next.base_offset == seg.base_offset => {
+                    self.seg = Some(next);
+                }
                 Some(next) if !Arc::ptr_eq(&next, seg) => self.enter(next)?,
                 _ => return Ok(false),
             }

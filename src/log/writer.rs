@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
-use super::prefault::{Prefault, Prefaulter};
+use super::prefault::{self, Prefault};
 use crate::error::{Error, Result};
 use crate::record::{FrameFormat, Record};
-use crate::segment::{ActiveSegment, PreparedSegment};
+use crate::segment::{self, ActiveSegment, ParkedSegment, PreparedSegment, SealedMeta};
 
 /// Everything the single writer owns; guarded by `Shared::writer`.
 #[derive(Debug, Default)]
@@ -16,9 +16,9 @@ pub(crate) struct WriterState {
     /// `None` for a read-only log, after close, or after a failed roll left no
     /// active segment (the next append creates one).
     pub(crate) active: Option<ActiveSegment>,
+    /// The active segment while it is parked (`active` is then `None`).
+    pub(crate) parked: Option<ParkedSegment>,
     pub(crate) closed: bool,
-    /// Started on the first append.
-    prefaulter: Option<Prefaulter>,
     /// How far the prefaulter was asked to go in the active segment.
     prefault_requested: usize,
 }
@@ -42,21 +42,23 @@ impl WriterState {
             let first = shared.start_offset.load(std::sync::atomic::Ordering::Acquire);
             return Err(Error::OffsetOutOfRange { requested: u64::MAX, start: first, end: start });
         }
+        self.unpark(shared)?;
         if self.active.is_none() {
-            self.install_new(shared, start, now)?;
+            self.activate(shared, start, now)?;
         }
         self.make_room(shared, len, now)?;
         let active = self.active.as_mut().expect("an active segment");
-        let fits = active.try_append_batch(records, len, now);
+        let fits = active.try_append_batch(shared.config.io.as_ref(), records, len, now)?;
         assert!(fits, "make_room left room for the batch");
         active.publish();
         shared.set_next_offset(active.next_offset());
         let pos = active.position();
         let Prefault { window, writable } = Prefault::for_durability(shared.config.durability);
         if pos + window / 2 >= self.prefault_requested {
-            let area = active.seg.area.clone();
+            // Never past what the file holds on disk: touching it would be SIGBUS.
+            let upto = (pos + window).min(active.allocated());
             self.prefault_requested = pos + window;
-            self.prefaulter.get_or_insert_with(Prefaulter::start).request(&area, pos, pos + window, writable);
+            prefault::request(&active.seg.area, pos, upto, writable);
         }
         Ok(start..shared.next_offset.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -83,6 +85,55 @@ impl WriterState {
         Ok(())
     }
 
+    /// Gives the log an active segment for its first append since it was
+    /// opened (or since a failed roll left none): the last sealed segment,
+    /// reopened for appending if it can take more (a local, dense segment of
+    /// this format, young enough, with room), else a new one at `next`.
+    fn activate(&mut self, shared: &Shared, next: u64, now: i64) -> Result<()> {
+        let last = {
+            let set = shared.segments.read().expect("segments lock");
+            set.sealed
+                .last()
+                .copied()
+                .filter(|m| m.footer.next_offset == next && !set.archived.contains_key(&m.footer.base_offset))
+        };
+        if let Some(meta) = last
+            && self.reopen_sealed(shared, &meta, now)?
+        {
+            return Ok(());
+        }
+        self.install_new(shared, next, now)
+    }
+
+    /// Reopens the sealed last segment `meta` describes for appending, if it
+    /// can take more records; whether it did. Readers that hold it keep
+    /// reading it, and go on in the reopened segment at the same position.
+    fn reopen_sealed(&mut self, shared: &Shared, meta: &SealedMeta, now: i64) -> Result<bool> {
+        let base = meta.footer.base_offset;
+        let path = segment::log_path(&shared.dir, base);
+        let version = match segment::inspect_file(&path, base)? {
+            segment::OnDisk::Sealed(on_disk, version) if on_disk == *meta => version,
+            _ => return Ok(false),
+        };
+        if !super::open::reusable(meta, version, &shared.config, now) {
+            return Ok(false);
+        }
+        let (seg, _) = segment::open_sealed(&shared.dir, meta, shared.config.index_interval_bytes, None)?;
+        let index = seg.index.read().expect("index lock").clone();
+        drop(seg);
+        let (active, _) = ActiveSegment::recover(&shared.dir, base, &shared.config, Some((meta, index)))?;
+        {
+            let mut set = shared.segments.write().expect("segments lock");
+            set.sealed.pop();
+            set.active = Some(Arc::clone(&active.seg));
+        }
+        drop(shared.cache_remove(base));
+        self.active = Some(active);
+        self.prefault_requested = 0;
+        shared.note_active(true);
+        Ok(true)
+    }
+
     fn install_new(&mut self, shared: &Shared, base: u64, now: i64) -> Result<()> {
         let active =
             PreparedSegment::create(&shared.dir, base, now, &shared.config)?.install(&shared.dir, &shared.config);
@@ -90,11 +141,49 @@ impl WriterState {
         shared.segments.write().expect("segments lock").active = Some(Arc::clone(&active.seg));
         self.active = Some(active);
         self.prefault_requested = 0;
+        shared.note_active(true);
         Ok(())
+    }
+
+    /// Parks the active segment (see `Log::park`); whether there was one.
+    pub(crate) fn park(&mut self, shared: &Shared) -> bool {
+        let Some(active) = self.active.take() else { return false };
+        let parked = active.park();
+        {
+            let mut set = shared.segments.write().expect("segments lock");
+            set.parked = Some(Arc::clone(&parked.view));
+            set.active = None;
+        }
+        self.parked = Some(parked);
+        self.prefault_requested = 0;
+        shared.note_active(false);
+        true
+    }
+
+    /// Takes a parked segment up again: opens and maps its file.
+    pub(crate) fn unpark(&mut self, shared: &Shared) -> Result<()> {
+        let Some(parked) = self.parked.take() else { return Ok(()) };
+        match parked.unpark(&shared.config) {
+            Ok(active) => {
+                let mut set = shared.segments.write().expect("segments lock");
+                set.active = Some(Arc::clone(&active.seg));
+                set.parked = None;
+                drop(set);
+                self.active = Some(active);
+                shared.note_active(true);
+                Ok(())
+            }
+            Err(e) => {
+                // Could not open or map it (out of descriptors or maps, say):
+                // nothing changed, it stays parked.
+                Err(e)
+            }
+        }
     }
 
     /// [`WriterState::roll`] on request: only if the active segment holds records.
     pub(crate) fn roll_now(&mut self, shared: &Shared, now: i64) -> Result<()> {
+        self.unpark(shared)?;
         match &self.active {
             Some(a) if a.record_count() > 0 => self.roll(shared, now),
             _ => Ok(()),
@@ -128,6 +217,7 @@ impl WriterState {
             set.active = installed.as_ref().ok().map(|a| Arc::clone(&a.seg));
         }
         old.finish();
+        shared.note_active(installed.is_ok());
         self.active = Some(installed?);
         self.prefault_requested = 0;
         Ok(())
@@ -139,7 +229,11 @@ impl WriterState {
             return Ok(());
         }
         self.closed = true;
-        self.prefaulter = None;
+        if let Err(e) = self.unpark(shared) {
+            // The segment stays as it is on disk, unsealed: the next open recovers it.
+            self.parked = None;
+            return Err(e);
+        }
         if shared.failed.load(std::sync::atomic::Ordering::Acquire) {
             // Leave the files as they are: the next open recovers them. A roll
             // that failed may have left no active segment; report it all the same.

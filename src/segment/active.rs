@@ -24,6 +24,10 @@ pub(crate) struct ActiveSegment {
     pos: usize,
     /// Records must end at or before this position, so the footer always fits.
     capacity: usize,
+    /// Bytes of the file allocated on disk (the file's length): the map is
+    /// the whole segment size, but only this much of it may be touched. It
+    /// grows ahead of the writes, always leaving room for the footer.
+    allocated: usize,
     next_offset: u64,
     record_count: u64,
     max_timestamp: i64,
@@ -60,14 +64,15 @@ pub(crate) struct Recovered {
 }
 
 impl PreparedSegment {
-    /// Creates `{base}.log.tmp`, preallocated to the segment size, with its header and an empty checkpoint.
+    /// Creates `{base}.log.tmp`, preallocated to its first step
+    /// ([`first_allocation`]), with its header and an empty checkpoint.
     pub(crate) fn create(dir: &Path, base: u64, created_ms: i64, config: &LogConfig) -> Result<PreparedSegment> {
         let path = super::log_path(dir, base);
         let tmp_path = super::tmp_path(&path);
         let io = config.io.as_ref();
         let file = io.create(&tmp_path).ctx("create segment", &tmp_path)?;
         let prepared = (|| {
-            io.allocate(&file, config.segment_bytes).ctx("preallocate segment", &tmp_path)?;
+            io.allocate(&file, first_allocation(config.segment_bytes)).ctx("preallocate segment", &tmp_path)?;
             let header = SegmentHeader::new(base, created_ms);
             let mut buf = [0u8; DATA_START];
             header.encode(&mut buf);
@@ -100,11 +105,26 @@ impl PreparedSegment {
             self.header,
             SegmentIndex::new(config.index_interval_bytes),
             config.index_interval_bytes,
+            first_allocation(config.segment_bytes),
         ))
     }
 }
 
+/// What a new segment file is allocated on disk when it is created: 256 KiB
+/// (or the whole segment if it is smaller). It grows as appends need room
+/// ([`ActiveSegment::try_append_batch`]), doubling each time, so that an idle
+/// partition takes 256 KiB of disk, not a whole segment.
+pub(crate) fn first_allocation(segment_bytes: u64) -> u64 {
+    segment_bytes.min(FIRST_ALLOCATION)
+}
+
+/// See [`first_allocation`].
+const FIRST_ALLOCATION: u64 = 256 << 10;
+/// Allocations are made in multiples of this.
+const ALLOCATION_GRAIN: usize = 64 << 10;
+
 impl ActiveSegment {
+    /// The active segment of `file`, of which `allocated` bytes are allocated (its length).
     fn new(
         path: PathBuf,
         file: File,
@@ -112,8 +132,10 @@ impl ActiveSegment {
         header: SegmentHeader,
         index: SegmentIndex,
         interval: u32,
+        allocated: u64,
     ) -> ActiveSegment {
         let capacity = writer.area().len() - FOOTER_LEN;
+        let allocated = (allocated as usize).min(writer.area().len());
         let seg = Arc::new(Segment {
             base_offset: header.base_offset,
             format: header.frame_format(),
@@ -130,6 +152,7 @@ impl ActiveSegment {
             file: Arc::new(SyncedFile::new(file)),
             pos: DATA_START,
             capacity,
+            allocated,
             next_offset: header.base_offset,
             record_count: 0,
             max_timestamp: i64::MIN,
@@ -161,27 +184,13 @@ impl ActiveSegment {
         sealed: Option<(&SealedMeta, SegmentIndex)>,
     ) -> Result<(ActiveSegment, Recovered)> {
         let path = super::log_path(dir, base);
-        let io = config.io.as_ref();
         let file = open_rw(&path, false).ctx("open segment", &path)?;
         let file_len = file.metadata().ctx("stat segment", &path)?.len();
-        if file_len >= config.segment_bytes {
-            return Self::recover_file(dir, base, config, sealed, file, file_len);
-        }
-        // A short file (cut, or a sealed segment) is extended to a full segment
-        // to append to it; if recovery then fails it gets its length back, so
-        // that a refused open leaves the files as it found them.
-        let restore = file.try_clone().ctx("open segment", &path)?;
-        let result = io
-            .allocate(&file, config.segment_bytes)
-            .ctx("preallocate segment", &path)
-            .and_then(|()| Self::recover_file(dir, base, config, sealed, file, file_len));
-        if result.is_err() {
-            let _ = io.set_len(&restore, file_len);
-        }
-        result
+        // The file keeps its length: appends grow it as they need room.
+        Self::recover_file(dir, base, config, sealed, file, file_len)
     }
 
-    /// [`ActiveSegment::recover`] once the file is at least a segment long.
+    /// [`ActiveSegment::recover`], with the file open.
     fn recover_file(
         dir: &Path,
         base: u64,
@@ -192,6 +201,8 @@ impl ActiveSegment {
     ) -> Result<(ActiveSegment, Recovered)> {
         let path = super::log_path(dir, base);
         let io = config.io.as_ref();
+        // The map spans a whole segment, the file only what it holds: only
+        // its first `file_len` bytes may be touched until the file grows.
         let len = file_len.max(config.segment_bytes) as usize;
         let mut writer = MapArea::writable(&file, len, DATA_START).ctx("map segment", &path)?;
         let bad_header = |why| Error::Corruption {
@@ -215,7 +226,8 @@ impl ActiveSegment {
             writer.unpublished_mut(data_end, FOOTER_LEN).fill(0);
             io.sync_data(&file).ctx("fsync segment", &path)?;
             writer.publish(data_end);
-            let mut active = ActiveSegment::new(path, file, writer, header, index, config.index_interval_bytes);
+            let mut active =
+                ActiveSegment::new(path, file, writer, header, index, config.index_interval_bytes, file_len);
             active.pos = data_end;
             active.next_offset = meta.footer.next_offset;
             active.record_count = meta.footer.record_count;
@@ -263,7 +275,7 @@ impl ActiveSegment {
         }
         writer.publish(s.end);
         let records = s.count;
-        let mut active = ActiveSegment::new(path, file, writer, header, s.index, config.index_interval_bytes);
+        let mut active = ActiveSegment::new(path, file, writer, header, s.index, config.index_interval_bytes, file_len);
         active.pos = s.end;
         active.next_offset = s.next_offset;
         active.record_count = s.count;
@@ -310,15 +322,32 @@ impl ActiveSegment {
         self.seg.format
     }
 
+    /// Bytes of the file allocated on disk: the end of what may be touched.
+    pub(crate) fn allocated(&self) -> usize {
+        self.allocated
+    }
+
     /// Writes `records` as one batch frame of `len` bytes (their
     /// [`batch::encoded_len`]) at the write position, without publishing it:
     /// `now` is the timestamp of the records that carry none. Returns
-    /// `false`, writing nothing, if it does not fit.
+    /// `Ok(false)`, writing nothing, if it does not fit in the segment. The
+    /// file is first grown if the frame and the footer after it need room:
+    /// an error there (a full disk) writes nothing either.
     #[inline]
-    pub(crate) fn try_append_batch(&mut self, records: &[Record<'_>], len: usize, now: i64) -> bool {
+    pub(crate) fn try_append_batch(
+        &mut self,
+        io: &dyn Io,
+        records: &[Record<'_>],
+        len: usize,
+        now: i64,
+    ) -> Result<bool> {
         debug_assert_eq!(self.seg.format, FrameFormat::Batch);
         if len > self.capacity - self.pos {
-            return false;
+            return Ok(false);
+        }
+        let needed = self.pos + len + FOOTER_LEN;
+        if needed > self.allocated {
+            self.grow(io, needed)?;
         }
         let pos = self.pos;
         let frame = self.writer.unpublished_mut(pos, len);
@@ -332,7 +361,18 @@ impl ActiveSegment {
         self.pos += len;
         self.next_offset += records.len() as u64;
         self.record_count += records.len() as u64;
-        true
+        Ok(true)
+    }
+
+    /// Grows the file to at least `needed` bytes (within the map): to twice
+    /// what it holds, or to `needed` if more, in whole grains.
+    #[cold]
+    fn grow(&mut self, io: &dyn Io, needed: usize) -> Result<()> {
+        let map_len = self.writer.area().len();
+        let want = needed.max(self.allocated.saturating_mul(2)).next_multiple_of(ALLOCATION_GRAIN).min(map_len);
+        io.allocate(self.file.file(), want as u64).ctx("preallocate segment", &self.seg.path)?;
+        self.allocated = want;
+        Ok(())
     }
 
     /// Makes every record written so far visible to readers.
@@ -358,6 +398,12 @@ impl ActiveSegment {
     /// active and the caller may try again later.
     pub(crate) fn write_index_files(&mut self, dir: &Path, io: &dyn Io) -> Result<IndexCrcs> {
         self.publish();
+        // The footer goes right after the records: the file must hold it
+        // before it is written into the map (a recovered file may end at its
+        // last record).
+        if self.pos + FOOTER_LEN > self.allocated {
+            self.grow(io, self.pos + FOOTER_LEN)?;
+        }
         let base = self.base_offset();
         let (ob, tb) = {
             let index = self.seg.index.read().expect("index lock");
@@ -373,6 +419,7 @@ impl ActiveSegment {
     /// for the log. Afterwards the file is immutable.
     pub(crate) fn seal(&mut self, dir: &Path, io: &dyn Io, crcs: IndexCrcs) -> Result<SealedMeta> {
         assert_eq!(crcs.records, self.record_count, "index files written for another state of the segment");
+        assert!(self.pos + FOOTER_LEN <= self.allocated, "the file has no room for the footer");
         let base = self.base_offset();
         let path = self.seg.path.clone();
         let footer = SegmentFooter {
@@ -410,5 +457,165 @@ impl ActiveSegment {
         self.finish();
         io.remove_file(&path).ctx("remove empty segment", &path)?;
         io.sync_dir(dir).ctx("fsync directory", dir)
+    }
+}
+
+/// An active segment whose file is closed and unmapped for now (see
+/// `Log::park`): what the writer needs to take it up again, and what readers
+/// need to read it meanwhile. Nothing of it is on disk that is not in the file.
+#[derive(Debug)]
+pub(crate) struct ParkedSegment {
+    header: SegmentHeader,
+    pos: usize,
+    allocated: usize,
+    next_offset: u64,
+    record_count: u64,
+    max_timestamp: i64,
+    checkpoint: usize,
+    interval: u32,
+    /// What readers use: the file, its index, and a read-only view of its
+    /// records while someone reads them.
+    pub(crate) view: Arc<ParkedView>,
+}
+
+/// A parked segment as readers see it.
+#[derive(Debug)]
+pub(crate) struct ParkedView {
+    pub(crate) base_offset: u64,
+    path: PathBuf,
+    format: FrameFormat,
+    /// End of its records.
+    pos: usize,
+    index: SegmentIndex,
+    /// The read-only map readers share, while one of them holds it.
+    open: std::sync::Mutex<std::sync::Weak<Segment>>,
+}
+
+impl ActiveSegment {
+    /// Closes the segment's file and lets its map go (readers that hold it
+    /// keep it): its state stays in memory, to be taken up again by
+    /// [`ParkedSegment::unpark`]. Readers at its end move on to its view.
+    pub(crate) fn park(mut self) -> ParkedSegment {
+        self.publish();
+        let index = self.seg.index.read().expect("index lock").clone();
+        let view = Arc::new(ParkedView {
+            base_offset: self.seg.base_offset,
+            path: self.seg.path.clone(),
+            format: self.seg.format,
+            pos: self.pos,
+            index,
+            open: std::sync::Mutex::new(std::sync::Weak::new()),
+        });
+        let parked = ParkedSegment {
+            header: SegmentHeader {
+                base_offset: self.seg.base_offset,
+                created_ms: self.created_ms,
+                version: match self.seg.format {
+                    FrameFormat::V1 => 1,
+                    FrameFormat::Batch => super::header::FORMAT_VERSION,
+                },
+            },
+            pos: self.pos,
+            allocated: self.allocated,
+            next_offset: self.next_offset,
+            record_count: self.record_count,
+            max_timestamp: self.max_timestamp,
+            checkpoint: self.checkpoint,
+            interval: self.interval as u32,
+            view,
+        };
+        self.finish();
+        parked
+    }
+}
+
+impl ParkedSegment {
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.header.base_offset
+    }
+
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    pub(crate) fn record_count(&self) -> u64 {
+        self.record_count
+    }
+
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    /// Write position (end of the records).
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Opens the file again and maps it: the active segment it was, in the
+    /// same state.
+    pub(crate) fn unpark(self, config: &LogConfig) -> Result<ActiveSegment> {
+        let path = self.view.path.clone();
+        let file = open_rw(&path, false).ctx("open segment", &path)?;
+        let len = (config.segment_bytes as usize).max(self.allocated);
+        let mut writer = MapArea::writable(&file, len, DATA_START).ctx("map segment", &path)?;
+        writer.publish(self.pos);
+        let mut active = ActiveSegment::new(
+            path,
+            file,
+            writer,
+            self.header,
+            self.view.index.clone(),
+            self.interval,
+            self.allocated as u64,
+        );
+        active.pos = self.pos;
+        active.next_offset = self.next_offset;
+        active.record_count = self.record_count;
+        active.max_timestamp = self.max_timestamp;
+        active.checkpoint = self.checkpoint;
+        active.index_due = active.next_index_due();
+        Ok(active)
+    }
+
+    /// Makes its records durable without opening its map: an fsync of the
+    /// file, then the checkpoint that says so, written into the header (it
+    /// reaches the disk with a later fsync, as always).
+    pub(crate) fn sync(&mut self, io: &dyn Io) -> Result<()> {
+        let path = &self.view.path;
+        let file = open_rw(path, false).ctx("open segment", path)?;
+        io.sync_data(&file).ctx("fsync segment", path)?;
+        if self.pos > self.checkpoint {
+            let mut head = [0u8; DATA_START];
+            encode_checkpoint(&mut head, self.pos as u64);
+            let cp = super::header::CHECKPOINT_POS;
+            io.write_all_at(&file, &head[cp..cp + 16], cp as u64).ctx("write checkpoint", path)?;
+            self.checkpoint = self.pos;
+        }
+        Ok(())
+    }
+}
+
+impl ParkedView {
+    /// The segment's records for a reader: a read-only map of them, shared by
+    /// the readers that hold it, opened again once none does.
+    pub(crate) fn segment(&self) -> Result<Arc<Segment>> {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(seg) = open.upgrade() {
+            return Ok(seg);
+        }
+        let file = File::open(&self.path).ctx("open segment", &self.path)?;
+        let area = MapArea::read_only(&file, self.pos, DATA_START, self.pos).ctx("map segment", &self.path)?;
+        let seg = Arc::new(Segment {
+            base_offset: self.base_offset,
+            format: self.format,
+            path: self.path.clone(),
+            area,
+            index: RwLock::new(self.index.clone()),
+            tail_error: None,
+            retired: std::sync::OnceLock::new(),
+            sealed: None,
+        });
+        *open = Arc::downgrade(&seg);
+        Ok(seg)
     }
 }

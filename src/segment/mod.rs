@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
-pub(crate) use active::{ActiveSegment, PreparedSegment};
+pub(crate) use active::{ActiveSegment, ParkedSegment, ParkedView, PreparedSegment};
 pub(crate) use compacted::{Compacted, write_compacted};
 pub use footer::{FOOTER_LEN, SegmentFooter};
 pub use header::{HEADER_LEN, SegmentFlags, SegmentHeader};

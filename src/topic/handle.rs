@@ -453,8 +453,11 @@ fn all_or_first_error<O>(results: Vec<(u32, Result<O>)>) -> Result<Vec<O>> {
 /// The configuration of partition `p` of `topic`: the topic's, with the
 /// archive key prefix `{topic}/{p}` if the store has an archive tier.
 pub(crate) fn partition_config(config: &LogConfig, topic: &str, p: u32) -> LogConfig {
-    match config.get_archive() {
+    let mut config = match config.get_archive() {
         Some((store, _)) => config.clone().archive(Arc::clone(store), format!("{topic}/{p}")),
         None => config.clone(),
-    }
+    };
+    // The store's lock keeps a second writer out of every partition.
+    config.own_lock = false;
+    config
 }

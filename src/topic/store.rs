@@ -14,6 +14,7 @@ use super::{partition_dir_name, validate_topic_name};
 use crate::archive::ArchiveStore;
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::log::SharedLimits;
 use crate::log::{ArchiveOutcome, ArchivePolicy, CompactionOutcome, SegmentInfo};
 use crate::log::{Log, RetentionOutcome, now_ms};
 
@@ -40,9 +41,51 @@ pub struct StoreConfig {
     log: LogConfig,
     retention_interval: Option<Duration>,
     archive_policy: Option<ArchivePolicy>,
+    max_open_partitions: Option<usize>,
+    max_cached_segments: Option<usize>,
 }
 
+/// The default [`StoreConfig::max_open_partitions`]: half the process's
+/// limit of open files (`ulimit -n`), between 64 and 4,096.
+fn default_max_open_partitions() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    soft.map_or(4096, |n| (n / 2).clamp(64, 4096) as usize)
+}
+
+/// The default [`StoreConfig::max_cached_segments`].
+const DEFAULT_MAX_CACHED_SEGMENTS: usize = 1024;
+
 impl StoreConfig {
+    /// At most this many partitions, over every topic, hold their active
+    /// segment open at once (a file descriptor and a memory map each); the
+    /// least recently written of the others are parked ([`crate::Log::park`])
+    /// and taken up again by their next write. Default: half the process's
+    /// limit of open files (`ulimit -n`), between 64 and 4,096. Writing to
+    /// more partitions than this in turn costs an open and a map for each
+    /// write (see docs/BENCHMARKS.md).
+    pub fn max_open_partitions(mut self, n: usize) -> Self {
+        self.max_open_partitions = Some(n);
+        self
+    }
+
+    /// At most this many sealed segments, over every partition, are kept
+    /// mapped by the partitions' caches (readers may hold a few more while
+    /// they read them). Default 1,024.
+    pub fn max_cached_segments(mut self, n: usize) -> Self {
+        self.max_cached_segments = Some(n);
+        self
+    }
+
+    /// The limit of partitions with an open active segment in force.
+    pub fn get_max_open_partitions(&self) -> usize {
+        self.max_open_partitions.unwrap_or_else(default_max_open_partitions)
+    }
+
+    /// The limit of cached sealed segments in force.
+    pub fn get_max_cached_segments(&self) -> usize {
+        self.max_cached_segments.unwrap_or(DEFAULT_MAX_CACHED_SEGMENTS)
+    }
+
     /// The configuration of every partition log (durability, index interval,
     /// record size limit, open segments, I/O layer). Its segment size is
     /// ignored: each topic records its own. Default [`LogConfig::default`].
@@ -100,6 +143,9 @@ impl StoreConfig {
     fn validate(&self) -> Result<()> {
         if self.retention_interval.is_some_and(|d| d.is_zero()) {
             return Err(Error::InvalidConfig("the retention interval must be non-zero".into()));
+        }
+        if self.max_open_partitions == Some(0) || self.max_cached_segments == Some(0) {
+            return Err(Error::InvalidConfig("max_open_partitions and max_cached_segments must be at least 1".into()));
         }
         Ok(())
     }
@@ -270,8 +316,12 @@ impl Store {
     /// damaged partition) does not fail the open: it is listed by
     /// [`Store::topics`], and [`Store::topic`] returns its error (and tries
     /// again each time, so a repaired topic becomes usable).
-    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+    pub fn open(dir: impl AsRef<Path>, mut config: StoreConfig) -> Result<Store> {
         config.validate()?;
+        if config.log.shared_limits.is_none() {
+            let limits = SharedLimits::new(config.get_max_open_partitions(), config.get_max_cached_segments());
+            config.log = config.log.shared_limits(limits);
+        }
         let root = dir.as_ref().to_owned();
         let io = Arc::clone(&config.log.io);
         let created = !root.exists();
@@ -306,8 +356,12 @@ impl Store {
     /// topic creation, retention, ...) gives [`Error::ReadOnly`]. No retention
     /// thread is started. A directory without a `topics` directory gives
     /// [`Error::NotALog`].
-    pub fn open_read_only(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+    pub fn open_read_only(dir: impl AsRef<Path>, mut config: StoreConfig) -> Result<Store> {
         config.validate()?;
+        if config.log.shared_limits.is_none() {
+            let limits = SharedLimits::new(config.get_max_open_partitions(), config.get_max_cached_segments());
+            config.log = config.log.shared_limits(limits);
+        }
         let root = dir.as_ref().to_owned();
         let topics_dir = root.join(TOPICS_DIR_NAME);
         if !topics_dir.is_dir() {
