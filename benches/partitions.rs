@@ -6,10 +6,13 @@
 //! temporary directory, or `ANNAL_BENCH_DIR`), creates one topic of P
 //! partitions with 64 MiB segments under `Durability::Never`, then:
 //!
-//! 1. sends `ANNAL_BENCH_RECORDS` (default 1,000,000) records of 100 bytes
+//! 1. sends one record to each partition, timed apart: each partition's
+//!    first append creates its first segment file (two fsyncs, a rename and
+//!    a directory fsync), so this measures segment creation, paid once;
+//! 2. sends `ANNAL_BENCH_RECORDS` (default 1,000,000) records of 100 bytes
 //!    without a key (round-robin over the partitions), timed;
-//! 2. sends as many keyed records (`key-<i>`, spread by hash), timed;
-//! 3. reads every partition from its start to its end, timed.
+//! 3. sends as many keyed records (`key-<i>`, spread by hash), timed;
+//! 4. reads every partition from its start to its end, timed.
 //!
 //! After each step it prints the process's threads, open files, mappings and
 //! resident memory (anonymous and file-backed, from `/proc/self/status`),
@@ -18,7 +21,8 @@
 //!
 //! Run with `cargo bench --bench partitions` (a few minutes; the 10,000
 //! partitions case creates 10,000 directories), or choose the counts with
-//! `ANNAL_BENCH_PARTITIONS=1,100`.
+//! `ANNAL_BENCH_PARTITIONS=1,100`. `ANNAL_BENCH_MAX_OPEN=N` sets the store's
+//! `max_open_partitions` (default: half of `ulimit -n`, at most 4,096).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -55,7 +59,10 @@ fn resources() -> serde_json::Value {
 
 /// One partition count, in this process.
 fn child(partitions: u32, records: u64, dir: &Path) -> serde_json::Value {
-    let config = StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
+    let mut config = StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
+    if let Some(n) = std::env::var("ANNAL_BENCH_MAX_OPEN").ok().and_then(|v| v.parse().ok()) {
+        config = config.max_open_partitions(n);
+    }
     let started = Instant::now();
     let store = Store::open(dir, config).expect("open the store");
     let topic = store
@@ -64,6 +71,12 @@ fn child(partitions: u32, records: u64, dir: &Path) -> serde_json::Value {
     let create_secs = started.elapsed().as_secs_f64();
     let after_create = resources();
     let value = vec![0x5Au8; VALUE];
+
+    let started = Instant::now();
+    for p in 0..partitions {
+        black_box(topic.send_to(p, &Record::new(&value)).expect("send"));
+    }
+    let first_appends = f64::from(partitions) / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
     for _ in 0..records {
@@ -89,7 +102,7 @@ fn child(partitions: u32, records: u64, dir: &Path) -> serde_json::Value {
             read += 1;
         }
     }
-    assert_eq!(read, 2 * records, "every record read back");
+    assert_eq!(read, 2 * records + u64::from(partitions), "every record read back");
     let consume = read as f64 / started.elapsed().as_secs_f64();
     let after_consume = resources();
     drop(topic);
@@ -98,6 +111,7 @@ fn child(partitions: u32, records: u64, dir: &Path) -> serde_json::Value {
         "partitions": partitions,
         "records_per_step": records,
         "create_secs": create_secs,
+        "first_append_per_partition_per_sec": first_appends,
         "produce_round_robin_per_sec": round_robin,
         "produce_keyed_per_sec": keyed,
         "consume_per_sec": consume,
@@ -124,8 +138,17 @@ fn main() {
         .map(|v| v.split(',').map(|c| c.trim().parse().expect("a partition count")).collect())
         .unwrap_or_else(|| vec![1, 100, 1_000, 10_000]);
     eprintln!(
-        "{:>10} {:>12} {:>12} {:>12} | after keyed produce: {:>7} {:>7} {:>8} {:>9} {:>9}",
-        "partitions", "round-robin", "keyed", "consume", "threads", "files", "maps", "rss anon", "rss file"
+        "{:>10} {:>12} {:>12} {:>12} {:>12} | after keyed produce: {:>7} {:>7} {:>8} {:>9} {:>9}",
+        "partitions",
+        "first/part.",
+        "round-robin",
+        "keyed",
+        "consume",
+        "threads",
+        "files",
+        "maps",
+        "rss anon",
+        "rss file"
     );
     for p in counts {
         let out = Command::new(&args[0]).args(["--child", &p.to_string()]).output().expect("run a child");
@@ -134,8 +157,9 @@ fn main() {
         let v: serde_json::Value = serde_json::from_str(line.trim()).expect("the child's JSON");
         let r = &v["after_keyed"];
         eprintln!(
-            "{:>10} {:>10.0}/s {:>10.0}/s {:>10.0}/s | {:>28} {:>7} {:>8} {:>6.0} MiB {:>5.0} MiB",
+            "{:>10} {:>10.0}/s {:>10.0}/s {:>10.0}/s {:>10.0}/s | {:>28} {:>7} {:>8} {:>6.0} MiB {:>5.0} MiB",
             p,
+            v["first_append_per_partition_per_sec"].as_f64().unwrap_or(0.0),
             v["produce_round_robin_per_sec"].as_f64().unwrap_or(0.0),
             v["produce_keyed_per_sec"].as_f64().unwrap_or(0.0),
             v["consume_per_sec"].as_f64().unwrap_or(0.0),

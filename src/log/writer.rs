@@ -10,6 +10,10 @@ use crate::error::{Error, Result};
 use crate::record::{FrameFormat, Record};
 use crate::segment::{self, ActiveSegment, ParkedSegment, PreparedSegment, SealedMeta};
 
+/// Bytes a writer appends to a newly active segment before it asks the
+/// prefaulter for pages ahead of it.
+const PREFAULT_AFTER: usize = 128 << 10;
+
 /// Everything the single writer owns; guarded by `Shared::writer`.
 #[derive(Debug, Default)]
 pub(crate) struct WriterState {
@@ -19,7 +23,9 @@ pub(crate) struct WriterState {
     /// The active segment while it is parked (`active` is then `None`).
     pub(crate) parked: Option<ParkedSegment>,
     pub(crate) closed: bool,
-    /// How far the prefaulter was asked to go in the active segment.
+    /// How far the prefaulter was asked to go in the active segment; set,
+    /// when a segment becomes active, to [`PREFAULT_AFTER`] bytes past where
+    /// the writer starts in it.
     prefault_requested: usize,
 }
 
@@ -54,6 +60,11 @@ impl WriterState {
         shared.set_next_offset(active.next_offset());
         let pos = active.position();
         let Prefault { window, writable } = Prefault::for_durability(shared.config.durability);
+        if self.prefault_requested == 0 {
+            // Newly active: a log written to now and then (a partition among
+            // thousands) never asks; a busy one does once it has written this much.
+            self.prefault_requested = pos + PREFAULT_AFTER + window / 2;
+        }
         if pos + window / 2 >= self.prefault_requested {
             // Never past what the file holds on disk: touching it would be SIGBUS.
             let upto = (pos + window).min(active.allocated());
