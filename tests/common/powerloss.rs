@@ -191,6 +191,12 @@ struct State {
 pub struct PowerLossIo {
     dir: PathBuf,
     crash_at: Option<u64>,
+    /// Set by [`PowerLossIo::crash_now`]: the next call and every later one fail.
+    crash_now: std::sync::atomic::AtomicBool,
+    /// How long a successful `sync_data`/`sync_all` takes after it captured
+    /// the file's durable image (a real fsync takes time, during which other
+    /// threads go on writing what it does not cover).
+    sync_delay: std::time::Duration,
     state: Mutex<State>,
 }
 
@@ -199,12 +205,31 @@ impl PowerLossIo {
     /// directory holds now counts as durable.
     pub fn new(dir: &Path, crash_at: Option<u64>) -> PowerLossIo {
         fs::create_dir_all(dir).expect("create the simulated directory");
-        let io = PowerLossIo { dir: dir.to_owned(), crash_at, state: Mutex::new(State::default()) };
+        let io = PowerLossIo {
+            dir: dir.to_owned(),
+            crash_at,
+            crash_now: std::sync::atomic::AtomicBool::new(false),
+            sync_delay: std::time::Duration::ZERO,
+            state: Mutex::new(State::default()),
+        };
         {
             let mut st = io.lock();
             io.reset_to_disk(&mut st);
         }
         io
+    }
+
+    /// Makes every successful fsync take `delay` after it has captured what
+    /// it makes durable (for workloads with several threads).
+    pub fn with_sync_delay(mut self, delay: std::time::Duration) -> PowerLossIo {
+        self.sync_delay = delay;
+        self
+    }
+
+    /// The process dies now: the next call, and every later one, fails with
+    /// no effect (the page cache is photographed then).
+    pub fn crash_now(&self) {
+        self.crash_now.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The directory whose files are simulated.
@@ -284,7 +309,7 @@ impl PowerLossIo {
         st.calls += 1;
         let what = what();
         st.trace.push(what);
-        if self.crash_at.is_some_and(|k| st.calls >= k) {
+        if self.crash_at.is_some_and(|k| st.calls >= k) || self.crash_now.load(std::sync::atomic::Ordering::SeqCst) {
             if st.dead.is_none() {
                 let img = self.capture(&mut st);
                 st.dead = Some(img);
@@ -357,11 +382,16 @@ impl PowerLossIo {
     /// `sync_data` or `sync_all` (`call`), treated alike: the file's bytes as
     /// they are now become its durable image.
     fn sync_file(&self, call: &str, file: &File) -> io::Result<()> {
-        let mut st = self.begin(|| format!("{call} {}", file_name_of(file)))?;
-        let key = key_of(&file.metadata()?);
-        let id = Self::id_for_key(&mut st, key);
-        let bytes = read_whole(file)?;
-        st.durable.insert(id, bytes);
+        {
+            let mut st = self.begin(|| format!("{call} {}", file_name_of(file)))?;
+            let key = key_of(&file.metadata()?);
+            let id = Self::id_for_key(&mut st, key);
+            let bytes = read_whole(file)?;
+            st.durable.insert(id, bytes);
+        }
+        if !self.sync_delay.is_zero() {
+            std::thread::sleep(self.sync_delay);
+        }
         Ok(())
     }
 }
