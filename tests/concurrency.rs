@@ -340,3 +340,44 @@ fn failed_fsync_with_concurrent_appenders() {
         assert!(v.starts_with('t'), "{v}: a record nobody wrote");
     }
 }
+
+/// A reader that rebuilds the missing index of the last sealed segment while
+/// the writer reopens that segment for appending and seals it again: the
+/// rebuilt index files are written only while the segment is still sealed as
+/// it was, under the writer's lock, so the two never write the same files at
+/// once (they used to share a temporary file name, and one rename failed).
+#[test]
+fn a_reader_rebuilding_an_index_races_the_writer_reopening_the_segment() {
+    let tmp = common::fast_tempdir();
+    let dir = tmp.path().join("log");
+    let cfg = || common::small_cfg().index_interval_bytes(64);
+    let mut next = 0u64;
+    for round in 0..150u64 {
+        let log = Log::open(&dir, cfg()).unwrap();
+        for _ in 0..3 {
+            log.append(&Record::new(&value_for(next, 200))).unwrap();
+            next += 1;
+        }
+        // Reopened with the last segment sealed and its index files gone.
+        log.close().unwrap();
+        let last = common::segment_files(&dir).pop().unwrap();
+        for ext in ["index", "timeindex"] {
+            let _ = std::fs::remove_file(last.with_extension(ext));
+        }
+        let log = Log::open(&dir, cfg()).unwrap();
+        thread::scope(|s| {
+            s.spawn(|| {
+                let n = log.read_from(0).unwrap().map(Result::unwrap).count() as u64;
+                assert!(n >= next, "round {round}: read {n} of {next}");
+            });
+            s.spawn(|| {
+                log.append(&Record::new(b"x")).unwrap();
+                log.roll().unwrap();
+            });
+        });
+        next += 1;
+        log.close().unwrap();
+    }
+    let report = annal::inspect::verify(&dir).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+}

@@ -407,7 +407,7 @@ impl Shared {
         if !cached {
             self.fetch(store.as_ref(), entry, &path)?;
         }
-        match segment::open_sealed(&self.cache_dir, &entry.meta, self.config.index_interval_bytes, None) {
+        match segment::open_sealed(&self.cache_dir, &entry.meta, self.config.index_interval_bytes) {
             Ok((seg, _)) => Ok(seg),
             Err(e) => {
                 // A damaged cached copy: drop it, the next read fetches it again.

@@ -921,14 +921,16 @@ impl Shared {
         if let Some(entry) = self.archived_entry(base) {
             return from_archive(entry);
         }
-        let io = (!self.read_only).then(|| self.config.io.as_ref());
-        let (seg, rebuilt) = match segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes, io) {
+        let (seg, rebuilt) = match segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes) {
             Ok(opened) => opened,
             // Archived (and its local files deleted) since the lookup above.
             Err(e) => return self.archived_entry(base).map_or(Err(e), from_archive),
         };
         if rebuilt {
             self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
+            if !self.read_only {
+                self.write_rebuilt_index(meta, &seg)?;
+            }
         }
         let seg = self.cache.lock().expect("cache lock").insert(base, seg);
         if let Some(limits) = &self.limits
@@ -937,6 +939,28 @@ impl Shared {
             limits.enforce_sealed(self);
         }
         Ok(seg)
+    }
+
+    /// Writes the index files of the sealed segment `meta` describes, rebuilt
+    /// by a reader into `seg`, if the segment is still sealed as it was:
+    /// under the writer lock, so that the writer (which may have reopened it
+    /// for appending, and writes index files when it seals it) and other
+    /// readers never write the same temporary files at once.
+    fn write_rebuilt_index(&self, meta: &SealedMeta, seg: &Segment) -> Result<()> {
+        let _w = self.writer.lock().expect("writer lock");
+        let current = self.segments.read().expect("segments lock").sealed.iter().any(|m| m == meta);
+        if !current {
+            return Ok(());
+        }
+        let base = meta.footer.base_offset;
+        let (ob, tb) = {
+            let index = seg.index.read().expect("index lock");
+            (index.encode_offsets(base), index.encode_times(base))
+        };
+        let io = self.config.io.as_ref();
+        segment::write_file_atomic(io, &segment::index_path(&self.dir, base), &ob)?;
+        segment::write_file_atomic(io, &segment::timeindex_path(&self.dir, base), &tb)?;
+        io.sync_dir(&self.dir).ctx("fsync directory", &self.dir)
     }
 
     fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {

@@ -129,7 +129,7 @@ impl WriterState {
         if !super::open::reusable(meta, version, &shared.config, now) {
             return Ok(false);
         }
-        let (seg, _) = segment::open_sealed(&shared.dir, meta, shared.config.index_interval_bytes, None)?;
+        let (seg, _) = segment::open_sealed(&shared.dir, meta, shared.config.index_interval_bytes)?;
         let index = seg.index.read().expect("index lock").clone();
         drop(seg);
         let (active, _) = ActiveSegment::recover(&shared.dir, base, &shared.config, Some((meta, index)))?;

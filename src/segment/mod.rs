@@ -316,14 +316,10 @@ fn load_index(dir: &Path, meta: &SealedMeta, format: FrameFormat, data: &[u8], i
     entries.peek().is_none().then_some(index)
 }
 
-/// Opens a sealed segment for reading: maps it and loads (or rebuilds) its index.
-/// Returns the segment and whether the index had to be rebuilt.
-pub(crate) fn open_sealed(
-    dir: &Path,
-    meta: &SealedMeta,
-    interval: u32,
-    io: Option<&dyn Io>,
-) -> Result<(Arc<Segment>, bool)> {
+/// Opens a sealed segment for reading: maps it and loads (or rebuilds, in
+/// memory) its index. Returns the segment and whether the index had to be
+/// rebuilt (the caller may write the rebuilt index files).
+pub(crate) fn open_sealed(dir: &Path, meta: &SealedMeta, interval: u32) -> Result<(Arc<Segment>, bool)> {
     let base = meta.footer.base_offset;
     let path = log_path(dir, base);
     let file = File::open(&path).ctx("open segment", &path)?;
@@ -359,11 +355,6 @@ pub(crate) fn open_sealed(
                     position: s.end as u64,
                     kind: CorruptionKind::BadFooter(why),
                 });
-            }
-            if let Some(io) = io {
-                write_file_atomic(io, &index_path(dir, base), &s.index.encode_offsets(base))?;
-                write_file_atomic(io, &timeindex_path(dir, base), &s.index.encode_times(base))?;
-                io.sync_dir(dir).ctx("fsync directory", dir)?;
             }
             (s.index, true)
         }
