@@ -758,6 +758,62 @@ fn a_full_disk_fails_the_first_append_not_the_open() {
     reopen_holds_prefix(&dir, 1);
 }
 
+#[test]
+fn a_busy_segment_is_allocated_ahead_of_its_writer_and_a_failure_there_is_no_error() {
+    // A new segment file takes its first step (256 KiB). Once the writer has
+    // written 128 KiB it asks for pages ahead of it, and the file is
+    // allocated up to 32 MiB ahead: best effort, so a full disk at that moment
+    // fails no append; the append that needs the room reports it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let io = Arc::new(FaultIo::new());
+    let cfg = LogConfig::default().segment_bytes(64 << 20).durability(Durability::Never).io(io.clone());
+    let log = Log::open(&dir, cfg).unwrap();
+    let file = dir.join(format!("{:020}.log", 0));
+    let len = || std::fs::metadata(&file).unwrap().len();
+    let batch_values: Vec<Vec<u8>> = (0..10).map(value).collect();
+    let batch: Vec<Record<'_>> = batch_values.iter().map(|v| Record::new(v)).collect();
+    log.append_batch(&batch).unwrap();
+    assert_eq!(len(), 256 << 10, "a new segment takes its first step");
+
+    // Past 128 KiB with the disk full: the allocation ahead fails, the
+    // appends do not, up to what the first step holds.
+    io.set_fail_allocate(true);
+    let mut acked = 10;
+    let err = loop {
+        match log.append_batch(&batch) {
+            Ok(r) => acked = r.end,
+            Err(e) => break e,
+        }
+        assert!(acked < 1_000, "the first step cannot hold this much");
+    };
+    assert!(acked * 900 > 200 << 10, "appends went on past 128 KiB: {acked} records");
+    match &err {
+        Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(common::ENOSPC), "{err}"),
+        other => panic!("expected ENOSPC, got {other:?}"),
+    }
+    assert_eq!(len(), 256 << 10, "nothing was allocated while the disk was full");
+    assert_eq!(log.next_offset(), acked);
+
+    // With room again, the writer's next request for pages (every 4 MiB)
+    // allocates ahead.
+    io.set_fail_allocate(false);
+    loop {
+        acked = log.append_batch(&batch).unwrap().end;
+        let written = log.segments()[0].data_bytes;
+        if len() >= written + (32 << 20) {
+            break;
+        }
+        assert!(written < 8 << 20, "no allocation ahead after {written} bytes: the file holds {}", len());
+    }
+    assert_eq!(read_all(&log).unwrap().len() as u64, acked);
+    log.close().unwrap();
+    let log = Log::open(&dir, common::small_cfg()).unwrap();
+    let all = read_all(&log).unwrap();
+    assert_eq!(all.len() as u64, acked);
+    assert!(all.iter().enumerate().all(|(i, r)| r.value.as_deref() == Some(&batch_values[i % 10][..])));
+}
+
 // ---------------------------------------------------------------------------
 // Rolling by age, and the background flusher
 // ---------------------------------------------------------------------------

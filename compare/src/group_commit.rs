@@ -118,8 +118,7 @@ pub fn measure(
     let ideal: Vec<(usize, f64)> =
         out.iter().filter(|m| m.engine == GcEngine::Ideal).map(|m| (m.writers, m.median.records_per_sec)).collect();
     for m in &mut out {
-        m.ratio_to_ideal =
-            ideal.iter().find(|(w, _)| *w == m.writers).map(|(_, rate)| m.median.records_per_sec / rate);
+        m.ratio_to_ideal = ideal.iter().find(|(w, _)| *w == m.writers).map(|(_, rate)| m.median.records_per_sec / rate);
     }
     Ok(out)
 }
@@ -317,9 +316,7 @@ fn syncer(shared: &Shared, file: &File) {
 /// The markdown table of the group-commit measurements.
 pub fn markdown(results: &[GcMeasurement], runs: u32) -> String {
     let mut out = String::new();
-    out.push_str(
-        "| writers | engine | records/s | x ideal | spread | records per fsync | p50 | p99 | p99.9 | max |\n",
-    );
+    out.push_str("| writers | engine | records/s | x ideal | spread | records per fsync | p50 | p99 | p99.9 | max |\n");
     out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for m in results {
         let r = &m.median;

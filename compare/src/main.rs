@@ -127,8 +127,11 @@ fn compare(args: Args) -> Result<bool> {
 
     let sizes = if args.only_group_commit { Vec::new() } else { sizes };
     let gc_records = scale(args.group_commit_records);
-    let gc_writers: Vec<usize> =
-        if gc_records == 0 { Vec::new() } else { args.group_commit_writers.iter().copied().filter(|&w| w > 0).collect() };
+    let gc_writers: Vec<usize> = if gc_records == 0 {
+        Vec::new()
+    } else {
+        args.group_commit_writers.iter().copied().filter(|&w| w > 0).collect()
+    };
     let steps = sizes.len() * args.runs as usize * engines.len() * 4 + gc_writers.len() * args.runs as usize * 2;
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")?);

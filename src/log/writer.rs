@@ -14,6 +14,11 @@ use crate::segment::{self, ActiveSegment, ParkedSegment, PreparedSegment, Sealed
 /// prefaulter for pages ahead of it.
 const PREFAULT_AFTER: usize = 128 << 10;
 
+/// How far ahead of its writer a log that asks for prefaulting keeps its
+/// active segment's file allocated (within the segment's size): only such a
+/// busy log, so an idle partition's file stays at its first step.
+const ALLOCATE_AHEAD: usize = 32 << 20;
+
 /// Everything the single writer owns; guarded by `Shared::writer`.
 #[derive(Debug, Default)]
 pub(crate) struct WriterState {
@@ -66,8 +71,13 @@ impl WriterState {
             self.prefault_requested = pos + PREFAULT_AFTER + window / 2;
         }
         if pos + window / 2 >= self.prefault_requested {
-            // Never past what the file holds on disk: touching it would be SIGBUS.
-            let upto = (pos + window).min(active.allocated());
+            // Never past what the file holds on disk: touching it would be
+            // SIGBUS. The file is allocated well beyond the window: pages
+            // faulted in close to the end of the file cost more to write and,
+            // later, to map for reading (docs/BENCHMARKS.md, "Allocation in
+            // steps").
+            let allocated = active.allocate_ahead(shared.config.io.as_ref(), pos + ALLOCATE_AHEAD.max(window));
+            let upto = (pos + window).min(allocated);
             self.prefault_requested = pos + window;
             prefault::request(&active.seg.area, pos, upto, writable);
         }

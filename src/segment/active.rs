@@ -322,11 +322,6 @@ impl ActiveSegment {
         self.seg.format
     }
 
-    /// Bytes of the file allocated on disk: the end of what may be touched.
-    pub(crate) fn allocated(&self) -> usize {
-        self.allocated
-    }
-
     /// Writes `records` as one batch frame of `len` bytes (their
     /// [`batch::encoded_len`]) at the write position, without publishing it:
     /// `now` is the timestamp of the records that carry none. Returns
@@ -362,6 +357,18 @@ impl ActiveSegment {
         self.next_offset += records.len() as u64;
         self.record_count += records.len() as u64;
         Ok(true)
+    }
+
+    /// Allocates the file ahead of the writer, up to `upto` bytes (within the
+    /// map), before its pages are prefaulted: in steps (see [`Self::grow`]),
+    /// and only for a log busy enough to ask for prefaulting. Best effort: a
+    /// failure (a full disk) leaves the allocation as it was, and the append
+    /// that needs the room reports it.
+    pub(crate) fn allocate_ahead(&mut self, io: &dyn Io, upto: usize) -> usize {
+        if upto > self.allocated {
+            let _ = self.grow(io, upto.min(self.writer.area().len()));
+        }
+        self.allocated
     }
 
     /// Grows the file to at least `needed` bytes (within the map): to twice

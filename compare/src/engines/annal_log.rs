@@ -24,9 +24,11 @@ impl Engine for Annal {
     const INFO: EngineInfo = EngineInfo {
         name: "annal",
         version: "0.1.0, this repository",
-        no_fsync: "Durability::Never, default 1 GiB preallocated segments",
-        fsync_per_batch: FsyncSupport::Supported("Durability::Always: append_batch returns once its bytes are fsynced"),
-        scan: "LogReader::next_record, which checks every record's CRC-32 and offset",
+        no_fsync: "Durability::Never, default 1 GiB segments, allocated in steps as they fill",
+        fsync_per_batch: FsyncSupport::Supported(
+            "Durability::Always: append_batch returns once its bytes are fsynced; each call is one batch frame",
+        ),
+        scan: "LogReader::next_record: one CRC-32 per batch frame (one append or append_batch call), checked before any of its records is returned",
         close: "Log::close: seals the segment (index files, footer, two fsyncs, trims the preallocated file)",
     };
 
