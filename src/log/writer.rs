@@ -14,9 +14,11 @@ use crate::segment::{self, ActiveSegment, ParkedSegment, PreparedSegment, Sealed
 /// prefaulter for pages ahead of it.
 const PREFAULT_AFTER: usize = 128 << 10;
 
-/// How far ahead of its writer a log that asks for prefaulting keeps its
-/// active segment's file allocated (within the segment's size): only such a
-/// busy log, so an idle partition's file stays at its first step.
+/// The most a log that asks for prefaulting allocates of its active segment's
+/// file ahead of its writer: as much as the segment already holds, up to
+/// this. Only such a busy log does, and in proportion, so a quiet partition's
+/// file stays at its first step and a store's partitions together hold at
+/// most about twice their data.
 const ALLOCATE_AHEAD: usize = 32 << 20;
 
 /// Everything the single writer owns; guarded by `Shared::writer`.
@@ -72,11 +74,10 @@ impl WriterState {
         }
         if pos + window / 2 >= self.prefault_requested {
             // Never past what the file holds on disk: touching it would be
-            // SIGBUS. The file is allocated well beyond the window: pages
-            // faulted in close to the end of the file cost more to write and,
-            // later, to map for reading (docs/BENCHMARKS.md, "Allocation in
-            // steps").
-            let allocated = active.allocate_ahead(shared.config.io.as_ref(), pos + ALLOCATE_AHEAD.max(window));
+            // SIGBUS. The file is allocated well ahead first: pages faulted
+            // in close to the end of the file cost more to write and, later,
+            // to map for reading (docs/BENCHMARKS.md, "Allocation in steps").
+            let allocated = active.allocate_ahead(shared.config.io.as_ref(), pos + pos.min(ALLOCATE_AHEAD));
             let upto = (pos + window).min(allocated);
             self.prefault_requested = pos + window;
             prefault::request(&active.seg.area, pos, upto, writable);

@@ -360,13 +360,13 @@ impl ActiveSegment {
     }
 
     /// Allocates the file ahead of the writer, up to `upto` bytes (within the
-    /// map), before its pages are prefaulted: in steps (see [`Self::grow`]),
-    /// and only for a log busy enough to ask for prefaulting. Best effort: a
+    /// map, in whole grains), before its pages are prefaulted. Best effort: a
     /// failure (a full disk) leaves the allocation as it was, and the append
-    /// that needs the room reports it.
+    /// that needs the room reports it. Returns the bytes allocated.
     pub(crate) fn allocate_ahead(&mut self, io: &dyn Io, upto: usize) -> usize {
-        if upto > self.allocated {
-            let _ = self.grow(io, upto.min(self.writer.area().len()));
+        let want = upto.next_multiple_of(ALLOCATION_GRAIN).min(self.writer.area().len());
+        if want > self.allocated && io.allocate(self.file.file(), want as u64).is_ok() {
+            self.allocated = want;
         }
         self.allocated
     }
