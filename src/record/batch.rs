@@ -30,7 +30,9 @@
 //! 24  .  key, headers (header_count x (name_len u16, name, value_len u32, value)), value
 //! ```
 
-use super::{Frame, FrameFormat, Record, RecordRef, frame_crc, peek_len, split_body, u16_at, u32_at, u64_at};
+use super::{
+    Frame, FrameFormat, Record, RecordRef, checked_frame, frame_crc, peek_len, split_body, u16_at, u32_at, u64_at,
+};
 use crate::error::CorruptionKind;
 
 /// Size of a batch frame's header.
@@ -114,20 +116,7 @@ pub fn encode_to_vec(base_offset: u64, now: i64, records: &[Record<'_>]) -> Opti
 /// largest timestamp, and that no record's offset would be `u64::MAX`.
 /// Never allocates; never reads past `buf`.
 pub(crate) fn decode(buf: &[u8]) -> Result<Frame<'_>, CorruptionKind> {
-    let len = peek_len(buf).ok_or(CorruptionKind::BadLength(0))?;
-    let n = len as usize;
-    if n < BATCH_HEADER_LEN + ENTRY_HEADER_LEN || n > buf.len() {
-        return Err(CorruptionKind::BadLength(len));
-    }
-    let frame = &buf[..n];
-    let stored = u32_at(frame, 4);
-    let computed = frame_crc(frame);
-    if stored != computed {
-        return Err(CorruptionKind::BadChecksum { stored, computed });
-    }
-    if frame[24] != BATCH_MAGIC {
-        return Err(CorruptionKind::BadLayout("unknown magic byte"));
-    }
+    let frame = checked_frame(buf, BATCH_HEADER_LEN + ENTRY_HEADER_LEN, BATCH_MAGIC)?;
     if frame[25..28] != [0; 3] {
         return Err(CorruptionKind::BadLayout("unknown batch flags or reserved bytes"));
     }
@@ -150,7 +139,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Frame<'_>, CorruptionKind> {
         max = max.max(timestamp);
         at += entry_len;
     }
-    if at != n {
+    if at != frame.len() {
         return Err(CorruptionKind::BadLayout("batch bytes left over after its records"));
     }
     if max != max_timestamp {

@@ -190,6 +190,28 @@ pub(crate) fn frame_crc(frame: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// The frame at the start of `buf`, checked as both formats check it first:
+/// its length (at least `min_len`, within `buf`), its CRC, then its magic
+/// byte (offset 24). What follows the magic is the format's to check.
+#[inline]
+pub(crate) fn checked_frame(buf: &[u8], min_len: usize, magic: u8) -> Result<&[u8], CorruptionKind> {
+    let len = peek_len(buf).ok_or(CorruptionKind::BadLength(0))?;
+    let n = len as usize;
+    if n < min_len || n > buf.len() {
+        return Err(CorruptionKind::BadLength(len));
+    }
+    let frame = &buf[..n];
+    let stored = u32_at(frame, 4);
+    let computed = frame_crc(frame);
+    if stored != computed {
+        return Err(CorruptionKind::BadChecksum { stored, computed });
+    }
+    if frame[24] != magic {
+        return Err(CorruptionKind::BadLayout("unknown magic byte"));
+    }
+    Ok(frame)
+}
+
 /// Reads the length field of the frame at the start of `buf`, if there are 4 bytes.
 pub(crate) fn peek_len(buf: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?))

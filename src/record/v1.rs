@@ -21,7 +21,7 @@
 //!  .      .  value         the rest of the frame (empty when null)
 //! ```
 
-use super::{Record, RecordRef, frame_crc, peek_len, split_body, split_body_trusted, u16_at, u32_at, u64_at};
+use super::{Record, RecordRef, checked_frame, frame_crc, split_body, split_body_trusted, u16_at, u32_at, u64_at};
 use crate::error::CorruptionKind;
 
 /// Size of the fixed part of a v1 frame.
@@ -65,20 +65,7 @@ pub fn encode_to_vec(offset: u64, timestamp: i64, record: &Record<'_>) -> Option
 /// Decodes and fully validates the v1 frame at the start of `buf` (which may
 /// continue past the frame). Never allocates; never reads past `buf`.
 pub fn decode(buf: &[u8]) -> Result<RecordRef<'_>, CorruptionKind> {
-    let len = peek_len(buf).ok_or(CorruptionKind::BadLength(0))?;
-    let n = len as usize;
-    if n < RECORD_HEADER_LEN || n > buf.len() {
-        return Err(CorruptionKind::BadLength(len));
-    }
-    let frame = &buf[..n];
-    let stored = u32_at(frame, 4);
-    let computed = frame_crc(frame);
-    if stored != computed {
-        return Err(CorruptionKind::BadChecksum { stored, computed });
-    }
-    if frame[24] != RECORD_MAGIC {
-        return Err(CorruptionKind::BadLayout("unknown magic byte"));
-    }
+    let frame = checked_frame(buf, RECORD_HEADER_LEN, RECORD_MAGIC)?;
     let header_count = u16_at(frame, 26);
     let key_len = u32_at(frame, 28) as usize;
     let headers_len = u32_at(frame, 32) as usize;
@@ -90,7 +77,7 @@ pub fn decode(buf: &[u8]) -> Result<RecordRef<'_>, CorruptionKind> {
         value,
         header_count,
         headers,
-        frame_len: len,
+        frame_len: frame.len() as u32,
     })
 }
 
