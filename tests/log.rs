@@ -1134,17 +1134,24 @@ fn a_durable_wait_ends_when_another_thread_syncs() {
     let log = Arc::new(Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap());
     log.append(&Record::new(b"x")).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // The waiter's timeout is far longer than any wake-up takes: had the sync
+    // not woken it, it would return only at the timeout (finding the record
+    // durable then), so the time it took is what tells.
+    const TIMEOUT: Duration = Duration::from_secs(60);
     let waiter = {
         let log = Arc::clone(&log);
         std::thread::spawn(move || {
             tx.send(()).unwrap();
-            log.wait_for_durable(0, Duration::from_secs(60))
+            let started = std::time::Instant::now();
+            (log.wait_for_durable(0, TIMEOUT), started.elapsed())
         })
     };
     rx.recv().unwrap();
     assert!(!log.wait_for_durable(0, Duration::ZERO), "not durable before the sync");
     log.sync().unwrap();
-    assert!(waiter.join().unwrap(), "the sync woke the waiter");
+    let (durable, waited) = waiter.join().unwrap();
+    assert!(durable, "the record is durable");
+    assert!(waited < TIMEOUT, "the sync did not wake the waiter: it slept until its timeout");
 }
 
 /// A reader made at the end of a log that has no active segment (none is
