@@ -651,6 +651,80 @@ fn v1_fixture_is_readable() {
     assert!(report.is_clean() && report.records == 26, "{:?}", report.problems);
 }
 
+#[test]
+fn compacting_v1_segments_writes_them_in_format_2_with_the_same_records() {
+    // Compaction reads v1 frames and writes each kept record as an entry of
+    // a batch frame: the same fields, a frame per run of kept records.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    common::copy_dir(&fixture_dir(), &dir);
+    let log = Log::open(&dir, v1_config()).unwrap();
+    // A new v2 segment after the fixture's four sealed v1 ones, so that all
+    // of them are compacted.
+    assert_eq!(log.append(&Record::new(b"v2")).unwrap(), 24);
+    let now = 1_600_000_000_100; // tombstones younger than their retention: kept
+    let outcome = log.compact_at(&annal::Compaction::default(), now).unwrap();
+    // Kept: records without a key, and the latest record of each key.
+    let expected: Vec<OwnedRecord> = expected_v1()
+        .into_iter()
+        .filter(|r| {
+            r.key.as_ref().is_none_or(|k| {
+                !V1_RECORDS[r.offset as usize + 1..].iter().any(|f| f.1.map(str::as_bytes) == Some(&k[..]))
+            })
+        })
+        .collect();
+    assert_eq!(outcome.records_removed, 24 - expected.len() as u64, "{outcome:?}");
+    assert_eq!(outcome.segments_rewritten, 2, "segments 0 and 12 hold superseded records: {outcome:?}");
+    let check = |log: &Log| {
+        let mut got = common::read_all(log).unwrap();
+        assert_eq!(got.pop().map(|r| r.offset), Some(24));
+        assert_eq!(got, expected);
+        for e in &expected {
+            assert_eq!(&log.get(e.offset).unwrap(), e);
+        }
+    };
+    check(&log);
+    log.close().unwrap();
+    let rewritten = [0u64, 7, 12, 18].iter().filter(|&&base| {
+        let path = dir.join(annal::segment::log_file_name(base));
+        path.exists() && segment_version(&dir, base) == 2
+    });
+    assert_eq!(rewritten.count(), outcome.segments_rewritten, "every rewritten segment is of format 2");
+    check(&Log::open(&dir, v1_config()).unwrap());
+    let report = annal::inspect::verify(&dir).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_frame_shorter_than_its_format_allows_is_a_bad_length_even_with_a_valid_checksum() {
+    // Each length below a format's smallest frame, in a buffer that goes on
+    // (so the bytes are there to read), with the magic byte where the length
+    // reaches it and a checksum that matches: refused by its length, before
+    // any field the frame is too short to hold is read.
+    for (format, min, magic) in [
+        (FrameFormat::Batch, batch::BATCH_HEADER_LEN + batch::ENTRY_HEADER_LEN, batch::BATCH_MAGIC),
+        (FrameFormat::V1, RECORD_HEADER_LEN, RECORD_MAGIC),
+    ] {
+        for len in 0..min {
+            let mut buf = vec![0u8; 128];
+            buf[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+            if len > 24 {
+                buf[24] = magic;
+            }
+            if len >= 8 {
+                let mut h = crc32fast::Hasher::new();
+                h.update(&buf[0..4]);
+                h.update(&buf[8..len]);
+                buf[4..8].copy_from_slice(&h.finalize().to_le_bytes());
+            }
+            match decode_frame_as(&buf, format) {
+                Err(annal::CorruptionKind::BadLength(l)) => assert_eq!(l as usize, len),
+                other => panic!("{format:?} frame of {len} bytes: {other:?}"),
+            }
+        }
+    }
+}
+
 /// The format version in the header of segment `base` of the log in `dir`.
 fn segment_version(dir: &Path, base: u64) -> u16 {
     let bytes = fs::read(dir.join(annal::segment::log_file_name(base))).unwrap();

@@ -19,7 +19,7 @@ use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
 use crate::io::Io;
 use crate::record::RecordRef;
-use crate::record::batch::BatchBuilder;
+use crate::record::batch::{self, BatchBuilder};
 
 /// Record bytes gathered before one write to the new file.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -131,6 +131,11 @@ impl Compacted {
         let mut put = |out: &mut BatchBuilder, w: &mut ChunkWriter<'_>, max_timestamp: &mut i64| -> Result<()> {
             let new_pos = w.position();
             let (frame, first, frame_max) = out.finish();
+            // A frame is written only if it reads back: one this build could
+            // not decode would be records lost at the next read, silently now.
+            if let Err(kind) = batch::decode(frame) {
+                return Err(Error::Corruption { path: path.to_owned(), offset: first, position: new_pos as u64, kind });
+            }
             index.observe((first - base) as u32, new_pos, *max_timestamp);
             *max_timestamp = (*max_timestamp).max(frame_max);
             w.put(frame)
