@@ -559,28 +559,7 @@ fn verify_segment(
                 data_ok = false;
                 report.problems.push(problem(Severity::Corruption, s.next_offset, s.end as u64, kind.to_string()));
             } else {
-                let mut mismatch = Vec::new();
-                // A compacted segment's records may end before its range does
-                // (the scan already refused offsets past it); it counts them.
-                if seg.flags.is_sparse() {
-                    if s.count != footer.record_count {
-                        mismatch.push(format!(
-                            "footer counts {} records, the segment holds {}",
-                            footer.record_count, s.count
-                        ));
-                    }
-                } else if s.next_offset != footer.next_offset {
-                    mismatch.push(format!(
-                        "footer says the segment ends at offset {}, its records end at {}",
-                        footer.next_offset, s.next_offset
-                    ));
-                }
-                if s.max_timestamp != footer.max_timestamp {
-                    mismatch.push(format!(
-                        "footer says the largest timestamp is {}, the records' is {}",
-                        footer.max_timestamp, s.max_timestamp
-                    ));
-                }
+                let mismatch = s.footer_mismatches(footer);
                 for m in mismatch {
                     data_ok = false;
                     let kind = CorruptionKind::BadFooter(m);

@@ -348,7 +348,7 @@ pub(crate) fn open_sealed(dir: &Path, meta: &SealedMeta, interval: u32) -> Resul
             if let Some(kind) = s.bad {
                 return Err(Error::Corruption { path, offset: s.next_offset, position: s.end as u64, kind });
             }
-            if let Some(why) = s.footer_mismatch(&meta.footer) {
+            if let Some(why) = s.footer_mismatches(&meta.footer).into_iter().next() {
                 return Err(Error::Corruption {
                     path,
                     offset: s.next_offset,

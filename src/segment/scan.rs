@@ -173,24 +173,33 @@ impl Scan {
     }
 
     /// How a complete scan of a sealed segment's data disagrees with its
-    /// footer, if it does: the record count, and the offsets (dense: the same
-    /// next offset; sparse: every offset below the footer's next offset, which
-    /// the scan's bound already ensures).
-    pub(crate) fn footer_mismatch(&self, footer: &SegmentFooter) -> Option<String> {
+    /// footer, each disagreement described: the offsets (dense: the same next
+    /// offset; sparse: every offset below the footer's next offset, which the
+    /// scan's bound already ensures), the record count and the largest
+    /// timestamp. Recovery (rebuilding a segment's index) and `verify` both
+    /// judge a footer by this.
+    pub(crate) fn footer_mismatches(&self, footer: &SegmentFooter) -> Vec<String> {
+        let mut out = Vec::new();
         let offsets_ok = match self.sparse_end {
             None => self.next_offset == footer.next_offset,
             Some(_) => self.next_offset <= footer.next_offset,
         };
         if !offsets_ok {
-            return Some(format!(
+            out.push(format!(
                 "footer says the segment ends at offset {}, its records end at {}",
                 footer.next_offset, self.next_offset
             ));
         }
         if self.count != footer.record_count {
-            return Some(format!("footer counts {} records, the segment holds {}", footer.record_count, self.count));
+            out.push(format!("footer counts {} records, the segment holds {}", footer.record_count, self.count));
         }
-        None
+        if self.max_timestamp != footer.max_timestamp {
+            out.push(format!(
+                "footer says the largest timestamp is {}, the records' is {}",
+                footer.max_timestamp, self.max_timestamp
+            ));
+        }
+        out
     }
 }
 
