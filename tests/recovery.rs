@@ -14,7 +14,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use annal::segment::{DATA_START, FOOTER_LEN};
+use annal::segment::{DATA_START, FOOTER_LEN, SegmentFooter};
 use annal::{CorruptionKind, Durability, Error, Header, Log, LogConfig, OwnedRecord, Record, RecoveryMode};
 use common::{assert_same_files, removed_temp_names, segment_files, snapshot};
 
@@ -911,4 +911,264 @@ fn read_only_open_changes_nothing() {
     let ro = Log::open_read_only(&dir, common::small_cfg()).unwrap();
     assert_eq!(ro.next_offset(), log.next_offset());
     assert!(matches!(Log::open(&dir, common::small_cfg()), Err(Error::Locked { .. })));
+}
+
+// ---------------------------------------------------------------------------
+// (i) What only some files hold: frames and segments larger than the window
+//     of positioned reads, frames with the wrong offsets, footers that do not
+//     match their records
+// ---------------------------------------------------------------------------
+
+/// The frames of an unsealed segment file: (position, length), from the
+/// header to the first zero length.
+fn frames_of(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = DATA_START;
+    while pos + 4 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push((pos, len));
+        pos += len;
+    }
+    out
+}
+
+/// Opens `dir` read-only, then writable, and checks that both, and
+/// `verify`, see `records` records and a cut of `cut` bytes.
+fn opens_agree(dir: &Path, cfg: &LogConfig, records: u64, cut: u64, what: &str) {
+    let ro = Log::open_read_only(dir, cfg.clone()).unwrap();
+    assert_eq!(ro.next_offset(), records, "{what}: read-only open");
+    assert_eq!(ro.recovery_report().truncated_bytes, cut, "{what}: read-only open");
+    assert_eq!(ro.read_from(0).unwrap().count() as u64, records, "{what}: read-only read");
+    drop(ro);
+    let report = annal::inspect::verify(dir).unwrap();
+    assert_eq!(report.records, records, "{what}: verify: {:?}", report.problems);
+    assert_eq!(report.problems.is_empty(), cut == 0, "{what}: verify: {:?}", report.problems);
+    let log = Log::open(dir, cfg.clone()).unwrap();
+    assert_eq!(log.next_offset(), records, "{what}: writable open");
+    assert_eq!(log.recovery_report().truncated_bytes, cut, "{what}: writable open");
+    let mut n = 0;
+    for r in log.read_from(0).unwrap() {
+        let r = r.unwrap();
+        assert_eq!(r.value.as_deref().map(<[u8]>::len), Some(value_len(r.offset)), "{what}: offset {}", r.offset);
+        n += 1;
+    }
+    assert_eq!(n, records, "{what}: writable read");
+}
+
+/// Record sizes of [`a_large_unsealed_segment_reads_the_same_through_positioned_reads`]:
+/// small ones, and at offset 300 one of 6 MiB (a frame longer than the
+/// 4 MiB that positioned reads take at a time).
+fn value_len(offset: u64) -> usize {
+    if offset == 300 { 6 << 20 } else { 20_000 + (offset as usize * 7919) % 20_000 }
+}
+
+#[test]
+fn a_large_unsealed_segment_reads_the_same_through_positioned_reads() {
+    // The writer recovers through its map; a read-only open and `verify` read
+    // the file in bounded windows, and check a frame longer than the window
+    // in chunks before reading it whole. Over a 20 MB segment with a 6 MiB
+    // frame, intact, cut and damaged, all three must agree.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let cfg = LogConfig::default().segment_bytes(64 << 20).max_record_bytes(8 << 20).durability(Durability::Never);
+    let log = Log::open(&dir, cfg.clone()).unwrap();
+    let records = 700u64;
+    let mut i = 0;
+    while i < records {
+        // Batches of 1 to 4 records, the 6 MiB one alone.
+        let room = if i < 300 { 300 - i } else { records - i };
+        let n = if i == 300 { 1 } else { (1 + i % 4).min(room) };
+        let values: Vec<Vec<u8>> = (i..i + n).map(|o| vec![(o % 251) as u8 + 1; value_len(o)]).collect();
+        let batch: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
+        assert_eq!(log.append_batch(&batch).unwrap(), i..i + n);
+        i += n;
+    }
+    log.abandon();
+    let name = annal::segment::log_file_name(0);
+    let original = fs::read(dir.join(&name)).unwrap();
+    let frames = frames_of(&original);
+    let big = frames.iter().position(|&(_, len)| len > 6 << 20).expect("the 6 MiB frame");
+    let (big_pos, big_len) = frames[big];
+    assert!(big_pos > 4 << 20 && frames.last().unwrap().0 > big_pos + big_len + (4 << 20), "{big_pos} {frames:?}");
+
+    let variant = |what: &str, edit: &dyn Fn(&mut Vec<u8>), records: u64, cut: u64| {
+        let dir = tmp.path().join(what.replace(' ', "-"));
+        common::copy_dir(&tmp.path().join("log"), &dir);
+        let mut bytes = original.clone();
+        edit(&mut bytes);
+        fs::write(dir.join(&name), &bytes).unwrap();
+        opens_agree(&dir, &cfg, records, cut, what);
+    };
+    let data_end = frames.last().map(|&(p, l)| p + l).unwrap();
+    variant("intact", &|_| {}, records, 0);
+    // Cut inside the large frame, past the first window: the frame is torn.
+    variant("cut in the large frame", &|b| b.truncate(big_pos + (5 << 20)), 300, (5 << 20) as u64);
+    // One byte of the large frame changed, past its first window.
+    let damaged_tail = (data_end - big_pos) as u64;
+    variant("damage in the large frame", &|b| b[big_pos + (5 << 20)] ^= 1, 300, damaged_tail);
+    // One byte of a small frame changed, far past the first window.
+    let (late_pos, _) = *frames.iter().find(|&&(p, _)| p > big_pos + big_len + (4 << 20)).unwrap();
+    let late = frames.iter().position(|&(p, _)| p == late_pos).unwrap();
+    let late_first = count_records_in(&original, &frames[..late]);
+    variant("damage in a late frame", &|b| b[late_pos + 40] ^= 1, late_first, (data_end - late_pos) as u64);
+}
+
+/// Records held by the batch frames `frames` of `bytes` (the count field at byte 28 of each).
+fn count_records_in(bytes: &[u8], frames: &[(usize, usize)]) -> u64 {
+    frames.iter().map(|&(p, _)| u64::from(u32::from_le_bytes(bytes[p + 28..p + 32].try_into().unwrap()))).sum()
+}
+
+#[test]
+fn a_valid_frame_with_the_wrong_offsets_after_the_records_is_a_torn_tail() {
+    // A copy of the last segment's first frame written after its last one:
+    // its checksum is right, its offsets are not the next ones. Recovery
+    // stops at it as at any frame that does not follow, and cuts it.
+    for durability in [Durability::Never, Durability::Always] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        let (all, name, _) = crashed_log(&dir, durability, 4);
+        let path = dir.join(&name);
+        let mut bytes = fs::read(&path).unwrap();
+        let frames = frames_of(&bytes);
+        let (first, first_len) = frames[0];
+        let (last, last_len) = *frames.last().unwrap();
+        let end = last + last_len;
+        let copy = bytes[first..first + first_len].to_vec();
+        bytes[end..end + first_len].copy_from_slice(&copy);
+        // What is cut runs to the last non-zero byte.
+        let cut = copy.iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+        fs::write(&path, &bytes).unwrap();
+        let what = format!("{durability:?}");
+        let records = all.len() as u64;
+        for log in [Log::open_read_only(&dir, cfg(durability)).unwrap(), Log::open(&dir, cfg(durability)).unwrap()] {
+            assert_eq!(log.next_offset(), records, "{what}");
+            assert_eq!(log.recovery_report().truncated_bytes, cut, "{what}");
+            assert_eq!(log.read_from(0).unwrap().count() as u64, records, "{what}");
+        }
+        // The writer cut it: nothing is left to cut.
+        let log = Log::open(&dir, cfg(durability)).unwrap();
+        assert_eq!((log.next_offset(), log.recovery_report().truncated_bytes), (records, 0), "{what}");
+    }
+}
+
+#[test]
+fn a_footer_after_the_records_that_does_not_match_them_is_a_torn_tail() {
+    // A crash while sealing leaves a valid footer right after the records in
+    // an untrimmed file: that footer is not torn data. A valid footer that
+    // describes other records (another count, another end) is.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let (all, name, base) = crashed_log(&dir, Durability::Never, 4);
+    let path = dir.join(&name);
+    let original = fs::read(&path).unwrap();
+    let frames = frames_of(&original);
+    let end = frames.last().map(|&(p, l)| p + l).unwrap();
+    let records = all.len() as u64;
+    let footer = SegmentFooter {
+        base_offset: base,
+        data_end: end as u64,
+        record_count: frames.len() as u64,
+        next_offset: records,
+        max_timestamp: all.iter().filter(|r| r.offset >= base).map(|r| r.timestamp).max().unwrap(),
+        index_crc: 0,
+        timeindex_crc: 0,
+    };
+    let cases = [
+        ("the footer of these records", footer, 0),
+        // Footers that decode (their count matches their offsets, and they
+        // end where they stand) but describe other records.
+        (
+            "a footer of fewer records",
+            SegmentFooter { next_offset: records - 1, record_count: frames.len() as u64 - 1, ..footer },
+            FOOTER_LEN as u64,
+        ),
+        (
+            "a footer of more records",
+            SegmentFooter { next_offset: records + 1, record_count: frames.len() as u64 + 1, ..footer },
+            FOOTER_LEN as u64,
+        ),
+        (
+            "a footer of another base offset",
+            SegmentFooter { base_offset: base + 1, record_count: frames.len() as u64 - 1, ..footer },
+            FOOTER_LEN as u64,
+        ),
+    ];
+    for (what, f, cut) in cases {
+        let mut bytes = original.clone();
+        bytes[end..end + FOOTER_LEN].copy_from_slice(&f.encode());
+        fs::write(&path, &bytes).unwrap();
+        for log in [
+            Log::open_read_only(&dir, cfg(Durability::Never)).unwrap(),
+            Log::open(&dir, cfg(Durability::Never)).unwrap(),
+        ] {
+            assert_eq!(log.next_offset(), records, "{what}");
+            assert_eq!(log.recovery_report().truncated_bytes, cut, "{what}");
+        }
+        log_reopens_clean(&dir, records, what);
+    }
+}
+
+/// Opens `dir` again (after a writer's recovery) and checks that it holds
+/// `records` records and that `verify` finds nothing wrong.
+fn log_reopens_clean(dir: &Path, records: u64, what: &str) {
+    let log = Log::open(dir, cfg(Durability::Never)).unwrap();
+    assert_eq!(log.read_from(0).unwrap().count() as u64, records, "{what}");
+    assert_eq!(log.recovery_report().truncated_bytes, 0, "{what}: nothing left to cut");
+    log.abandon();
+}
+
+#[test]
+fn a_sealed_footer_that_disagrees_with_its_records_is_corruption() {
+    // A footer whose checksum is right but whose count or largest timestamp
+    // is not the records': found when the segment's index is rebuilt (its
+    // index files are gone) and by `verify`.
+    let tmp = tempfile::tempdir().unwrap();
+    let original = tmp.path().join("original");
+    let log = Log::open(&original, cfg(Durability::Never)).unwrap();
+    append_n(&log, 30, 300);
+    log.close().unwrap();
+    // The last segment: a footer of another end offset is refused only by
+    // the scan there (before it, the next segment's base would disagree).
+    let first = segment_files(&original).last().unwrap().clone();
+    let bytes = fs::read(&first).unwrap();
+    let len = bytes.len();
+    let footer = SegmentFooter::decode(&bytes[len - FOOTER_LEN..], len as u64).unwrap();
+    let cases = [
+        (
+            "end offset",
+            SegmentFooter { record_count: footer.record_count + 1, next_offset: footer.next_offset + 1, ..footer },
+            "ends at offset",
+        ),
+        ("largest timestamp", SegmentFooter { max_timestamp: footer.max_timestamp - 1, ..footer }, "largest timestamp"),
+    ];
+    for (what, f, says) in cases {
+        let dir = tmp.path().join(what.replace(' ', "-"));
+        common::copy_dir(&original, &dir);
+        let path = dir.join(first.file_name().unwrap());
+        let mut b = bytes.clone();
+        b[len - FOOTER_LEN..].copy_from_slice(&f.encode());
+        fs::write(&path, &b).unwrap();
+        let report = annal::inspect::verify(&dir).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.severity == annal::inspect::Severity::Corruption && p.message.contains(says)),
+            "{what}: {:?}",
+            report.problems
+        );
+        for ext in ["index", "timeindex"] {
+            fs::remove_file(path.with_extension(ext)).unwrap();
+        }
+        let log = Log::open(&dir, cfg(Durability::Never)).unwrap();
+        match log.read_from(0).unwrap().find_map(Result::err) {
+            Some(Error::Corruption { kind: CorruptionKind::BadFooter(why), .. }) => {
+                assert!(why.contains(says), "{what}: {why}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
 }
