@@ -38,12 +38,16 @@ fn a_parked_log_reads_appends_syncs_closes_and_recovers_as_before() {
     let _serial = serial();
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let cfg = || common::small_cfg().durability(Durability::Never);
+    let io = Arc::new(common::FaultIo::new());
+    let cfg = || common::small_cfg().durability(Durability::Never).io(io.clone());
     let log = Log::open(&dir, cfg()).unwrap();
     assert!(!log.park().unwrap(), "an open log has no active segment until its first append");
     for i in 0..10 {
-        log.append(&Record::new(&value(i))).unwrap();
+        log.append(&Record::new(&value(i)).with_timestamp(1_000 + (i as i64 * 7) % 5)).unwrap();
     }
+    // What the segment list says of the active segment, then of the parked one.
+    let max_timestamp = read_all(&log).unwrap().iter().map(|r| r.timestamp).max().unwrap();
+    assert_eq!(log.segments()[0].max_timestamp, max_timestamp);
     let mut reader = log.read_from(0).unwrap();
     for i in 0..4 {
         assert_eq!(reader.next_record().unwrap().unwrap().offset(), i);
@@ -58,14 +62,22 @@ fn a_parked_log_reads_appends_syncs_closes_and_recovers_as_before() {
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(0));
     assert_eq!(log.segments().len(), 1);
     assert_eq!(log.segments()[0].records, 10);
+    assert_eq!(log.segments()[0].max_timestamp, max_timestamp);
     for i in 4..10 {
         assert_eq!(reader.next_record().unwrap().unwrap().offset(), i);
     }
     assert!(reader.next_record().unwrap().is_none());
-    // A sync of a parked log: durable, without opening its map.
+    // A sync of a parked log: durable, without opening its map: an fsync of
+    // the file, then the checkpoint in its header.
     assert_eq!(log.durable_offset(), 0);
+    let syncs = io.sync_count();
     log.sync().unwrap();
     assert_eq!(log.durable_offset(), 10);
+    assert!(io.sync_count() > syncs, "the parked segment was not fsynced");
+    let data_end = annal::segment::DATA_START as u64 + log.segments()[0].data_bytes;
+    let head = std::fs::read(dir.join(annal::segment::log_file_name(0))).unwrap();
+    let checkpoint = annal::segment::header::decode_checkpoint(&head[..annal::segment::DATA_START]);
+    assert_eq!(checkpoint, Some(data_end), "the checkpoint vouches for the synced records");
     log.append(&Record::new(&value(10))).unwrap();
     assert_eq!(reader.next_record().unwrap().unwrap().offset(), 10, "the reader goes on into the taken-up segment");
     // Park and crash: recovery finds everything (the page cache kept it),

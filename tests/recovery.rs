@@ -1172,3 +1172,30 @@ fn a_sealed_footer_that_disagrees_with_its_records_is_corruption() {
         }
     }
 }
+
+#[test]
+fn a_recovered_segment_that_ends_at_its_last_record_seals() {
+    // A crashed segment file cut right after its last record (the file
+    // system kept what was written, not the allocation after it): recovery
+    // takes it as it is, and sealing first grows the file to hold the footer.
+    for durability in [Durability::Never, Durability::Always] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        let (all, name, _) = crashed_log(&dir, durability, 4);
+        let path = dir.join(&name);
+        let bytes = fs::read(&path).unwrap();
+        let end = frames_of(&bytes).last().map(|&(p, l)| p + l).unwrap();
+        fs::write(&path, &bytes[..end]).unwrap();
+        let what = format!("{durability:?}");
+        let log = Log::open(&dir, cfg(durability)).unwrap();
+        assert_eq!((log.next_offset(), log.recovery_report().truncated_bytes), (all.len() as u64, 0), "{what}");
+        log.close().unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), (end + FOOTER_LEN) as u64, "{what}: sealed after its records");
+        let log = Log::open(&dir, cfg(durability)).unwrap();
+        assert_eq!(log.recovery_report().scanned_segment, None, "{what}: closed cleanly");
+        assert_eq!(common::read_all(&log).unwrap().len(), all.len(), "{what}");
+        drop(log);
+        let report = annal::inspect::verify(&dir).unwrap();
+        assert!(report.is_clean(), "{what}: {:?}", report.problems);
+    }
+}
