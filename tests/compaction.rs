@@ -1132,6 +1132,7 @@ fn a_compacted_last_segment_without_its_footer_is_corruption_not_a_torn_tail() {
 /// `annal read`, `stats`, `verify`, `dump` and `tail` on a compacted log
 /// whose last segment is compacted and ends in a gap; `tail` then follows a
 /// writer that appends after it.
+#[cfg(feature = "cli")]
 #[test]
 fn the_command_line_reads_and_follows_a_compacted_log() {
     use common::cli::{annal, spawn_lines};

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "object-store")]
 pub mod s3;
