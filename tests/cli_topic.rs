@@ -346,3 +346,25 @@ fn compact_keeps_the_latest_record_of_each_key() {
     let text = ok(&["compact", "--dir", d, "--topic", "state"], b"");
     assert!(text.ends_with("compaction: 0 record(s), 0 bytes removed from 2 partition(s); 0 failure(s)\n"), "{text}");
 }
+
+/// After a clean close every segment of a partition is sealed, and compaction
+/// examines and rewrites all of them, the last one included (only an active
+/// segment is left alone, and a closed partition has none).
+#[test]
+fn compact_after_a_clean_close_rewrites_every_sealed_segment_the_last_included() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d, "--cleanup-policy", "compact", "--segment-bytes", "4096"], b"");
+    let lines: String = (0..400).map(|i| format!("value-{i}\n")).collect();
+    ok(&["produce", "t", "--dir", d, "--key", "k"], lines.as_bytes());
+    let describe = ok(&["topic", "describe", "t", "--dir", d], b"");
+    let row = describe.lines().last().unwrap();
+    let segments: usize = row.split('\t').nth(4).unwrap().parse().unwrap();
+    assert!(segments >= 3, "{describe}");
+    let text = ok(&["compact", "--dir", d, "--topic", "t"], b"");
+    // One key: every segment holds superseded records, the last one too
+    // (it holds more than the key's latest record).
+    assert!(text.contains(&format!("1 key(s); rewrote {segments} of {segments} segment(s); removed 399 record(s)")), "{text}");
+    let left = ok(&["consume", "t", "--dir", d], b"");
+    assert!(left.lines().count() == 1 && left.ends_with("\tk\tvalue-399\n"), "{left}");
+}
