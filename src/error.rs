@@ -178,11 +178,32 @@ pub enum Error {
         /// Why it was not recognised.
         reason: String,
     },
-    /// Another handle or process holds the log open for writing.
-    #[error("the log at {path} is locked by another writer")]
+    /// Another handle or process holds the log open for writing
+    /// ([`crate::Log::open`]).
+    #[error("the log at {path} is locked by another writer{}", holder(*pid))]
     Locked {
         /// The log directory.
         path: PathBuf,
+        /// The process that holds the lock, as it wrote in the lock file.
+        pid: Option<u32>,
+    },
+    /// The directory does not hold a topic store ([`crate::Store::open_read_only`],
+    /// or [`crate::Store::open`] given a file).
+    #[error("{path} is not an annal store: {reason}")]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+        /// Why it was not recognised.
+        reason: String,
+    },
+    /// Another handle or process holds the topic store open for writing
+    /// ([`crate::Store::open`]).
+    #[error("the store at {path} is locked by another writer{}", holder(*pid))]
+    StoreLocked {
+        /// The store's root directory.
+        path: PathBuf,
+        /// The process that holds the lock, as it wrote in the lock file.
+        pid: Option<u32>,
     },
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
@@ -275,5 +296,15 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
         self.map_err(|e| Error::io(op, path, e))
+    }
+}
+
+/// " (process N)", naming the holder of a lock in [`Error::Locked`] and
+/// [`Error::StoreLocked`], or nothing if it is not known.
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) if pid == std::process::id() => format!(" (process {pid}: this one)"),
+        Some(pid) => format!(" (process {pid})"),
+        None => String::new(),
     }
 }

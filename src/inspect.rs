@@ -160,8 +160,8 @@ struct Listing {
 /// Lists a log directory the way opening it read-only does, and fails with
 /// [`Error::NotALog`] in the same cases (no directory; no segment and no lock file).
 fn list_dir(dir: &Path) -> Result<Listing> {
-    if !dir.is_dir() {
-        return Err(Error::NotALog { path: dir.to_owned(), reason: "no such directory".into() });
+    if let Some(reason) = crate::log::not_a_directory(dir) {
+        return Err(Error::NotALog { path: dir.to_owned(), reason });
     }
     let mut bases = Vec::new();
     let mut others = Vec::new();
@@ -181,7 +181,7 @@ fn list_dir(dir: &Path) -> Result<Listing> {
     }
     bases.sort_unstable();
     if bases.is_empty() && !has_lock {
-        return Err(Error::NotALog { path: dir.to_owned(), reason: "no segment files and no lock file".into() });
+        return Err(Error::NotALog { path: dir.to_owned(), reason: crate::log::no_log_files(dir) });
     }
     // Index files of existing segments are part of the log; anything else is ignored.
     let mut ignored: Vec<PathBuf> = others

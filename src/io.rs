@@ -141,3 +141,25 @@ impl SyncedFile {
 pub(crate) fn open_rw(path: &Path, create: bool) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)
 }
+
+/// Takes the exclusive lock (`flock`) on an open lock file, and writes this
+/// process's id into it for the message a second writer gets. `Ok(Err(pid))`
+/// if another handle holds it: `pid` is the id its holder wrote, if it could
+/// be read. The id is informational: failing to write it is not an error.
+pub(crate) fn lock_exclusive(file: &File) -> io::Result<Result<(), Option<u32>>> {
+    use std::os::unix::fs::FileExt;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = format!("{}\n", std::process::id());
+            let _ = file.set_len(0).and_then(|()| file.write_all_at(pid.as_bytes(), 0));
+            Ok(Ok(()))
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut buf = [0u8; 16];
+            let n = file.read_at(&mut buf, 0).unwrap_or(0);
+            let pid = std::str::from_utf8(&buf[..n]).ok().and_then(|s| s.trim().parse().ok());
+            Ok(Err(pid))
+        }
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}

@@ -115,9 +115,67 @@ fn commands_refuse_what_is_not_a_store_and_create_nothing() {
         &["consume", "t", "--dir", m],
         &["retention", "run", "--dir", m],
     ] {
-        fails(args, b"x\n", 1, "not an annal");
+        fails(args, b"x\n", 1, "is not an annal store: no such directory");
         assert!(!missing.exists(), "{args:?} created the directory");
     }
+}
+
+/// A file where a directory goes, a log where a store goes and the other way
+/// round, and a negative count: each gets one line saying what is wrong and
+/// what to run instead.
+#[test]
+fn wrong_kinds_of_directory_and_negative_numbers_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let f = p(&file);
+    for args in [&["topic", "list", "--dir", f][..], &["produce", "t", "--dir", f], &["consume", "t", "--dir", f]] {
+        fails(args, b"x\n", 1, "is not an annal store: it is a file, not a directory");
+    }
+    for args in [&["read", f][..], &["append", f], &["stats", f], &["tail", f]] {
+        fails(args, b"x\n", 1, "is not an annal log: it is a file, not a directory");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+
+    let store = tmp.path().join("store");
+    let s = p(&store);
+    ok(&["topic", "create", "t", "--dir", s], b"");
+    let out = fails(&["read", s], b"", 1, "(it is a topic store)");
+    assert!(
+        stderr(&out).contains(&format!("read its topics with `annal consume TOPIC --dir {s}`")),
+        "{}",
+        stderr(&out)
+    );
+    let log = tmp.path().join("log");
+    let l = p(&log);
+    ok(&["append", l], b"x\n");
+    let out = fails(&["consume", "t", "--dir", l], b"", 1, "is not an annal store: no topics directory");
+    assert!(stderr(&out).contains(&format!("it is a log, read it with `annal read {l}`")), "{}", stderr(&out));
+
+    fails(&["consume", "t", "--dir", s, "--max", "-1"], b"", 1, "--max -1: must be a non-negative integer");
+    fails(&["read", l, "--from", "-3"], b"", 1, "--from -3: must be a non-negative integer");
+    fails(
+        &["topic", "create", "u", "--dir", s, "--partitions", "-2"],
+        b"",
+        1,
+        "--partitions -2: must be a non-negative",
+    );
+}
+
+/// A second writer of a store is refused with the store's path and the
+/// process that holds it, which wrote its id into the lock file.
+#[test]
+fn a_locked_store_names_the_process_that_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d], b"");
+    let store = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    let lock = std::fs::read_to_string(tmp.path().join("store.lock")).unwrap();
+    assert_eq!(lock, format!("{}\n", std::process::id()));
+    let needle = format!("the store at {d} is locked by another writer (process {})", std::process::id());
+    fails(&["produce", "t", "--dir", d], b"x\n", 1, &needle);
+    store.close().unwrap();
+    ok(&["produce", "t", "--dir", d], b"x\n");
 }
 
 #[test]
@@ -125,9 +183,24 @@ fn produce_routes_by_key_partition_or_round_robin_and_consume_prints_them() {
     let tmp = tempfile::tempdir().unwrap();
     let d = p(tmp.path());
     ok(&["topic", "create", "t", "--dir", d, "--partitions", "4", "--segment-bytes", "65536"], b"");
-    // Keyless: round-robin, one `partition<tab>offset` line per record.
-    let out = ok(&["produce", "t", "--dir", d, "--durability", "never"], b"a\nb\nc\nd\ne\n");
-    assert_eq!(out, "0\t0\n1\t0\n2\t0\n3\t0\n0\t1\n");
+    // Keyless: round-robin from a random partition, one `partition<tab>offset`
+    // line per record.
+    ok(&["topic", "create", "rr", "--dir", d, "--partitions", "4", "--segment-bytes", "65536"], b"");
+    let out = ok(&["produce", "rr", "--dir", d, "--durability", "never"], b"a\nb\nc\nd\ne\n");
+    let sent: Vec<(u32, u64)> = out
+        .lines()
+        .map(|l| {
+            let (p, o) = l.split_once('\t').unwrap();
+            (p.parse().unwrap(), o.parse().unwrap())
+        })
+        .collect();
+    let first = sent[0].0;
+    let expected: Vec<(u32, u64)> = (0..5).map(|i| ((first + i) % 4, u64::from(i / 4))).collect();
+    assert_eq!(sent, expected, "{out}");
+    // The same layout in t, by explicit partitions.
+    for (value, partition) in [("a", "0"), ("b", "1"), ("c", "2"), ("d", "3"), ("e", "0")] {
+        ok(&["produce", "t", "--dir", d, "--partition", partition], format!("{value}\n").as_bytes());
+    }
     // Keyed: fnv1a_64("user-1") % 4 = 0, fnv1a_64("user-3") % 4 = 2.
     assert_eq!(ok(&["produce", "t", "--dir", d, "--key", "user-1"], b"k1\nk2\n"), "0\t2\n0\t3\n");
     assert_eq!(ok(&["produce", "t", "--dir", d, "--key", "user-3"], b"k3\n"), "2\t1\n");
@@ -364,7 +437,27 @@ fn compact_after_a_clean_close_rewrites_every_sealed_segment_the_last_included()
     let text = ok(&["compact", "--dir", d, "--topic", "t"], b"");
     // One key: every segment holds superseded records, the last one too
     // (it holds more than the key's latest record).
-    assert!(text.contains(&format!("1 key(s); rewrote {segments} of {segments} segment(s); removed 399 record(s)")), "{text}");
+    assert!(
+        text.contains(&format!("1 key(s); rewrote {segments} of {segments} segment(s); removed 399 record(s)")),
+        "{text}"
+    );
     let left = ok(&["consume", "t", "--dir", d], b"");
     assert!(left.lines().count() == 1 && left.ends_with("\tk\tvalue-399\n"), "{left}");
+}
+
+/// One keyless record per `produce` process: each process starts its
+/// round-robin at a random partition, so the records spread over the
+/// partitions instead of all going to partition 0.
+#[test]
+fn one_record_per_produce_process_spreads_over_the_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d, "--partitions", "4", "--segment-bytes", "65536"], b"");
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let out = ok(&["produce", "t", "--dir", d, "--durability", "never"], format!("r{i}\n").as_bytes());
+        used.insert(out.split('\t').next().unwrap().to_owned());
+    }
+    // All 20 in one partition by chance: probability 4^-19.
+    assert!(used.len() > 1, "every process started at partition {used:?}");
 }

@@ -470,7 +470,12 @@ fn invalid_configurations_are_refused() {
 fn second_writer_is_locked_out() {
     let tmp = tempfile::tempdir().unwrap();
     let log = Log::open(tmp.path(), common::small_cfg()).unwrap();
-    assert!(matches!(Log::open(tmp.path(), common::small_cfg()), Err(Error::Locked { .. })));
+    match Log::open(tmp.path(), common::small_cfg()) {
+        Err(e @ Error::Locked { pid: Some(pid), .. }) if pid == std::process::id() => {
+            assert!(e.to_string().ends_with(&format!("locked by another writer (process {pid}: this one)")), "{e}");
+        }
+        other => panic!("expected Locked naming this process, got {other:?}"),
+    }
     log.close().unwrap();
     let log = Log::open(tmp.path(), common::small_cfg()).unwrap();
     log.abandon();

@@ -797,7 +797,10 @@ fn a_second_writer_is_locked_out_and_readers_are_not() {
     let (dir, store, t) = store_with_topic("t", tiny(2));
     t.send_to(1, &Record::new(b"hello")).unwrap();
     match Store::open(dir.path(), cfg()) {
-        Err(Error::Locked { path }) => assert_eq!(path, dir.path()),
+        Err(Error::StoreLocked { path, pid }) => {
+            assert_eq!(path, dir.path());
+            assert_eq!(pid, Some(std::process::id()), "the holder's pid is in the lock file");
+        }
         other => panic!("expected Locked, got {other:?}"),
     }
     // A read-only store sees what the writer wrote and changes nothing.
@@ -816,7 +819,7 @@ fn a_second_writer_is_locked_out_and_readers_are_not() {
     Store::open(dir.path(), cfg()).unwrap().close().unwrap();
     // Read-only needs a store; it creates nothing.
     let missing = dir.path().join("missing");
-    assert!(matches!(Store::open_read_only(&missing, cfg()), Err(Error::NotALog { .. })));
+    assert!(matches!(Store::open_read_only(&missing, cfg()), Err(Error::NotAStore { .. })));
     assert!(!missing.exists());
 }
 

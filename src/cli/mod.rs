@@ -116,6 +116,12 @@ impl From<annal::Error> for Failure {
         match &e {
             annal::Error::Corruption { .. } => Failure::Corruption(e.to_string()),
             annal::Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+            annal::Error::NotALog { path, .. } if path.join(annal::topic::TOPICS_DIR_NAME).is_dir() => {
+                Failure::Error(format!("{e}: read its topics with `annal consume TOPIC --dir {}`", path.display()))
+            }
+            annal::Error::NotAStore { path, .. } if path.join(annal::log::LOCK_FILE_NAME).is_file() => {
+                Failure::Error(format!("{e}: it is a log, read it with `annal read {}`", path.display()))
+            }
             _ => Failure::Error(e.to_string()),
         }
     }
@@ -257,7 +263,16 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             let message = rendered.split("\n\nUsage:").next().unwrap_or(&rendered);
             let message = message.split("\n\nFor more information").next().unwrap_or(message);
             let message = message.strip_prefix("error: ").unwrap_or(message);
-            let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            // A negative number where a count or an offset goes reads to clap
+            // as an unknown flag, and its tip (`-- -1`) misleads: say what is wrong.
+            if let Some(clap::error::ContextValue::String(arg)) = e.get(clap::error::ContextKind::InvalidArg)
+                && e.kind() == ErrorKind::UnknownArgument
+                && arg.strip_prefix('-').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                let flag = negative_value_flag(arg);
+                one_line = format!("{flag}{arg}: must be a non-negative integer");
+            }
             // `annal COMMAND --help`, or `annal COMMAND SUBCOMMAND --help` for topic and retention.
             let args: Vec<String> = std::env::args().skip(1).take(2).collect();
             let known = |list: &[&str], a: Option<&String>| a.filter(|a| list.contains(&a.as_str())).cloned();
@@ -279,5 +294,16 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// The flag a negative number on the command line was given to (`--max `),
+/// or nothing if it came on its own.
+fn negative_value_flag(value: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == value);
+    match at.and_then(|i| i.checked_sub(1)).map(|i| &args[i]) {
+        Some(flag) if flag.starts_with("--") => format!("{flag} "),
+        _ => String::new(),
     }
 }

@@ -11,7 +11,7 @@ use annal::log::ArchivePolicy;
 use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
 use annal::{CleanupPolicy, Retention, Store, StoreConfig, TopicConfig};
 
-use super::{CliResult, Failure, finish_pass, now_ms, print, progress_bar};
+use super::{CliResult, finish_pass, now_ms, print, progress_bar};
 
 /// Create, list, describe or delete the topics of a store.
 ///
@@ -181,10 +181,13 @@ pub(crate) fn open_existing(dir: &Path, config: StoreConfig) -> CliResult<Store>
 
 /// Refuses a directory that holds no store.
 pub(crate) fn require_store(dir: &Path) -> CliResult {
-    if !dir.join(TOPICS_DIR_NAME).is_dir() {
-        return Err(Failure::Error(format!("{} is not an annal store: no topics directory", dir.display())));
-    }
-    Ok(())
+    let reason = match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => "it is a file, not a directory",
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such directory",
+        _ if !dir.join(TOPICS_DIR_NAME).is_dir() => "no topics directory",
+        _ => return Ok(()),
+    };
+    Err(annal::Error::NotAStore { path: dir.to_owned(), reason: reason.into() }.into())
 }
 
 fn create(args: &CreateArgs) -> CliResult {

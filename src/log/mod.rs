@@ -41,6 +41,26 @@ use writer::WriterState;
 /// second writer out.
 pub const LOCK_FILE_NAME: &str = "annal.lock";
 
+/// Why `dir` cannot be a log directory to read, if it is not a directory:
+/// "no such directory", or that it is a file.
+pub(crate) fn not_a_directory(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => None,
+        Ok(_) => Some("it is a file, not a directory".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such directory".into()),
+        Err(e) => Some(format!("cannot be read: {e}")),
+    }
+}
+
+/// Why a directory without segment files or a lock file is not a log,
+/// naming a topic store when it holds one (its `topics` directory).
+pub(crate) fn no_log_files(dir: &Path) -> String {
+    match dir.join(crate::topic::TOPICS_DIR_NAME).is_dir() {
+        true => "no segment files and no lock file (it is a topic store)".into(),
+        false => "no segment files and no lock file".into(),
+    }
+}
+
 /// What opening the log found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -19,21 +19,22 @@ use crate::segment::{
 pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Shared> {
     config.validate()?;
     let lock = if read_only {
-        if !dir.is_dir() {
-            return Err(Error::NotALog { path: dir.to_owned(), reason: "no such directory".into() });
+        if let Some(reason) = crate::log::not_a_directory(dir) {
+            return Err(Error::NotALog { path: dir.to_owned(), reason });
         }
         None
     } else {
+        if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::NotALog { path: dir.to_owned(), reason: "it is a file, not a directory".into() });
+        }
         let created = !dir.exists();
         fs::create_dir_all(dir).ctx("create log directory", dir)?;
         let lock_path = dir.join(LOCK_FILE_NAME);
         let lock = crate::io::open_rw(&lock_path, true).ctx("open lock file", &lock_path)?;
-        if config.own_lock {
-            match lock.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir.to_owned() }),
-                Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", lock_path, e)),
-            }
+        if config.own_lock
+            && let Err(pid) = crate::io::lock_exclusive(&lock).ctx("lock", &lock_path)?
+        {
+            return Err(Error::Locked { path: dir.to_owned(), pid });
         }
         if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             config.io.sync_dir(parent).ctx("fsync directory", parent)?;
@@ -91,7 +92,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     }
     report.segments = bases.len();
     if read_only && bases.is_empty() && !dir.join(LOCK_FILE_NAME).exists() {
-        return Err(Error::NotALog { path: dir.to_owned(), reason: "no segment files and no lock file".into() });
+        return Err(Error::NotALog { path: dir.to_owned(), reason: crate::log::no_log_files(dir) });
     }
     if !report.removed_temp_files.is_empty() {
         config.io.sync_dir(dir).ctx("fsync directory", dir)?;

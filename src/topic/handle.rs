@@ -73,7 +73,9 @@ pub(crate) struct TopicState {
 /// many threads at once. A record with a key goes to partition
 /// [`partition_for_key`]`(key, partitions)`, so records with the same key
 /// stay in order in one partition; a record without a key goes to the
-/// partitions in turn (round-robin). Offsets are per partition.
+/// partitions in turn (round-robin), starting at a partition chosen at random
+/// for each handle, so that short-lived producers that each send a few
+/// records spread them over all partitions. Offsets are per partition.
 ///
 /// Once the topic is deleted, every call on a handle still held gives
 /// [`Error::UnknownTopic`]; once the store is closed, [`Error::Closed`].
@@ -145,7 +147,7 @@ impl Topic {
             log_config,
             read_only,
             state: RwLock::new(TopicState { meta, logs, gone: None }),
-            round_robin: AtomicU64::new(0),
+            round_robin: AtomicU64::new(random_start()),
         })
     }
 
@@ -460,4 +462,11 @@ pub(crate) fn partition_config(config: &LogConfig, topic: &str, p: u32) -> LogCo
     // The store's lock keeps a second writer out of every partition.
     config.own_lock = false;
     config
+}
+
+/// A random starting point for round-robin sends: the randomly keyed
+/// hasher the standard library seeds from the operating system.
+fn random_start() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }

@@ -295,7 +295,7 @@ struct RetentionThread {
 /// <root>/topics/<name>/<00000..>/        one annal log per partition
 /// ```
 ///
-/// One `Store` handle per directory writes (a second gets [`Error::Locked`]);
+/// One `Store` handle per directory writes (a second gets [`Error::StoreLocked`]);
 /// it is `Send + Sync`, and its [`Topic`] handles may be used from many
 /// threads. See the [module documentation](crate::topic) for an example.
 #[derive(Debug)]
@@ -309,7 +309,7 @@ impl Store {
     /// Opens the store in `dir` for reading and writing, creating the
     /// directory and an empty store if needed, and opens every topic (each
     /// partition log recovers as [`Log::open`] does). Fails with
-    /// [`Error::Locked`] if another handle has the store open.
+    /// [`Error::StoreLocked`] if another handle has the store open.
     ///
     /// Deletions and creations a crash interrupted are finished or undone. A
     /// topic that cannot be opened (a damaged `topic.meta`, a locked or
@@ -324,14 +324,15 @@ impl Store {
         }
         let root = dir.as_ref().to_owned();
         let io = Arc::clone(&config.log.io);
+        if fs::metadata(&root).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::NotAStore { path: root, reason: "it is a file, not a directory".into() });
+        }
         let created = !root.exists();
         fs::create_dir_all(&root).ctx("create store directory", &root)?;
         let lock_path = root.join(STORE_LOCK_FILE_NAME);
         let lock = crate::io::open_rw(&lock_path, true).ctx("open lock file", &lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: root }),
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", lock_path, e)),
+        if let Err(pid) = crate::io::lock_exclusive(&lock).ctx("lock", &lock_path)? {
+            return Err(Error::StoreLocked { path: root, pid });
         }
         if created && let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
             io.sync_dir(parent).ctx("fsync directory", parent)?;
@@ -355,7 +356,7 @@ impl Store {
     /// are opened with [`Log::open_read_only`], and every change (sends,
     /// topic creation, retention, ...) gives [`Error::ReadOnly`]. No retention
     /// thread is started. A directory without a `topics` directory gives
-    /// [`Error::NotALog`].
+    /// [`Error::NotAStore`].
     pub fn open_read_only(dir: impl AsRef<Path>, mut config: StoreConfig) -> Result<Store> {
         config.validate()?;
         if config.log.shared_limits.is_none() {
@@ -364,8 +365,11 @@ impl Store {
         }
         let root = dir.as_ref().to_owned();
         let topics_dir = root.join(TOPICS_DIR_NAME);
+        if let Some(reason) = crate::log::not_a_directory(&root) {
+            return Err(Error::NotAStore { path: root, reason });
+        }
         if !topics_dir.is_dir() {
-            return Err(Error::NotALog { path: root, reason: "no topics directory: not an annal store".into() });
+            return Err(Error::NotAStore { path: root, reason: "no topics directory".into() });
         }
         let topics = scan(&topics_dir, &config.log, true)?;
         let inner = Arc::new(StoreInner::new(root, topics_dir, config, true, topics, None));
