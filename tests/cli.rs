@@ -719,3 +719,56 @@ fn verify_exit_status_says_what_kind_of_damage_it_found() {
         assert!(help.contains(needle), "verify --help documents {needle:?}: {help}");
     }
 }
+
+/// The README's command table lists every flag that each command's `--help`
+/// shows.
+#[test]
+fn the_readme_command_table_lists_every_flag_of_every_command() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let cells: Vec<&str> =
+        readme.lines().filter(|l| l.starts_with("| `annal ")).map(|l| l.split(" | ").next().unwrap()).collect();
+    let commands = [
+        "bench",
+        "append",
+        "read",
+        "tail",
+        "verify",
+        "dump",
+        "stats",
+        "topic create",
+        "topic list",
+        "topic describe",
+        "topic delete",
+        "produce",
+        "consume",
+        "retention run",
+        "compact",
+        "archive run",
+        "archive list",
+    ];
+    let mut missing = Vec::new();
+    for command in commands {
+        let words: Vec<&str> = command.split(' ').collect();
+        // The row (or rows) of the command: `annal topic list|describe NAME|delete NAME` covers three.
+        let rows: Vec<&str> = cells
+            .iter()
+            .copied()
+            .filter(|c| c.starts_with(&format!("| `annal {} ", words[0])) || *c == format!("| `annal {}`", words[0]))
+            .filter(|c| words.get(1).is_none_or(|sub| c.contains(sub)))
+            .collect();
+        assert!(!rows.is_empty(), "no row for `annal {command}` in the README's command table");
+        let help = stdout(&annal().args(&words).arg("--help").output().unwrap());
+        for line in help.lines() {
+            // `  --name <V>` or `  -f, --name`.
+            let t = line.trim_start();
+            let t = if t.len() > 4 && t.as_bytes()[0] == b'-' && t.as_bytes()[2] == b',' { &t[4..] } else { t };
+            if let Some(rest) = t.strip_prefix("--") {
+                let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '-').collect();
+                if name != "help" && !rows.iter().any(|r| r.contains(&format!("--{name}"))) {
+                    missing.push(format!("annal {command} --{name}"));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "flags in --help but not in the README's command table: {missing:?}");
+}

@@ -238,10 +238,27 @@ fn stats_counts_archived_segments() {
     let (text, _) = status(&["stats", d], 0);
     let l = line(&text, "big 0: ");
     assert!(l.starts_with("big 0: start offset 0, next offset 200, "), "{l}");
-    assert!(l.ends_with(&format!(", {archived} archived segment(s)")), "{l}");
-    assert!(line(&text, "big total: ").ends_with(&format!(", {archived} archived segment(s)")), "{text}");
-    assert!(line(&text, "store: 3 topic(s), 5 partition(s), ").ends_with(&format!(", {archived} archived segment(s)")));
+    // Segment counts include the archived ones, and say how many they are,
+    // as `topic describe` does; `verify` counts local segments and says so.
+    let segments: usize = l.split(", ").nth(3).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(segments >= archived, "{l}");
+    let counted = format!("{segments} segment(s) ({archived} archived), ");
+    assert!(l.contains(&counted), "{l}");
+    assert!(line(&text, "big total: ").contains(&counted), "{text}");
+    assert!(line(&text, "store: 3 topic(s), 5 partition(s), ").contains(&format!("({archived} archived)")), "{text}");
     assert!(!line(&text, "orders 0: ").contains("archived"), "{text}");
+    let describe = ok(&["topic", "describe", "big", "--dir", d], b"");
+    let row: Vec<&str> = describe.lines().last().unwrap().split('\t').collect();
+    assert_eq!((row[4], row[6]), (segments.to_string().as_str(), archived.to_string().as_str()), "{describe}");
+    let (text, _) = status(&["verify", d], 0);
+    let local = segments - archived;
+    assert!(line(&text, "big 0: ").contains(&format!("ok: {local} local segments (")), "{text}");
+    assert!(line(&text, "big 0: ").contains(&format!("and {archived} archived segments (")), "{text}");
+    // `stats` of the partition directory: the archived segments have no local file.
+    let (text, _) = status(&["stats", p(&dir.join("topics/big/00000"))], 0);
+    assert!(
+        text.contains(&format!("segments: {segments} ({segments} sealed, {archived} of them archived, 0 unsealed)"))
+    );
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn create_list_describe_delete() {
         "retention bytes: none\n",
         "segment bytes: 67108864\n",
         "tombstone retention ms: 86400000\n",
-        "partition\tstart\tnext\trecords\tsegments\tbytes\n",
+        "partition\tstart\tnext\trecords\tsegments\tbytes\tarchived\n",
         "0\t0\t0\t0\t",
         "2\t0\t0\t0\t",
     ] {
@@ -204,8 +204,9 @@ fn produce_routes_by_key_partition_or_round_robin_and_consume_prints_them() {
     // Keyed: fnv1a_64("user-1") % 4 = 0, fnv1a_64("user-3") % 4 = 2.
     assert_eq!(ok(&["produce", "t", "--dir", d, "--key", "user-1"], b"k1\nk2\n"), "0\t2\n0\t3\n");
     assert_eq!(ok(&["produce", "t", "--dir", d, "--key", "user-3"], b"k3\n"), "2\t1\n");
-    // Explicit partition, whatever the key.
-    assert_eq!(ok(&["produce", "t", "--dir", d, "--partition", "3", "--key", "user-1"], b"p3\n"), "3\t1\n");
+    // Explicit partition (a key with it is refused, not ignored).
+    fails(&["produce", "t", "--dir", d, "--partition", "3", "--key", "user-1"], b"p3\n", 1, "cannot be used with");
+    assert_eq!(ok(&["produce", "t", "--dir", d, "--partition", "3"], b"p3\n"), "3\t1\n");
     assert_eq!(ok(&["produce", "t", "--dir", d], b""), "");
     fails(&["produce", "t", "--dir", d, "--partition", "4"], b"", 1, "partition 4 is out of range");
     fails(&["produce", "nope", "--dir", d], b"x\n", 1, "unknown topic \"nope\"");
@@ -225,7 +226,7 @@ fn produce_routes_by_key_partition_or_round_robin_and_consume_prints_them() {
             ("2", "0", "\\N", "c"),
             ("2", "1", "user-3", "k3"),
             ("3", "0", "\\N", "d"),
-            ("3", "1", "user-1", "p3"),
+            ("3", "1", "\\N", "p3"),
         ]
     );
     // One partition, from an offset, at most N.
@@ -460,4 +461,65 @@ fn one_record_per_produce_process_spreads_over_the_partitions() {
     }
     // All 20 in one partition by chance: probability 4^-19.
     assert!(used.len() > 1, "every process started at partition {used:?}");
+}
+
+/// `--key-separator` splits each line into key and value; `--null-empty`
+/// makes an empty value a tombstone; `--tombstone KEY` sends tombstones
+/// alone. A line without the separator stops the command after the lines
+/// before it, which are stored and printed.
+#[test]
+fn produce_parses_keys_and_sends_tombstones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d, "--partitions", "1", "--cleanup-policy", "compact"], b"");
+    let out = ok(&["produce", "t", "--dir", d, "--key-separator", "::", "--null-empty"], b"a::1\nb::x::y\na::\n::v\n");
+    assert_eq!(out, "0\t0\n0\t1\n0\t2\n0\t3\n");
+    // Without --null-empty an empty value is an empty value.
+    assert_eq!(ok(&["produce", "t", "--dir", d, "--key-separator", ":"], b"c:\n"), "0\t4\n");
+    let out = fails(&["produce", "t", "--dir", d, "--key-separator", ":"], b"d:1\nno separator\ne:2\n", 1, "line 2");
+    assert!(stderr(&out).contains("has no key separator \":\": no separator"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "0\t5\n", "the record before the bad line is stored and acknowledged");
+    assert_eq!(ok(&["produce", "t", "--dir", d, "--tombstone", "b", "--tombstone", "c"], b"ignored\n"), "0\t6\n0\t7\n");
+
+    let rows = json_lines(&ok(&["consume", "t", "--dir", d, "--json"], b""));
+    let kv: Vec<(String, serde_json::Value)> =
+        rows.iter().map(|r| (r["key"].as_str().unwrap().to_owned(), r["value"].clone())).collect();
+    let s = |v: &str| serde_json::Value::String(v.into());
+    let null = serde_json::Value::Null;
+    assert_eq!(
+        kv,
+        [
+            ("a".into(), s("1")),
+            ("b".into(), s("x::y")),
+            ("a".into(), null.clone()),
+            ("".into(), s("v")),
+            ("c".into(), s("")),
+            ("d".into(), s("1")),
+            ("b".into(), null.clone()),
+            ("c".into(), null),
+        ]
+    );
+    fails(&["produce", "t", "--dir", d, "--null-empty"], b"x\n", 1, "--null-empty needs --key or --key-separator");
+    fails(&["produce", "t", "--dir", d, "--key", "k", "--key-separator", ":"], b"", 1, "cannot be used with");
+    fails(&["produce", "t", "--dir", d, "--key-separator", ""], b"", 1, "--key-separator");
+}
+
+/// `consume --follow` prints what the topic holds, then what producers in
+/// other processes append to any partition, until --max records.
+#[test]
+fn consume_follow_prints_what_is_appended_to_every_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = p(tmp.path());
+    ok(&["topic", "create", "t", "--dir", d, "--partitions", "3", "--segment-bytes", "65536"], b"");
+    ok(&["produce", "t", "--dir", d, "--partition", "1"], b"before\n");
+    let (mut child, rx) = common::cli::spawn_lines(&["consume", "t", "--dir", d, "--follow", "--max", "4"]);
+    let next = || rx.recv_timeout(std::time::Duration::from_secs(60)).expect("consume --follow printed a line");
+    assert!(next().starts_with("1\t0\t"));
+    for partition in ["2", "0", "1"] {
+        ok(&["produce", "t", "--dir", d, "--partition", partition], format!("to-{partition}\n").as_bytes());
+        let line = next();
+        assert!(line.starts_with(&format!("{partition}\t")) && line.ends_with(&format!("to-{partition}")), "{line}");
+    }
+    // --max 4 reached: it exits on its own.
+    assert!(child.wait().unwrap().success());
 }

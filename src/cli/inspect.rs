@@ -434,19 +434,20 @@ impl TopicTotals {
 
     fn describe(&self) -> String {
         format!(
-            "{} partition(s), {} record(s), {} segment(s), {} data bytes{}",
+            "{} partition(s), {} record(s), {} segment(s){}, {} data bytes",
             self.partitions,
             self.records,
             self.segments,
-            self.data_bytes,
-            archived(self.archived)
+            archived(self.archived),
+            self.data_bytes
         )
     }
 }
 
-/// `, N archived segment(s)`, or nothing if `n` is 0.
+/// ` (N archived)`, after a count of segments that includes archived ones,
+/// or nothing if `n` is 0.
 fn archived(n: usize) -> String {
-    if n > 0 { format!(", {n} archived segment(s)") } else { String::new() }
+    if n > 0 { format!(" ({n} archived)") } else { String::new() }
 }
 
 /// The stats lines of `topic`; adds its figures to `total`.
@@ -461,19 +462,18 @@ fn topic_stats(topic: &Topic, total: &mut TopicTotals) -> annal::Result<String> 
         limit(retention.get_max_age().map(|d| d.as_millis()), ""),
         limit(retention.get_max_bytes(), "")
     );
-    let archived_segments = topic.archived_segments()?;
     let mut sum = TopicTotals::default();
     for p in 0..meta.partitions {
         let i = topic.partition_info(p)?;
-        let n = archived_segments.iter().filter(|(q, _)| *q == p).count();
+        let n = i.archived_segments;
         text.push_str(&format!(
-            "{name} {p}: start offset {}, next offset {}, {} record(s), {} segment(s), {} data bytes{}\n",
+            "{name} {p}: start offset {}, next offset {}, {} record(s), {} segment(s){}, {} data bytes\n",
             i.start_offset,
             i.next_offset,
             i.records,
             i.segments,
-            i.data_bytes,
-            archived(n)
+            archived(n),
+            i.data_bytes
         ));
         sum.add(&TopicTotals {
             partitions: 1,
@@ -493,8 +493,10 @@ fn log_stats(args: &StatsArgs) -> CliResult {
     let segments = log.segments();
     let sealed = segments.iter().filter(|s| s.sealed).count();
     let data_bytes: u64 = segments.iter().map(|s| s.data_bytes).sum();
+    // Archived segments have no local file.
+    let archived: std::collections::HashSet<u64> = log.archived_segments().iter().map(|a| a.base_offset).collect();
     let mut file_bytes = 0;
-    for s in &segments {
+    for s in segments.iter().filter(|s| !archived.contains(&s.base_offset)) {
         let path = args.dir.join(log_file_name(s.base_offset));
         file_bytes +=
             std::fs::metadata(&path).map_err(|e| Failure::Error(format!("stat {}: {e}", path.display())))?.len();
@@ -502,13 +504,21 @@ fn log_stats(args: &StatsArgs) -> CliResult {
     let start = log.start_offset();
     let next = log.next_offset();
     let mut text = format!("log: {}\n", args.dir.display());
-    text.push_str(&format!("segments: {} ({sealed} sealed, {} unsealed)\n", segments.len(), segments.len() - sealed));
+    let archived_note = match archived.len() {
+        0 => String::new(),
+        n => format!(", {n} of them archived"),
+    };
+    text.push_str(&format!(
+        "segments: {} ({sealed} sealed{archived_note}, {} unsealed)\n",
+        segments.len(),
+        segments.len() - sealed
+    ));
     text.push_str(&format!(
         "records: {}\n",
         log.record_count().map_or_else(|e| format!("unknown ({e})"), |n| n.to_string())
     ));
     text.push_str(&format!("data bytes: {data_bytes}\n"));
-    text.push_str(&format!("segment file bytes: {file_bytes}\n"));
+    text.push_str(&format!("segment file bytes: {file_bytes} (local files)\n"));
     if next > start {
         // A damaged first or last record does not stop the report: `verify` says more.
         // The offset too if it is not the one above (compaction removed that record).

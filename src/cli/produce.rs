@@ -4,24 +4,32 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use annal::inspect::escape_bytes;
 use clap::Args;
 
 use annal::log::ArchivePolicy;
-use annal::{LocalDirArchive, LogConfig, Record, Store, StoreConfig};
+use annal::{LocalDirArchive, LogConfig, Record, RecordRef, Store, StoreConfig};
 
-use super::read::format_record;
+use super::read::{POLL, drain, follower_after, format_record};
 use super::topic::open_existing;
 use super::{CliResult, DurabilityArg, Failure, stdout_error};
 
 /// Send every line of stdin to a topic as one record, printing where each went.
 ///
 /// Each line of stdin, without its trailing newline, is the value of one
-/// record (bytes, not necessarily UTF-8). With --key, every record has that key
-/// and goes to the partition the key hashes to (FNV-1a 64-bit modulo the
-/// partition count); without, records go to the partitions in turn. With
-/// --partition, every record goes to that partition. For each record,
+/// record (bytes, not necessarily UTF-8). With --key, every record has that
+/// key; with --key-separator, each line is split at the first SEP into key
+/// and value (as kafka-console-producer's `parse.key` and `key.separator`),
+/// and a line without SEP is an error. A record with a key goes to the
+/// partition the key hashes to (FNV-1a 64-bit modulo the partition count);
+/// records without go to the partitions in turn, from a random one. With
+/// --partition, every record goes to that partition (records then have no
+/// key). With --null-empty, an empty value is sent as a tombstone (a null
+/// value, which compaction uses to delete its key); --tombstone KEY sends
+/// one tombstone per KEY and reads nothing. For each record,
 /// `PARTITION<tab>OFFSET` is printed once it is acknowledged under the chosen
-/// durability. The topic must exist (`annal topic create`).
+/// durability; after an error, nothing more is printed and the exit status is
+/// 1. The topic must exist (`annal topic create`).
 #[derive(Debug, Args)]
 pub(crate) struct ProduceArgs {
     /// The topic.
@@ -30,9 +38,20 @@ pub(crate) struct ProduceArgs {
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
     /// Key given to every record (none by default).
-    #[arg(long)]
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["partition", "key_separator", "tombstone"])]
     key: Option<String>,
-    /// Send every record to this partition instead of choosing one.
+    /// Split each line at the first SEP into key and value.
+    #[arg(long, value_name = "SEP", conflicts_with_all = ["partition", "tombstone"],
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    key_separator: Option<String>,
+    /// Send an empty value as a tombstone (needs --key or --key-separator).
+    #[arg(long, conflicts_with = "tombstone")]
+    null_empty: bool,
+    /// Send a tombstone for KEY instead of reading stdin (repeatable).
+    #[arg(long, value_name = "KEY", conflicts_with = "partition")]
+    tombstone: Vec<String>,
+    /// Send every record to this partition instead of choosing one by key or
+    /// in turn.
     #[arg(long, value_name = "P")]
     partition: Option<u32>,
     /// When a send counts as done: `always` waits for fsync, `interval`
@@ -72,6 +91,11 @@ pub(crate) struct ConsumeArgs {
     /// One JSON object per line instead of tab-separated text.
     #[arg(long)]
     json: bool,
+    /// After the records there are, keep printing the ones a writer appends
+    /// (as `annal tail` does for one log), until --max records or the end
+    /// of the output.
+    #[arg(long, short = 'f')]
+    follow: bool,
     /// The local-directory archive that `annal archive run` moved segments
     /// to: needed to read archived offsets.
     #[arg(long, value_name = "ARCHIVE")]
@@ -79,6 +103,9 @@ pub(crate) struct ConsumeArgs {
 }
 
 pub(crate) fn run_produce(args: &ProduceArgs) -> CliResult {
+    if args.null_empty && args.key.is_none() && args.key_separator.is_none() {
+        return Err(Failure::Error("--null-empty needs --key or --key-separator: a tombstone deletes a key".into()));
+    }
     let log_config = LogConfig::default().durability(args.durability.to_durability());
     let store = open_existing(&args.dir, StoreConfig::default().log_config(log_config))?;
     let topic = store.topic(&args.topic)?;
@@ -86,32 +113,59 @@ pub(crate) fn run_produce(args: &ProduceArgs) -> CliResult {
         // Checked up front, so that empty input still refuses a bad partition.
         topic.start_offset(p)?;
     }
-    let key = args.key.as_deref().map(str::as_bytes);
-    let mut input = BufReader::with_capacity(1 << 16, io::stdin());
     let mut stdout = io::stdout().lock();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = input.read_until(b'\n', &mut line).map_err(|e| Failure::Error(format!("reading stdin: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        let mut record = Record::new(&line);
-        if let Some(k) = key {
-            record = record.with_key(k);
-        }
+    let mut send = |record: &Record<'_>| -> CliResult {
         let (p, offset) = match args.partition {
-            Some(p) => (p, topic.send_to(p, &record)?),
-            None => topic.send(&record)?,
+            Some(p) => (p, topic.send_to(p, record)?),
+            None => topic.send(record)?,
         };
-        writeln!(stdout, "{p}\t{offset}").and_then(|()| stdout.flush()).map_err(stdout_error)?;
+        writeln!(stdout, "{p}\t{offset}").and_then(|()| stdout.flush()).map_err(stdout_error)
+    };
+    if !args.tombstone.is_empty() {
+        for key in &args.tombstone {
+            send(&Record::tombstone(key.as_bytes()))?;
+        }
+    } else {
+        let mut input = BufReader::with_capacity(1 << 16, io::stdin());
+        let mut line = Vec::new();
+        for number in 1.. {
+            line.clear();
+            let n = input.read_until(b'\n', &mut line).map_err(|e| Failure::Error(format!("reading stdin: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            let (key, value) = match (&args.key, &args.key_separator) {
+                (Some(k), _) => (Some(k.as_bytes()), &line[..]),
+                (None, Some(sep)) => match find(&line, sep.as_bytes()) {
+                    Some(at) => (Some(&line[..at]), &line[at + sep.len()..]),
+                    None => {
+                        return Err(Failure::Error(format!(
+                            "line {number} of stdin has no key separator {sep:?}: {}",
+                            escape_bytes(&line)
+                        )));
+                    }
+                },
+                (None, None) => (None, &line[..]),
+            };
+            let record = match key {
+                Some(k) if value.is_empty() && args.null_empty => Record::tombstone(k),
+                Some(k) => Record::new(value).with_key(k),
+                None => Record::new(value),
+            };
+            send(&record)?;
+        }
     }
     drop(topic);
     store.close()?;
     Ok(())
+}
+
+/// The position of the first `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
@@ -135,15 +189,21 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
     };
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let mut line = Vec::new();
-    let mut record_line = Vec::new();
+    let mut scratch = Vec::new();
     let mut printed = 0u64;
+    let room = |printed: u64| args.max.is_none_or(|max| printed < max);
+    // Where each partition's follower starts (--follow): the end of what it holds now.
+    let mut ends = Vec::with_capacity(partitions.len());
     let result = 'all: {
-        for p in partitions {
+        for &p in &partitions {
             let from = match (args.from, args.from_time) {
                 (Some(offset), _) => offset,
                 (None, Some(t)) => match topic.offset_for_timestamp(p, t) {
                     Ok(Some(offset)) => offset,
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        ends.push((p, topic.next_offset(p)?));
+                        continue;
+                    }
                     Err(e) => break 'all Err(Failure::from(e)),
                 },
                 (None, None) => topic.start_offset(p)?,
@@ -153,21 +213,12 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
                 Err(e) => break 'all Err(Failure::from(e)),
             };
             loop {
-                if args.max.is_some_and(|max| printed >= max) {
+                if !room(printed) {
                     break 'all Ok(());
                 }
                 match reader.next_record() {
                     Ok(Some(r)) => {
-                        format_record(&mut record_line, &r, args.json);
-                        line.clear();
-                        if args.json {
-                            // `{"offset":...` becomes `{"partition":P,"offset":...`.
-                            line.extend_from_slice(format!("{{\"partition\":{p},").as_bytes());
-                            line.extend_from_slice(&record_line[1..]);
-                        } else {
-                            line.extend_from_slice(format!("{p}\t").as_bytes());
-                            line.extend_from_slice(&record_line);
-                        }
+                        format_topic_record(&mut line, &mut scratch, p, &r, args.json);
                         out.write_all(&line).map_err(stdout_error)?;
                         printed += 1;
                     }
@@ -175,10 +226,60 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
                     Err(e) => break 'all Err(Failure::from(e)),
                 }
             }
+            ends.push((p, reader.next_offset()));
         }
         Ok(())
     };
     // The good records are out before the error is reported.
     out.flush().map_err(stdout_error)?;
-    result
+    result?;
+    if !args.follow || !room(printed) {
+        return Ok(());
+    }
+    // Then what a writer appends, read from the files, as `annal tail` does.
+    let mut followers = Vec::with_capacity(ends.len());
+    for (p, next) in ends {
+        followers.push((p, follower_after(&*topic.partition(p)?, next)?));
+    }
+    drop(topic);
+    store.close()?;
+    let mut out = io::stdout().lock();
+    let mut batch = Vec::new();
+    loop {
+        let mut found = 0;
+        for (p, follower) in &mut followers {
+            batch.clear();
+            let result = drain(follower, &mut batch, |batch, r| {
+                if room(printed) {
+                    format_topic_record(&mut line, &mut scratch, *p, r, args.json);
+                    batch.extend_from_slice(&line);
+                    printed += 1;
+                }
+            });
+            out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
+            found += result?;
+            if !room(printed) {
+                return Ok(());
+            }
+        }
+        if found == 0 {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Formats one record of partition `p` as a line of `consume`'s output:
+/// `annal read`'s line after the partition and a tab, or its JSON object
+/// with a `partition` field first.
+fn format_topic_record(line: &mut Vec<u8>, scratch: &mut Vec<u8>, p: u32, r: &RecordRef<'_>, json: bool) {
+    format_record(scratch, r, json);
+    line.clear();
+    if json {
+        // `{"offset":...` becomes `{"partition":P,"offset":...`.
+        line.extend_from_slice(format!("{{\"partition\":{p},").as_bytes());
+        line.extend_from_slice(&scratch[1..]);
+    } else {
+        line.extend_from_slice(format!("{p}\t").as_bytes());
+        line.extend_from_slice(scratch);
+    }
 }

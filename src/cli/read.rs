@@ -17,7 +17,7 @@ use super::follow::Follower;
 use super::{CliResult, Failure, stdout_error};
 
 /// How often `tail` looks for changes.
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// Print records, read-only: no file is changed, not even a torn tail.
 ///
@@ -129,6 +129,25 @@ pub(crate) fn run_tail(args: &TailArgs) -> CliResult {
     out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
     let next = caught_up?;
     // Then what other processes append, read from the files (see `follow`).
+    let mut follower = follower_after(&log, next)?;
+    drop(reader);
+    drop(log);
+    loop {
+        batch.clear();
+        let result = drain(&mut follower, &mut batch, |batch, r| {
+            format_record(&mut line, r, args.json);
+            batch.extend_from_slice(&line);
+        });
+        out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
+        if result? == 0 {
+            thread::sleep(POLL);
+        }
+    }
+}
+
+/// A follower of `log`'s directory whose next record is `next`, the offset
+/// a reader of `log` stopped at, at the end of what the log held.
+pub(crate) fn follower_after(log: &Log, next: u64) -> CliResult<Follower> {
     let (base, pos) = match log.segments().last() {
         Some(s) if s.next_offset == next => (s.base_offset, DATA_START as u64 + s.data_bytes),
         Some(s) => {
@@ -139,31 +158,27 @@ pub(crate) fn run_tail(args: &TailArgs) -> CliResult {
         }
         None => (next, DATA_START as u64),
     };
-    drop(reader);
-    drop(log);
-    let mut follower = Follower::new(&args.dir, base, pos, next);
-    loop {
-        batch.clear();
-        let result = loop {
-            match follower.next_frame() {
-                Ok(Some(frame)) => {
-                    for r in frame.records() {
-                        format_record(&mut line, &r, args.json);
-                        batch.extend_from_slice(&line);
-                    }
-                    if batch.len() >= 1 << 16 {
-                        out.write_all(&batch).map_err(stdout_error)?;
-                        batch.clear();
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
-        };
-        out.write_all(&batch).and_then(|()| out.flush()).map_err(stdout_error)?;
-        result?;
-        thread::sleep(POLL);
+    Ok(Follower::new(log.dir(), base, pos, next))
+}
+
+/// Hands every record the follower finds now to `emit`, which formats it
+/// into `out`, until there is no more or `out` holds 64 KiB; returns how many
+/// there were. Stops at the first failure, after the good records.
+pub(crate) fn drain(
+    follower: &mut Follower,
+    out: &mut Vec<u8>,
+    mut emit: impl FnMut(&mut Vec<u8>, &RecordRef<'_>),
+) -> CliResult<u64> {
+    let mut count = 0;
+    while out.len() < 1 << 16
+        && let Some(frame) = follower.next_frame()?
+    {
+        for r in frame.records() {
+            emit(out, &r);
+            count += 1;
+        }
     }
+    Ok(count)
 }
 
 /// Formats one record as a line (with its newline) into `line`.

@@ -261,12 +261,13 @@ fn describe(args: &DescribeArgs) -> CliResult {
     };
     text.push_str(&format!("archive policy: {archive}\n"));
     text.push_str(&format!("created: {} ({})\n", meta.created_ms, format_timestamp(meta.created_ms)));
-    text.push_str("partition\tstart\tnext\trecords\tsegments\tbytes\n");
+    // Segments and bytes count archived segments too; `archived` says how many are.
+    text.push_str("partition\tstart\tnext\trecords\tsegments\tbytes\tarchived\n");
     for p in 0..meta.partitions {
         let i = topic.partition_info(p)?;
         text.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\n",
-            i.partition, i.start_offset, i.next_offset, i.records, i.segments, i.data_bytes
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            i.partition, i.start_offset, i.next_offset, i.records, i.segments, i.data_bytes, i.archived_segments
         ));
     }
     print(&text)

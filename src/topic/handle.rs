@@ -102,8 +102,10 @@ pub struct PartitionInfo {
     /// Records from the start offset on ([`Log::record_count`]): fewer than
     /// `next_offset - start_offset` once compaction has removed some.
     pub records: u64,
-    /// Segments (sealed and active).
+    /// Segments (sealed and active), archived ones included.
     pub segments: usize,
+    /// How many of those segments are in the archive tier (not local).
+    pub archived_segments: usize,
     /// Bytes of record data in those segments.
     pub data_bytes: u64,
 }
@@ -246,6 +248,7 @@ impl Topic {
             next_offset: log.next_offset(),
             records: log.count_records(&segments, start_offset)?,
             segments: segments.len(),
+            archived_segments: log.archived_segments().len(),
             data_bytes: segments.iter().map(|s| s.data_bytes).sum(),
         })
     }
