@@ -772,3 +772,29 @@ fn the_readme_command_table_lists_every_flag_of_every_command() {
     }
     assert!(missing.is_empty(), "flags in --help but not in the README's command table: {missing:?}");
 }
+
+/// A one-line log takes 256 KiB of disk while its writer has it open (the
+/// first step of its segment, not the 1 GiB the default segment size allows),
+/// and under 64 KiB once closed (the segment trimmed to its record and footer).
+#[test]
+fn a_one_line_log_is_small_on_disk_with_the_default_settings() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let disk = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().blocks() * 512).sum()
+    };
+    let mut writer = annal().args(["append", p(&dir)]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    stdin.write_all(b"one line\n").unwrap();
+    stdin.flush().unwrap();
+    let mut ack = String::new();
+    BufReader::new(writer.stdout.take().unwrap()).read_line(&mut ack).unwrap();
+    assert_eq!(ack, "0\n");
+    let open = disk(&dir);
+    assert!(open <= (256 << 10) + (16 << 10), "{open} bytes on disk while open");
+    drop(stdin);
+    assert!(writer.wait().unwrap().success());
+    let closed = disk(&dir);
+    assert!(closed < 64 << 10, "{closed} bytes on disk once closed");
+}
