@@ -397,10 +397,9 @@ impl ActiveSegment {
         }
     }
 
-    /// Seals the segment: index files, footer, fsync, trim to size, fsync,
-    /// directory fsync. Afterwards the file is immutable.
-    /// First step of sealing: writes the segment's index files (atomically)
-    /// and returns their CRCs for the footer. Changes nothing the log depends
+    /// First step of sealing (the second is [`ActiveSegment::seal`]): writes
+    /// the segment's index files (atomically) and returns their CRCs for the
+    /// footer. Changes nothing the log depends
     /// on, so a failure here (a full disk) is not fatal: the segment stays
     /// active and the caller may try again later.
     pub(crate) fn write_index_files(&mut self, dir: &Path, io: &dyn Io) -> Result<IndexCrcs> {
