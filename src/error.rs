@@ -103,7 +103,10 @@ impl fmt::Display for ArchiveErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An operating-system I/O call failed.
+    /// An operating-system I/O call failed. Any call that touches files can
+    /// return it: opening, appends (a full disk while growing or rolling a
+    /// segment), syncs, reads of a log opened read-only, and the cleanup
+    /// passes. After a failed fsync the log is failed ([`Error::Failed`]).
     #[error("{op} {path}: {source}")]
     Io {
         /// What annal was doing (`"open"`, `"fsync"`, `"preallocate"`, ...).
@@ -115,6 +118,11 @@ pub enum Error {
         source: io::Error,
     },
     /// Stored data failed a check: it is reported, never returned as data.
+    /// Returned by [`crate::Log::open`] and [`crate::Log::open_read_only`]
+    /// (recovery), by reads ([`crate::LogReader::next_record`],
+    /// [`crate::Log::get`], [`crate::Log::offset_for_timestamp`]), by
+    /// compaction and archival (which read what they rewrite or upload), and
+    /// by [`crate::inspect::verify`].
     #[error("corruption in {path} at byte {position} (offset {offset}): {kind}")]
     Corruption {
         /// The damaged file.
@@ -127,6 +135,8 @@ pub enum Error {
         kind: CorruptionKind,
     },
     /// A record is larger than the configured maximum; nothing was written.
+    /// Returned by [`crate::Log::append`], [`crate::Log::append_batch`] and
+    /// [`crate::Topic::send`] / [`crate::Topic::send_to`].
     #[error("record of {size} bytes exceeds the maximum record size of {max} bytes")]
     RecordTooLarge {
         /// Encoded size of the refused record.
@@ -136,6 +146,7 @@ pub enum Error {
     },
     /// A batch does not fit in one segment, so it could not be stored
     /// atomically; nothing was written. Split it, or use larger segments.
+    /// Returned by [`crate::Log::append_batch`].
     #[error("batch of {size} bytes exceeds the {max} bytes a segment holds (a batch is stored whole in one segment)")]
     BatchTooLarge {
         /// Encoded size of the refused batch frame.
@@ -144,15 +155,23 @@ pub enum Error {
         max: u64,
     },
     /// An earlier failure (for example a failed fsync) put the log into a failed
-    /// state; it accepts no more writes. Reopen it to recover.
-    #[error("the log at {path} failed earlier and refuses writes: {reason}")]
+    /// state; it accepts no more writes. Reopen it to recover. Returned by
+    /// every write of a failed log: [`crate::Log::append`],
+    /// [`crate::Log::append_batch`], [`crate::Log::sync`], [`crate::Log::roll`],
+    /// [`crate::Log::close`], [`crate::Log::delete_before`], compaction and
+    /// archival, and the [`crate::Topic`] calls that write to its partition.
+    #[error("the log at {path} failed earlier and refuses writes: {first}")]
     Failed {
         /// The log directory.
         path: PathBuf,
-        /// The first failure.
-        reason: String,
+        /// The first failure, as it was returned then (also
+        /// [`std::error::Error::source`] of this error).
+        #[source]
+        first: std::sync::Arc<Error>,
     },
-    /// The requested offset is not in the log.
+    /// The requested offset is not in the log. Returned by
+    /// [`crate::Log::read_from`], [`crate::Log::get`] and their
+    /// [`crate::Topic`] counterparts.
     #[error("offset {requested} is out of range: the log holds offsets {start}..{end}")]
     OffsetOutOfRange {
         /// The offset asked for.
@@ -164,13 +183,18 @@ pub enum Error {
     },
     /// The offset lies within the log, but no record has it any more:
     /// compaction removed it (a later record has the same key, or it was a
-    /// tombstone past its retention). See [`crate::Log::compact`].
+    /// tombstone past its retention). See [`crate::Log::compact`]. Returned
+    /// by [`crate::Log::get`].
     #[error("offset {offset} has no record: compaction removed it")]
     Compacted {
         /// The offset asked for.
         offset: u64,
     },
-    /// The directory does not hold an annal log.
+    /// The directory does not hold an annal log. Returned by
+    /// [`crate::Log::open_read_only`] (no such directory, or no segment and
+    /// no lock file), [`crate::Log::open`] given a file, the
+    /// [`crate::inspect`] functions, and [`crate::Store::topic`] when a
+    /// topic's directory lacks its `topic.meta` or a partition.
     #[error("{path} is not an annal log: {reason}")]
     NotALog {
         /// The directory.
@@ -178,8 +202,8 @@ pub enum Error {
         /// Why it was not recognised.
         reason: String,
     },
-    /// Another handle or process holds the log open for writing
-    /// ([`crate::Log::open`]).
+    /// Another handle or process holds the log open for writing. Returned
+    /// by [`crate::Log::open`].
     #[error("the log at {path} is locked by another writer{}", holder(*pid))]
     Locked {
         /// The log directory.
@@ -205,23 +229,29 @@ pub enum Error {
         /// The process that holds the lock, as it wrote in the lock file.
         pid: Option<u32>,
     },
-    /// The configuration is inconsistent.
+    /// The configuration is inconsistent. Returned by [`crate::Log::open`],
+    /// [`crate::Store::open`] and [`crate::Store::create_topic`] before they
+    /// create anything.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// No topic of that name exists in the store (or it was deleted while a
-    /// handle to it was held).
+    /// handle to it was held). Returned by [`crate::Store::topic`],
+    /// [`crate::Store::delete_topic`] and every call on a [`crate::Topic`]
+    /// handle of a deleted topic.
     #[error("unknown topic {topic:?}")]
     UnknownTopic {
         /// The topic name asked for.
         topic: String,
     },
-    /// A topic of that name already exists in the store.
+    /// A topic of that name already exists in the store. Returned by
+    /// [`crate::Store::create_topic`].
     #[error("topic {topic:?} already exists")]
     TopicExists {
         /// The topic name.
         topic: String,
     },
-    /// The topic has no partition with that number.
+    /// The topic has no partition with that number. Returned by every
+    /// [`crate::Topic`] call that takes a partition.
     #[error("partition {partition} is out of range: topic {topic:?} has {partitions} partition(s)")]
     PartitionOutOfRange {
         /// The topic.
@@ -231,7 +261,9 @@ pub enum Error {
         /// How many partitions the topic has (numbered from 0).
         partitions: u32,
     },
-    /// A topic name breaks the naming rule (see [`crate::topic::validate_topic_name`]).
+    /// A topic name breaks the naming rule (see
+    /// [`crate::topic::validate_topic_name`]). Returned by
+    /// [`crate::Store::create_topic`] and [`crate::Store::topic`].
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName {
         /// The refused name.
@@ -239,13 +271,16 @@ pub enum Error {
         /// Which rule it breaks.
         reason: &'static str,
     },
-    /// A write was attempted on a log opened read-only.
+    /// A write was attempted on a log or store opened read-only
+    /// ([`crate::Log::open_read_only`], [`crate::Store::open_read_only`]):
+    /// every append, sync, roll and cleanup pass.
     #[error("the log at {path} is open read-only")]
     ReadOnly {
         /// The log directory.
         path: PathBuf,
     },
-    /// The log was closed.
+    /// The log or its store was closed: every call on a [`crate::Topic`] (or a
+    /// partition [`crate::Log`] obtained from one) after [`crate::Store::close`].
     #[error("the log at {path} is closed")]
     Closed {
         /// The log directory.
@@ -253,6 +288,9 @@ pub enum Error {
     },
     /// An archive store (see [`crate::archive`]) failed or refused an operation.
     /// Local file-system failures of a directory store are [`Error::Io`] instead.
+    /// Returned by the [`crate::ArchiveStore`] calls, archival
+    /// ([`crate::Log::archive`], [`crate::Store::run_archival`]) and reads of
+    /// archived offsets.
     #[error("archive store {store}, key {key:?}: {kind}: {message}")]
     Archive {
         /// The store, as its `name()` describes it (`dir /var/archive`, `s3 bucket logs at ...`).
@@ -270,6 +308,52 @@ pub enum Error {
 }
 
 impl Error {
+    /// A copy of this error, to keep as the cause of a later one (the first
+    /// failure of a log, see [`Error::Failed`]). Exact for every variant but
+    /// two: an I/O error keeps its OS error code (or its kind and message),
+    /// and an archive error's underlying error keeps its message only.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { op, path, source } => {
+                let source = match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                };
+                Error::Io { op, path: path.clone(), source }
+            }
+            Error::Corruption { path, offset, position, kind } => {
+                Error::Corruption { path: path.clone(), offset: *offset, position: *position, kind: kind.clone() }
+            }
+            Error::RecordTooLarge { size, max } => Error::RecordTooLarge { size: *size, max: *max },
+            Error::BatchTooLarge { size, max } => Error::BatchTooLarge { size: *size, max: *max },
+            Error::Failed { path, first } => Error::Failed { path: path.clone(), first: first.clone() },
+            Error::OffsetOutOfRange { requested, start, end } => {
+                Error::OffsetOutOfRange { requested: *requested, start: *start, end: *end }
+            }
+            Error::Compacted { offset } => Error::Compacted { offset: *offset },
+            Error::NotALog { path, reason } => Error::NotALog { path: path.clone(), reason: reason.clone() },
+            Error::Locked { path, pid } => Error::Locked { path: path.clone(), pid: *pid },
+            Error::NotAStore { path, reason } => Error::NotAStore { path: path.clone(), reason: reason.clone() },
+            Error::StoreLocked { path, pid } => Error::StoreLocked { path: path.clone(), pid: *pid },
+            Error::InvalidConfig(why) => Error::InvalidConfig(why.clone()),
+            Error::UnknownTopic { topic } => Error::UnknownTopic { topic: topic.clone() },
+            Error::TopicExists { topic } => Error::TopicExists { topic: topic.clone() },
+            Error::PartitionOutOfRange { topic, partition, partitions } => {
+                Error::PartitionOutOfRange { topic: topic.clone(), partition: *partition, partitions: *partitions }
+            }
+            Error::InvalidTopicName { name, reason } => Error::InvalidTopicName { name: name.clone(), reason },
+            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+            Error::Closed { path } => Error::Closed { path: path.clone() },
+            Error::Archive { store, key, kind, message, source } => Error::Archive {
+                store: store.clone(),
+                key: key.clone(),
+                kind: *kind,
+                message: message.clone(),
+                source: source.as_ref().map(|e| e.to_string().into()),
+            },
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io { op, path: path.into(), source }
     }

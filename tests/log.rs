@@ -524,8 +524,16 @@ fn failed_fsync_under_always_fails_the_log() {
         Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(common::EIO), "{err}"),
         other => panic!("expected the fsync error, got {other:?}"),
     }
-    let reason = log.failure().expect("the log is failed");
-    assert!(reason.contains("fsync"), "{reason}");
+    let first = log.failure().expect("the log is failed");
+    assert_eq!(first.to_string(), err.to_string(), "the first failure is kept as it was returned");
+
+    // Every later refusal carries the first failure as its source, down to the OS error.
+    let refused = log.append(&Record::new(&value(21))).unwrap_err();
+    let source = std::error::Error::source(&refused).expect("Failed has a source");
+    assert_eq!(source.to_string(), err.to_string(), "{refused}");
+    let os = std::error::Error::source(source).and_then(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(os.and_then(std::io::Error::raw_os_error), Some(common::EIO), "{refused}");
+    assert!(refused.to_string().ends_with(&format!("refuses writes: {err}")), "{refused}");
 
     // Even with the disk healthy again, nothing more is accepted or acknowledged.
     io.set_fail_sync(false);

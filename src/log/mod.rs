@@ -161,7 +161,7 @@ pub(crate) struct Shared {
     /// Held for the whole of a compaction (one at a time); what the last one saw.
     compaction: Mutex<compaction::CompactionMark>,
     failed: AtomicBool,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<Arc<Error>>>,
     closed: AtomicBool,
     tail: Mutex<()>,
     tail_cv: Condvar,
@@ -523,8 +523,9 @@ impl Log {
         self.shared.cache.lock().expect("cache lock").entries.len()
     }
 
-    /// Whether the log refuses writes after a failure, and why.
-    pub fn failure(&self) -> Option<String> {
+    /// Whether the log refuses writes after a failure, and why: the first
+    /// failure, as it was returned then.
+    pub fn failure(&self) -> Option<Arc<Error>> {
         self.shared.failure.lock().expect("failure lock").clone()
     }
 
@@ -646,15 +647,18 @@ impl Shared {
     }
 
     fn failed_error(&self) -> Error {
-        let reason = self.failure.lock().expect("failure lock").clone().unwrap_or_default();
-        Error::Failed { path: self.dir.clone(), reason }
+        let first = self.failure.lock().expect("failure lock").clone();
+        // `failed` is set after `failure`, so the first failure is there.
+        let first = first.unwrap_or_else(|| Arc::new(Error::Closed { path: self.dir.clone() }));
+        Error::Failed { path: self.dir.clone(), first }
     }
 
-    /// Puts the log into the failed state: no later write is accepted.
+    /// Puts the log into the failed state: no later write is accepted, and
+    /// each refusal carries `error` (the first failure) as its cause.
     pub(crate) fn fail(&self, error: &Error) {
         let mut f = self.failure.lock().expect("failure lock");
         if f.is_none() {
-            *f = Some(error.to_string());
+            *f = Some(Arc::new(error.duplicate()));
         }
         self.failed.store(true, Ordering::Release);
     }
