@@ -42,7 +42,7 @@ fn main() {
     }
     log.roll().unwrap();
     let t = Instant::now();
-    let out = log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let out = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     let archive_secs = t.elapsed().as_secs_f64();
     log.close().unwrap();
     println!(

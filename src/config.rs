@@ -187,7 +187,7 @@ impl LogConfig {
     }
 
     /// The archive tier of this log: sealed segments moved there by
-    /// [`crate::Log::archive`] are stored in `store` under
+    /// [`crate::Log::archive_at`] are stored in `store` under
     /// `{key_prefix}/{base_offset:020}.seg` (for a topic partition,
     /// `{topic}/{partition}`, as [`crate::archive::segment_key`] names them),
     /// and reads of their offsets fetch them from it. Without a store, a log

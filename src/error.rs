@@ -289,7 +289,7 @@ pub enum Error {
     /// An archive store (see [`crate::archive`]) failed or refused an operation.
     /// Local file-system failures of a directory store are [`Error::Io`] instead.
     /// Returned by the [`crate::ArchiveStore`] calls, archival
-    /// ([`crate::Log::archive`], [`crate::Store::run_archival`]) and reads of
+    /// ([`crate::Log::archive_at`], [`crate::Store::run_archival`]) and reads of
     /// archived offsets.
     #[error("archive store {store}, key {key:?}: {kind}: {message}")]
     Archive {

@@ -96,6 +96,7 @@ impl fmt::Display for Problem {
 }
 
 /// What [`verify`] checked and found.
+#[must_use]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {

@@ -149,7 +149,7 @@ fn local_store(root: &Path) -> Arc<LocalDirArchive> {
 /// Archives all but about one segment's worth of data (`max_local_bytes`
 /// 70,000 over 64 KiB segments): at least three segments, from offset 0.
 fn archive_all_but_about_one_segment(log: &Log) -> Vec<ArchivedSegmentInfo> {
-    let out = log.archive(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap();
+    let out = log.archive_at(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap();
     assert!(out.segments_archived >= 3, "{out:?}");
     let archived = log.archived_segments();
     assert_eq!(archived.len(), out.segments_archived);
@@ -197,7 +197,7 @@ fn archived_offsets_read_back_identical_and_survive_reopen() {
     assert_eq!(log.get(5).unwrap(), before[5]);
     assert_eq!(log.offset_for_timestamp(3).unwrap(), Some(3));
     // Another run with the same policy has nothing left to do.
-    assert_eq!(log.archive(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap().segments_archived, 0);
+    assert_eq!(log.archive_at(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap().segments_archived, 0);
     log.close().unwrap();
 
     reopen_and_append(dir.path(), store.clone(), &archived, &before);
@@ -217,7 +217,7 @@ fn archives_by_age_oldest_first_never_the_active_segment() {
     // Records carry their offset as timestamp: everything older than the
     // third segment's newest record goes.
     let now = segs[2].max_timestamp + 1 + 1_000;
-    let candidates = log.archive_candidates(&ArchivePolicy::default().max_local_age(Duration::from_secs(1)), now);
+    let candidates = log.archival_backlog_at(&ArchivePolicy::default().max_local_age(Duration::from_secs(1)), now);
     assert_eq!(
         candidates.iter().map(|s| s.base_offset).collect::<Vec<_>>(),
         vec![0, segs[1].base_offset, segs[2].base_offset]
@@ -231,7 +231,7 @@ fn archives_by_age_oldest_first_never_the_active_segment() {
     assert_eq!(out.segments_archived, 3);
     assert_eq!(seen, vec![0, segs[1].base_offset, segs[2].base_offset]);
     // Everything sealed: the active segment stays.
-    log.archive(&ArchivePolicy::everything_sealed(), now).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::everything_sealed(), now).unwrap();
     assert_eq!(local_segment_count(dir.path()), 1);
     assert!(log.segments().last().is_some_and(|s| !s.sealed));
     check_all(&log, 2_000);
@@ -244,7 +244,7 @@ fn upload_failures_leave_segments_local_and_the_next_run_succeeds() {
 
     // Two uploads go through, the third fails: the first two are archived.
     flaky.puts_left.store(2, Ordering::SeqCst);
-    let e = log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap_err();
+    let e = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap_err();
     assert_eq!(e.archive_kind(), Some(ArchiveErrorKind::Unreachable), "{e}");
     assert_eq!(log.archived_segments().len(), 2);
     assert_eq!(local_segment_count(dir.path()), local - 2);
@@ -254,13 +254,13 @@ fn upload_failures_leave_segments_local_and_the_next_run_succeeds() {
     flaky.fail_put.store(false, Ordering::SeqCst);
     flaky.puts_left.store(u64::MAX, Ordering::SeqCst);
     flaky.fail_verify.store(true, Ordering::SeqCst);
-    assert!(log.archive(&ArchivePolicy::everything_sealed(), 0).is_err());
+    assert!(log.archive_at(&ArchivePolicy::everything_sealed(), 0).is_err());
     assert_eq!(log.archived_segments().len(), 2);
     assert_eq!(local_segment_count(dir.path()), local - 2);
     check_all(&log, 2_000);
 
     flaky.fail_verify.store(false, Ordering::SeqCst);
-    let out = log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let out = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     assert_eq!(out.segments_archived, local - 3);
     assert_eq!(local_segment_count(dir.path()), 1);
     check_all(&log, 2_000);
@@ -269,7 +269,7 @@ fn upload_failures_leave_segments_local_and_the_next_run_succeeds() {
 #[test]
 fn unreachable_archive_on_read_is_a_typed_error_then_reads_work() {
     let (dir, _arch, flaky, log) = archiving_log(Flaky::new, 2_000);
-    log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     log.close().unwrap();
 
     let log = Log::open(dir.path(), cfg(flaky.clone())).unwrap();
@@ -293,7 +293,7 @@ fn unreachable_archive_on_read_is_a_typed_error_then_reads_work() {
     let last = log.next_offset() - 1;
     assert_eq!(log.get(last).unwrap().value.as_deref(), Some(&value_for(last, 300)[..]));
     // Archiving needs a store.
-    assert!(matches!(log.archive(&ArchivePolicy::everything_sealed(), 0), Err(Error::InvalidConfig(_))));
+    assert!(matches!(log.archive_at(&ArchivePolicy::everything_sealed(), 0), Err(Error::InvalidConfig(_))));
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn the_cache_stays_within_its_bound_and_fetches_in_ranges() {
     let config = cfg(flaky.clone()).archive_cache_bytes(140 * 1024).max_open_segments(1);
     let log = Log::open(dir.path(), config).unwrap();
     fill(&log, 3_000);
-    log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     let archived = log.archived_segments();
     assert!(archived.len() >= 5);
     let cache = dir.path().join(annal::log::ARCHIVE_CACHE_DIR_NAME);
@@ -327,7 +327,7 @@ fn the_cache_stays_within_its_bound_and_fetches_in_ranges() {
 #[test]
 fn readers_cross_the_archived_local_boundary_while_archival_runs() {
     let (dir, _arch, _store, log) = archiving_log(local_store, 2_000);
-    log.archive(&ArchivePolicy::default().max_local_bytes(130_000), 0).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::default().max_local_bytes(130_000), 0).unwrap();
     let boundary = log.archived_segments().last().unwrap().next_offset;
     // A reader positioned in the last archived segment, holding it mapped...
     let mut reader = log.read_from(boundary - 3).unwrap();
@@ -336,7 +336,7 @@ fn readers_cross_the_archived_local_boundary_while_archival_runs() {
     // only when the reader lets go of them.
     let mut mid = log.read_from(boundary + 1).unwrap();
     mid.next_record().unwrap().unwrap();
-    let out = log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let out = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     assert!(out.deferred >= 1, "{out:?}");
     let mut next = boundary - 2;
     while let Some(r) = reader.next_record().unwrap() {
@@ -353,7 +353,7 @@ fn readers_cross_the_archived_local_boundary_while_archival_runs() {
 #[test]
 fn retention_deletes_archived_segments_and_their_objects() {
     let (dir, _arch, flaky, log) = archiving_log(Flaky::new, 2_000);
-    log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     let archived = log.archived_segments();
     log.get(0).unwrap(); // cached
     let cut = archived[2].base_offset + 1;
@@ -372,14 +372,14 @@ fn retention_deletes_archived_segments_and_their_objects() {
     assert_eq!(log.delete_before(cut).unwrap().archived_deleted, 2);
     assert!(flaky.head(&archived[2].key).unwrap().is_some());
     flaky.fail_delete.store(false, Ordering::SeqCst);
-    assert_eq!(log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap().orphans_deleted, 2);
+    assert_eq!(log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap().orphans_deleted, 2);
     assert!(flaky.head(&archived[2].key).unwrap().is_none());
     log.close().unwrap();
 
     // Size retention counts archived bytes as part of the log.
     let log = Log::open(dir.path(), cfg(flaky.clone())).unwrap();
     assert_eq!(log.archived_segments(), archived[4..].to_vec());
-    let out = log.apply_retention(&annal::Retention::default().max_bytes(1), 0).unwrap();
+    let out = log.apply_retention_at(&annal::Retention::default().max_bytes(1), 0).unwrap();
     assert_eq!(out.archived_deleted, archived.len() - 4);
     assert!(log.archived_segments().is_empty());
     assert!(flaky.list("t/").unwrap().is_empty());
@@ -388,7 +388,7 @@ fn retention_deletes_archived_segments_and_their_objects() {
 #[test]
 fn a_damaged_manifest_is_corruption_naming_it() {
     let (dir, _arch, store, log) = archiving_log(local_store, 1_000);
-    log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     log.close().unwrap();
     let path = dir.path().join(ARCHIVE_MANIFEST_FILE_NAME);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -405,7 +405,7 @@ fn a_damaged_manifest_is_corruption_naming_it() {
 #[test]
 fn a_corrupted_object_is_an_integrity_error_not_bad_records() {
     let (_dir, arch, _store, log) = archiving_log(local_store, 1_000);
-    log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
     let key = log.archived_segments()[0].key.clone();
     let object = arch.path().join(&key);
     let mut bytes = std::fs::read(&object).unwrap();
@@ -428,7 +428,7 @@ fn a_crash_at_each_step_of_an_archival_run_loses_nothing() {
         let log = Log::open(dir.path(), cfg(flaky.clone()).io(fault.clone())).unwrap();
         fill(&log, 1_500);
         log.sync().unwrap();
-        log.archive(&ArchivePolicy::default().max_local_bytes(150_000), 0).unwrap();
+        let _ = log.archive_at(&ArchivePolicy::default().max_local_bytes(150_000), 0).unwrap();
         match step {
             0 => flaky.fail_put.store(true, Ordering::SeqCst),
             1 => flaky.fail_verify.store(true, Ordering::SeqCst),
@@ -439,7 +439,7 @@ fn a_crash_at_each_step_of_an_archival_run_loses_nothing() {
             3 => fault.set_fail_sync_dir(true),
             _ => fault.fail_remove.store(true, Ordering::SeqCst),
         }
-        let result = log.archive(&ArchivePolicy::everything_sealed(), 0);
+        let result = log.archive_at(&ArchivePolicy::everything_sealed(), 0);
         assert_eq!(result.is_ok(), step == 4, "step {step}: {result:?}");
         log.abandon();
         flaky.fail_put.store(false, Ordering::SeqCst);
@@ -454,7 +454,7 @@ fn a_crash_at_each_step_of_an_archival_run_loses_nothing() {
             assert!(!report.removed_archived_copies.is_empty(), "step {step}: {report:?}");
         }
         // The next run completes.
-        log.archive(&ArchivePolicy::everything_sealed(), 0).unwrap();
+        let _ = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
         assert_eq!(local_segment_count(dir.path()), 1, "step {step}");
         check_all(&log, 1_500);
     }
@@ -527,7 +527,7 @@ fn compacted_segments_are_archived_and_read_back_with_their_gaps() {
     log.roll().unwrap();
     let out = log.compact(&annal::Compaction::default()).unwrap();
     assert!(out.records_removed > 2_000, "{out:?}");
-    log.archive_now(&ArchivePolicy::everything_sealed()).unwrap();
+    let _ = log.archive(&ArchivePolicy::everything_sealed()).unwrap();
     assert!(!log.archived_segments().is_empty());
     let check = |log: &Log| {
         let got: Vec<_> = read_all(log).unwrap();
@@ -630,7 +630,7 @@ mod s3 {
         log.close().unwrap();
         let log = Log::open(dir.path(), cfg(Arc::clone(&store))).unwrap();
         assert_eq!(log.archived_segments(), archived[2..].to_vec());
-        let out = log.apply_retention(&annal::Retention::default().max_bytes(1), 0).unwrap();
+        let out = log.apply_retention_at(&annal::Retention::default().max_bytes(1), 0).unwrap();
         assert_eq!(out.archived_deleted, archived.len() - 2);
         assert!(log.archived_segments().is_empty());
         assert!(store.list("t/").unwrap().is_empty(), "objects left on the server");

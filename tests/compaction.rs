@@ -239,7 +239,7 @@ fn random_workload(seed: u64) {
             }
             94..96 if model.next > model.start => {
                 let to = model.start + rng.range(0, model.next - model.start + 1);
-                log.delete_before(to).unwrap();
+                let _ = log.delete_before(to).unwrap();
                 model.start = to;
                 // Segments wholly below the start are deleted with their records.
                 let first = log.segments().first().map_or(model.next, |s| s.base_offset);
@@ -405,7 +405,7 @@ fn a_trailing_gap_in_the_last_segment_never_lets_offsets_be_reused() {
     log.append(&Record::tombstone(b"k").with_timestamp(T0)).unwrap();
     log.append(&Record::tombstone(b"k").with_timestamp(T0)).unwrap();
     log.roll().unwrap();
-    log.compact_at(&policy(0), T0 + 1).unwrap();
+    let _ = log.compact_at(&policy(0), T0 + 1).unwrap();
     assert_eq!(read_all(&log).unwrap().len(), 1);
     // The active segment is empty: close removes it, the compacted one is last.
     log.close().unwrap();
@@ -598,7 +598,7 @@ fn readers_race_compaction_appends_and_retention() {
             let mut rounds = 0;
             while !stop.load(Ordering::SeqCst) {
                 let now = T0 + log.next_offset() as i64;
-                log.compact_at(&policy(100), now).unwrap();
+                let _ = log.compact_at(&policy(100), now).unwrap();
                 rounds += 1;
                 if rounds == 1 {
                     running.fetch_add(1, Ordering::SeqCst);
@@ -616,7 +616,7 @@ fn readers_race_compaction_appends_and_retention() {
                 log.roll().unwrap();
             }
             if round % 10 == 9 {
-                log.delete_before(log.next_offset().saturating_sub(3_000).max(log.start_offset())).unwrap();
+                let _ = log.delete_before(log.next_offset().saturating_sub(3_000).max(log.start_offset())).unwrap();
             }
         }
         stop.store(true, Ordering::SeqCst);
@@ -628,7 +628,7 @@ fn readers_race_compaction_appends_and_retention() {
     // A last compaction of everything: one record per key at most, the latest.
     log.roll().unwrap();
     let n = log.next_offset();
-    log.compact_at(&policy(100), T0 + n as i64 + 1_000).unwrap();
+    let _ = log.compact_at(&policy(100), T0 + n as i64 + 1_000).unwrap();
     let all = read_all(&log).unwrap();
     let want: Vec<u64> = (n - 13..n).filter(|&o| !is_tombstone(o)).collect();
     assert_eq!(all.iter().map(|r| r.offset).collect::<Vec<_>>(), want);
@@ -822,7 +822,7 @@ fn crash_sweep(seed: u64, failures: &mut Vec<String>) -> (u64, usize, usize) {
         if !finish {
             return log.close().map_err(|e| format!("close: {e}"));
         }
-        log.compact_at(&policy, now).map_err(|e| format!("compaction after recovery: {e}"))?;
+        let _ = log.compact_at(&policy, now).map_err(|e| format!("compaction after recovery: {e}"))?;
         let got = read_all(&log).map_err(|e| format!("reading after compaction: {e}"))?;
         if got != compacted.visible() {
             return Err("after a second compaction the log differs from the uninterrupted one".into());
@@ -960,7 +960,7 @@ fn a_failed_directory_fsync_after_the_swap_fails_the_log() {
     let log = Log::open(dir.path(), cfg).unwrap();
     let got = read_all(&log).unwrap();
     assert!(got.ends_with(&after));
-    log.compact(&Compaction::default()).unwrap();
+    let _ = log.compact(&Compaction::default()).unwrap();
     assert_eq!(read_all(&log).unwrap(), after);
     log.close().unwrap();
 }
@@ -990,7 +990,7 @@ fn compacted_fixture(dir: &Path) -> Model {
     }
     log.roll().unwrap();
     model.compact(sealed_end(&log), i64::MIN);
-    log.compact(&Compaction::default()).unwrap();
+    let _ = log.compact(&Compaction::default()).unwrap();
     // One more record so that the last segment is a dense one.
     model.append(&log, vec![(None, Some(b"tail".to_vec()), T0 + i + 1)]);
     log.close().unwrap();
@@ -1102,7 +1102,7 @@ fn a_compacted_last_segment_without_its_footer_is_corruption_not_a_torn_tail() {
         log.append(&Record::new(&[i; 10]).with_key(&[i % 3])).unwrap();
     }
     log.roll().unwrap();
-    log.compact(&Compaction::default()).unwrap();
+    let _ = log.compact(&Compaction::default()).unwrap();
     log.close().unwrap();
     let files = segment_files(dir.path());
     assert_eq!(files.len(), 1, "the empty active segment was removed on close");
@@ -1147,7 +1147,7 @@ fn the_command_line_reads_and_follows_a_compacted_log() {
     }
     log.append(&Record::tombstone(b"k3").with_timestamp(T0)).unwrap();
     log.roll().unwrap();
-    log.compact_at(&policy(0), T0 + 1).unwrap();
+    let _ = log.compact_at(&policy(0), T0 + 1).unwrap();
     let kept: Vec<u64> = read_all(&log).unwrap().iter().map(|r| r.offset).collect();
     assert_eq!(kept, vec![296, 297, 298]);
     log.close().unwrap();

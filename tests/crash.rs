@@ -121,7 +121,7 @@ fn compaction_key(offset: u64) -> Vec<u8> {
 /// appends. Any error is a failure.
 fn run_compaction(log: &Log, stop: &std::sync::atomic::AtomicBool) {
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        log.compact(&annal::Compaction::default()).unwrap();
+        let _ = log.compact(&annal::Compaction::default()).unwrap();
         report_pass();
         std::thread::sleep(Duration::from_micros(300));
     }
@@ -168,11 +168,11 @@ fn run_policies(log: &Log, stop: &std::sync::atomic::AtomicBool) {
     let mut i = 0u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         i += 1;
-        log.archive(&archive, 0).unwrap();
-        log.apply_retention(&retention, 0).unwrap();
+        let _ = log.archive_at(&archive, 0).unwrap();
+        let _ = log.apply_retention_at(&retention, 0).unwrap();
         if i.is_multiple_of(3) {
             let target = log.next_offset().saturating_sub(150);
-            log.delete_before(target).unwrap();
+            let _ = log.delete_before(target).unwrap();
         }
         report_pass();
         std::thread::sleep(Duration::from_micros(300));

@@ -170,15 +170,15 @@ fn run_step(log: &Log, step: Step) -> annal::Result<()> {
         Step::DeleteBefore(n) => log.delete_before((start + n).min(log.next_offset())).map(drop),
         Step::RetainAge(n) => {
             let policy = Retention::default().max_age(Duration::from_secs(1));
-            log.apply_retention(&policy, ts(start + n) + 1000).map(drop)
+            log.apply_retention_at(&policy, ts(start + n) + 1000).map(drop)
         }
         Step::RetainSize(percent) => {
             let total: u64 = log.segments().iter().map(|s| s.data_bytes).sum();
-            log.apply_retention(&Retention::default().max_bytes(total * percent / 100), ts(0)).map(drop)
+            log.apply_retention_at(&Retention::default().max_bytes(total * percent / 100), ts(0)).map(drop)
         }
         Step::Archive(percent) => {
             let policy = ArchivePolicy::default().max_local_bytes(local_bytes(log) * percent / 100);
-            log.archive(&policy, ts(0)).map(drop)
+            log.archive_at(&policy, ts(0)).map(drop)
         }
         Step::AppendRoll(n) => append(log, n).and_then(|()| log.roll()),
         Step::Sync => log.sync(),

@@ -140,7 +140,7 @@ fn retention_by_size_keeps_the_newest_segments_and_never_the_active_one() {
     let before = log.segments();
     let total: u64 = before.iter().map(|s| s.data_bytes).sum();
     let limit = total / 3;
-    let out = log.apply_retention_now(&Retention::default().max_bytes(limit)).unwrap();
+    let out = log.apply_retention(&Retention::default().max_bytes(limit)).unwrap();
     let after = log.segments();
     let kept: u64 = after.iter().map(|s| s.data_bytes).sum();
     assert!(kept <= limit, "kept {kept} > {limit}");
@@ -151,7 +151,7 @@ fn retention_by_size_keeps_the_newest_segments_and_never_the_active_one() {
     assert_eq!(log.start_offset(), after[0].base_offset);
 
     // A limit of zero deletes every sealed segment, never the active one.
-    log.apply_retention_now(&Retention::default().max_bytes(0)).unwrap();
+    let _ = log.apply_retention(&Retention::default().max_bytes(0)).unwrap();
     let left = log.segments();
     assert_eq!(left.len(), 1);
     assert!(!left[0].sealed);
@@ -174,16 +174,16 @@ fn retention_by_age_uses_each_segments_newest_timestamp() {
     }
     log.append(&Record::new(b"now").with_timestamp(now)).unwrap();
     let week = Duration::from_millis(7 * day as u64);
-    let out = log.apply_retention(&Retention::default().max_age(week), now).unwrap();
+    let out = log.apply_retention_at(&Retention::default().max_age(week), now).unwrap();
     assert_eq!((out.segments_deleted, out.start_offset), (1, 50));
     let two_days = Duration::from_millis(2 * day as u64);
-    let out = log.apply_retention(&Retention::default().max_age(two_days), now).unwrap();
+    let out = log.apply_retention_at(&Retention::default().max_age(two_days), now).unwrap();
     assert_eq!((out.segments_deleted, out.start_offset), (1, 100));
     // The timestamp index answers from the start, never below it.
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(100));
     assert_eq!(log.offset_for_timestamp(now).unwrap(), Some(150));
     // Nothing is old enough for an hour-long limit to reach the active segment.
-    let out = log.apply_retention(&Retention::default().max_age(Duration::from_secs(3600)), now).unwrap();
+    let out = log.apply_retention_at(&Retention::default().max_age(Duration::from_secs(3600)), now).unwrap();
     assert_eq!(out.start_offset, 150);
     assert_eq!(log.segments().len(), 1);
     log.close().unwrap();
@@ -226,7 +226,7 @@ fn a_failed_start_offset_write_changes_nothing() {
 #[test]
 fn a_damaged_start_offset_file_is_reported_not_ignored() {
     let (dir, log) = filled_log(2_000);
-    log.delete_before(1_500).unwrap();
+    let _ = log.delete_before(1_500).unwrap();
     log.close().unwrap();
     let path = dir.path().join(annal::START_OFFSET_FILE_NAME);
     let good = std::fs::read(&path).unwrap();
@@ -257,7 +257,7 @@ fn a_damaged_start_offset_file_is_reported_not_ignored() {
 #[test]
 fn the_start_offset_file_bytes_are_pinned() {
     let (dir, log) = filled_log(10);
-    log.delete_before(7).unwrap();
+    let _ = log.delete_before(7).unwrap();
     log.close().unwrap();
     let bytes = std::fs::read(dir.path().join(annal::START_OFFSET_FILE_NAME)).unwrap();
     let mut expected = Vec::new();
@@ -319,9 +319,9 @@ fn readers_race_retention_without_crashing_or_misreading() {
             fill(&log, 200);
             let keep_from = log.next_offset().saturating_sub(600);
             if round % 2 == 0 {
-                log.delete_before(keep_from).unwrap();
+                let _ = log.delete_before(keep_from).unwrap();
             } else {
-                log.apply_retention_now(&Retention::default().max_bytes(100_000)).unwrap();
+                let _ = log.apply_retention(&Retention::default().max_bytes(100_000)).unwrap();
             }
         }
         stop.store(true, Ordering::SeqCst);

@@ -579,7 +579,7 @@ fn retention_by_size_and_age_through_the_store() {
     let again = store.run_retention_at(now).unwrap();
     assert_eq!(again.segments_deleted(), 0);
     // Topic-level retention is the same policy.
-    let outcomes = by_size.apply_retention(now).unwrap();
+    let outcomes = by_size.apply_retention_at(now).unwrap();
     assert_eq!(outcomes.len(), 2);
     assert!(outcomes.iter().all(|o| o.segments_deleted == 0));
     // The moved start offsets survive a reopen.

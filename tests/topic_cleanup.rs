@@ -155,7 +155,7 @@ fn a_tombstoned_key_disappears_after_its_delay_and_passes_skip_unchanged_partiti
     };
 
     // Within the delay: alice's value is gone, her tombstone stays.
-    assert!(log.compaction_due(t0 + 1_000));
+    assert!(log.compaction_due_at(t0 + 1_000));
     let report = store.run_compaction_at(t0 + 1_000, None, &mut |_, _, _| {}).unwrap();
     assert_eq!(report.partitions.len(), 1);
     assert_eq!(report.partitions[0].outcome.records_removed, 1);
@@ -163,17 +163,17 @@ fn a_tombstoned_key_disappears_after_its_delay_and_passes_skip_unchanged_partiti
     assert!(matches!(log.get(0), Err(Error::Compacted { .. })), "offset 0 is a gap now");
 
     // Nothing new sealed and no tombstone expired: the pass leaves the partition alone.
-    assert!(!log.compaction_due(t0 + 2_000));
+    assert!(!log.compaction_due_at(t0 + 2_000));
     let report = store.run_compaction_at(t0 + 2_000, None, &mut |_, _, _| {}).unwrap();
     assert!(report.partitions.is_empty(), "{:?}", report.partitions);
 
     // Once the tombstone is older than the retention it is due, and goes.
-    assert!(!log.compaction_due(t0 + 10 + 60_000), "a tombstone goes once older than the retention, not at it");
-    assert!(log.compaction_due(t0 + 10 + 60_001));
+    assert!(!log.compaction_due_at(t0 + 10 + 60_000), "a tombstone goes once older than the retention, not at it");
+    assert!(log.compaction_due_at(t0 + 10 + 60_001));
     let report = store.run_compaction_at(t0 + 10 + 60_001, None, &mut |_, _, _| {}).unwrap();
     assert_eq!(report.partitions[0].outcome.tombstones_removed, 1);
     assert_eq!(keys(&topic), vec![(b"bob".to_vec(), Some(b"bob v1".to_vec()))]);
-    assert!(!log.compaction_due(t0 + 10 + 120_000));
+    assert!(!log.compaction_due_at(t0 + 10 + 120_000));
 
     // After a reopen alice is still gone, and the first pass runs again (nothing to do).
     drop((log, topic));
@@ -196,7 +196,7 @@ fn compaction_refuses_delete_topics_and_reports_unknown_ones() {
         events.send(&Record::new(&[7; 200]).with_key(b"k")).unwrap();
     }
     let before = read_partition(&events, 0);
-    let err = events.compact(annal_now()).unwrap_err();
+    let err = events.compact_at(annal_now()).unwrap_err();
     assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("\"events\"") && m.contains("delete")), "{err}");
     let err = store.run_compaction_at(annal_now(), Some("events"), &mut |_, _, _| {}).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
@@ -301,7 +301,7 @@ fn each_topic_follows_its_own_archive_policy_and_it_survives_reopen() {
         never.send(&Record::new(&value)).unwrap();
     }
     assert_eq!(store.topic("own").unwrap().archive_policy().unwrap(), Some(ArchivePolicy::everything_sealed()));
-    let backlog = store.archival_backlog(annal_now(), Some("never"), None).unwrap();
+    let backlog = store.archival_backlog_at(annal_now(), Some("never"), None).unwrap();
     assert!(backlog.is_empty());
     let report = store.run_archival().unwrap();
     assert!(report.is_ok());

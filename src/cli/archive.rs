@@ -83,7 +83,7 @@ fn run(args: &RunArgs) -> CliResult {
     let store = open_existing(&args.dir, config)?;
     let now = now_ms();
     let topic = args.topic.as_deref();
-    let backlog = store.archival_backlog(now, topic, over.as_ref())?;
+    let backlog = store.archival_backlog_at(now, topic, over.as_ref())?;
     let bar = progress_bar(
         backlog.iter().map(|s| s.data_bytes).sum(),
         "archive [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",

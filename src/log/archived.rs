@@ -47,6 +47,7 @@ pub const FETCH_CHUNK: u64 = 4 << 20;
 /// assert_eq!(policy.get_max_local_age(), Some(Duration::from_secs(86_400)));
 /// assert!(!policy.is_none());
 /// ```
+#[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArchivePolicy {
     max_local_age: Option<Duration>,
@@ -89,6 +90,7 @@ impl ArchivePolicy {
 }
 
 /// What one archival run did.
+#[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ArchiveOutcome {
@@ -178,11 +180,11 @@ impl Log {
     /// before it stay archived, the failing one and the rest stay local, and
     /// the error is returned: the next run retries them. Reads of archived
     /// offsets keep working throughout.
-    pub fn archive(&self, policy: &ArchivePolicy, now_ms: i64) -> Result<ArchiveOutcome> {
+    pub fn archive_at(&self, policy: &ArchivePolicy, now_ms: i64) -> Result<ArchiveOutcome> {
         self.archive_with_progress(policy, now_ms, &mut |_| {})
     }
 
-    /// [`Log::archive`], calling `progress` after each segment is archived.
+    /// [`Log::archive_at`], calling `progress` after each segment is archived.
     pub fn archive_with_progress(
         &self,
         policy: &ArchivePolicy,
@@ -192,14 +194,20 @@ impl Log {
         self.shared.archive_run(policy, now_ms, progress)
     }
 
-    /// [`Log::archive`] at the current time.
-    pub fn archive_now(&self, policy: &ArchivePolicy) -> Result<ArchiveOutcome> {
-        self.archive(policy, now_ms())
+    /// [`Log::archive_at`] with the current time.
+    pub fn archive(&self, policy: &ArchivePolicy) -> Result<ArchiveOutcome> {
+        self.archive_at(policy, now_ms())
     }
 
-    /// The sealed local segments an archival run with `policy` would archive now.
-    pub fn archive_candidates(&self, policy: &ArchivePolicy, now_ms: i64) -> Vec<SegmentInfo> {
+    /// The sealed local segments an archival run with `policy` would archive
+    /// at `now_ms`: for a progress bar.
+    pub fn archival_backlog_at(&self, policy: &ArchivePolicy, now_ms: i64) -> Vec<SegmentInfo> {
         self.shared.archive_candidates(policy, now_ms).iter().map(sealed_info).collect()
+    }
+
+    /// [`Log::archival_backlog_at`] with the current time.
+    pub fn archival_backlog(&self, policy: &ArchivePolicy) -> Vec<SegmentInfo> {
+        self.archival_backlog_at(policy, now_ms())
     }
 
     /// The archived segments, oldest first.

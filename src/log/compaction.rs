@@ -42,6 +42,7 @@ use crate::segment::{self, SealedMeta, Segment};
 /// let policy = annal::Compaction::default().tombstone_retention(Duration::from_secs(3600));
 /// assert_eq!(policy.get_tombstone_retention(), Duration::from_secs(3600));
 /// ```
+#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compaction {
     tombstone_retention: Duration,
@@ -55,7 +56,6 @@ impl Default for Compaction {
 
 impl Compaction {
     /// Keeps a latest tombstone until its timestamp is older than `retention`.
-    #[must_use]
     pub fn tombstone_retention(mut self, retention: Duration) -> Compaction {
         self.tombstone_retention = retention;
         self
@@ -68,6 +68,7 @@ impl Compaction {
 }
 
 /// What one compaction did.
+#[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CompactionOutcome {
@@ -88,7 +89,7 @@ pub struct CompactionOutcome {
 }
 
 /// What the last compaction of a log saw, to tell whether another would do
-/// anything ([`Log::compaction_due`]). Kept in memory only: after an open,
+/// anything ([`Log::compaction_due_at`]). Kept in memory only: after an open,
 /// the first compaction always runs.
 #[derive(Debug, Default)]
 pub(crate) struct CompactionMark {
@@ -114,10 +115,15 @@ impl Log {
     ///
     /// Tombstones kept because segments were archived (see
     /// [`Log::compact_at`]) make it true only once new data is sealed.
-    pub fn compaction_due(&self, now_ms: i64) -> bool {
+    pub fn compaction_due_at(&self, now_ms: i64) -> bool {
         let mark = self.shared.compaction.lock().expect("compaction lock");
         let Some(covered) = mark.sealed_end else { return true };
         mark.next_tombstone_expiry.is_some_and(|at| now_ms >= at) || self.shared.sealed_end() > covered
+    }
+
+    /// [`Log::compaction_due_at`] with the current time.
+    pub fn compaction_due(&self) -> bool {
+        self.compaction_due_at(now_ms())
     }
 
     /// Compacts the sealed segments: keeps every record without a key, the

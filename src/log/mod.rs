@@ -62,6 +62,7 @@ pub(crate) fn no_log_files(dir: &Path) -> String {
 }
 
 /// What opening the log found and did.
+#[must_use]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveryReport {

@@ -32,6 +32,7 @@ use crate::segment::{self, SealedMeta};
 /// let policy = annal::Retention::default().max_age(Duration::from_secs(7 * 86_400)).max_bytes(10 << 30);
 /// assert_eq!(policy.get_max_bytes(), Some(10 << 30));
 /// ```
+#[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
     max_age: Option<Duration>,
@@ -69,6 +70,7 @@ impl Retention {
 }
 
 /// What one retention step did.
+#[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetentionOutcome {
@@ -104,14 +106,14 @@ impl Log {
     /// the policy lets go, as [`Log::delete_before`] does. The age is measured
     /// against `now_ms`, in milliseconds since the Unix epoch (record
     /// timestamps use the same clock).
-    pub fn apply_retention(&self, policy: &Retention, now_ms: i64) -> Result<RetentionOutcome> {
+    pub fn apply_retention_at(&self, policy: &Retention, now_ms: i64) -> Result<RetentionOutcome> {
         let target = self.shared.retention_target(policy, now_ms);
         self.shared.advance_start(target)
     }
 
-    /// Applies `policy` at the current time.
-    pub fn apply_retention_now(&self, policy: &Retention) -> Result<RetentionOutcome> {
-        self.apply_retention(policy, now_ms())
+    /// [`Log::apply_retention_at`] with the current time.
+    pub fn apply_retention(&self, policy: &Retention) -> Result<RetentionOutcome> {
+        self.apply_retention_at(policy, now_ms())
     }
 }
 

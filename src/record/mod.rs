@@ -52,6 +52,7 @@ pub struct Header<'a> {
 ///     .with_headers(&headers);
 /// assert_eq!(record.key(), Some(&b"greeting"[..]));
 /// ```
+#[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
     key: Option<&'a [u8]>,
@@ -72,21 +73,18 @@ impl<'a> Record<'a> {
     }
 
     /// Sets the key.
-    #[must_use]
     pub fn with_key(mut self, key: &'a [u8]) -> Record<'a> {
         self.key = Some(key);
         self
     }
 
     /// Sets the timestamp (milliseconds since the Unix epoch) instead of the append time.
-    #[must_use]
     pub fn with_timestamp(mut self, timestamp_ms: i64) -> Record<'a> {
         self.timestamp = Some(timestamp_ms);
         self
     }
 
     /// Sets the headers.
-    #[must_use]
     pub fn with_headers(mut self, headers: &'a [Header<'a>]) -> Record<'a> {
         self.headers = headers;
         self

@@ -264,8 +264,13 @@ impl Topic {
     /// [`CleanupPolicy::Compact`] nothing is deleted. Every partition is tried
     /// even if one fails; the first error is returned. The outcomes are in
     /// partition order.
-    pub fn apply_retention(&self, now_ms: i64) -> Result<Vec<RetentionOutcome>> {
+    pub fn apply_retention_at(&self, now_ms: i64) -> Result<Vec<RetentionOutcome>> {
         all_or_first_error(self.retention_results(now_ms)?)
+    }
+
+    /// [`Topic::apply_retention_at`] with the current time.
+    pub fn apply_retention(&self) -> Result<Vec<RetentionOutcome>> {
+        self.apply_retention_at(crate::log::now_ms())
     }
 
     /// Compacts every partition's sealed segments now, with the topic's
@@ -275,8 +280,13 @@ impl Topic {
     /// other, [`Error::InvalidConfig`] (compaction would drop records that
     /// policy keeps). Every partition is tried even if one fails; the first
     /// error is returned. The outcomes are in partition order.
-    pub fn compact(&self, now_ms: i64) -> Result<Vec<CompactionOutcome>> {
+    pub fn compact_at(&self, now_ms: i64) -> Result<Vec<CompactionOutcome>> {
         all_or_first_error(self.compaction_results(now_ms, false, &mut |_, _, _| {})?)
+    }
+
+    /// [`Topic::compact_at`] with the current time.
+    pub fn compact(&self) -> Result<Vec<CompactionOutcome>> {
+        self.compact_at(crate::log::now_ms())
     }
 
     /// The compaction policy of the topic: its tombstone retention.
@@ -298,7 +308,7 @@ impl Topic {
     }
 
     /// One result per partition of a compaction; with `only_due`, the
-    /// partitions where compaction would change nothing ([`Log::compaction_due`])
+    /// partitions where compaction would change nothing ([`Log::compaction_due_at`])
     /// are left out.
     pub(crate) fn compaction_results(
         &self,
@@ -310,7 +320,7 @@ impl Topic {
         let policy = self.compaction_policy(&st)?;
         Ok((0u32..)
             .zip(&st.logs)
-            .filter(|(_, log)| !only_due || log.compaction_due(now_ms))
+            .filter(|(_, log)| !only_due || log.compaction_due_at(now_ms))
             .map(|(p, log)| (p, log.compact_with_progress(&policy, now_ms, &mut |s| progress(&self.name, p, s))))
             .collect())
     }
@@ -345,9 +355,9 @@ impl Topic {
     }
 
     /// The segments an archival run with `policy` would archive now, per partition.
-    pub(crate) fn archival_backlog(&self, policy: &ArchivePolicy, now_ms: i64) -> Vec<SegmentInfo> {
+    pub(crate) fn archival_backlog_at(&self, policy: &ArchivePolicy, now_ms: i64) -> Vec<SegmentInfo> {
         let st = self.state.read().expect("topic lock");
-        st.logs.iter().flat_map(|log| log.archive_candidates(policy, now_ms)).collect()
+        st.logs.iter().flat_map(|log| log.archival_backlog_at(policy, now_ms)).collect()
     }
 
     /// The archived segments of every partition.
@@ -359,14 +369,14 @@ impl Topic {
             .collect())
     }
 
-    /// One result per partition for [`Topic::apply_retention`].
+    /// One result per partition for [`Topic::apply_retention_at`].
     pub(crate) fn retention_results(&self, now_ms: i64) -> Result<Vec<(u32, Result<RetentionOutcome>)>> {
         let st = self.writable()?;
         let policy = match st.meta.cleanup_policy {
             CleanupPolicy::Delete => st.meta.retention(),
             CleanupPolicy::Compact => Retention::default(),
         };
-        Ok((0u32..).zip(&st.logs).map(|(p, log)| (p, log.apply_retention(&policy, now_ms))).collect())
+        Ok((0u32..).zip(&st.logs).map(|(p, log)| (p, log.apply_retention_at(&policy, now_ms))).collect())
     }
 
     /// Grows the topic to `new_count` partitions: creates the new partition

@@ -189,6 +189,7 @@ pub struct RetentionFailure {
 /// processed, and one per failure. A failure does not stop the pass; the
 /// failing partition is left as it was (or, for compaction, with some of its
 /// segments compacted) and is tried again by the next pass.
+#[must_use]
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct PassReport<O> {
@@ -513,7 +514,7 @@ impl Store {
         self.inner.topic_locked(name)?.grow(new_count)
     }
 
-    /// Applies every topic's retention policy now (see [`Topic::apply_retention`])
+    /// Applies every topic's retention policy now (see [`Topic::apply_retention_at`])
     /// and reports what each partition deleted.
     pub fn run_retention(&self) -> Result<RetentionReport> {
         self.run_retention_at(now_ms())
@@ -551,10 +552,10 @@ impl Store {
         self.inner.run_archival(now_ms, topic, policy, progress)
     }
 
-    /// The segments an archival run would archive now (over one topic if
+    /// The segments an archival run at `now_ms` would archive (over one topic if
     /// `topic` names one, with `policy` instead of every topic's own if
     /// given): for a progress bar.
-    pub fn archival_backlog(
+    pub fn archival_backlog_at(
         &self,
         now_ms: i64,
         topic: Option<&str>,
@@ -565,16 +566,16 @@ impl Store {
         for name in self.topics().into_iter().filter(|n| topic.is_none_or(|t| t == n)) {
             let t = self.topic(&name)?;
             if let Some(policy) = self.inner.archive_policy_of(&t, policy)? {
-                out.extend(t.archival_backlog(&policy, now_ms));
+                out.extend(t.archival_backlog_at(&policy, now_ms));
             }
         }
         Ok(out)
     }
 
     /// Compacts every topic whose cleanup policy is [`CleanupPolicy::Compact`]
-    /// now (see [`Topic::compact`]), each partition only if something was
+    /// now (see [`Topic::compact_at`]), each partition only if something was
     /// sealed since its last compaction or a tombstone it kept has expired
-    /// ([`Log::compaction_due`]). Topics with the delete policy are left alone.
+    /// ([`Log::compaction_due_at`]). Topics with the delete policy are left alone.
     pub fn run_compaction(&self) -> Result<CompactionReport> {
         self.run_compaction_at(now_ms(), None, &mut |_, _, _| {})
     }
