@@ -29,7 +29,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use annal::{Durability, LogConfig, Record, Store, StoreConfig, TopicConfig};
+use annal::{Durability, LogConfig, Record, TopicConfig, TopicStore, TopicStoreConfig};
 
 const VALUE: usize = 100;
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -59,12 +59,12 @@ fn resources() -> serde_json::Value {
 
 /// One partition count, in this process.
 fn child(partitions: u32, records: u64, dir: &Path) -> serde_json::Value {
-    let mut config = StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
+    let mut config = TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
     if let Some(n) = std::env::var("ANNAL_BENCH_MAX_OPEN").ok().and_then(|v| v.parse().ok()) {
         config = config.max_open_partitions(n);
     }
     let started = Instant::now();
-    let store = Store::open(dir, config).expect("open the store");
+    let store = TopicStore::open(dir, config).expect("open the store");
     let topic = store
         .create_topic("t", TopicConfig::default().partitions(partitions).segment_bytes(SEGMENT_BYTES))
         .expect("create the topic");

@@ -1,7 +1,7 @@
 //! Topics: produce throughput across partitions, and the compaction rate.
 //!
 //! - `produce/<durability>/producers/<N>/partitions/<P>` for P = 1, 4 and
-//!   16: a `Store` holding one topic of P partitions (default 64 MiB
+//!   16: a `TopicStore` holding one topic of P partitions (default 64 MiB
 //!   segments); N producer threads call `Topic::send` with a keyed 100-byte
 //!   record, each producer with its own keys (`producer<i>-<j>`, so records
 //!   spread over the partitions by key hash). Durability `never` with 4
@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use annal::segment::{DATA_START, FOOTER_LEN};
-use annal::{Compaction, Durability, Log, LogConfig, Record, Store, StoreConfig, Topic, TopicConfig};
+use annal::{Compaction, Durability, Log, LogConfig, Record, Topic, TopicConfig, TopicStore, TopicStoreConfig};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tempfile::TempDir;
 
@@ -80,8 +80,9 @@ fn produce(c: &mut Criterion) {
         for partitions in PARTITIONS {
             let dir = tempfile::tempdir().expect("tempdir");
             let io = Arc::new(CountingIo::default());
-            let config = StoreConfig::default().log_config(LogConfig::default().durability(durability).io(io.clone()));
-            let store = Store::open(dir.path(), config).expect("open store");
+            let config =
+                TopicStoreConfig::default().log_config(LogConfig::default().durability(durability).io(io.clone()));
+            let store = TopicStore::open(dir.path(), config).expect("open store");
             let topic_config = TopicConfig::default().partitions(partitions);
             let topic = store.create_topic("bench", topic_config).expect("create topic");
             let (mut sent, mut synced) = (0u64, 0u64);

@@ -193,7 +193,7 @@ pub enum Error {
     /// The directory does not hold an annal log. Returned by
     /// [`crate::Log::open_read_only`] (no such directory, or no segment and
     /// no lock file), [`crate::Log::open`] given a file, the
-    /// [`crate::inspect`] functions, and [`crate::Store::topic`] when a
+    /// [`crate::inspect`] functions, and [`crate::TopicStore::topic`] when a
     /// topic's directory lacks its `topic.meta` or a partition.
     #[error("{path} is not an annal log: {reason}")]
     NotALog {
@@ -211,8 +211,8 @@ pub enum Error {
         /// The process that holds the lock, as it wrote in the lock file.
         pid: Option<u32>,
     },
-    /// The directory does not hold a topic store ([`crate::Store::open_read_only`],
-    /// or [`crate::Store::open`] given a file).
+    /// The directory does not hold a topic store ([`crate::TopicStore::open_read_only`],
+    /// or [`crate::TopicStore::open`] given a file).
     #[error("{path} is not an annal store: {reason}")]
     NotAStore {
         /// The directory.
@@ -221,7 +221,7 @@ pub enum Error {
         reason: String,
     },
     /// Another handle or process holds the topic store open for writing
-    /// ([`crate::Store::open`]).
+    /// ([`crate::TopicStore::open`]).
     #[error("the store at {path} is locked by another writer{}", holder(*pid))]
     StoreLocked {
         /// The store's root directory.
@@ -230,13 +230,13 @@ pub enum Error {
         pid: Option<u32>,
     },
     /// The configuration is inconsistent. Returned by [`crate::Log::open`],
-    /// [`crate::Store::open`] and [`crate::Store::create_topic`] before they
+    /// [`crate::TopicStore::open`] and [`crate::TopicStore::create_topic`] before they
     /// create anything.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     /// No topic of that name exists in the store (or it was deleted while a
-    /// handle to it was held). Returned by [`crate::Store::topic`],
-    /// [`crate::Store::delete_topic`] and every call on a [`crate::Topic`]
+    /// handle to it was held). Returned by [`crate::TopicStore::topic`],
+    /// [`crate::TopicStore::delete_topic`] and every call on a [`crate::Topic`]
     /// handle of a deleted topic.
     #[error("unknown topic {topic:?}")]
     UnknownTopic {
@@ -244,7 +244,7 @@ pub enum Error {
         topic: String,
     },
     /// A topic of that name already exists in the store. Returned by
-    /// [`crate::Store::create_topic`].
+    /// [`crate::TopicStore::create_topic`].
     #[error("topic {topic:?} already exists")]
     TopicExists {
         /// The topic name.
@@ -263,7 +263,7 @@ pub enum Error {
     },
     /// A topic name breaks the naming rule (see
     /// [`crate::topic::validate_topic_name`]). Returned by
-    /// [`crate::Store::create_topic`] and [`crate::Store::topic`].
+    /// [`crate::TopicStore::create_topic`] and [`crate::TopicStore::topic`].
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName {
         /// The refused name.
@@ -272,7 +272,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// A write was attempted on a log or store opened read-only
-    /// ([`crate::Log::open_read_only`], [`crate::Store::open_read_only`]):
+    /// ([`crate::Log::open_read_only`], [`crate::TopicStore::open_read_only`]):
     /// every append, sync, roll and cleanup pass.
     #[error("the log at {path} is open read-only")]
     ReadOnly {
@@ -280,7 +280,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// The log or its store was closed: every call on a [`crate::Topic`] (or a
-    /// partition [`crate::Log`] obtained from one) after [`crate::Store::close`].
+    /// partition [`crate::Log`] obtained from one) after [`crate::TopicStore::close`].
     #[error("the log at {path} is closed")]
     Closed {
         /// The log directory.
@@ -289,7 +289,7 @@ pub enum Error {
     /// An archive store (see [`crate::archive`]) failed or refused an operation.
     /// Local file-system failures of a directory store are [`Error::Io`] instead.
     /// Returned by the [`crate::ArchiveStore`] calls, archival
-    /// ([`crate::Log::archive_at`], [`crate::Store::run_archival`]) and reads of
+    /// ([`crate::Log::archive_at`], [`crate::TopicStore::run_archival`]) and reads of
     /// archived offsets.
     #[error("archive store {store}, key {key:?}: {kind}: {message}")]
     Archive {

@@ -47,7 +47,7 @@ pub use log::{
     SegmentInfo, SharedLimits,
 };
 pub use record::{Header, OwnedRecord, Record, RecordRef};
-pub use topic::{CleanupPolicy, Store, StoreConfig, Topic, TopicConfig};
+pub use topic::{CleanupPolicy, Topic, TopicConfig, TopicStore, TopicStoreConfig};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -462,14 +462,14 @@ fn a_crash_at_each_step_of_an_archival_run_loses_nothing() {
 
 #[test]
 fn a_store_archives_every_topic_and_its_background_thread_too() {
-    use annal::{Store, StoreConfig, TopicConfig};
+    use annal::{TopicConfig, TopicStore, TopicStoreConfig};
     let dir = fast_tempdir();
     let arch = fast_tempdir();
     let archive: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let config = StoreConfig::default()
+    let config = TopicStoreConfig::default()
         .log_config(small_cfg())
         .archive(Arc::clone(&archive), ArchivePolicy::everything_sealed());
-    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let store = TopicStore::open(dir.path(), config.clone()).unwrap();
     let topic = store.create_topic("orders", TopicConfig::default().partitions(2).segment_bytes(64 * 1024)).unwrap();
     for i in 0..2_000u64 {
         topic.send_to((i % 2) as u32, &Record::new(&value_for(i, 300))).unwrap();
@@ -481,7 +481,7 @@ fn a_store_archives_every_topic_and_its_background_thread_too() {
     assert!(archive.head(&annal::archive::segment_key("orders", 1, 0)).unwrap().is_some());
     store.close().unwrap();
 
-    let store = Store::open(dir.path(), config.retention_interval(Duration::from_millis(20))).unwrap();
+    let store = TopicStore::open(dir.path(), config.retention_interval(Duration::from_millis(20))).unwrap();
     let topic = store.topic("orders").unwrap();
     let archived_before = topic.archived_segments().unwrap().len();
     for i in 2_000..4_000u64 {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use annal::log::ArchivePolicy;
-use annal::{Durability, LocalDirArchive, LogConfig, Record, Store, StoreConfig, TopicConfig};
+use annal::{Durability, LocalDirArchive, LogConfig, Record, TopicConfig, TopicStore, TopicStoreConfig};
 use common::cli::{ok, p, run, stderr};
 
 fn value(i: u64) -> Vec<u8> {
@@ -16,8 +16,8 @@ fn value(i: u64) -> Vec<u8> {
 
 /// A store with topic `orders` (2 partitions) holding several sealed segments each.
 fn filled_store(dir: &Path) {
-    let config = StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
-    let store = Store::open(dir, config).unwrap();
+    let config = TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
+    let store = TopicStore::open(dir, config).unwrap();
     let topic = store.create_topic("orders", TopicConfig::default().partitions(2).segment_bytes(16 * 1024)).unwrap();
     store.create_topic("other", TopicConfig::default().partitions(1).segment_bytes(16 * 1024)).unwrap();
     for i in 0..600u64 {
@@ -54,7 +54,8 @@ fn archive_run_then_list_then_read_back_through_the_library() {
 
     // Every record reads back through a store configured with the archive.
     let archive = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
-    let store = Store::open(dir.path(), StoreConfig::default().archive(archive, ArchivePolicy::default())).unwrap();
+    let store =
+        TopicStore::open(dir.path(), TopicStoreConfig::default().archive(archive, ArchivePolicy::default())).unwrap();
     let topic = store.topic("orders").unwrap();
     for part in 0..2u32 {
         let mut reader = topic.read_from(part, 0).unwrap();

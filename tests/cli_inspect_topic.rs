@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use annal::{Store, StoreConfig};
+use annal::{TopicStore, TopicStoreConfig};
 use common::cli::{ok, p, run, stderr, stdout};
 use common::{all_files, assert_same_files, segment_files};
 
@@ -216,7 +216,7 @@ fn stats_of_a_store_reports_each_partition_and_totals_without_changing_files() {
     assert_same_files(&before, &files(&dir), "stats");
 
     // No lock: stats reads a store a writer holds open, and sees its records.
-    let store = Store::open(&dir, StoreConfig::default()).unwrap();
+    let store = TopicStore::open(&dir, TopicStoreConfig::default()).unwrap();
     store.topic("orders").unwrap().send_to(1, &annal::Record::new(b"late")).unwrap();
     let (text, _) = status(&["stats", p(&dir)], 0);
     assert!(line(&text, "orders 1: ").starts_with("orders 1: start offset 0, next offset 1, "), "{text}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Output;
 
-use annal::{Store, StoreConfig};
+use annal::{TopicStore, TopicStoreConfig};
 use common::cli::{json_lines, ok, p, run, stderr, stdout};
 
 /// Runs a command that must fail with `code` and one line on stderr containing `needle`.
@@ -169,7 +169,7 @@ fn a_locked_store_names_the_process_that_holds_it() {
     let tmp = tempfile::tempdir().unwrap();
     let d = p(tmp.path());
     ok(&["topic", "create", "t", "--dir", d], b"");
-    let store = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    let store = TopicStore::open(tmp.path(), TopicStoreConfig::default()).unwrap();
     let lock = std::fs::read_to_string(tmp.path().join("store.lock")).unwrap();
     assert_eq!(lock, format!("{}\n", std::process::id()));
     let needle = format!("the store at {d} is locked by another writer (process {})", std::process::id());
@@ -263,7 +263,7 @@ fn consume_reads_while_a_writer_holds_the_store_and_produce_is_locked_out() {
     let d = p(tmp.path());
     ok(&["topic", "create", "t", "--dir", d, "--partitions", "2", "--segment-bytes", "65536"], b"");
     ok(&["produce", "t", "--dir", d, "--partition", "1"], b"one\ntwo\n");
-    let store = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    let store = TopicStore::open(tmp.path(), TopicStoreConfig::default()).unwrap();
     store.topic("t").unwrap().send_to(1, &annal::Record::new(b"three")).unwrap();
     fails(&["produce", "t", "--dir", d], b"x\n", 1, "locked by another writer");
     fails(&["topic", "create", "u", "--dir", d], b"", 1, "locked by another writer");

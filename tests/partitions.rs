@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use annal::{Durability, Log, LogConfig, Record, SharedLimits, Store, StoreConfig, TopicConfig};
+use annal::{Durability, Log, LogConfig, Record, SharedLimits, TopicConfig, TopicStore, TopicStoreConfig};
 use common::read_all;
 
 /// The tests of this file count the process's threads, files and maps: one
@@ -189,11 +189,11 @@ fn a_store_of_thousands_of_partitions_stays_within_its_limits() {
     let _serial = serial();
     let tmp = common::fast_tempdir();
     let (threads0, fds0, maps0) = (count("/proc/self/task"), count("/proc/self/fd"), mappings());
-    let config = StoreConfig::default()
+    let config = TopicStoreConfig::default()
         .log_config(LogConfig::default().durability(Durability::Never))
         .max_open_partitions(OPEN)
         .max_cached_segments(CACHED);
-    let store = Store::open(tmp.path(), config).unwrap();
+    let store = TopicStore::open(tmp.path(), config).unwrap();
     let topic = store.create_topic("t", TopicConfig::default().partitions(PARTITIONS).segment_bytes(16 << 10)).unwrap();
     let check = |what: &str| {
         let threads = count("/proc/self/task");

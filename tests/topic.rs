@@ -16,13 +16,14 @@ use annal::topic::{
     validate_topic_name,
 };
 use annal::{
-    CleanupPolicy, Durability, Error, LogConfig, OwnedRecord, Record, Retention, Store, StoreConfig, Topic, TopicConfig,
+    CleanupPolicy, Durability, Error, LogConfig, OwnedRecord, Record, Retention, Topic, TopicConfig, TopicStore,
+    TopicStoreConfig,
 };
 use common::{FaultIo, fast_tempdir};
 use tempfile::TempDir;
 
-fn cfg() -> StoreConfig {
-    StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).index_interval_bytes(256))
+fn cfg() -> TopicStoreConfig {
+    TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).index_interval_bytes(256))
 }
 
 /// A topic of `n` partitions with 4 KiB segments, so that a few records roll.
@@ -31,9 +32,9 @@ fn tiny(n: u32) -> TopicConfig {
 }
 
 /// A store (`cfg()`) in a fresh directory with one topic: (directory, store, topic).
-fn store_with_topic(name: &str, config: TopicConfig) -> (TempDir, Store, Arc<Topic>) {
+fn store_with_topic(name: &str, config: TopicConfig) -> (TempDir, TopicStore, Arc<Topic>) {
     let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let topic = store.create_topic(name, config).unwrap();
     (dir, store, topic)
 }
@@ -216,10 +217,10 @@ fn fnv1a_and_key_partitions_are_pinned() {
 #[test]
 fn handles_can_be_shared_between_threads() {
     fn send_sync<T: Send + Sync>() {}
-    send_sync::<Store>();
+    send_sync::<TopicStore>();
     send_sync::<Topic>();
     send_sync::<Arc<Topic>>();
-    send_sync::<StoreConfig>();
+    send_sync::<TopicStoreConfig>();
     send_sync::<annal::topic::RetentionReport>();
 }
 
@@ -227,7 +228,7 @@ fn handles_can_be_shared_between_threads() {
 fn create_list_describe_delete() {
     let dir = fast_tempdir();
     let root = dir.path().join("store");
-    let store = Store::open(&root, cfg()).unwrap();
+    let store = TopicStore::open(&root, cfg()).unwrap();
     assert!(root.join("store.lock").is_file());
     assert!(store.topics().is_empty());
     let age = Duration::from_secs(3600);
@@ -285,7 +286,7 @@ fn create_list_describe_delete() {
 
     // After close, held handles are refused with Closed.
     assert!(matches!(again.send(&Record::new(b"x")), Err(Error::Closed { .. })));
-    let store = Store::open(&root, cfg()).unwrap();
+    let store = TopicStore::open(&root, cfg()).unwrap();
     assert_eq!(store.topics(), ["audit.log_v2", "orders"]);
     assert_eq!(store.topic("orders").unwrap().partitions(), 2);
     store.close().unwrap();
@@ -294,7 +295,7 @@ fn create_list_describe_delete() {
 #[test]
 fn reopen_keeps_topics_configs_and_offsets() {
     let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let config = tiny(4).retention(Retention::default().max_bytes(1 << 30));
     let t = store.create_topic("events", config).unwrap();
     let mut sent = BTreeMap::<u32, Vec<String>>::new();
@@ -310,7 +311,7 @@ fn reopen_keeps_topics_configs_and_offsets() {
     drop(t);
     store.close().unwrap();
 
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     assert_eq!(store.topics(), ["events"]);
     let t = store.topic("events").unwrap();
     assert_eq!(t.config().unwrap(), config);
@@ -586,7 +587,7 @@ fn retention_by_size_and_age_through_the_store() {
     let starts: Vec<u64> = (0..2).map(|p| by_size.start_offset(p).unwrap()).collect();
     drop((by_size, by_age, compact, keep));
     store.close().unwrap();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let t = store.topic("by-size").unwrap();
     assert_eq!((0..2).map(|p| t.start_offset(p).unwrap()).collect::<Vec<_>>(), starts);
     drop(t);
@@ -615,9 +616,12 @@ fn await_threads_named(name: &str, n: usize) {
 #[test]
 fn background_retention_thread_applies_policies_and_stops_on_close() {
     let dir = fast_tempdir();
-    assert!(matches!(Store::open(dir.path(), cfg().retention_interval(Duration::ZERO)), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        TopicStore::open(dir.path(), cfg().retention_interval(Duration::ZERO)),
+        Err(Error::InvalidConfig(_))
+    ));
     let config = cfg().retention_interval(Duration::from_millis(20));
-    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let store = TopicStore::open(dir.path(), config.clone()).unwrap();
     await_threads_named("annal-retention", 1);
     let t = store.create_topic("t", tiny(3).retention(Retention::default().max_bytes(8 << 10))).unwrap();
     fill(&t, 200, None);
@@ -646,12 +650,12 @@ fn background_retention_thread_applies_policies_and_stops_on_close() {
     // Stopped on close, and on drop. (A joined thread can still be listed
     // in /proc for a moment, hence the wait.)
     await_threads_named("annal-retention", 0);
-    let store = Store::open(dir.path(), config).unwrap();
+    let store = TopicStore::open(dir.path(), config).unwrap();
     await_threads_named("annal-retention", 1);
     drop(store);
     await_threads_named("annal-retention", 0);
     // Without an interval, no thread.
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     assert_eq!(threads_named("annal-retention"), 0);
     assert_eq!((store.retention_runs(), store.last_retention().is_none()), (0, true));
     store.close().unwrap();
@@ -670,7 +674,7 @@ fn delete_before_through_a_topic() {
     assert_eq!(read_partition(&t, 0).len(), 100);
     drop(t);
     store.close().unwrap();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     assert_eq!(store.topic("t").unwrap().start_offset(1).unwrap(), 60);
     store.close().unwrap();
 }
@@ -679,7 +683,7 @@ fn delete_before_through_a_topic() {
 fn a_damaged_topic_meta_is_corruption_and_nothing_is_lost() {
     let dir = fast_tempdir();
     let root = dir.path();
-    let store = Store::open(root, cfg()).unwrap();
+    let store = TopicStore::open(root, cfg()).unwrap();
     let t = store.create_topic("t", tiny(3)).unwrap();
     let other = store.create_topic("other", tiny(1)).unwrap();
     fill(&t, 50, None);
@@ -706,7 +710,7 @@ fn a_damaged_topic_meta_is_corruption_and_nothing_is_lost() {
     ];
     for (what, bytes) in damaged {
         std::fs::write(&path, &bytes).unwrap();
-        let store = Store::open(root, cfg()).unwrap();
+        let store = TopicStore::open(root, cfg()).unwrap();
         // The topic is still listed, and reports the damage each time it is asked for.
         assert_eq!(store.topics(), ["other", "t"], "{what}");
         for _ in 0..2 {
@@ -737,7 +741,7 @@ fn a_damaged_topic_meta_is_corruption_and_nothing_is_lost() {
         store.close().unwrap();
         std::fs::write(&path, &bytes).unwrap();
         // Read-only opens report it the same way.
-        let ro = Store::open_read_only(root, cfg()).unwrap();
+        let ro = TopicStore::open_read_only(root, cfg()).unwrap();
         assert!(ro.topic("t").unwrap_err().is_corruption(), "{what}");
         drop(ro);
         std::fs::write(&path, &good).unwrap();
@@ -745,14 +749,14 @@ fn a_damaged_topic_meta_is_corruption_and_nothing_is_lost() {
 
     // A missing topic.meta or partition directory is reported, not recreated.
     std::fs::remove_file(&path).unwrap();
-    let store = Store::open(root, cfg()).unwrap();
+    let store = TopicStore::open(root, cfg()).unwrap();
     assert!(matches!(store.topic("t"), Err(Error::NotALog { .. })));
     store.close().unwrap();
     std::fs::write(&path, &good).unwrap();
     let p2 = topic_dir(root, "t").join("00002");
     let moved = root.join("moved");
     std::fs::rename(&p2, &moved).unwrap();
-    let store = Store::open(root, cfg()).unwrap();
+    let store = TopicStore::open(root, cfg()).unwrap();
     match store.topic("t").unwrap_err() {
         Error::NotALog { path, reason } => {
             assert_eq!(path, p2);
@@ -771,7 +775,7 @@ fn a_damaged_topic_meta_is_corruption_and_nothing_is_lost() {
 #[test]
 fn invalid_topic_names_are_refused() {
     let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let long = "x".repeat(MAX_TOPIC_NAME_LEN + 1);
     for name in ["", ".", "..", ".hidden", "a/b", "/abs", "a b", "tab\t", "ä", "a~b", "a\0b", "a\\b", long.as_str()] {
         match store.create_topic(name, tiny(1)) {
@@ -796,7 +800,7 @@ fn invalid_topic_names_are_refused() {
 fn a_second_writer_is_locked_out_and_readers_are_not() {
     let (dir, store, t) = store_with_topic("t", tiny(2));
     t.send_to(1, &Record::new(b"hello")).unwrap();
-    match Store::open(dir.path(), cfg()) {
+    match TopicStore::open(dir.path(), cfg()) {
         Err(Error::StoreLocked { path, pid }) => {
             assert_eq!(path, dir.path());
             assert_eq!(pid, Some(std::process::id()), "the holder's pid is in the lock file");
@@ -804,7 +808,7 @@ fn a_second_writer_is_locked_out_and_readers_are_not() {
         other => panic!("expected Locked, got {other:?}"),
     }
     // A read-only store sees what the writer wrote and changes nothing.
-    let ro = Store::open_read_only(dir.path(), cfg()).unwrap();
+    let ro = TopicStore::open_read_only(dir.path(), cfg()).unwrap();
     let rt = ro.topic("t").unwrap();
     assert_eq!(values(&read_partition(&rt, 1)), ["hello"]);
     assert!(matches!(rt.send(&Record::new(b"x")), Err(Error::ReadOnly { .. })));
@@ -816,10 +820,10 @@ fn a_second_writer_is_locked_out_and_readers_are_not() {
     drop((rt, ro));
     drop(t);
     store.close().unwrap();
-    Store::open(dir.path(), cfg()).unwrap().close().unwrap();
+    TopicStore::open(dir.path(), cfg()).unwrap().close().unwrap();
     // Read-only needs a store; it creates nothing.
     let missing = dir.path().join("missing");
-    assert!(matches!(Store::open_read_only(&missing, cfg()), Err(Error::NotAStore { .. })));
+    assert!(matches!(TopicStore::open_read_only(&missing, cfg()), Err(Error::NotAStore { .. })));
     assert!(!missing.exists());
 }
 
@@ -845,7 +849,7 @@ fn add_partitions_grows_and_moves_keys() {
     assert!(matches!(store.add_partitions("t", 100_001), Err(Error::InvalidConfig(_))));
     drop(t);
     store.close().unwrap();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let t = store.topic("t").unwrap();
     assert_eq!(t.partitions(), 7);
     assert_eq!(values(&read_partition(&t, 6)), ["six"]);
@@ -858,8 +862,9 @@ fn add_partitions_grows_and_moves_keys() {
 fn an_interrupted_add_partitions_leaves_reusable_directories() {
     let dir = fast_tempdir();
     let io = Arc::new(FaultIo::new());
-    let config = StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).io(io.clone()));
-    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let config =
+        TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).io(io.clone()));
+    let store = TopicStore::open(dir.path(), config.clone()).unwrap();
     let t = store.create_topic("t", tiny(2)).unwrap();
     // The new topic.meta cannot be renamed into place: the count stays 2.
     io.only_files_ending_with("topic.meta");
@@ -871,7 +876,7 @@ fn an_interrupted_add_partitions_leaves_reusable_directories() {
     assert!(topic_dir(dir.path(), "t").join("00003").is_dir(), "the new partitions were created first");
     drop(t);
     store.close().unwrap();
-    let store = Store::open(dir.path(), config).unwrap();
+    let store = TopicStore::open(dir.path(), config).unwrap();
     let t = store.topic("t").unwrap();
     assert_eq!(t.partitions(), 2);
     store.add_partitions("t", 4).unwrap();
@@ -885,8 +890,9 @@ fn interrupted_creations_and_deletions_are_cleaned_at_open() {
     let dir = fast_tempdir();
     let root = dir.path();
     let io = Arc::new(FaultIo::new());
-    let config = StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).io(io.clone()));
-    let store = Store::open(root, config.clone()).unwrap();
+    let config =
+        TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).io(io.clone()));
+    let store = TopicStore::open(root, config.clone()).unwrap();
     let t = store.create_topic("doomed", tiny(2)).unwrap();
     fill(&t, 20, None);
 
@@ -923,7 +929,7 @@ fn interrupted_creations_and_deletions_are_cleaned_at_open() {
     std::fs::create_dir(root.join("topics/.not-ours")).unwrap();
     std::fs::write(root.join("topics/README"), b"hello").unwrap();
     std::fs::create_dir(root.join("topics/bad name")).unwrap();
-    let store = Store::open(root, config).unwrap();
+    let store = TopicStore::open(root, config).unwrap();
     assert!(store.topics().is_empty());
     let mut hidden = hidden_entries(&root.join("topics"));
     hidden.sort();

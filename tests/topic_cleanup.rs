@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use annal::log::ArchivePolicy;
 use annal::{
-    CleanupPolicy, Durability, Error, LocalDirArchive, LogConfig, OwnedRecord, Record, Store, StoreConfig, Topic,
-    TopicConfig,
+    CleanupPolicy, Durability, Error, LocalDirArchive, LogConfig, OwnedRecord, Record, Topic, TopicConfig, TopicStore,
+    TopicStoreConfig,
 };
 use common::{Rng, fast_tempdir};
 
-fn cfg() -> StoreConfig {
-    StoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).index_interval_bytes(256))
+fn cfg() -> TopicStoreConfig {
+    TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).index_interval_bytes(256))
 }
 
 /// A compacted topic of `n` partitions with 4 KiB segments, tombstones kept one minute.
@@ -81,7 +81,7 @@ fn model(records: &[SentRecord], sealed_end: u64, tombstones_expired: bool) -> V
 #[test]
 fn compaction_pass_keeps_exactly_the_latest_value_per_key_in_every_partition() {
     let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let topic = store.create_topic("state", compacted(3)).unwrap();
     let other = store.create_topic("events", TopicConfig::default().partitions(2).segment_bytes(4096)).unwrap();
     for seed in [1u64, 2, 3] {
@@ -133,7 +133,7 @@ fn compaction_pass_keeps_exactly_the_latest_value_per_key_in_every_partition() {
 #[test]
 fn a_tombstoned_key_disappears_after_its_delay_and_passes_skip_unchanged_partitions() {
     let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let topic = store.create_topic("users", compacted(1)).unwrap();
     let t0 = 1_700_000_000_000;
     topic.send(&Record::new(b"alice v1").with_key(b"alice").with_timestamp(t0)).unwrap();
@@ -178,7 +178,7 @@ fn a_tombstoned_key_disappears_after_its_delay_and_passes_skip_unchanged_partiti
     // After a reopen alice is still gone, and the first pass runs again (nothing to do).
     drop((log, topic));
     store.close().unwrap();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let topic = store.topic("users").unwrap();
     assert_eq!(keys(&topic), vec![(b"bob".to_vec(), Some(b"bob v1".to_vec()))]);
     let report = store.run_compaction_at(t0 + 10 + 120_000, None, &mut |_, _, _| {}).unwrap();
@@ -190,7 +190,7 @@ fn a_tombstoned_key_disappears_after_its_delay_and_passes_skip_unchanged_partiti
 #[test]
 fn compaction_refuses_delete_topics_and_reports_unknown_ones() {
     let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let events = store.create_topic("events", TopicConfig::default().segment_bytes(4096)).unwrap();
     for _ in 0..50 {
         events.send(&Record::new(&[7; 200]).with_key(b"k")).unwrap();
@@ -209,7 +209,7 @@ fn compaction_refuses_delete_topics_and_reports_unknown_ones() {
     drop(events);
     store.close().unwrap();
     // A read-only store refuses.
-    let ro = Store::open_read_only(dir.path(), cfg()).unwrap();
+    let ro = TopicStore::open_read_only(dir.path(), cfg()).unwrap();
     assert!(matches!(ro.run_compaction(), Err(Error::ReadOnly { .. })));
 }
 
@@ -220,7 +220,7 @@ fn annal_now() -> i64 {
 #[test]
 fn the_background_thread_compacts_compacted_topics() {
     let dir = fast_tempdir();
-    let store = Store::open(dir.path(), cfg().retention_interval(Duration::from_millis(20))).unwrap();
+    let store = TopicStore::open(dir.path(), cfg().retention_interval(Duration::from_millis(20))).unwrap();
     let topic = store.create_topic("state", compacted(2)).unwrap();
     let value = vec![b'v'; 300];
     for _ in 0..40 {
@@ -269,7 +269,7 @@ fn each_topic_follows_its_own_archive_policy_and_it_survives_reopen() {
     let archive = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
     // The store's default archives nothing.
     let config = || cfg().archive(archive.clone(), ArchivePolicy::default());
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = TopicStore::open(dir.path(), config()).unwrap();
     let base = TopicConfig::default().segment_bytes(4096);
     let own = store.create_topic("own", base.archive(ArchivePolicy::everything_sealed())).unwrap();
     let default = store.create_topic("default", base).unwrap();
@@ -295,7 +295,8 @@ fn each_topic_follows_its_own_archive_policy_and_it_survives_reopen() {
 
     // Reopened with a default that archives everything: "own" keeps its
     // policy, "default" follows the store now, and "never" opts out.
-    let store = Store::open(dir.path(), cfg().archive(archive.clone(), ArchivePolicy::everything_sealed())).unwrap();
+    let store =
+        TopicStore::open(dir.path(), cfg().archive(archive.clone(), ArchivePolicy::everything_sealed())).unwrap();
     let never = store.create_topic("never", base.archive(ArchivePolicy::default())).unwrap();
     for _ in 0..60 {
         never.send(&Record::new(&value)).unwrap();
@@ -320,7 +321,7 @@ fn each_topic_follows_its_own_archive_policy_and_it_survives_reopen() {
     store.close().unwrap();
 
     // Without an archive tier, archival is a typed error.
-    let store = Store::open(dir.path(), cfg()).unwrap();
+    let store = TopicStore::open(dir.path(), cfg()).unwrap();
     assert!(matches!(store.run_archival(), Err(Error::InvalidConfig(m)) if m.contains("no archive tier")));
     store.close().unwrap();
 }

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::topic::{open_existing, require_store};
 use super::{CliResult, finish_pass, now_ms, print, progress_bar};
 use annal::log::ArchivePolicy;
-use annal::{LocalDirArchive, Store, StoreConfig};
+use annal::{LocalDirArchive, TopicStore, TopicStoreConfig};
 
 /// Move sealed segments to an archive directory, or list archived segments.
 #[derive(Debug, Args)]
@@ -79,7 +79,7 @@ fn run(args: &RunArgs) -> CliResult {
     }
     let over = (!limits.is_none()).then_some(limits);
     let archive = Arc::new(LocalDirArchive::open(&args.archive_dir)?);
-    let config = StoreConfig::default().archive(archive, ArchivePolicy::everything_sealed());
+    let config = TopicStoreConfig::default().archive(archive, ArchivePolicy::everything_sealed());
     let store = open_existing(&args.dir, config)?;
     let now = now_ms();
     let topic = args.topic.as_deref();
@@ -100,7 +100,7 @@ fn run(args: &RunArgs) -> CliResult {
 
 fn list(args: &ListArgs) -> CliResult {
     require_store(&args.dir)?;
-    let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
+    let store = TopicStore::open_read_only(&args.dir, TopicStoreConfig::default())?;
     let mut text = String::from("topic\tpartition\tbase\tnext\tsize\tkey\n");
     for name in store.topics() {
         for (p, a) in store.topic(&name)?.archived_segments()? {

@@ -10,7 +10,7 @@ use clap::Args;
 use annal::inspect::{self, Severity, VerifyReport, format_timestamp};
 use annal::segment::log_file_name;
 use annal::topic::{TOPIC_META_FILE_NAME, TOPICS_DIR_NAME, meta, partition_dir_name, validate_topic_name};
-use annal::{Log, LogConfig, OwnedRecord, SegmentInfo, Store, StoreConfig, Topic};
+use annal::{Log, LogConfig, OwnedRecord, SegmentInfo, Topic, TopicStore, TopicStoreConfig};
 
 use super::topic::{limit, require_store};
 use super::{CliResult, Failure, print, stdout_error};
@@ -382,7 +382,7 @@ pub(crate) fn run_stats(args: &StatsArgs) -> CliResult {
 /// Prints the stats of the topics of the store in `root` (only topic `only`
 /// if given, else every topic and a store total), opened read-only.
 fn topics_stats(root: &Path, only: Option<String>) -> CliResult {
-    let store = Store::open_read_only(root, StoreConfig::default())?;
+    let store = TopicStore::open_read_only(root, TopicStoreConfig::default())?;
     let names = only.clone().map_or_else(|| store.topics(), |name| vec![name]);
     let mut total = TopicTotals::default();
     let (mut failed, mut corrupt) = (0, false);

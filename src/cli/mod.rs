@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use annal::Durability;
-use annal::Store;
+use annal::TopicStore;
 use annal::topic::PassReport;
 
 const EXIT_CODES: &str = "\
@@ -178,7 +178,7 @@ pub(crate) fn now_ms() -> i64 {
 /// partition(s); F failure(s)`. Success without failures, else exit 1, or 2
 /// if one of them is corruption.
 pub(crate) fn finish_pass<O>(
-    store: Store,
+    store: TopicStore,
     what: &str,
     report: &PassReport<O>,
     line: impl Fn(&O) -> String,

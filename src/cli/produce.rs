@@ -8,7 +8,7 @@ use annal::inspect::escape_bytes;
 use clap::Args;
 
 use annal::log::ArchivePolicy;
-use annal::{LocalDirArchive, LogConfig, Record, RecordRef, Store, StoreConfig};
+use annal::{LocalDirArchive, LogConfig, Record, RecordRef, TopicStore, TopicStoreConfig};
 
 use super::read::{POLL, drain, follower_after, format_record};
 use super::topic::open_existing;
@@ -107,7 +107,7 @@ pub(crate) fn run_produce(args: &ProduceArgs) -> CliResult {
         return Err(Failure::Error("--null-empty needs --key or --key-separator: a tombstone deletes a key".into()));
     }
     let log_config = LogConfig::default().durability(args.durability.to_durability());
-    let store = open_existing(&args.dir, StoreConfig::default().log_config(log_config))?;
+    let store = open_existing(&args.dir, TopicStoreConfig::default().log_config(log_config))?;
     let topic = store.topic(&args.topic)?;
     if let Some(p) = args.partition {
         // Checked up front, so that empty input still refuses a bad partition.
@@ -169,7 +169,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
-    let mut config = StoreConfig::default();
+    let mut config = TopicStoreConfig::default();
     if let Some(dir) = &args.archive_dir {
         if !dir.is_dir() {
             return Err(Failure::Error(format!("archive directory {} does not exist", dir.display())));
@@ -177,7 +177,7 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
         // Reads only: the policy is never applied by a read-only store.
         config = config.archive(Arc::new(LocalDirArchive::open(dir)?), ArchivePolicy::default());
     }
-    let store = Store::open_read_only(&args.dir, config)?;
+    let store = TopicStore::open_read_only(&args.dir, config)?;
     let topic = store.topic(&args.topic)?;
     let partitions = match args.partition {
         Some(p) => {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use annal::inspect::format_timestamp;
 use annal::log::ArchivePolicy;
 use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
-use annal::{CleanupPolicy, Retention, Store, StoreConfig, TopicConfig};
+use annal::{CleanupPolicy, Retention, TopicConfig, TopicStore, TopicStoreConfig};
 
 use super::{CliResult, finish_pass, now_ms, print, progress_bar};
 
@@ -174,9 +174,9 @@ pub(crate) fn run_topic(args: &TopicArgs) -> CliResult {
 
 /// Opens the store in `dir` for writing, refusing (rather than creating) a
 /// directory that holds no store.
-pub(crate) fn open_existing(dir: &Path, config: StoreConfig) -> CliResult<Store> {
+pub(crate) fn open_existing(dir: &Path, config: TopicStoreConfig) -> CliResult<TopicStore> {
     require_store(dir)?;
-    Ok(Store::open(dir, config)?)
+    Ok(TopicStore::open(dir, config)?)
 }
 
 /// Refuses a directory that holds no store.
@@ -219,7 +219,7 @@ fn create(args: &CreateArgs) -> CliResult {
     if args.no_archive || !archive.is_none() {
         config = config.archive(archive);
     }
-    let store = Store::open(&args.dir, StoreConfig::default())?;
+    let store = TopicStore::open(&args.dir, TopicStoreConfig::default())?;
     let topic = store.create_topic(&args.name, config)?;
     let n = topic.partitions();
     drop(topic);
@@ -228,7 +228,7 @@ fn create(args: &CreateArgs) -> CliResult {
 }
 
 fn list(args: &ListArgs) -> CliResult {
-    let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
+    let store = TopicStore::open_read_only(&args.dir, TopicStoreConfig::default())?;
     let text: String = store.topics().iter().map(|t| format!("{t}\n")).collect();
     print(&text)
 }
@@ -239,7 +239,7 @@ pub(crate) fn limit(value: Option<impl std::fmt::Display>, unit: &str) -> String
 }
 
 fn describe(args: &DescribeArgs) -> CliResult {
-    let store = Store::open_read_only(&args.dir, StoreConfig::default())?;
+    let store = TopicStore::open_read_only(&args.dir, TopicStoreConfig::default())?;
     let topic = store.topic(&args.name)?;
     let meta = topic.meta()?;
     let retention = meta.retention();
@@ -274,7 +274,7 @@ fn describe(args: &DescribeArgs) -> CliResult {
 }
 
 fn delete(args: &DeleteArgs) -> CliResult {
-    let store = open_existing(&args.dir, StoreConfig::default())?;
+    let store = open_existing(&args.dir, TopicStoreConfig::default())?;
     store.delete_topic(&args.name)?;
     store.close()?;
     print(&format!("deleted topic {}\n", args.name))
@@ -282,7 +282,7 @@ fn delete(args: &DeleteArgs) -> CliResult {
 
 pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
     let RetentionCommand::Run(args) = &args.command;
-    let store = open_existing(&args.dir, StoreConfig::default())?;
+    let store = open_existing(&args.dir, TopicStoreConfig::default())?;
     let report = store.run_retention()?;
     let summary =
         format!("retention: {} segment(s), {} bytes deleted", report.segments_deleted(), report.bytes_deleted());
@@ -301,7 +301,7 @@ pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
 }
 
 pub(crate) fn run_compact(args: &CompactArgs) -> CliResult {
-    let store = open_existing(&args.dir, StoreConfig::default())?;
+    let store = open_existing(&args.dir, TopicStoreConfig::default())?;
     let topic = args.topic.as_deref();
     let backlog = store.compaction_backlog(topic)?;
     let bar = progress_bar(

@@ -386,7 +386,7 @@ impl Log {
     /// read-only while they read them). Returns whether there was an active
     /// segment to park. Nothing changes on disk. A store parks its least
     /// recently used partitions to stay within its limits
-    /// ([`crate::StoreConfig::max_open_partitions`]); a single log has no
+    /// ([`crate::TopicStoreConfig::max_open_partitions`]); a single log has no
     /// need to.
     pub fn park(&self) -> Result<bool> {
         if self.shared.read_only {

@@ -34,7 +34,7 @@ pub fn fnv1a_64(bytes: &[u8]) -> u64 {
 
 /// The partition a record with `key` goes to in a topic of `partitions`
 /// partitions: `fnv1a_64(key) % partitions`. Adding partitions changes it for
-/// most keys (see [`crate::topic::Store::add_partitions`]). Returns 0 when
+/// most keys (see [`crate::topic::TopicStore::add_partitions`]). Returns 0 when
 /// `partitions` is 0 (a topic always has at least one).
 pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
     if partitions == 0 {
@@ -68,8 +68,8 @@ pub(crate) struct TopicState {
 
 /// A topic: a named set of partitions, each an annal [`Log`].
 ///
-/// Obtained from [`crate::topic::Store::create_topic`] or
-/// [`crate::topic::Store::topic`], shared through an `Arc`, and usable from
+/// Obtained from [`crate::topic::TopicStore::create_topic`] or
+/// [`crate::topic::TopicStore::topic`], shared through an `Arc`, and usable from
 /// many threads at once. A record with a key goes to partition
 /// [`partition_for_key`]`(key, partitions)`, so records with the same key
 /// stay in order in one partition; a record without a key goes to the

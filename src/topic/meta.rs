@@ -71,7 +71,7 @@ pub enum CleanupPolicy {
     /// Old records are compacted: only the latest record of each key is kept,
     /// and tombstones go after the tombstone retention (see
     /// [`crate::Compaction`]). Retention by age and size does not apply; the
-    /// store's cleanup pass ([`crate::topic::Store::run_compaction`], and the
+    /// store's cleanup pass ([`crate::topic::TopicStore::run_compaction`], and the
     /// background thread) compacts the sealed segments of every partition.
     Compact,
 }
@@ -181,7 +181,7 @@ impl TopicConfig {
 
     /// The topic's own archive policy, recorded in its `topic.meta`: which
     /// sealed segments archival moves to the store's archive tier
-    /// ([`crate::topic::StoreConfig::archive`]). A topic without one follows
+    /// ([`crate::topic::TopicStoreConfig::archive`]). A topic without one follows
     /// the store's policy; [`ArchivePolicy::default`] (no limit) keeps the
     /// topic's segments local whatever the store's policy. Ages and sizes are
     /// stored in whole milliseconds and bytes. Default: none (the store's).

@@ -1,12 +1,12 @@
-//! Topics and partitions: a [`Store`] holds many named [`Topic`]s in one
+//! Topics and partitions: a [`TopicStore`] holds many named [`Topic`]s in one
 //! directory; a topic is a fixed (growable) number of partitions, each an
 //! annal [`Log`](crate::Log).
 //!
 //! ```
-//! use annal::{Record, Store, StoreConfig, TopicConfig};
+//! use annal::{Record, TopicStore, TopicStoreConfig, TopicConfig};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let store = Store::open(dir.path(), StoreConfig::default())?;
+//! let store = TopicStore::open(dir.path(), TopicStoreConfig::default())?;
 //! let orders = store.create_topic("orders", TopicConfig::default().partitions(4))?;
 //!
 //! // A keyed record goes to fnv1a_64(key) % 4; the same key, the same partition.
@@ -39,7 +39,7 @@
 //! A record with a key goes to partition `fnv1a_64(key) % partitions`
 //! ([`partition_for_key`]): records with the same key keep their order. A
 //! record without a key goes to the partitions in turn. Growing a topic
-//! ([`Store::add_partitions`]) moves keys to other partitions.
+//! ([`TopicStore::add_partitions`]) moves keys to other partitions.
 //!
 //! # Topic names
 //!
@@ -55,7 +55,7 @@ pub use handle::{PartitionInfo, Topic, fnv1a_64, partition_dir_name, partition_f
 pub use meta::{CleanupPolicy, MAX_PARTITIONS, TOPIC_META_FILE_NAME, TopicConfig, TopicMeta};
 pub use store::{
     ArchivalReport, CompactionReport, PartitionArchival, PartitionCompaction, PartitionOutcome, PartitionRetention,
-    PassReport, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME, Store, StoreConfig, TOPICS_DIR_NAME,
+    PassReport, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME, TOPICS_DIR_NAME, TopicStore, TopicStoreConfig,
 };
 
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! [`Store`]: many topics in one directory, and the background retention thread.
+//! [`TopicStore`]: many topics in one directory, and the background retention thread.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -24,20 +24,20 @@ pub const STORE_LOCK_FILE_NAME: &str = "store.lock";
 /// Name of the directory, inside the store's root, that holds one directory per topic.
 pub const TOPICS_DIR_NAME: &str = "topics";
 
-/// Configuration of a [`Store`]: the log configuration every partition uses
+/// Configuration of a [`TopicStore`]: the log configuration every partition uses
 /// (its segment size excepted: that is the topic's) and the retention interval.
 ///
 /// ```
 /// use std::time::Duration;
-/// use annal::{Durability, LogConfig, StoreConfig};
-/// let config = StoreConfig::default()
+/// use annal::{Durability, LogConfig, TopicStoreConfig};
+/// let config = TopicStoreConfig::default()
 ///     .log_config(LogConfig::default().durability(Durability::Never))
 ///     .retention_interval(Duration::from_secs(300));
 /// assert_eq!(config.get_retention_interval(), Some(Duration::from_secs(300)));
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
-pub struct StoreConfig {
+pub struct TopicStoreConfig {
     log: LogConfig,
     retention_interval: Option<Duration>,
     archive_policy: Option<ArchivePolicy>,
@@ -45,17 +45,17 @@ pub struct StoreConfig {
     max_cached_segments: Option<usize>,
 }
 
-/// The default [`StoreConfig::max_open_partitions`]: half the process's
+/// The default [`TopicStoreConfig::max_open_partitions`]: half the process's
 /// limit of open files (`ulimit -n`), between 64 and 4,096.
 fn default_max_open_partitions() -> usize {
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     soft.map_or(4096, |n| (n / 2).clamp(64, 4096) as usize)
 }
 
-/// The default [`StoreConfig::max_cached_segments`].
+/// The default [`TopicStoreConfig::max_cached_segments`].
 const DEFAULT_MAX_CACHED_SEGMENTS: usize = 1024;
 
-impl StoreConfig {
+impl TopicStoreConfig {
     /// At most this many partitions, over every topic, hold their active
     /// segment open at once (a file descriptor and a memory map each); the
     /// least recently written of the others are parked ([`crate::Log::park`])
@@ -98,8 +98,8 @@ impl StoreConfig {
         self
     }
 
-    /// The archive tier of every topic: [`Store::run_archival`] (and the
-    /// background thread, if [`StoreConfig::retention_interval`] starts one)
+    /// The archive tier of every topic: [`TopicStore::run_archival`] (and the
+    /// background thread, if [`TopicStoreConfig::retention_interval`] starts one)
     /// moves the sealed segments each topic's archive policy selects to
     /// `store`, under the keys [`crate::archive::segment_key`] names
     /// (`{topic}/{partition}/...`), and reads of archived offsets fetch them
@@ -119,12 +119,12 @@ impl StoreConfig {
         self.archive_policy
     }
 
-    /// Start a background thread in [`Store::open`] that, at this interval
+    /// Start a background thread in [`TopicStore::open`] that, at this interval
     /// (non-zero), runs archival (if the store has an archive tier), then
     /// every topic's retention policy, then compaction of the compacted
     /// topics' partitions that have something new. Default: no thread; call
-    /// [`Store::run_archival`], [`Store::run_retention`] and
-    /// [`Store::run_compaction`] instead.
+    /// [`TopicStore::run_archival`], [`TopicStore::run_retention`] and
+    /// [`TopicStore::run_compaction`] instead.
     pub fn retention_interval(mut self, every: Duration) -> Self {
         self.retention_interval = Some(every);
         self
@@ -213,12 +213,12 @@ impl<O> PassReport<O> {
     }
 }
 
-/// What a retention pass over every topic did ([`Store::run_retention`]).
+/// What a retention pass over every topic did ([`TopicStore::run_retention`]).
 pub type RetentionReport = PassReport<RetentionOutcome>;
-/// What an archival run over the store's topics did ([`Store::run_archival`]).
+/// What an archival run over the store's topics did ([`TopicStore::run_archival`]).
 pub type ArchivalReport = PassReport<ArchiveOutcome>;
 /// What a compaction pass over the store's compacted topics
-/// ([`CleanupPolicy::Compact`]) did ([`Store::run_compaction`]).
+/// ([`CleanupPolicy::Compact`]) did ([`TopicStore::run_compaction`]).
 pub type CompactionReport = PassReport<CompactionOutcome>;
 
 impl RetentionReport {
@@ -259,7 +259,7 @@ impl CompactionReport {
 
 /// A topic of the store: opened, or present on disk but not openable (its
 /// `topic.meta` is damaged, a partition is locked, ...). The latter is tried
-/// again by every [`Store::topic`], which returns the error.
+/// again by every [`TopicStore::topic`], which returns the error.
 #[derive(Debug)]
 enum Slot {
     Open(Arc<Topic>),
@@ -270,7 +270,7 @@ enum Slot {
 struct StoreInner {
     root: PathBuf,
     topics_dir: PathBuf,
-    config: StoreConfig,
+    config: TopicStoreConfig,
     read_only: bool,
     topics: RwLock<BTreeMap<String, Slot>>,
     /// Serializes creation, deletion, growth and loading of topics.
@@ -296,17 +296,17 @@ struct RetentionThread {
 /// <root>/topics/<name>/<00000..>/        one annal log per partition
 /// ```
 ///
-/// One `Store` handle per directory writes (a second gets [`Error::StoreLocked`]);
+/// One `TopicStore` handle per directory writes (a second gets [`Error::StoreLocked`]);
 /// it is `Send + Sync`, and its [`Topic`] handles may be used from many
 /// threads. See the [module documentation](crate::topic) for an example.
 #[derive(Debug)]
-pub struct Store {
+pub struct TopicStore {
     inner: Arc<StoreInner>,
     retention: Option<RetentionThread>,
     closed: bool,
 }
 
-impl Store {
+impl TopicStore {
     /// Opens the store in `dir` for reading and writing, creating the
     /// directory and an empty store if needed, and opens every topic (each
     /// partition log recovers as [`Log::open`] does). Fails with
@@ -315,9 +315,9 @@ impl Store {
     /// Deletions and creations a crash interrupted are finished or undone. A
     /// topic that cannot be opened (a damaged `topic.meta`, a locked or
     /// damaged partition) does not fail the open: it is listed by
-    /// [`Store::topics`], and [`Store::topic`] returns its error (and tries
+    /// [`TopicStore::topics`], and [`TopicStore::topic`] returns its error (and tries
     /// again each time, so a repaired topic becomes usable).
-    pub fn open(dir: impl AsRef<Path>, mut config: StoreConfig) -> Result<Store> {
+    pub fn open(dir: impl AsRef<Path>, mut config: TopicStoreConfig) -> Result<TopicStore> {
         config.validate()?;
         if config.log.shared_limits.is_none() {
             let limits = SharedLimits::new(config.get_max_open_partitions(), config.get_max_cached_segments());
@@ -349,7 +349,7 @@ impl Store {
             Some(every) => Some(RetentionThread::start(Arc::clone(&inner), every)?),
             None => None,
         };
-        Ok(Store { inner, retention, closed: false })
+        Ok(TopicStore { inner, retention, closed: false })
     }
 
     /// Opens an existing store without changing any file: no lock is taken
@@ -358,7 +358,7 @@ impl Store {
     /// topic creation, retention, ...) gives [`Error::ReadOnly`]. No retention
     /// thread is started. A directory without a `topics` directory gives
     /// [`Error::NotAStore`].
-    pub fn open_read_only(dir: impl AsRef<Path>, mut config: StoreConfig) -> Result<Store> {
+    pub fn open_read_only(dir: impl AsRef<Path>, mut config: TopicStoreConfig) -> Result<TopicStore> {
         config.validate()?;
         if config.log.shared_limits.is_none() {
             let limits = SharedLimits::new(config.get_max_open_partitions(), config.get_max_cached_segments());
@@ -374,7 +374,7 @@ impl Store {
         }
         let topics = scan(&topics_dir, &config.log, true)?;
         let inner = Arc::new(StoreInner::new(root, topics_dir, config, true, topics, None));
-        Ok(Store { inner, retention: None, closed: false })
+        Ok(TopicStore { inner, retention: None, closed: false })
     }
 
     /// The store's root directory.
@@ -383,7 +383,7 @@ impl Store {
     }
 
     /// The configuration the store was opened with.
-    pub fn config(&self) -> &StoreConfig {
+    pub fn config(&self) -> &TopicStoreConfig {
         &self.inner.config
     }
 
@@ -520,7 +520,7 @@ impl Store {
         self.run_retention_at(now_ms())
     }
 
-    /// [`Store::run_retention`], measuring ages against `now_ms` (milliseconds
+    /// [`TopicStore::run_retention`], measuring ages against `now_ms` (milliseconds
     /// since the Unix epoch).
     pub fn run_retention_at(&self, now_ms: i64) -> Result<RetentionReport> {
         self.inner.check_writable()?;
@@ -528,13 +528,13 @@ impl Store {
     }
 
     /// Runs archival over every topic now, each with its archive policy
-    /// (its own, else the store's: see [`StoreConfig::archive`]). Fails with
+    /// (its own, else the store's: see [`TopicStoreConfig::archive`]). Fails with
     /// [`Error::InvalidConfig`] if the store has no archive tier.
     pub fn run_archival(&self) -> Result<ArchivalReport> {
         self.run_archival_at(now_ms(), None, None, &mut |_, _, _| {})
     }
 
-    /// [`Store::run_archival`] measuring ages against `now_ms`, over one topic
+    /// [`TopicStore::run_archival`] measuring ages against `now_ms`, over one topic
     /// only if `topic` names one, with `policy` instead of every topic's own
     /// if given, calling `progress` after each segment archived (topic,
     /// partition, segment).
@@ -580,7 +580,7 @@ impl Store {
         self.run_compaction_at(now_ms(), None, &mut |_, _, _| {})
     }
 
-    /// [`Store::run_compaction`] measuring tombstone ages against `now_ms`,
+    /// [`TopicStore::run_compaction`] measuring tombstone ages against `now_ms`,
     /// over one topic only if `topic` names one (which must then be a
     /// compacted topic, else [`Error::InvalidConfig`]; its partitions are
     /// compacted whether due or not), calling `progress` as each sealed
@@ -636,7 +636,7 @@ impl Store {
     /// active segment) and releases the store. Handles to topics still held
     /// elsewhere get [`Error::Closed`]; a partition [`Log`] still held through
     /// [`Topic::partition`] stays open until it is dropped. Returns the first
-    /// error met. Dropping a `Store` closes it too, ignoring errors.
+    /// error met. Dropping a `TopicStore` closes it too, ignoring errors.
     pub fn close(mut self) -> Result<()> {
         self.close_inner()
     }
@@ -672,7 +672,7 @@ impl Store {
     }
 }
 
-impl Drop for Store {
+impl Drop for TopicStore {
     fn drop(&mut self) {
         let _ = self.close_inner();
     }
@@ -682,7 +682,7 @@ impl StoreInner {
     fn new(
         root: PathBuf,
         topics_dir: PathBuf,
-        config: StoreConfig,
+        config: TopicStoreConfig,
         read_only: bool,
         topics: BTreeMap<String, Slot>,
         lock: Option<File>,
@@ -730,7 +730,7 @@ impl StoreInner {
         match self.config.log.archive {
             Some(_) => Ok(()),
             None => Err(Error::InvalidConfig(format!(
-                "the store {} has no archive tier (StoreConfig::archive)",
+                "the store {} has no archive tier (TopicStoreConfig::archive)",
                 self.root.display()
             ))),
         }
