@@ -1201,3 +1201,34 @@ fn a_reader_at_the_end_of_a_log_without_an_active_segment_finds_what_comes() {
     let r = reader.next_record().unwrap().expect("the new record");
     assert_eq!((r.offset(), r.value()), (2, Some(&b"after"[..])));
 }
+
+/// Appending to a cleanly closed log takes up its last sealed segment again
+/// and first removes that segment's index files (the active segment keeps
+/// its index in memory). A removal that fails is an error, not ignored: a
+/// stale index left beside a growing segment would describe fewer records.
+#[test]
+fn taking_up_a_sealed_segment_fails_if_its_index_files_cannot_be_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let io = Arc::new(FaultIo::new());
+    let log = Log::open(&dir, faulty(&io, Durability::Always)).unwrap();
+    for i in 0..3 {
+        log.append(&Record::new(&value(i))).unwrap();
+    }
+    log.close().unwrap();
+    let index = dir.join(format!("{:020}.index", 0));
+    assert!(index.exists(), "a sealed segment has its index file");
+
+    let log = Log::open(&dir, faulty(&io, Durability::Always)).unwrap();
+    io.fail_remove.store(true, std::sync::atomic::Ordering::SeqCst);
+    match log.append(&Record::new(&value(3))) {
+        Err(Error::Io { op, path, source }) => {
+            assert_eq!((op, source.raw_os_error()), ("remove stale index", Some(common::EIO)));
+            assert_eq!(path, index);
+        }
+        other => panic!("expected the failed removal, got {other:?}"),
+    }
+    io.fail_remove.store(false, std::sync::atomic::Ordering::SeqCst);
+    drop(log);
+    reopen_holds_prefix(&dir, 3);
+}
