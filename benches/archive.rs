@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use annal::ArchivePolicy;
 use annal::archive::{ArchiveStore, LocalDirArchive};
-use annal::log::ArchivePolicy;
 use annal::{Durability, Log, LogConfig, Record};
 
 const RECORDS: u64 = 400_000;

@@ -122,7 +122,7 @@ pub enum Error {
     /// (recovery), by reads ([`crate::LogReader::next_record`],
     /// [`crate::Log::get`], [`crate::Log::offset_for_timestamp`]), by
     /// compaction and archival (which read what they rewrite or upload), and
-    /// by [`crate::inspect::verify`].
+    /// by `annal verify`.
     #[error("corruption in {path} at byte {position} (offset {offset}): {kind}")]
     Corruption {
         /// The damaged file.
@@ -193,7 +193,7 @@ pub enum Error {
     /// The directory does not hold an annal log. Returned by
     /// [`crate::Log::open_read_only`] (no such directory, or no segment and
     /// no lock file), [`crate::Log::open`] given a file, the
-    /// [`crate::inspect`] functions, and [`crate::TopicStore::topic`] when a
+    /// `annal verify`, `dump` and `stats`, and [`crate::TopicStore::topic`] when a
     /// topic's directory lacks its `topic.meta` or a partition.
     #[error("{path} is not an annal log: {reason}")]
     NotALog {

@@ -26,28 +26,41 @@
 #![warn(missing_docs)]
 
 pub mod archive;
-pub mod config;
-pub mod error;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod index;
-pub mod inspect;
 pub mod io;
-pub mod log;
+
+/// Declares a module that is part of the engine's insides: private to the
+/// crate, unless the `internals` feature (which the command-line tool, the
+/// fuzz targets and the tests turn on) makes it public, and even then hidden
+/// from the documentation. Nothing in it is a stable API.
+macro_rules! internals {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        #[allow(dead_code, unused_imports)]
+        mod $name;
+    )*};
+}
+
+internals!(config, error, fuzzing, index, inspect, log, record, segment, topic);
 mod mmap;
-pub mod record;
-pub mod segment;
-pub mod topic;
 
 pub use archive::{ArchiveStore, LocalDirArchive, ObjectDigest, ObjectMeta};
-pub use config::{Durability, LogConfig, RecoveryMode};
+pub use config::{Durability, LogConfig, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, RecoveryMode};
 pub use error::{ArchiveErrorKind, CorruptionKind, Error, Result};
+pub use io::{Io, OsIo};
 pub use log::{
-    Compaction, CompactionOutcome, Log, LogReader, RecoveryReport, Retention, RetentionOutcome, START_OFFSET_FILE_NAME,
-    SegmentInfo, SharedLimits,
+    ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, Compaction, CompactionOutcome, Log, LogReader, RecoveryReport,
+    Retention, RetentionOutcome, SegmentInfo, SharedLimits,
 };
 pub use record::{Header, OwnedRecord, Record, RecordRef};
-pub use topic::{CleanupPolicy, Topic, TopicConfig, TopicStore, TopicStoreConfig};
+pub use topic::{
+    ArchivalReport, CleanupPolicy, CompactionReport, DEFAULT_TOMBSTONE_RETENTION, DEFAULT_TOPIC_SEGMENT_BYTES,
+    MAX_PARTITIONS, MAX_TOPIC_NAME_LEN, PartitionArchival, PartitionCompaction, PartitionInfo, PartitionOutcome,
+    PartitionRetention, PassReport, RetentionFailure, RetentionReport, Topic, TopicConfig, TopicMeta, TopicStore,
+    TopicStoreConfig, partition_for_key, validate_topic_name,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

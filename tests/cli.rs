@@ -652,7 +652,7 @@ fn verify_exit_status_says_what_kind_of_damage_it_found() {
     }
     log.roll().unwrap();
     let _ = log.delete_before(20).unwrap();
-    let _ = log.archive_at(&annal::log::ArchivePolicy::default().max_local_bytes(30_000), 0).unwrap();
+    let _ = log.archive_at(&annal::ArchivePolicy::default().max_local_bytes(30_000), 0).unwrap();
     for i in 0..30u32 {
         log.append(&annal::Record::new(format!("tail {i}").as_bytes())).unwrap();
     }

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use annal::log::ArchivePolicy;
+use annal::ArchivePolicy;
 use annal::{Durability, LocalDirArchive, LogConfig, Record, TopicConfig, TopicStore, TopicStoreConfig};
 use common::cli::{ok, p, run, stderr};
 

@@ -163,7 +163,7 @@ fn policy_cfg(dir: &Path) -> LogConfig {
 /// in a loop while the main thread appends. Any error is a failure (the
 /// child then dies of a panic, not of SIGKILL).
 fn run_policies(log: &Log, stop: &std::sync::atomic::AtomicBool) {
-    let archive = annal::log::ArchivePolicy::default().max_local_bytes(24_000);
+    let archive = annal::ArchivePolicy::default().max_local_bytes(24_000);
     let retention = annal::Retention::default().max_bytes(60_000);
     let mut i = 0u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {

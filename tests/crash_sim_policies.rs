@@ -38,8 +38,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use annal::ArchivePolicy;
 use annal::archive::{ArchiveStore, LocalDirArchive, ObjectDigest};
-use annal::log::ArchivePolicy;
 use annal::{Durability, Error, Log, LogConfig, OwnedRecord, Record, Retention};
 use common::fast_tempdir;
 use powerloss::{LossMode, PowerLossIo, SplitMix};

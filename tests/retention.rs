@@ -228,7 +228,7 @@ fn a_damaged_start_offset_file_is_reported_not_ignored() {
     let (dir, log) = filled_log(2_000);
     let _ = log.delete_before(1_500).unwrap();
     log.close().unwrap();
-    let path = dir.path().join(annal::START_OFFSET_FILE_NAME);
+    let path = dir.path().join(annal::log::START_OFFSET_FILE_NAME);
     let good = std::fs::read(&path).unwrap();
     assert_eq!(good.len(), 32);
     for (what, bytes) in [
@@ -259,7 +259,7 @@ fn the_start_offset_file_bytes_are_pinned() {
     let (dir, log) = filled_log(10);
     let _ = log.delete_before(7).unwrap();
     log.close().unwrap();
-    let bytes = std::fs::read(dir.path().join(annal::START_OFFSET_FILE_NAME)).unwrap();
+    let bytes = std::fs::read(dir.path().join(annal::log::START_OFFSET_FILE_NAME)).unwrap();
     let mut expected = Vec::new();
     expected.extend_from_slice(b"ANNALSTO");
     expected.extend_from_slice(&1u32.to_le_bytes());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use annal::log::ArchivePolicy;
+use annal::ArchivePolicy;
 use annal::topic::{
     MAX_TOPIC_NAME_LEN, PartitionRetention, TOPIC_META_FILE_NAME, TopicMeta, fnv1a_64, partition_for_key,
     validate_topic_name,
@@ -221,7 +221,7 @@ fn handles_can_be_shared_between_threads() {
     send_sync::<Topic>();
     send_sync::<Arc<Topic>>();
     send_sync::<TopicStoreConfig>();
-    send_sync::<annal::topic::RetentionReport>();
+    send_sync::<annal::RetentionReport>();
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use annal::log::ArchivePolicy;
+use annal::ArchivePolicy;
 use annal::{
     CleanupPolicy, Durability, Error, LocalDirArchive, LogConfig, OwnedRecord, Record, Topic, TopicConfig, TopicStore,
     TopicStoreConfig,

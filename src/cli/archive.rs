@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::topic::{open_existing, require_store};
 use super::{CliResult, finish_pass, now_ms, print, progress_bar};
-use annal::log::ArchivePolicy;
+use annal::ArchivePolicy;
 use annal::{LocalDirArchive, TopicStore, TopicStoreConfig};
 
 /// Move sealed segments to an archive directory, or list archived segments.
@@ -92,9 +92,8 @@ fn run(args: &RunArgs) -> CliResult {
     bar.finish_and_clear();
     let summary =
         format!("archive: {} segment(s), {} bytes archived", report.segments_archived(), report.bytes_archived());
-    let line = |o: &annal::log::ArchiveOutcome| {
-        format!("archived {} segment(s), {} bytes", o.segments_archived, o.bytes_archived)
-    };
+    let line =
+        |o: &annal::ArchiveOutcome| format!("archived {} segment(s), {} bytes", o.segments_archived, o.bytes_archived);
     finish_pass(store, "archival", &report, line, &summary)
 }
 

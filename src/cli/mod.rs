@@ -18,8 +18,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use annal::Durability;
+use annal::PassReport;
 use annal::TopicStore;
-use annal::topic::PassReport;
 
 const EXIT_CODES: &str = "\
 Exit status: 0 on success; 1 for wrong arguments, a directory that is not an \

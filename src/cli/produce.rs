@@ -7,7 +7,7 @@ use std::sync::Arc;
 use annal::inspect::escape_bytes;
 use clap::Args;
 
-use annal::log::ArchivePolicy;
+use annal::ArchivePolicy;
 use annal::{LocalDirArchive, LogConfig, Record, RecordRef, TopicStore, TopicStoreConfig};
 
 use super::read::{POLL, drain, follower_after, format_record};

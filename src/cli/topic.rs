@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use annal::ArchivePolicy;
 use annal::inspect::format_timestamp;
-use annal::log::ArchivePolicy;
 use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
 use annal::{CleanupPolicy, Retention, TopicConfig, TopicStore, TopicStoreConfig};
 

@@ -43,7 +43,7 @@ pub const FETCH_CHUNK: u64 = 4 << 20;
 ///
 /// ```
 /// use std::time::Duration;
-/// let policy = annal::log::ArchivePolicy::default().max_local_age(Duration::from_secs(86_400));
+/// let policy = annal::ArchivePolicy::default().max_local_age(Duration::from_secs(86_400));
 /// assert_eq!(policy.get_max_local_age(), Some(Duration::from_secs(86_400)));
 /// assert!(!policy.is_none());
 /// ```

@@ -131,8 +131,8 @@ pub struct TopicConfig {
 
 impl Default for TopicConfig {
     /// One partition, [`CleanupPolicy::Delete`], no retention limit (records
-    /// are kept until deleted), [`DEFAULT_TOPIC_SEGMENT_BYTES`] segments,
-    /// [`DEFAULT_TOMBSTONE_RETENTION`], and the store's archive policy.
+    /// are kept until deleted), [`crate::DEFAULT_TOPIC_SEGMENT_BYTES`] segments,
+    /// [`crate::DEFAULT_TOMBSTONE_RETENTION`], and the store's archive policy.
     fn default() -> Self {
         TopicConfig {
             partitions: 1,
@@ -166,14 +166,14 @@ impl TopicConfig {
         self
     }
 
-    /// Segment size of every partition. Default [`DEFAULT_TOPIC_SEGMENT_BYTES`].
+    /// Segment size of every partition. Default [`crate::DEFAULT_TOPIC_SEGMENT_BYTES`].
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self
     }
 
     /// How long compaction keeps tombstones (stored in whole milliseconds).
-    /// Default [`DEFAULT_TOMBSTONE_RETENTION`].
+    /// Default [`crate::DEFAULT_TOMBSTONE_RETENTION`].
     pub fn tombstone_retention(mut self, age: Duration) -> Self {
         self.tombstone_retention = age;
         self

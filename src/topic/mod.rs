@@ -13,7 +13,7 @@
 //! let (p, offset) = orders.send(&Record::new(b"placed").with_key(b"order-17"))?;
 //! let (q, next) = orders.send(&Record::new(b"paid").with_key(b"order-17"))?;
 //! assert_eq!((p, next), (q, offset + 1));
-//! assert_eq!(p, annal::topic::partition_for_key(b"order-17", 4));
+//! assert_eq!(p, annal::partition_for_key(b"order-17", 4));
 //!
 //! let mut reader = orders.read_from(p, offset)?;
 //! assert_eq!(reader.next_record()?.unwrap().value(), Some(&b"placed"[..]));
@@ -52,7 +52,10 @@ pub mod meta;
 mod store;
 
 pub use handle::{PartitionInfo, Topic, fnv1a_64, partition_dir_name, partition_for_key};
-pub use meta::{CleanupPolicy, MAX_PARTITIONS, TOPIC_META_FILE_NAME, TopicConfig, TopicMeta};
+pub use meta::{
+    CleanupPolicy, DEFAULT_TOMBSTONE_RETENTION, DEFAULT_TOPIC_SEGMENT_BYTES, MAX_PARTITIONS, TOPIC_META_FILE_NAME, TopicConfig,
+    TopicMeta,
+};
 pub use store::{
     ArchivalReport, CompactionReport, PartitionArchival, PartitionCompaction, PartitionOutcome, PartitionRetention,
     PassReport, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME, TOPICS_DIR_NAME, TopicStore, TopicStoreConfig,
@@ -68,9 +71,9 @@ pub const MAX_TOPIC_NAME_LEN: usize = 200;
 /// gives [`Error::InvalidTopicName`].
 ///
 /// ```
-/// assert!(annal::topic::validate_topic_name("orders.eu-1_v2").is_ok());
-/// assert!(annal::topic::validate_topic_name("..").is_err());
-/// assert!(annal::topic::validate_topic_name("a/b").is_err());
+/// assert!(annal::validate_topic_name("orders.eu-1_v2").is_ok());
+/// assert!(annal::validate_topic_name("..").is_err());
+/// assert!(annal::validate_topic_name("a/b").is_err());
 /// ```
 pub fn validate_topic_name(name: &str) -> Result<()> {
     let reason = if name.is_empty() {

@@ -298,7 +298,7 @@ struct RetentionThread {
 ///
 /// One `TopicStore` handle per directory writes (a second gets [`Error::StoreLocked`]);
 /// it is `Send + Sync`, and its [`Topic`] handles may be used from many
-/// threads. See the [module documentation](crate::topic) for an example.
+/// threads.
 #[derive(Debug)]
 pub struct TopicStore {
     inner: Arc<StoreInner>,
