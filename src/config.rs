@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::archive::ArchiveStore;
 use crate::error::{Error, Result};
 use crate::io::{Io, OsIo};
-use crate::segment::{DATA_START, FOOTER_LEN};
+use crate::format::{DATA_START, FOOTER_LEN};
 
 /// When appended bytes are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

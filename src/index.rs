@@ -17,7 +17,7 @@
 //!                     time index:   max_timestamp_before i64, rel_offset u32
 //! ```
 
-use crate::segment::DATA_START;
+use crate::format::DATA_START;
 
 /// Length of an index file header.
 pub const INDEX_HEADER_LEN: usize = 32;

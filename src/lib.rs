@@ -43,7 +43,7 @@ macro_rules! internals {
     )*};
 }
 
-internals!(config, error, fuzzing, index, inspect, log, record, segment, topic);
+internals!(config, durable, envelope, error, format, fuzzing, index, inspect, log, record, segment, topic);
 mod mmap;
 
 pub use archive::{ArchiveStore, LocalDirArchive, ObjectDigest, ObjectMeta};

@@ -259,16 +259,40 @@ fn the_start_offset_file_bytes_are_pinned() {
     let (dir, log) = filled_log(10);
     let _ = log.delete_before(7).unwrap();
     log.close().unwrap();
-    let bytes = std::fs::read(dir.path().join(annal::log::START_OFFSET_FILE_NAME)).unwrap();
+    let path = dir.path().join(annal::log::START_OFFSET_FILE_NAME);
+    let bytes = std::fs::read(&path).unwrap();
+    // Version 2: the small-file envelope around the offset.
     let mut expected = Vec::new();
     expected.extend_from_slice(b"ANNALSTO");
-    expected.extend_from_slice(&1u32.to_le_bytes());
-    expected.extend_from_slice(&[0; 4]);
-    expected.extend_from_slice(&7u64.to_le_bytes());
+    expected.extend_from_slice(&2u16.to_le_bytes()); // version
+    expected.extend_from_slice(&0u16.to_le_bytes()); // flags
+    expected.extend_from_slice(&8u32.to_le_bytes()); // body length
+    expected.extend_from_slice(&7u64.to_le_bytes()); // the start offset
     let crc = crc32fast::hash(&expected);
     expected.extend_from_slice(&crc.to_le_bytes());
     expected.extend_from_slice(&[0; 4]);
     assert_eq!(bytes, expected);
+
+    // Version 1, written before the envelope, is still read.
+    let mut v1 = Vec::new();
+    v1.extend_from_slice(b"ANNALSTO");
+    v1.extend_from_slice(&1u32.to_le_bytes());
+    v1.extend_from_slice(&[0; 4]);
+    v1.extend_from_slice(&8u64.to_le_bytes());
+    let crc = crc32fast::hash(&v1);
+    v1.extend_from_slice(&crc.to_le_bytes());
+    v1.extend_from_slice(&[0; 4]);
+    std::fs::write(&path, &v1).unwrap();
+    let log = Log::open(dir.path(), small_cfg()).unwrap();
+    assert_eq!(log.start_offset(), 8);
+    // Moving the start again writes version 2.
+    let _ = log.delete_before(9).unwrap();
+    log.close().unwrap();
+    assert_eq!(&std::fs::read(&path).unwrap()[8..10], &2u16.to_le_bytes());
+    // A damaged version 1 file is corruption, as a damaged version 2 one is.
+    v1[17] ^= 1;
+    std::fs::write(&path, &v1).unwrap();
+    assert!(matches!(Log::open(dir.path(), small_cfg()), Err(Error::Corruption { .. })));
 }
 
 /// Readers scan from the start over and over while a writer appends and

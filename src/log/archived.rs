@@ -445,7 +445,7 @@ impl Shared {
             let _ = fs::remove_file(segment::log_path(&self.cache_dir, base));
         }
         fs::create_dir_all(&self.cache_dir).ctx("create archive cache directory", &self.cache_dir)?;
-        let tmp = segment::tmp_path(path);
+        let tmp = crate::durable::tmp_path(path);
         let result = download(store, entry, &tmp);
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);

@@ -169,13 +169,13 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<Vec<ManifestEntry>, Corrup
 /// file is corruption, never ignored (the segments it names exist nowhere else).
 pub(crate) fn read(dir: &Path) -> Result<Vec<ManifestEntry>> {
     let p = path(dir);
-    let Some(bytes) = crate::segment::read_optional(&p)? else { return Ok(Vec::new()) };
+    let Some(bytes) = crate::durable::read_optional(&p)? else { return Ok(Vec::new()) };
     decode(&bytes).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
 }
 
 /// Durably replaces the manifest in `dir` with `entries`.
 pub(crate) fn write(io: &dyn Io, dir: &Path, entries: &[ManifestEntry]) -> Result<()> {
-    crate::segment::replace_file_durably(io, &path(dir), &encode(entries))
+    crate::durable::replace_file_durably(io, &path(dir), &encode(entries))
 }
 
 #[cfg(test)]

@@ -983,8 +983,8 @@ impl Shared {
             (index.encode_offsets(base), index.encode_times(base))
         };
         let io = self.config.io.as_ref();
-        segment::write_file_atomic(io, &segment::index_path(&self.dir, base), &ob)?;
-        segment::write_file_atomic(io, &segment::timeindex_path(&self.dir, base), &tb)?;
+        crate::durable::write_file_atomic(io, &segment::index_path(&self.dir, base), &ob)?;
+        crate::durable::write_file_atomic(io, &segment::timeindex_path(&self.dir, base), &tb)?;
         io.sync_dir(&self.dir).ctx("fsync directory", &self.dir)
     }
 

@@ -68,7 +68,7 @@ impl PreparedSegment {
     /// ([`first_allocation`]), with its header and an empty checkpoint.
     pub(crate) fn create(dir: &Path, base: u64, created_ms: i64, config: &LogConfig) -> Result<PreparedSegment> {
         let path = super::log_path(dir, base);
-        let tmp_path = super::tmp_path(&path);
+        let tmp_path = crate::durable::tmp_path(&path);
         let io = config.io.as_ref();
         let file = io.create(&tmp_path).ctx("create segment", &tmp_path)?;
         let prepared = (|| {
@@ -415,8 +415,8 @@ impl ActiveSegment {
             let index = self.seg.index.read().expect("index lock");
             (index.encode_offsets(base), index.encode_times(base))
         };
-        super::write_file_atomic(io, &super::index_path(dir, base), &ob)?;
-        super::write_file_atomic(io, &super::timeindex_path(dir, base), &tb)?;
+        crate::durable::write_file_atomic(io, &super::index_path(dir, base), &ob)?;
+        crate::durable::write_file_atomic(io, &super::timeindex_path(dir, base), &tb)?;
         Ok(IndexCrcs { records: self.record_count, index: stored_crc(&ob), timeindex: stored_crc(&tb) })
     }
 

@@ -17,8 +17,7 @@
 use super::header::SegmentFlags;
 use crate::record::batch::ENTRY_HEADER_LEN;
 
-/// Length of a segment footer.
-pub const FOOTER_LEN: usize = 64;
+pub use crate::format::FOOTER_LEN;
 const MAGIC: &[u8; 8] = b"ANNALEND";
 
 /// What a sealed segment's footer records.

@@ -20,16 +20,8 @@
 
 use crate::record::FrameFormat;
 
-/// Length of the header proper.
-pub const HEADER_LEN: usize = 64;
-/// File position of the checkpoint.
-pub const CHECKPOINT_POS: usize = 64;
-const CHECKPOINT_LEN: usize = 16;
+pub use crate::format::{CHECKPOINT_LEN, CHECKPOINT_POS, FORMAT_VERSION, HEADER_LEN, MIN_FORMAT_VERSION};
 const MAGIC: &[u8; 8] = b"ANNALSEG";
-/// The segment format version this build writes: its records are batch frames.
-pub const FORMAT_VERSION: u16 = 2;
-/// The oldest segment format version this build reads (v1 record frames).
-pub const MIN_FORMAT_VERSION: u16 = 1;
 
 /// The flags of a segment header (bytes 10..12).
 ///

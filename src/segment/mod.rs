@@ -27,8 +27,7 @@ use crate::record::{self, Frame, FrameFormat};
 use scan::{FileSource, Scan, SliceSource};
 pub use scan::{Tail, classify_tail};
 
-/// File position of the first record of every segment.
-pub const DATA_START: usize = 128;
+pub use crate::format::DATA_START;
 
 /// File name of the data file of the segment starting at `base`.
 pub fn log_file_name(base: u64) -> String {
@@ -232,49 +231,6 @@ pub(crate) fn inspect_file(path: &Path, base: u64) -> Result<OnDisk> {
     Ok(OnDisk::Unsealed { len })
 }
 
-/// The temporary name a file is written under before it is renamed into
-/// place: `<path>.tmp` (removed at open when the name is annal's own).
-pub(crate) fn tmp_path(path: &Path) -> PathBuf {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    PathBuf::from(tmp)
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
-/// The caller fsyncs the directory.
-/// A failure leaves `path` as it was, and removes the temporary file (as far
-/// as it can: one left behind is removed at the next open).
-pub(crate) fn write_file_atomic(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let file = io.create(&tmp).ctx("create", &tmp)?;
-    let written = io
-        .write_all_at(&file, bytes, 0)
-        .ctx("write", &tmp)
-        .and_then(|()| io.sync_data(&file).ctx("fsync", &tmp))
-        .and_then(|()| io.rename(&tmp, path).ctx("rename", path));
-    if written.is_err() {
-        let _ = io.remove_file(&tmp);
-    }
-    written
-}
-
-/// Durably replaces the small file `path` (a start offset, a manifest, a
-/// topic's metadata) with `bytes`: [`write_file_atomic`], then an fsync of
-/// its directory, so that the new content survives a crash once this returns.
-pub(crate) fn replace_file_durably(io: &dyn Io, path: &Path, bytes: &[u8]) -> Result<()> {
-    write_file_atomic(io, path, bytes)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    io.sync_dir(dir).ctx("fsync directory", dir)
-}
-
-/// The content of the small file `path`, or `None` if there is no such file.
-pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, e)),
-    }
-}
 
 /// Loads a sealed segment's index files if they are valid for its data:
 /// their checksums match the footer, or (if they were rebuilt after sealing,

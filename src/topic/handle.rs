@@ -115,7 +115,7 @@ impl Topic {
     pub(crate) fn load(name: &str, dir: &Path, base: &LogConfig, read_only: bool) -> Result<Topic> {
         if !read_only {
             // A replacement of topic.meta cut short by a crash.
-            let tmp = crate::segment::tmp_path(&meta::path(dir));
+            let tmp = crate::durable::tmp_path(&meta::path(dir));
             if tmp.exists() {
                 base.io.remove_file(&tmp).ctx("remove temporary file", &tmp)?;
                 base.io.sync_dir(dir).ctx("fsync directory", dir)?;

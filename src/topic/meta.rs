@@ -433,5 +433,5 @@ pub fn read(topic_dir: &Path) -> Result<TopicMeta> {
 
 /// Durably replaces the metadata of the topic in `topic_dir`.
 pub(crate) fn write(io: &dyn Io, topic_dir: &Path, meta: &TopicMeta) -> Result<()> {
-    crate::segment::replace_file_durably(io, &path(topic_dir), &meta.encode())
+    crate::durable::replace_file_durably(io, &path(topic_dir), &meta.encode())
 }
