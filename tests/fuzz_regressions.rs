@@ -20,6 +20,8 @@ mod index_load;
 mod record_decode;
 #[path = "../fuzz/harness/segment_recovery.rs"]
 mod segment_recovery;
+#[path = "../fuzz/harness/small_files.rs"]
+mod small_files;
 /// The integration tests' helpers (`common` here is the harnesses').
 #[path = "common/mod.rs"]
 mod test_common;
@@ -336,6 +338,30 @@ fn api_ops_seeds_pass() {
 #[test]
 fn compact_ops_seeds_pass() {
     run_seeds("compact_ops", compact_ops::run);
+}
+
+#[test]
+fn small_files_seeds_pass() {
+    // Every seed is a valid file, so that the fuzzer starts from each
+    // structure and version and mutates from there.
+    for (path, bytes) in seeds("small_files") {
+        assert!(small_files::decodes(&bytes), "{} does not decode", path.display());
+    }
+}
+
+/// Every small file of the seeds, with each single byte changed, through
+/// the harness: the decoders refuse or round-trip, and never panic.
+#[test]
+fn small_files_seeds_with_every_byte_changed() {
+    for (_, seed) in seeds("small_files") {
+        for i in 1..seed.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = seed.clone();
+                b[i] ^= x;
+                small_files::run(&b);
+            }
+        }
+    }
 }
 
 /// A cheap stand-in for fuzzing `compact_ops` in every test run: seeded

@@ -91,10 +91,63 @@ fn golden_meta() -> TopicMeta {
     }
 }
 
+/// Version 3: the small-file envelope around the fields (48 bytes, 64 with
+/// an archive policy of its own).
+fn golden_meta_v3_bytes(archive: Option<(u64, u64)>) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&3u32.to_le_bytes()); // partitions
+    body.extend_from_slice(&[1, 0, 0, 0]); // compact, reserved
+    body.extend_from_slice(&GOLDEN_META[24..64]); // retention_ms .. created_ms, as in version 1
+    if let Some((age, bytes)) = archive {
+        body.extend_from_slice(&age.to_le_bytes());
+        body.extend_from_slice(&bytes.to_le_bytes());
+    }
+    let mut b = b"ANNALTOP".to_vec();
+    b.extend_from_slice(&3u16.to_le_bytes()); // version
+    b.extend_from_slice(&0u16.to_le_bytes()); // flags
+    b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    b.extend_from_slice(&body);
+    let crc = crc32(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b.extend_from_slice(&[0; 4]);
+    b
+}
+
 #[test]
-fn golden_topic_meta() {
+fn golden_topic_meta_v3() {
     let meta = golden_meta();
-    assert_eq!(meta.encode(), GOLDEN_META);
+    let golden = golden_meta_v3_bytes(None);
+    assert_eq!(golden.len(), 24 + 48);
+    assert_eq!(meta.encode(), golden);
+    assert_eq!(TopicMeta::decode(&golden), Ok(meta));
+    let policy = ArchivePolicy::default().max_local_age(Duration::from_secs(3600)).max_local_bytes(1 << 30);
+    let with_policy = TopicMeta { archive_policy: Some(policy), ..meta };
+    let golden = golden_meta_v3_bytes(Some((3_600_000, 1 << 30)));
+    assert_eq!(golden.len(), 24 + 64);
+    assert_eq!(with_policy.encode(), golden);
+    assert_eq!(TopicMeta::decode(&golden), Ok(with_policy));
+    // "Never archive": both limits none.
+    let never = TopicMeta { archive_policy: Some(ArchivePolicy::default()), ..meta };
+    assert_eq!(never.encode(), golden_meta_v3_bytes(Some((u64::MAX, u64::MAX))));
+    assert_eq!(TopicMeta::decode(&never.encode()), Ok(never));
+    // Every single-bit flip and every truncation is refused.
+    for golden in [golden_meta_v3_bytes(None), golden] {
+        for bit in 0..golden.len() * 8 {
+            let mut b = golden.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(TopicMeta::decode(&b).is_err(), "v3 topic.meta with bit {bit} flipped decoded");
+        }
+        for len in 0..golden.len() {
+            assert!(TopicMeta::decode(&golden[..len]).is_err(), "v3 topic.meta cut to {len} bytes decoded");
+        }
+    }
+}
+
+/// Version 1, written before the envelope (and still what a topic without
+/// its own archive policy was written as before version 3), is still read.
+#[test]
+fn golden_topic_meta_v1_is_still_read() {
+    let meta = golden_meta();
     assert_eq!(TopicMeta::decode(&GOLDEN_META), Ok(meta));
     // The configuration round-trips through the stored fields.
     let config = meta.config();
@@ -142,26 +195,17 @@ fn golden_meta_v2_bytes() -> Vec<u8> {
 }
 
 #[test]
-fn golden_topic_meta_v2_with_an_archive_policy() {
+fn golden_topic_meta_v2_with_an_archive_policy_is_still_read() {
     let policy = ArchivePolicy::default().max_local_age(Duration::from_secs(3600)).max_local_bytes(1 << 30);
     let meta = TopicMeta { archive_policy: Some(policy), ..golden_meta() };
     let golden = golden_meta_v2_bytes();
     assert_eq!(golden.len(), 88);
     assert_eq!(golden[80..84], [0x34, 0x3c, 0x0e, 0x60], "pinned CRC of the v2 golden bytes");
-    assert_eq!(meta.encode(), golden);
     assert_eq!(TopicMeta::decode(&golden), Ok(meta));
     // The policy goes through TopicConfig and back.
     let config = meta.config();
     assert_eq!(config.get_archive_policy(), Some(policy));
     assert_eq!(TopicMeta::new(&config, 1_700_000_000_000), meta);
-    // A topic without a policy stays version 1, byte for byte.
-    assert_eq!(TopicMeta { archive_policy: None, ..meta }.encode(), GOLDEN_META);
-    // "Never archive": both limits none, still version 2.
-    let never = TopicMeta { archive_policy: Some(ArchivePolicy::default()), ..meta };
-    let b = never.encode();
-    assert_eq!((b.len(), b[8]), (88, 2));
-    assert_eq!(b[64..80], [0xff; 16]);
-    assert_eq!(TopicMeta::decode(&b), Ok(never));
     // Every single-bit flip and every truncation is refused.
     for bit in 0..88 * 8 {
         let mut b = golden.clone();

@@ -5,12 +5,12 @@ mod archived;
 mod compaction;
 mod flusher;
 mod limits;
-mod manifest;
+pub(crate) mod manifest;
 mod open;
 mod prefault;
 mod reader;
 mod retention;
-mod start;
+pub(crate) mod start;
 mod writer;
 
 use std::collections::HashMap;

@@ -1,40 +1,36 @@
 //! The topic metadata file, `topic.meta`: a topic's partition count and
-//! configuration, in one fixed-layout, checksummed file.
+//! configuration, in one checksummed file.
+//!
+//! Version 3 (written) is a [`crate::envelope`] around these fields:
 //!
 //! ```text
-//!  0  8  magic                     "ANNALTOP"
-//!  8  2  version                   u16: 1 (72 bytes) or 2 (88 bytes)
-//! 10  2  flags                     u16 = 0 (reserved)
-//! 12  4  partitions                u32, 1 ..= MAX_PARTITIONS
-//! 16  1  cleanup_policy            u8: 0 = delete, 1 = compact
-//! 17  7  reserved                  zero
-//! 24  8  retention_ms              u64, u64::MAX = no age limit
-//! 32  8  retention_bytes           u64, u64::MAX = no size limit
-//! 40  8  segment_bytes             u64, MIN_SEGMENT_BYTES ..= MAX_SEGMENT_BYTES
-//! 48  8  tombstone_retention_ms    u64
-//! 56  8  created_ms                i64, milliseconds since the Unix epoch
-//!        version 1:
-//! 64  4  crc                       u32, CRC-32 of bytes [0, 64)
-//! 68  4  reserved                  zero
-//!        version 2 (the topic has its own archive policy):
-//! 64  8  archive_max_local_age_ms  u64, u64::MAX = no age trigger
-//! 72  8  archive_max_local_bytes   u64, u64::MAX = no size trigger
-//! 80  4  crc                       u32, CRC-32 of bytes [0, 80)
-//! 84  4  reserved                  zero
+//!  0  4  partitions                u32, 1 ..= MAX_PARTITIONS
+//!  4  1  cleanup_policy            u8: 0 = delete, 1 = compact
+//!  5  3  reserved                  zero
+//!  8  8  retention_ms              u64, u64::MAX = no age limit
+//! 16  8  retention_bytes           u64, u64::MAX = no size limit
+//! 24  8  segment_bytes             u64, MIN_SEGMENT_BYTES ..= MAX_SEGMENT_BYTES
+//! 32  8  tombstone_retention_ms    u64
+//! 40  8  created_ms                i64, milliseconds since the Unix epoch
+//!        only if the topic has its own archive policy:
+//! 48  8  archive_max_local_age_ms  u64, u64::MAX = no age trigger
+//! 56  8  archive_max_local_bytes   u64, u64::MAX = no size trigger
 //! ```
 //!
-//! Little-endian. A topic without its own archive policy is written as
-//! version 1, byte for byte what it was before version 2 existed; one with
-//! is written as version 2, which an older reader refuses rather than
-//! misreads. The file is replaced atomically (temporary file, fsync, rename,
-//! fsync of the topic directory), so it holds either the old or the new
-//! contents, never a mix. docs/FORMAT.md ("Topic metadata") is the
-//! reference; `tests/topic.rs` pins the bytes.
+//! Versions 1 (72 bytes) and 2 (88 bytes, with an archive policy), written
+//! before the envelope, are still read: magic, version u16, flags u16, the
+//! fields above at offset 12 (partitions) to 64, the archive limits at 64 in
+//! version 2, then a CRC-32 of everything before it and 4 zero bytes. The
+//! file is replaced atomically (temporary file, fsync, rename, fsync of the
+//! topic directory), so it holds either the old or the new contents, never
+//! a mix. docs/FORMAT.md ("Topic metadata") is the reference;
+//! `tests/topic.rs` pins the bytes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+use crate::envelope::{Decode, Encode, Reader, bad};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::io::Io;
 use crate::log::{ArchivePolicy, Retention};
@@ -47,7 +43,7 @@ pub const TOPIC_META_LEN: usize = 72;
 pub const TOPIC_META_V2_LEN: usize = 88;
 /// The newest `topic.meta` version this build writes and reads (it reads
 /// every older one too).
-pub const TOPIC_META_VERSION: u16 = 2;
+pub const TOPIC_META_VERSION: u16 = 3;
 /// Most partitions a topic may have: partition directories are named with
 /// five decimal digits (`00000` to `99999`).
 pub const MAX_PARTITIONS: u32 = 100_000;
@@ -58,6 +54,9 @@ pub const DEFAULT_TOPIC_SEGMENT_BYTES: u64 = 64 << 20;
 pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(86_400);
 
 const MAGIC: &[u8; 8] = b"ANNALTOP";
+/// The longest `topic.meta` of any version (version 3 with an archive policy
+/// is as long as version 2).
+const MAX_FILE_LEN: usize = crate::envelope::OVERHEAD + 64;
 /// The stored value meaning "no limit".
 const NONE: u64 = u64::MAX;
 
@@ -310,90 +309,141 @@ impl TopicMeta {
         r
     }
 
-    /// The file's bytes: version 1 (72 bytes) without an archive policy,
-    /// version 2 (88 bytes) with one.
+    /// The file's bytes: version 3, the small-file envelope around the
+    /// fields (48 bytes, or 64 with an archive policy of its own).
     pub fn encode(&self) -> Vec<u8> {
-        let (version, len) = match self.archive_policy {
-            None => (1u16, TOPIC_META_LEN),
-            Some(_) => (2u16, TOPIC_META_V2_LEN),
-        };
-        let mut b = vec![0u8; len];
-        b[0..8].copy_from_slice(MAGIC);
-        b[8..10].copy_from_slice(&version.to_le_bytes());
-        b[12..16].copy_from_slice(&self.partitions.to_le_bytes());
-        b[16] = self.cleanup_policy.code();
-        b[24..32].copy_from_slice(&self.retention_ms.to_le_bytes());
-        b[32..40].copy_from_slice(&self.retention_bytes.to_le_bytes());
-        b[40..48].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        b[48..56].copy_from_slice(&self.tombstone_retention_ms.to_le_bytes());
-        b[56..64].copy_from_slice(&self.created_ms.to_le_bytes());
-        if let Some(policy) = self.archive_policy {
-            let age = policy.get_max_local_age().map_or(NONE, |d| u64::try_from(d.as_millis()).unwrap_or(NONE));
-            b[64..72].copy_from_slice(&age.to_le_bytes());
-            b[72..80].copy_from_slice(&policy.get_max_local_bytes().unwrap_or(NONE).to_le_bytes());
-        }
-        let crc_at = len - 8;
-        let crc = crc32fast::hash(&b[0..crc_at]);
-        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
-        b
+        <TopicMeta as Encode>::encode(self)
     }
 
-    /// Decodes and checks the file's bytes: magic, version, the length that
-    /// version has, checksum, reserved bytes, then that every field is in
-    /// range. The error says what is wrong.
+    /// Decodes and checks the file's bytes, of any version: the envelope (or,
+    /// for versions 1 and 2, the magic, version, the length that version
+    /// has, checksum, reserved bytes), then that every field is in range. The
+    /// error says what is wrong.
     pub fn decode(b: &[u8]) -> std::result::Result<TopicMeta, String> {
-        if b.len() < 10 || &b[0..8] != MAGIC {
-            return Err(format!("topic.meta ({} bytes) does not start with the magic {MAGIC:?}", b.len()));
-        }
-        let version = u16::from_le_bytes([b[8], b[9]]);
+        <TopicMeta as Decode>::decode(b).map_err(|kind| match kind {
+            CorruptionKind::BadHeader(why) => why,
+            other => other.to_string(),
+        })
+    }
+
+    /// The fields of versions 1 and 2, from the bytes after the version.
+    fn decode_legacy_fields(version: u16, b: &[u8]) -> std::result::Result<TopicMeta, String> {
         let len = match version {
             1 => TOPIC_META_LEN,
-            2 => TOPIC_META_V2_LEN,
-            _ => return Err(format!("topic.meta has unsupported version {version}")),
+            _ => TOPIC_META_V2_LEN,
         };
         if b.len() != len {
-            return Err(format!("topic.meta is {} bytes, expected {len} for version {version}", b.len()));
+            return Err(format!("{} bytes, expected {len} for version {version}", b.len()));
         }
         let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
         let crc_at = len - 8;
         let stored = u32::from_le_bytes(b[crc_at..crc_at + 4].try_into().expect("4 bytes"));
         let computed = crc32fast::hash(&b[0..crc_at]);
         if stored != computed {
-            return Err(format!("topic.meta checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"));
+            return Err(format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"));
         }
         if b[10..12] != [0; 2] || b[17..24] != [0; 7] || b[crc_at + 4..len] != [0; 4] {
-            return Err("reserved bytes of topic.meta are not zero".into());
+            return Err("reserved bytes are not zero".into());
         }
-        let partitions = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
+        let archive = (version == 2).then(|| (u64_at(64), u64_at(72)));
+        TopicMeta::checked(
+            u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),
+            b[16],
+            [u64_at(24), u64_at(32), u64_at(40), u64_at(48)],
+            i64::from_le_bytes(b[56..64].try_into().expect("8 bytes")),
+            archive,
+        )
+    }
+
+    /// The metadata from its stored fields, each checked: partitions,
+    /// cleanup policy, `[retention_ms, retention_bytes, segment_bytes,
+    /// tombstone_retention_ms]`, creation time, and the archive limits
+    /// (age, bytes) of a policy of its own.
+    fn checked(
+        partitions: u32,
+        policy: u8,
+        [retention_ms, retention_bytes, segment_bytes, tombstone_retention_ms]: [u64; 4],
+        created_ms: i64,
+        archive: Option<(u64, u64)>,
+    ) -> std::result::Result<TopicMeta, String> {
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
-            return Err(format!("topic.meta gives {partitions} partitions, outside 1..={MAX_PARTITIONS}"));
+            return Err(format!("{partitions} partitions, outside 1..={MAX_PARTITIONS}"));
         }
-        let cleanup_policy = CleanupPolicy::from_code(b[16])
-            .ok_or_else(|| format!("topic.meta has unknown cleanup policy {}", b[16]))?;
-        let segment_bytes = u64_at(40);
+        let cleanup_policy = CleanupPolicy::from_code(policy).ok_or_else(|| format!("unknown cleanup policy {policy}"))?;
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes) {
-            return Err(format!("topic.meta gives segment_bytes {segment_bytes}, outside the allowed range"));
+            return Err(format!("segment_bytes {segment_bytes}, outside the allowed range"));
         }
-        let archive_policy = (version == 2).then(|| {
+        let archive_policy = archive.map(|(age, bytes)| {
             let mut policy = ArchivePolicy::default();
-            if u64_at(64) != NONE {
-                policy = policy.max_local_age(Duration::from_millis(u64_at(64)));
+            if age != NONE {
+                policy = policy.max_local_age(Duration::from_millis(age));
             }
-            if u64_at(72) != NONE {
-                policy = policy.max_local_bytes(u64_at(72));
+            if bytes != NONE {
+                policy = policy.max_local_bytes(bytes);
             }
             policy
         });
         Ok(TopicMeta {
             partitions,
             cleanup_policy,
-            retention_ms: u64_at(24),
-            retention_bytes: u64_at(32),
+            retention_ms,
+            retention_bytes,
             segment_bytes,
-            tombstone_retention_ms: u64_at(48),
-            created_ms: i64::from_le_bytes(b[56..64].try_into().expect("8 bytes")),
+            tombstone_retention_ms,
+            created_ms,
             archive_policy,
         })
+    }
+}
+
+impl Encode for TopicMeta {
+    const MAGIC: [u8; 8] = *MAGIC;
+    const VERSION: u16 = TOPIC_META_VERSION;
+
+    fn encode_body(&self, b: &mut Vec<u8>) {
+        b.extend_from_slice(&self.partitions.to_le_bytes());
+        b.push(self.cleanup_policy.code());
+        b.extend_from_slice(&[0; 3]);
+        for v in [self.retention_ms, self.retention_bytes, self.segment_bytes, self.tombstone_retention_ms] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&self.created_ms.to_le_bytes());
+        if let Some(policy) = self.archive_policy {
+            let age = policy.get_max_local_age().map_or(NONE, |d| u64::try_from(d.as_millis()).unwrap_or(NONE));
+            b.extend_from_slice(&age.to_le_bytes());
+            b.extend_from_slice(&policy.get_max_local_bytes().unwrap_or(NONE).to_le_bytes());
+        }
+    }
+}
+
+impl Decode for TopicMeta {
+    const MAGIC: [u8; 8] = *MAGIC;
+    const NAME: &'static str = "topic.meta";
+    const FIRST_ENVELOPED: u16 = 3;
+    const NEWEST: u16 = TOPIC_META_VERSION;
+
+    fn decode_body(_version: u16, body: &[u8]) -> std::result::Result<TopicMeta, String> {
+        let mut r = Reader::new(body);
+        let partitions = r.u32()?;
+        let policy = r.u8()?;
+        if r.take(3)? != [0; 3] {
+            return Err("reserved bytes are not zero".into());
+        }
+        let limits = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+        let created_ms = r.i64()?;
+        let archive = match r.remaining() {
+            0 => None,
+            _ => Some((r.u64()?, r.u64()?)),
+        };
+        r.finish()?;
+        TopicMeta::checked(partitions, policy, limits, created_ms, archive)
+    }
+
+    fn decode_legacy(version: u16, b: &[u8]) -> std::result::Result<TopicMeta, CorruptionKind> {
+        match version {
+            1 | 2 => TopicMeta::decode_legacy_fields(version, b).map_err(bad::<Self>),
+            _ => Err(bad::<Self>(format!("unsupported version {version}"))),
+        }
     }
 }
 
@@ -412,7 +462,7 @@ pub fn read(topic_dir: &Path) -> Result<TopicMeta> {
         Ok(f) => {
             use std::io::Read;
             let mut bytes = Vec::with_capacity(TOPIC_META_V2_LEN);
-            f.take(TOPIC_META_V2_LEN as u64 + 1).read_to_end(&mut bytes).ctx("read", &p)?;
+            f.take(MAX_FILE_LEN as u64 + 1).read_to_end(&mut bytes).ctx("read", &p)?;
             bytes
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
