@@ -30,21 +30,23 @@ pub fn reencode_index_files(
     Some((index.encode_offsets(base_offset), index.encode_times(base_offset)))
 }
 
-/// Decodes a small metadata file (the start offset, the archive manifest or
-/// `topic.meta`, chosen by the low 7 bits of `data[0]`, modulo 3) from the rest of `data`; with the
-/// high bit of `data[0]` set, the rest is first wrapped in a valid envelope of
-/// that structure's newest version, so that the fuzzer reaches the body
-/// decoders past the checksum. Whatever decodes must encode to a file that
-/// decodes to the same value, and an input of the newest version must encode
-/// to the same bytes (each value has one encoding). Panics if not; never on
-/// bad input. Returns whether the file decoded.
+/// Decodes a small metadata file (the start offset, the archive manifest,
+/// `topic.meta` or `store.meta`, chosen by the low 7 bits of `data[0]`,
+/// modulo 4) from the rest of `data`; with the high bit of `data[0]` set,
+/// the rest is first wrapped in a valid envelope of that structure's newest
+/// version, so that the fuzzer reaches the body decoders past the checksum.
+/// Whatever decodes must encode to a file that decodes to the same value,
+/// and an input of the newest version must encode to the same bytes (each
+/// value has one encoding). Panics if not; never on bad input. Returns
+/// whether the file decoded.
 pub fn small_file_roundtrip(data: &[u8]) -> bool {
     let Some((&selector, rest)) = data.split_first() else { return false };
     let wrap = selector & 0x80 != 0;
-    match (selector & 0x7f) % 3 {
+    match (selector & 0x7f) % 4 {
         0 => roundtrip::<crate::log::start::StartOffset>(rest, wrap),
         1 => roundtrip::<crate::log::manifest::Manifest>(rest, wrap),
-        _ => roundtrip::<crate::topic::TopicMeta>(rest, wrap),
+        2 => roundtrip::<crate::topic::TopicMeta>(rest, wrap),
+        _ => roundtrip::<crate::topic::store_meta::StoreMeta>(rest, wrap),
     }
 }
 

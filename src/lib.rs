@@ -58,8 +58,8 @@ pub use record::{Header, OwnedRecord, Record, RecordRef};
 pub use topic::{
     ArchivalReport, CleanupPolicy, CompactionReport, DEFAULT_TOMBSTONE_RETENTION, DEFAULT_TOPIC_SEGMENT_BYTES,
     MAX_PARTITIONS, MAX_TOPIC_NAME_LEN, PartitionArchival, PartitionCompaction, PartitionInfo, PartitionOutcome,
-    PartitionRetention, PassReport, RetentionFailure, RetentionReport, Topic, TopicConfig, TopicMeta, TopicStore,
-    TopicStoreConfig, partition_for_key, validate_topic_name,
+    PartitionRetention, PassReport, RetentionFailure, RetentionReport, Topic, TopicConfig, TopicDeletion, TopicMeta,
+    TopicStore, TopicStoreConfig, partition_for_key, validate_topic_name,
 };
 
 /// The README's examples, compiled and run as doctests.

@@ -149,6 +149,11 @@ impl ArchiveStore for LocalDirArchive {
         &self.name
     }
 
+    fn location(&self) -> Option<String> {
+        let root = std::path::absolute(&self.root).ok()?;
+        Some(format!("file://{}", root.to_str()?))
+    }
+
     fn put(&self, key: &str, bytes: &[u8]) -> Result<ObjectDigest> {
         self.write_object(key, |file, tmp| {
             self.io.write_all_at(file, bytes, 0).ctx("write", tmp)?;

@@ -168,6 +168,16 @@ pub trait ArchiveStore: Send + Sync + fmt::Debug {
     /// `s3 bucket logs at https://...`).
     fn name(&self) -> &str;
 
+    /// Where the store is, in a form a later process can find it again by: a
+    /// store of topics records it in its metadata ([`crate::TopicStore::open`])
+    /// so that it, and the command-line tool, reach the archive without
+    /// being told again. `file:///absolute/path` for a local directory,
+    /// `s3://BUCKET?endpoint=URL&region=REGION` for S3 (never credentials).
+    /// `None` (the default) for a store that cannot be named that way.
+    fn location(&self) -> Option<String> {
+        None
+    }
+
     /// Stores `bytes` under `key`, replacing any object there. Meant for small
     /// objects: the bytes are sent in one request. Returns their digest.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<ObjectDigest>;

@@ -190,6 +190,8 @@ impl S3Config {
 /// with the store's message.
 pub struct ObjectStoreArchive {
     name: String,
+    /// What [`ArchiveStore::location`] reports: known for S3 stores.
+    location: Option<String>,
     store: Arc<dyn ObjectStore>,
     options: ObjectStoreOptions,
     runtime: Option<Runtime>,
@@ -223,7 +225,7 @@ impl ObjectStoreArchive {
                 message: format!("cannot start the archive's runtime: {e}"),
                 source: Some(Box::new(e)),
             })?;
-        Ok(ObjectStoreArchive { name, store, options, runtime: Some(runtime) })
+        Ok(ObjectStoreArchive { name, location: None, store, options, runtime: Some(runtime) })
     }
 
     /// A store for an S3-compatible endpoint (AWS S3, MinIO, Ceph RGW, ...),
@@ -256,7 +258,10 @@ impl ObjectStoreArchive {
             .build()
             .map_err(|e| Error::InvalidConfig(format!("S3 bucket {} at {}: {e}", config.bucket, config.endpoint)))?;
         let name = format!("s3 bucket {} at {}", config.bucket, config.endpoint);
-        ObjectStoreArchive::new(name, Arc::new(store), options)
+        let mut archive = ObjectStoreArchive::new(name, Arc::new(store), options)?;
+        archive.location =
+            Some(format!("s3://{}?endpoint={}&region={}", config.bucket, config.endpoint, config.region));
+        Ok(archive)
     }
 
     /// The wrapped store.
@@ -464,6 +469,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 impl ArchiveStore for ObjectStoreArchive {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn location(&self) -> Option<String> {
+        self.location.clone()
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<ObjectDigest> {

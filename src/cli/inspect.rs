@@ -9,6 +9,7 @@ use clap::Args;
 
 use annal::inspect::{self, Severity, VerifyReport, format_timestamp};
 use annal::segment::log_file_name;
+use annal::topic::store_meta::STORE_META_FILE_NAME;
 use annal::topic::{TOPIC_META_FILE_NAME, TOPICS_DIR_NAME, meta, partition_dir_name, validate_topic_name};
 use annal::{Log, LogConfig, OwnedRecord, SegmentInfo, Topic, TopicStore, TopicStoreConfig};
 
@@ -126,6 +127,19 @@ fn verify_any(args: &VerifyArgs) -> CliResult {
         Target::Topic => vec![(args.dir.clone(), resolve_topic(&args.dir)?.1)],
     };
     let mut tally = Tally::default();
+    if matches!(Target::of(&args.dir), Target::Store) {
+        // The store's own metadata: where its archive is.
+        let mut text = String::new();
+        match annal::topic::store_meta::read(&args.dir) {
+            Ok(meta) if args.verbose => {
+                let archive = meta.archive_location.unwrap_or_else(|| "none recorded".into());
+                text.push_str(&format!("{STORE_META_FILE_NAME}: ok: archive {archive}\n"));
+            }
+            Ok(_) => {}
+            Err(e) => tally.fail(&mut text, STORE_META_FILE_NAME, store_failure(e)),
+        }
+        print(&text)?;
+    }
     for (dir, name) in &topics {
         print(&verify_topic(name, dir, args.verbose, &mut tally))?;
     }

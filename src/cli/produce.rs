@@ -97,7 +97,9 @@ pub(crate) struct ConsumeArgs {
     #[arg(long, short = 'f')]
     follow: bool,
     /// The local-directory archive that `annal archive run` moved segments
-    /// to: needed to read archived offsets.
+    /// to (default: the archive the store recorded in its store.meta).
+    /// Without a reachable archive, the local records are printed and the
+    /// archived offsets named, with exit status 1.
     #[arg(long, value_name = "ARCHIVE")]
     archive_dir: Option<PathBuf>,
 }
@@ -191,6 +193,8 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
     let mut line = Vec::new();
     let mut scratch = Vec::new();
     let mut printed = 0u64;
+    // Archived offsets that could not be read: (partition, offsets, why).
+    let mut unreachable: Vec<(u32, std::ops::Range<u64>, annal::Error)> = Vec::new();
     let room = |printed: u64| args.max.is_none_or(|max| printed < max);
     // Where each partition's follower starts (--follow): the end of what it holds now.
     let mut ends = Vec::with_capacity(partitions.len());
@@ -210,7 +214,10 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
             };
             let mut reader = match topic.read_from(p, from) {
                 Ok(r) => r,
-                Err(e) => break 'all Err(Failure::from(e)),
+                Err(e) => match skip_archived(&topic, p, from, e, &mut unreachable) {
+                    Some(r) => r,
+                    None => break 'all Err(Failure::from(unreachable.pop().expect("kept").2)),
+                },
             };
             loop {
                 if !room(printed) {
@@ -223,7 +230,10 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
                         printed += 1;
                     }
                     Ok(None) => break,
-                    Err(e) => break 'all Err(Failure::from(e)),
+                    Err(e) => match skip_archived(&topic, p, reader.next_offset(), e, &mut unreachable) {
+                        Some(r) => reader = r,
+                        None => break 'all Err(Failure::from(unreachable.pop().expect("kept").2)),
+                    },
                 }
             }
             ends.push((p, reader.next_offset()));
@@ -233,6 +243,9 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
     // The good records are out before the error is reported.
     out.flush().map_err(stdout_error)?;
     result?;
+    if !unreachable.is_empty() {
+        return Err(archived_not_printed(&store, &unreachable));
+    }
     if !args.follow || !room(printed) {
         return Ok(());
     }
@@ -282,4 +295,55 @@ fn format_topic_record(line: &mut Vec<u8>, scratch: &mut Vec<u8>, p: u32, r: &Re
         line.extend_from_slice(format!("{p}\t").as_bytes());
         line.extend_from_slice(scratch);
     }
+}
+
+/// After `error` reading partition `p` at `from`: if it is an archived
+/// offset whose archive cannot be reached, notes the archived offsets from
+/// `from` on and returns a reader at the first local one; otherwise keeps
+/// the error (last in `unreachable`) and returns `None`.
+fn skip_archived(
+    topic: &annal::Topic,
+    p: u32,
+    from: u64,
+    error: annal::Error,
+    unreachable: &mut Vec<(u32, std::ops::Range<u64>, annal::Error)>,
+) -> Option<annal::LogReader> {
+    let local = topic
+        .archived_segments()
+        .ok()
+        .and_then(|segments| segments.iter().filter(|(q, _)| *q == p).map(|(_, s)| s.next_offset).max());
+    let archive_failed = matches!(error.archive_kind(), Some(annal::ArchiveErrorKind::Unreachable));
+    match local {
+        Some(local) if archive_failed && from < local => match topic.read_from(p, local) {
+            Ok(reader) => {
+                unreachable.push((p, from..local, error));
+                Some(reader)
+            }
+            Err(e) => {
+                unreachable.push((p, from..local, e));
+                None
+            }
+        },
+        _ => {
+            unreachable.push((p, from..from, error));
+            None
+        }
+    }
+}
+
+/// The error after the local records were printed: which archived offsets
+/// were not, where the archive is, and how to reach it.
+fn archived_not_printed(store: &TopicStore, unreachable: &[(u32, std::ops::Range<u64>, annal::Error)]) -> Failure {
+    let ranges: Vec<String> =
+        unreachable.iter().map(|(p, r, _)| format!("partition {p} offsets {}..{}", r.start, r.end)).collect();
+    let location = match store.archive_location() {
+        Ok(Some(location)) => format!("the store's archive is {location}"),
+        _ => "the store records no archive".into(),
+    };
+    let why = &unreachable[0].2;
+    Failure::Error(format!(
+        "the local records were printed, not the archived ones ({}): {location}, which cannot be read here \
+         ({why}); give the archive directory with --archive-dir DIR",
+        ranges.join(", ")
+    ))
 }

@@ -275,9 +275,17 @@ fn describe(args: &DescribeArgs) -> CliResult {
 
 fn delete(args: &DeleteArgs) -> CliResult {
     let store = open_existing(&args.dir, TopicStoreConfig::default())?;
-    store.delete_topic(&args.name)?;
+    let deletion = store.delete_topic(&args.name)?;
     store.close()?;
-    print(&format!("deleted topic {}\n", args.name))
+    let archived = match (deletion.archived_deleted, deletion.archived_left) {
+        (0, 0) => String::new(),
+        (n, 0) => format!(", and its {n} archived segment(s) from the archive"),
+        (n, left) => format!(
+            "; {n} archived segment(s) deleted from the archive, {left} left (the archive could not be reached: \
+             the next open of the store that reaches it deletes them)"
+        ),
+    };
+    print(&format!("deleted topic {}{archived}\n", args.name))
 }
 
 pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
@@ -291,8 +299,12 @@ pub(crate) fn run_retention(args: &RetentionArgs) -> CliResult {
         "retention",
         &report,
         |o| {
+            let archived = match o.archived_deleted {
+                0 => String::new(),
+                n => format!(" ({n} archived: their objects deleted from the archive)"),
+            };
             format!(
-                "deleted {} segment(s), {} bytes; start offset {}",
+                "deleted {} segment(s){archived}, {} bytes; start offset {}",
                 o.segments_deleted, o.bytes_deleted, o.start_offset
             )
         },

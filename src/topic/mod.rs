@@ -50,6 +50,7 @@
 mod handle;
 pub mod meta;
 mod store;
+pub mod store_meta;
 
 pub use handle::{PartitionInfo, Topic, fnv1a_64, partition_dir_name, partition_for_key};
 pub use meta::{
@@ -58,7 +59,8 @@ pub use meta::{
 };
 pub use store::{
     ArchivalReport, CompactionReport, PartitionArchival, PartitionCompaction, PartitionOutcome, PartitionRetention,
-    PassReport, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME, TOPICS_DIR_NAME, TopicStore, TopicStoreConfig,
+    PassReport, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME, TOPICS_DIR_NAME, TopicDeletion, TopicStore,
+    TopicStoreConfig,
 };
 
 use crate::error::{Error, Result};

@@ -11,7 +11,9 @@ use std::time::Duration;
 use super::handle::{Gone, Topic};
 use super::meta::{self, CleanupPolicy, TopicConfig, TopicMeta};
 use super::{partition_dir_name, validate_topic_name};
-use crate::archive::ArchiveStore;
+use super::store_meta;
+use crate::archive::{ArchiveStore, LocalDirArchive};
+use crate::io::Io;
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::log::SharedLimits;
@@ -343,6 +345,7 @@ impl TopicStore {
             fs::create_dir(&topics_dir).ctx("create topics directory", &topics_dir)?;
             io.sync_dir(&root).ctx("fsync directory", &root)?;
         }
+        take_up_archive(&root, &mut config, Some(io.as_ref()))?;
         let topics = scan(&topics_dir, &config.log, false)?;
         let inner = Arc::new(StoreInner::new(root, topics_dir, config, false, topics, Some(lock)));
         let retention = match inner.config.retention_interval {
@@ -372,9 +375,17 @@ impl TopicStore {
         if !topics_dir.is_dir() {
             return Err(Error::NotAStore { path: root, reason: "no topics directory".into() });
         }
+        take_up_archive(&root, &mut config, None)?;
         let topics = scan(&topics_dir, &config.log, true)?;
         let inner = Arc::new(StoreInner::new(root, topics_dir, config, true, topics, None));
         Ok(TopicStore { inner, retention: None, closed: false })
+    }
+
+    /// Where the store's archive is, as `store.meta` records it: the
+    /// location ([`ArchiveStore::location`]) of the archive it was last
+    /// opened with, if any.
+    pub fn archive_location(&self) -> Result<Option<String>> {
+        Ok(store_meta::read(&self.inner.root)?.archive_location)
     }
 
     /// The store's root directory.
@@ -465,7 +476,16 @@ impl TopicStore {
     /// the rename made durable) before its files are removed, so a crash
     /// leaves the topic either whole or gone; the next open removes what is
     /// left. A topic that could not be opened can be deleted too.
-    pub fn delete_topic(&self, name: &str) -> Result<()> {
+    ///
+    /// Its archived segments are deleted from the archive too: the renamed
+    /// directory keeps each partition's archive manifest (the record of which
+    /// objects are the topic's) until their objects are deleted, and only
+    /// then is it removed. If the archive cannot be reached (no archive
+    /// configured or recorded, or a failed delete), the renamed directory
+    /// stays, and the next open of the store that reaches the archive
+    /// finishes the job; [`TopicDeletion::archived_left`] says how many are
+    /// left meanwhile.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicDeletion> {
         self.inner.check_writable()?;
         let _admin = self.inner.admin();
         let slot = self
@@ -495,8 +515,9 @@ impl TopicStore {
             return Err(Error::io("rename deleted topic directory", dir, e));
         }
         io.sync_dir(topics_dir).ctx("fsync directory", topics_dir)?;
-        fs::remove_dir_all(&tomb).ctx("remove deleted topic directory", &tomb)?;
-        io.sync_dir(topics_dir).ctx("fsync directory", topics_dir)
+        let deletion = purge_deleted_topic(&tomb, &self.inner.config.log)?;
+        io.sync_dir(topics_dir).ctx("fsync directory", topics_dir)?;
+        Ok(deletion)
     }
 
     /// Grows topic `name` to `new_count` partitions (more than it has; at
@@ -832,8 +853,13 @@ fn scan(topics_dir: &Path, log: &LogConfig, read_only: bool) -> Result<BTreeMap<
         let is_dir = entry.file_type().ctx("stat", &path)?.is_dir();
         if name.starts_with('.') && name.contains('~') {
             if !read_only && is_dir {
-                fs::remove_dir_all(&path).ctx("remove abandoned topic directory", &path)?;
-                removed = true;
+                // A deleted topic whose archived objects could not all be
+                // deleted yet stays until an open that reaches the archive.
+                let deletion = match name.contains("~deleted.") {
+                    true => purge_deleted_topic(&path, log).ok(),
+                    false => fs::remove_dir_all(&path).ok().map(|()| TopicDeletion::default()),
+                };
+                removed |= deletion.is_some_and(|d| d.archived_left == 0);
             }
             continue;
         }
@@ -895,4 +921,77 @@ impl RetentionThread {
             let _ = h.join();
         }
     }
+}
+
+/// Makes the store remember its archive: a configured archive's location is
+/// recorded in `store.meta` (by a writer, `io` given); with none configured,
+/// the recorded one is taken up if it is a local directory that exists, with
+/// [`ArchivePolicy::default`] (only topics with a policy of their own are
+/// archived). A recorded archive that cannot be reached from here (an S3
+/// bucket, whose credentials are not recorded) is left alone: reads of
+/// archived offsets then fail with [`Error::Archive`], and
+/// [`TopicStore::archive_location`] says where the archive is.
+fn take_up_archive(root: &Path, config: &mut TopicStoreConfig, io: Option<&dyn Io>) -> Result<()> {
+    let mut meta = store_meta::read(root)?;
+    match config.log.get_archive() {
+        Some((store, _)) => {
+            let location = store.location();
+            if let (Some(io), Some(location)) = (io, location)
+                && meta.archive_location.as_deref() != Some(location.as_str())
+            {
+                meta.archive_location = Some(location);
+                store_meta::write(io, root, &meta)?;
+            }
+        }
+        None => {
+            let dir = meta.archive_location.as_deref().and_then(|l| l.strip_prefix("file://")).map(PathBuf::from);
+            if let Some(dir) = dir.filter(|d| d.is_dir()) {
+                let archive = Arc::new(LocalDirArchive::with_io(dir, Arc::clone(&config.log.io))?);
+                *config = std::mem::take(config).archive(archive, ArchivePolicy::default());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What deleting a topic did in the archive ([`TopicStore::delete_topic`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicDeletion {
+    /// Archived segments of the topic deleted from the archive.
+    pub archived_deleted: usize,
+    /// Archived segments left in the archive (it could not be reached): the
+    /// next open of the store that reaches it deletes them.
+    pub archived_left: usize,
+}
+
+/// Deletes the archived objects that the partitions of the deleted topic in
+/// `tomb` list in their archive manifests, then removes `tomb`; if any could
+/// not be deleted, `tomb` stays (with the manifests) for a later attempt.
+fn purge_deleted_topic(tomb: &Path, log: &LogConfig) -> Result<TopicDeletion> {
+    let mut keys = Vec::new();
+    for entry in fs::read_dir(tomb).ctx("list deleted topic directory", tomb)? {
+        let path = entry.ctx("list deleted topic directory", tomb)?.path();
+        if path.is_dir() {
+            keys.extend(crate::log::manifest::read(&path)?.into_iter().map(|e| e.key));
+        }
+    }
+    let mut deletion = TopicDeletion::default();
+    if !keys.is_empty() {
+        let Some((archive, _)) = log.get_archive() else {
+            deletion.archived_left = keys.len();
+            return Ok(deletion);
+        };
+        for key in &keys {
+            match archive.delete(key) {
+                Ok(()) => deletion.archived_deleted += 1,
+                Err(_) => deletion.archived_left += 1,
+            }
+        }
+        if deletion.archived_left > 0 {
+            return Ok(deletion);
+        }
+    }
+    fs::remove_dir_all(tomb).ctx("remove deleted topic directory", tomb)?;
+    Ok(deletion)
 }
