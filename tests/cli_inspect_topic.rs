@@ -95,8 +95,12 @@ fn verify_checks_every_partition_of_a_healthy_store_and_changes_nothing() {
     assert!(text.lines().take(3).zip(0..).all(|(l, i)| l.starts_with(&format!("orders {i}: ok: "))), "{text}");
     assert!(text.lines().last().unwrap().contains(" 1 topic(s), 3 partition(s), 5 records, "), "{text}");
     // Verbose mode passes each partition's notes and ignored files through, prefixed.
+    // The store's own metadata first: no archive recorded.
     let (text, _) = status(&["verify", "--verbose", p(&dir)], 0);
-    assert!(text.lines().all(|l| l.starts_with("audit 0: ") || l.starts_with("orders ") || l.starts_with("ok: ")));
+    assert_eq!(text.lines().next(), Some("store.meta: ok: archive none recorded"), "{text}");
+    assert!(
+        text.lines().skip(1).all(|l| l.starts_with("audit 0: ") || l.starts_with("orders ") || l.starts_with("ok: "))
+    );
     assert_same_files(&before, &files(&dir), "verify");
 }
 
@@ -309,4 +313,23 @@ fn stats_with_a_damaged_topic_meta_still_reports_the_other_topic() {
     let (text, _) = status(&["stats", p(&dir.join("topics/orders"))], 2);
     line(&text, "orders -: error: corruption in ");
     assert_same_files(&before, &files(&dir), "stats of a damaged topic.meta");
+}
+
+/// A damaged store.meta (where the archive is) is damage to data that
+/// opening trusts: `verify` names it, exit status 2, and opening the store
+/// fails the same way.
+#[test]
+fn verify_reports_a_damaged_store_meta() {
+    let (tmp, dir) = make_store();
+    let archive = tmp.path().join("archive");
+    ok(&["archive", "run", "--dir", p(&dir), "--archive-dir", p(&archive), "--topic", "orders"], b"");
+    let path = dir.join("store.meta");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let (text, _) = status(&["verify", p(&dir)], 2);
+    assert!(text.starts_with("store.meta: error: corruption in ") && text.contains("store.meta"), "{text}");
+    let out = run(&["consume", "orders", "--dir", p(&dir)], b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("store.meta: checksum mismatch"), "{}", stderr(&out));
 }
