@@ -320,8 +320,18 @@ fn each_topic_follows_its_own_archive_policy_and_it_survives_reopen() {
     drop(never);
     store.close().unwrap();
 
-    // Without an archive tier, archival is a typed error.
+    // Opened without an archive: the store takes up the one it recorded
+    // (store.meta), and archived offsets still read back.
     let store = TopicStore::open(dir.path(), cfg()).unwrap();
+    let location = format!("file://{}", std::path::absolute(arch.path()).unwrap().display());
+    assert_eq!(store.archive_location().unwrap(), Some(location));
+    assert!(store.run_archival().unwrap().is_ok());
+    assert_eq!(read_partition(&store.topic("own").unwrap(), 0).len(), 60);
+    store.close().unwrap();
+
+    // A store that never had an archive tier: archival is a typed error.
+    let other = fast_tempdir();
+    let store = TopicStore::open(other.path(), cfg()).unwrap();
     assert!(matches!(store.run_archival(), Err(Error::InvalidConfig(m)) if m.contains("no archive tier")));
     store.close().unwrap();
 }
