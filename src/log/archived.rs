@@ -185,6 +185,8 @@ impl Log {
     }
 
     /// [`Log::archive_at`], calling `progress` after each segment is archived.
+    /// `progress` must not archive or compact this log: it runs under the
+    /// lock that serializes archival runs (docs/DESIGN.md, "Lock order").
     pub fn archive_with_progress(
         &self,
         policy: &ArchivePolicy,

@@ -153,7 +153,9 @@ impl Log {
 
     /// [`Log::compact_at`], calling `progress` with each sealed segment as
     /// each of the two passes is done with it (the key scan, then the
-    /// rewrite): twice per segment, for a progress bar.
+    /// rewrite): twice per segment, for a progress bar. `progress` must not
+    /// compact or archive this log: it runs under the lock that serializes
+    /// compactions (docs/DESIGN.md, "Lock order").
     pub fn compact_with_progress(
         &self,
         policy: &Compaction,

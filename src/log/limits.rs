@@ -116,7 +116,8 @@ impl SharedLimits {
 
     /// While more active segments are open than allowed, parks the least
     /// recently used of a sample of the other logs (never `me`). Called with
-    /// no lock held.
+    /// no lock of any log held (a topic's `state` read lock may be held:
+    /// docs/DESIGN.md, "Lock order").
     pub(crate) fn enforce_active(&self, me: &Shared) {
         let mut tries = 0;
         while self.open_active() > self.max_active && tries < SAMPLE {

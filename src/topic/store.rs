@@ -558,7 +558,8 @@ impl TopicStore {
     /// [`TopicStore::run_archival`] measuring ages against `now_ms`, over one topic
     /// only if `topic` names one, with `policy` instead of every topic's own
     /// if given, calling `progress` after each segment archived (topic,
-    /// partition, segment).
+    /// partition, segment). `progress` runs under locks of the store and the
+    /// partition: it must not call the store (docs/DESIGN.md, "Lock order").
     pub fn run_archival_at(
         &self,
         now_ms: i64,
@@ -606,7 +607,8 @@ impl TopicStore {
     /// compacted topic, else [`Error::InvalidConfig`]; its partitions are
     /// compacted whether due or not), calling `progress` as each sealed
     /// segment is done with by each of compaction's two passes (topic,
-    /// partition, segment).
+    /// partition, segment). `progress` runs under locks of the store and the
+    /// partition: it must not call the store (docs/DESIGN.md, "Lock order").
     pub fn run_compaction_at(
         &self,
         now_ms: i64,
