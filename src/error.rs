@@ -169,6 +169,18 @@ pub enum Error {
         #[source]
         first: std::sync::Arc<Error>,
     },
+    /// A thread panicked while it held the log's writer, segment-set or
+    /// group-commit state (for example in an [`crate::Io`] implementation,
+    /// or during an fsync): the log is put into the failed state, and this
+    /// is the first failure of every [`Error::Failed`] that follows. Reads
+    /// keep working; reopen the log to write again.
+    #[error("a thread panicked during {during} of the log at {path}")]
+    Panicked {
+        /// The log directory.
+        path: PathBuf,
+        /// What was interrupted (`"a write"`, `"a group-commit fsync"`).
+        during: &'static str,
+    },
     /// The requested offset is not in the log. Returned by
     /// [`crate::Log::read_from`], [`crate::Log::get`] and their
     /// [`crate::Topic`] counterparts.
@@ -331,6 +343,7 @@ impl Error {
                 Error::OffsetOutOfRange { requested: *requested, start: *start, end: *end }
             }
             Error::Compacted { offset } => Error::Compacted { offset: *offset },
+            Error::Panicked { path, during } => Error::Panicked { path: path.clone(), during },
             Error::NotALog { path, reason } => Error::NotALog { path: path.clone(), reason: reason.clone() },
             Error::Locked { path, pid } => Error::Locked { path: path.clone(), pid: *pid },
             Error::NotAStore { path, reason } => Error::NotAStore { path: path.clone(), reason: reason.clone() },

@@ -612,7 +612,7 @@ fn verify_segment(
                             });
                         }
                         Some((path, offset, position, message)) => {
-                            report.problems.push(Problem { severity: Severity::Index, path, offset, position, message })
+                            report.problems.push(Problem { severity: Severity::Index, path, offset, position, message });
                         }
                         None if !stored.crc_matches_footer && data_ok => report.notes.push(format!(
                             "{}: index files differ from the ones written at sealing (rebuilt with another \

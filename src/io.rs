@@ -6,6 +6,7 @@
 //! made durable by [`Io::sync_data`] on the segment's file: on Linux `fdatasync`
 //! writes back pages dirtied through a shared mapping as well as by `write(2)`.
 
+use crate::sync::MutexExt;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -125,7 +126,7 @@ impl SyncedFile {
 
     /// `sync_data` (or `sync_all` if `all`) through `io`, behind the gate.
     pub(crate) fn sync(&self, io: &dyn Io, all: bool) -> io::Result<()> {
-        let mut failed = self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut failed = self.failed.locked();
         if *failed {
             return Err(io::Error::other("an earlier fsync of this file failed"));
         }

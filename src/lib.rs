@@ -24,6 +24,23 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// The lints chosen beyond clippy's defaults: a library never prints, exits
+// or leaves debugging or unfinished code behind, and outside tests says why
+// a value cannot be missing (`expect` with the reason) instead of `unwrap`.
+#![warn(
+    clippy::dbg_macro,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::exit,
+    clippy::semicolon_if_nothing_returned,
+    clippy::redundant_closure_for_method_calls,
+    clippy::explicit_iter_loop,
+    clippy::manual_let_else,
+    clippy::needless_pass_by_ref_mut
+)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod archive;
 pub mod io;
@@ -43,7 +60,7 @@ macro_rules! internals {
     )*};
 }
 
-internals!(config, durable, envelope, error, format, fuzzing, index, inspect, log, record, segment, topic);
+internals!(config, durable, envelope, error, format, fuzzing, index, inspect, log, record, segment, sync, topic);
 mod mmap;
 
 pub use archive::{ArchiveStore, LocalDirArchive, ObjectDigest, ObjectMeta};

@@ -171,6 +171,7 @@ impl MapWriter {
     }
 
     /// Makes `[data_start, end)` visible to readers. `end` never moves back.
+    #[expect(clippy::needless_pass_by_ref_mut, reason = "only the one writer, through `&mut`, may publish")]
     pub(crate) fn publish(&mut self, end: usize) {
         let current = self.area.published.load(Ordering::Relaxed);
         assert!(end >= current && end <= self.area.len(), "publish {end} out of order (published {current})");
@@ -178,6 +179,7 @@ impl MapWriter {
     }
 
     /// Declares that nothing more will be published.
+    #[expect(clippy::needless_pass_by_ref_mut, reason = "only the one writer, through `&mut`, may finish")]
     pub(crate) fn finish(&mut self) {
         self.area.finished.store(true, Ordering::Release);
     }

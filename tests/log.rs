@@ -1232,3 +1232,50 @@ fn taking_up_a_sealed_segment_fails_if_its_index_files_cannot_be_removed() {
     drop(log);
     reopen_holds_prefix(&dir, 3);
 }
+
+/// A thread that panics in the group-commit fsync (here a panicking `Io`)
+/// fails the log, as a failed fsync does, instead of leaving the threads
+/// waiting for that fsync waiting forever; a panic while the writer lock is
+/// held (an fsync of a roll) fails it too. Reads keep working, and a reopen
+/// holds every acknowledged record.
+#[test]
+fn a_panic_in_an_fsync_or_under_the_writer_lock_fails_the_log() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::sync::atomic::Ordering::SeqCst;
+    for under_writer_lock in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("log");
+        let io = Arc::new(FaultIo::new());
+        let durability = if under_writer_lock { Durability::Never } else { Durability::Always };
+        let log = Arc::new(Log::open(&dir, faulty(&io, durability)).unwrap());
+        for i in 0..5 {
+            log.append(&Record::new(&value(i))).unwrap();
+        }
+        if !under_writer_lock {
+            log.sync().unwrap();
+        }
+        io.panic_sync.store(true, SeqCst);
+        let panicked = catch_unwind(AssertUnwindSafe(|| match under_writer_lock {
+            true => log.roll(),
+            false => log.append(&Record::new(&value(5))).map(drop),
+        }));
+        assert!(panicked.is_err(), "the Io panicked");
+        io.panic_sync.store(false, SeqCst);
+        // Another thread's write does not wait for the fsync that never ends:
+        // it gets the failure, whose first cause says what happened.
+        let writer = Arc::clone(&log);
+        let err = std::thread::spawn(move || writer.append(&Record::new(&value(6)))).join().unwrap().unwrap_err();
+        match &err {
+            Error::Failed { first, .. } => {
+                let expected = if under_writer_lock { "a write" } else { "a group-commit fsync" };
+                assert!(matches!(**first, Error::Panicked { during, .. } if during == expected), "{err}");
+            }
+            other => panic!("expected the log to have failed, got {other:?}"),
+        }
+        assert!(matches!(log.sync(), Err(Error::Failed { .. })));
+        assert!(read_all(&log).unwrap().len() >= 5, "reads keep working");
+        let log = Arc::try_unwrap(log).unwrap();
+        assert!(log.close().is_err(), "close reports the failure");
+        reopen_holds_prefix(&dir, 5);
+    }
+}

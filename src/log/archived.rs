@@ -29,6 +29,7 @@ use super::{Log, SegmentInfo, Shared, now_ms, sealed_info};
 use crate::archive::{ArchiveStore, DigestBuilder};
 use crate::error::{ArchiveErrorKind, Error, IoContext, Result};
 use crate::segment::{self, FOOTER_LEN, SealedMeta, Segment};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// Name of the directory, inside a writable log's directory, that caches
 /// segments fetched from the archive. Its content is dropped at every open.
@@ -214,7 +215,7 @@ impl Log {
 
     /// The archived segments, oldest first.
     pub fn archived_segments(&self) -> Vec<ArchivedSegmentInfo> {
-        let set = self.shared.segments.read().expect("segments lock");
+        let set = self.shared.segments.read_locked();
         set.archived
             .values()
             .map(|e| ArchivedSegmentInfo {
@@ -230,7 +231,7 @@ impl Log {
 
     /// Bytes of archived segments held in the local cache right now.
     pub fn archive_cache_bytes(&self) -> u64 {
-        self.shared.archive_cache.lock().expect("archive cache lock").total
+        self.shared.archive_cache.locked().total
     }
 }
 
@@ -253,7 +254,7 @@ impl Shared {
         let active_bytes = self.active_info().map_or(0, |a| a.data_bytes);
         let start = self.start_offset.load(Ordering::Acquire);
         let local: Vec<SealedMeta> = {
-            let set = self.segments.read().expect("segments lock");
+            let set = self.segments.read_locked();
             set.sealed.iter().filter(|m| !set.archived.contains_key(&m.footer.base_offset)).copied().collect()
         };
         // Below the start: retention deletes them, archiving them is wasted
@@ -279,7 +280,7 @@ impl Shared {
                 self.dir.display()
             )));
         };
-        let _run = self.archiving.lock().expect("archiving lock");
+        let _run = self.archiving.locked();
         let mut outcome = ArchiveOutcome::default();
         for meta in self.archive_candidates(policy, now) {
             let base = meta.footer.base_offset;
@@ -300,10 +301,10 @@ impl Shared {
             store.verify(&key, &digest)?;
             // 3: record, serialized with retention (which holds the writer lock too).
             let recorded = {
-                let w = self.writer.lock().expect("writer lock");
+                let w = self.writer.locked();
                 self.check_writable(&w)?;
                 let start = self.start_offset.load(Ordering::Acquire);
-                let set = self.segments.read().expect("segments lock");
+                let set = self.segments.read_locked();
                 let present = set.sealed.binary_search_by_key(&base, |m| m.footer.base_offset).is_ok();
                 if present && meta.footer.next_offset > start && !set.archived.contains_key(&base) {
                     let entry = ManifestEntry { meta, digest, key: key.clone() };
@@ -311,7 +312,7 @@ impl Shared {
                     entries.push(entry.clone());
                     drop(set);
                     manifest::write(self.config.io.as_ref(), &self.dir, &entries)?;
-                    self.segments.write().expect("segments lock").archived.insert(base, entry);
+                    self.segments.write_locked().archived.insert(base, entry);
                     true
                 } else {
                     false
@@ -339,7 +340,7 @@ impl Shared {
     /// stays for the next run.
     fn delete_orphans(&self, store: &dyn ArchiveStore, prefix: &str) -> usize {
         let first = {
-            let set = self.segments.read().expect("segments lock");
+            let set = self.segments.read_locked();
             set.sealed.first().map(|m| m.footer.base_offset).or(set.unsealed_base())
         };
         let first = first.unwrap_or_else(|| self.next_offset.load(Ordering::SeqCst));
@@ -361,7 +362,7 @@ impl Shared {
     /// out of the segment set) out of the manifest. Called under the writer
     /// lock, after the new start offset is recorded.
     pub(crate) fn drop_archived(&self, removed: &[SealedMeta]) -> (Vec<ManifestEntry>, Result<()>) {
-        let mut set = self.segments.write().expect("segments lock");
+        let mut set = self.segments.write_locked();
         let gone: Vec<ManifestEntry> =
             removed.iter().filter_map(|m| set.archived.remove(&m.footer.base_offset)).collect();
         if gone.is_empty() {
@@ -381,7 +382,7 @@ impl Shared {
     pub(crate) fn delete_archived(&self, gone: &[ManifestEntry]) {
         for entry in gone {
             let base = entry.meta.footer.base_offset;
-            if self.archive_cache.lock().expect("archive cache lock").forget(base) {
+            if self.archive_cache.locked().forget(base) {
                 let _ = fs::remove_file(segment::log_path(&self.cache_dir, base));
             }
             if let Some((store, _)) = self.archive_store() {
@@ -392,7 +393,7 @@ impl Shared {
 
     /// The manifest entry of `base`, if that segment is archived.
     pub(crate) fn archived_entry(&self, base: u64) -> Option<ManifestEntry> {
-        self.segments.read().expect("segments lock").archived.get(&base).cloned()
+        self.segments.read_locked().archived.get(&base).cloned()
     }
 
     /// Opens an archived segment: from the cache, or fetched from the store
@@ -412,8 +413,8 @@ impl Shared {
         };
         let base = entry.meta.footer.base_offset;
         let path = segment::log_path(&self.cache_dir, base);
-        let _fetch = self.fetching.lock().expect("fetch lock");
-        let cached = self.archive_cache.lock().expect("archive cache lock").touch(base);
+        let _fetch = self.fetching.locked();
+        let cached = self.archive_cache.locked().touch(base);
         if !cached {
             self.fetch(store.as_ref(), entry, &path)?;
         }
@@ -421,7 +422,7 @@ impl Shared {
             Ok((seg, _)) => Ok(seg),
             Err(e) => {
                 // A damaged cached copy: drop it, the next read fetches it again.
-                self.archive_cache.lock().expect("archive cache lock").forget(base);
+                self.archive_cache.locked().forget(base);
                 let _ = fs::remove_file(&path);
                 Err(e)
             }
@@ -433,10 +434,10 @@ impl Shared {
         let size = entry.digest.size;
         let evicted = {
             let held: HashSet<u64> = {
-                let cache = self.cache.lock().expect("cache lock");
+                let cache = self.cache.locked();
                 cache.live.iter().filter(|(_, w)| w.strong_count() > 0).map(|(b, _)| *b).collect()
             };
-            self.archive_cache.lock().expect("archive cache lock").make_room(
+            self.archive_cache.locked().make_room(
                 size,
                 self.config.archive_cache_bytes,
                 &held,
@@ -454,7 +455,7 @@ impl Shared {
             return Err(e);
         }
         fs::rename(&tmp, path).ctx("rename", path)?;
-        let mut cache = self.archive_cache.lock().expect("archive cache lock");
+        let mut cache = self.archive_cache.locked();
         cache.forget(entry.meta.footer.base_offset);
         cache.tick += 1;
         let tick = cache.tick;

@@ -27,6 +27,7 @@ use super::{Log, SegmentInfo, Shared, now_ms, sealed_info};
 use crate::error::{Error, IoContext, Result};
 use crate::record::RecordRef;
 use crate::segment::{self, SealedMeta, Segment};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// A compaction policy: how long a tombstone is kept once it is the latest
 /// record of its key.
@@ -116,7 +117,7 @@ impl Log {
     /// Tombstones kept because segments were archived (see
     /// [`Log::compact_at`]) make it true only once new data is sealed.
     pub fn compaction_due_at(&self, now_ms: i64) -> bool {
-        let mark = self.shared.compaction.lock().expect("compaction lock");
+        let mark = self.shared.compaction.locked();
         let Some(covered) = mark.sealed_end else { return true };
         mark.next_tombstone_expiry.is_some_and(|at| now_ms >= at) || self.shared.sealed_end() > covered
     }
@@ -175,13 +176,13 @@ impl Log {
 impl Shared {
     /// The end (next offset) of the last sealed segment, local or archived; 0 if none.
     fn sealed_end(&self) -> u64 {
-        let set = self.segments.read().expect("segments lock");
+        let set = self.segments.read_locked();
         set.sealed.last().map_or(0, |m| m.footer.next_offset)
     }
 
     /// The sealed local segments, oldest first, and whether any segment is archived.
     fn compaction_candidates_and_archived(&self) -> (Vec<SealedMeta>, bool) {
-        let set = self.segments.read().expect("segments lock");
+        let set = self.segments.read_locked();
         let local = set.sealed.iter().filter(|m| !set.archived.contains_key(&m.footer.base_offset)).copied();
         (local.collect(), !set.archived.is_empty())
     }
@@ -199,9 +200,9 @@ impl Shared {
         if self.read_only {
             return Err(Error::ReadOnly { path: self.dir.clone() });
         }
-        let mut mark = self.compaction.lock().expect("compaction lock");
+        let mut mark = self.compaction.locked();
         {
-            let w = self.writer.lock().expect("writer lock");
+            let w = self.writer.locked();
             self.check_writable(&w)?;
         }
         // Archived segments are immutable objects: they are neither read nor
@@ -290,7 +291,7 @@ impl Shared {
     /// it since compaction took its list of segments.
     fn open_for_compaction(&self, meta: &SealedMeta) -> Result<Option<Arc<Segment>>> {
         let still_there = |m: &SealedMeta| {
-            let set = self.segments.read().expect("segments lock");
+            let set = self.segments.read_locked();
             set.sealed.iter().any(|s| s == m)
         };
         if !still_there(meta) {
@@ -312,7 +313,7 @@ impl Shared {
         {
             // Serialized with appends, rolls and retention, which change the
             // segment set under the writer lock.
-            let w = self.writer.lock().expect("writer lock");
+            let w = self.writer.locked();
             if let Err(e) = self.check_writable(&w) {
                 new.discard(io);
                 return Err(e);
@@ -320,7 +321,7 @@ impl Shared {
             // Renames and swap under the segments lock: a reader that looked
             // up the old metadata and fails to open the new file finds the new
             // metadata when it looks again (see `Shared::open_current`).
-            let mut set = self.segments.write().expect("segments lock");
+            let mut set = self.segments.write_locked();
             // Archived meanwhile: the archive holds it now; leave it whole.
             if set.archived.contains_key(&old.footer.base_offset) {
                 new.discard(io);
@@ -335,7 +336,7 @@ impl Shared {
         }
         // New readers open the new file; those that hold the old one keep
         // their map of it (its name is gone, its pages are not).
-        let held = self.cache.lock().expect("cache lock").remove(old.footer.base_offset);
+        let held = self.cache.locked().remove(old.footer.base_offset);
         drop(held);
         // Durable before the next segment is touched: that one may drop a
         // tombstone whose key's older records this rewrite removed.

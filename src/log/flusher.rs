@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::error::{Error, Result};
+use crate::sync::MutexExt;
 
 #[derive(Debug)]
 struct Entry {
@@ -54,7 +55,7 @@ pub(crate) struct Registration {
 /// not running.
 pub(crate) fn register(shared: &Arc<Shared>, every: Duration) -> Result<Registration> {
     let f = flusher();
-    let mut st = f.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut st = f.state.locked();
     if !st.started {
         std::thread::Builder::new()
             .name("annal-flusher".into())
@@ -73,22 +74,22 @@ impl Drop for Registration {
     /// Removes the log from the schedule, after the sync of it in progress (if any).
     fn drop(&mut self) {
         let f = flusher();
-        let mut st = f.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = f.state.locked();
         st.entries.retain(|e| e.id != self.id);
         while st.syncing == Some(self.id) {
-            st = f.cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = crate::sync::wait(&f.cv, st);
         }
     }
 }
 
 fn run(f: &Flusher) {
-    let mut st = f.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut st = f.state.locked();
     loop {
         let now = Instant::now();
         let due = st.entries.iter().enumerate().min_by_key(|(_, e)| e.due).map(|(i, e)| (i, e.due));
         let i = match due {
             None => {
-                st = f.cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+                st = crate::sync::wait(&f.cv, st);
                 continue;
             }
             Some((_, due)) if due > now => {
@@ -109,7 +110,7 @@ fn run(f: &Flusher) {
         let target = shared.next_offset.load(std::sync::atomic::Ordering::SeqCst);
         let failed = shared.sync_to(target).is_err();
         drop(shared);
-        st = f.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        st = f.state.locked();
         st.syncing = None;
         if failed {
             // The log is failed: no later sync can succeed.

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::Shared;
+use crate::sync::MutexExt;
 
 /// How many logs are looked at to choose which one gives up a resource.
 const SAMPLE: usize = 8;
@@ -89,7 +90,7 @@ impl SharedLimits {
 
     /// Adds a log to those sharing the limits.
     pub(crate) fn register(&self, shared: &Arc<Shared>) {
-        let mut logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut logs = self.logs.locked();
         if logs.len() >= 64 && logs.len().is_power_of_two() {
             logs.retain(|w| w.strong_count() > 0);
         }
@@ -162,7 +163,7 @@ impl SharedLimits {
     }
 
     fn pick(&self, except: Option<&Shared>, key: impl Fn(&Shared) -> Option<u64>) -> Option<Arc<Shared>> {
-        let logs = self.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let logs = self.logs.locked();
         if logs.is_empty() {
             return None;
         }

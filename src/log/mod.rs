@@ -35,6 +35,7 @@ use crate::config::{Durability, LogConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::record::{OwnedRecord, Record, batch};
 use crate::segment::{self, SealedMeta, Segment};
+use crate::sync::{MutexExt, RwLockExt};
 use writer::WriterState;
 
 /// Name of the lock file that marks a directory as an annal log and keeps a
@@ -262,7 +263,7 @@ impl Log {
         let shared = Arc::new(open::open(dir.as_ref(), config, false)?);
         if let Some(limits) = &shared.limits {
             limits.register(&shared);
-            shared.note_active(shared.writer.lock().expect("writer lock").active.is_some());
+            shared.note_active(shared.writer.locked().active.is_some());
             limits.enforce_active(&shared);
         }
         if shared.report.scanned_segment.is_some() {
@@ -334,7 +335,7 @@ impl Log {
         let len = match batch::encoded_len(records) {
             Some(len) if len as u64 <= room => len,
             None if records.is_empty() => {
-                let w = self.shared.writer.lock().expect("writer lock");
+                let w = self.shared.writer.locked();
                 self.shared.check_writable(&w)?;
                 let next = self.next_offset();
                 return Ok(next..next);
@@ -349,7 +350,7 @@ impl Log {
         };
         let now = now_ms();
         let range = {
-            let mut w = self.shared.writer.lock().expect("writer lock");
+            let mut w = self.shared.writer.locked();
             self.shared.check_writable(&w)?;
             w.append(&self.shared, records, len, now)?
         };
@@ -374,7 +375,7 @@ impl Log {
         if self.shared.read_only {
             return Err(Error::ReadOnly { path: self.shared.dir.clone() });
         }
-        let mut w = self.shared.writer.lock().expect("writer lock");
+        let mut w = self.shared.writer.locked();
         self.shared.check_writable(&w)?;
         w.roll_now(&self.shared, now_ms())
     }
@@ -392,7 +393,7 @@ impl Log {
         if self.shared.read_only {
             return Ok(false);
         }
-        let mut w = self.shared.writer.lock().expect("writer lock");
+        let mut w = self.shared.writer.locked();
         self.shared.check_writable(&w)?;
         Ok(w.park(&self.shared))
     }
@@ -521,18 +522,18 @@ impl Log {
     /// most [`LogConfig::max_open_segments`]. Readers may keep a few more alive
     /// while they read them.
     pub fn open_sealed_segments(&self) -> usize {
-        self.shared.cache.lock().expect("cache lock").entries.len()
+        self.shared.cache.locked().entries.len()
     }
 
     /// Whether the log refuses writes after a failure, and why: the first
     /// failure, as it was returned then.
     pub fn failure(&self) -> Option<Arc<Error>> {
-        self.shared.failure.lock().expect("failure lock").clone()
+        self.shared.failure.locked().clone()
     }
 
     /// The segments, oldest first.
     pub fn segments(&self) -> Vec<SegmentInfo> {
-        let set = self.shared.segments.read().expect("segments lock");
+        let set = self.shared.segments.read_locked();
         let mut out: Vec<SegmentInfo> = set.sealed.iter().map(sealed_info).collect();
         drop(set);
         if let Some(info) = self.shared.active_info() {
@@ -586,7 +587,7 @@ impl Log {
         self.closed = true;
         // Unregistering waits for a sync of this log in progress.
         drop(self.flusher.take());
-        let mut w = self.shared.writer.lock().expect("writer lock");
+        let mut w = self.shared.writer.locked();
         w.closed = true;
         if let Some(active) = w.active.take() {
             active.finish();
@@ -596,7 +597,7 @@ impl Log {
         self.shared.note_active(false);
         self.shared.closed.store(true, Ordering::SeqCst);
         {
-            let _g = self.shared.tail.lock().expect("tail lock");
+            let _g = self.shared.tail.locked();
             self.shared.tail_cv.notify_all();
         }
         // The lock file handle lives in `Shared`, which readers may keep alive;
@@ -614,13 +615,13 @@ impl Log {
         // Unregistering waits for a sync of this log in progress.
         drop(self.flusher.take());
         let result = {
-            let mut w = self.shared.writer.lock().expect("writer lock");
+            let mut w = self.shared.writer.locked();
             w.close(&self.shared)
         };
         self.shared.note_active(false);
         self.shared.closed.store(true, Ordering::SeqCst);
         {
-            let _g = self.shared.tail.lock().expect("tail lock");
+            let _g = self.shared.tail.locked();
             self.shared.tail_cv.notify_all();
         }
         if let Some(lock) = &self.shared._lock {
@@ -638,6 +639,11 @@ impl Drop for Log {
 
 impl Shared {
     fn check_writable(&self, w: &WriterState) -> Result<()> {
+        // A thread that panicked while changing the log's state may have left
+        // it half changed: the log fails, as after a failed fsync.
+        if self.writer.is_poisoned() || self.segments.is_poisoned() || self.commit.is_poisoned() {
+            self.fail(&Error::Panicked { path: self.dir.clone(), during: "a write" });
+        }
         if self.failed.load(Ordering::Acquire) {
             return Err(self.failed_error());
         }
@@ -648,7 +654,7 @@ impl Shared {
     }
 
     fn failed_error(&self) -> Error {
-        let first = self.failure.lock().expect("failure lock").clone();
+        let first = self.failure.locked().clone();
         // `failed` is set after `failure`, so the first failure is there.
         let first = first.unwrap_or_else(|| Arc::new(Error::Closed { path: self.dir.clone() }));
         Error::Failed { path: self.dir.clone(), first }
@@ -657,7 +663,7 @@ impl Shared {
     /// Puts the log into the failed state: no later write is accepted, and
     /// each refusal carries `error` (the first failure) as its cause.
     pub(crate) fn fail(&self, error: &Error) {
-        let mut f = self.failure.lock().expect("failure lock");
+        let mut f = self.failure.locked();
         if f.is_none() {
             *f = Some(Arc::new(error.duplicate()));
         }
@@ -670,7 +676,7 @@ impl Shared {
 
     fn notify_appended(&self) {
         if self.tail_waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.tail.lock().expect("tail lock");
+            let _g = self.tail.locked();
             self.tail_cv.notify_all();
         }
     }
@@ -696,7 +702,7 @@ impl Shared {
     /// Parks the active segment for the shared limits (see [`Log::park`]),
     /// unless the log is closed or failed. Whether it parked.
     pub(crate) fn park_idle(&self) -> bool {
-        let mut w = self.writer.lock().expect("writer lock");
+        let mut w = self.writer.locked();
         if w.closed || self.failed.load(Ordering::Acquire) {
             return false;
         }
@@ -705,17 +711,17 @@ impl Shared {
 
     /// Forgets the cached segment at `base` (see `SegmentCache::remove`).
     pub(crate) fn cache_remove(&self, base: u64) -> Option<Arc<Segment>> {
-        self.cache.lock().expect("cache lock").remove(base)
+        self.cache.locked().remove(base)
     }
 
     /// Sealed segments the cache holds mapped.
     pub(crate) fn cached_segments(&self) -> usize {
-        self.cache.lock().expect("cache lock").entries.len()
+        self.cache.locked().entries.len()
     }
 
     /// Drops the cache's least recently used entry.
     pub(crate) fn evict_cached(&self) {
-        self.cache.lock().expect("cache lock").evict_lru();
+        self.cache.locked().evict_lru();
     }
 
     /// Moves the durable watermark up to `upto` (if it is not there yet) and
@@ -735,7 +741,7 @@ impl Shared {
         }
         let deadline = Instant::now() + timeout;
         self.tail_waiters.fetch_add(1, Ordering::SeqCst);
-        let mut guard = self.tail.lock().expect("tail lock");
+        let mut guard = self.tail.locked();
         let found = loop {
             if watermark.load(Ordering::SeqCst) > offset {
                 break true;
@@ -744,7 +750,7 @@ impl Shared {
             if now >= deadline || self.closed.load(Ordering::SeqCst) {
                 break false;
             }
-            guard = self.tail_cv.wait_timeout(guard, deadline - now).expect("tail lock").0;
+            guard = self.tail_cv.wait_timeout(guard, deadline - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
         };
         drop(guard);
         self.tail_waiters.fetch_sub(1, Ordering::SeqCst);
@@ -755,7 +761,7 @@ impl Shared {
     /// caller at a time runs fsync; the others wait for it and are covered by
     /// it if their records were written before it started.
     pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
-        let mut st = self.commit.lock().expect("commit lock");
+        let mut st = self.commit.locked();
         loop {
             if self.failed.load(Ordering::Acquire) {
                 return Err(self.failed_error());
@@ -764,13 +770,17 @@ impl Shared {
                 return Ok(());
             }
             if st.syncing {
-                st = self.commit_cv.wait(st).expect("commit lock");
+                st = crate::sync::wait(&self.commit_cv, st);
                 continue;
             }
             st.syncing = true;
             drop(st);
+            // If the fsync panics, the waiters must not wait for it forever:
+            // the log fails and they are woken to see it.
+            let leader = SyncLeader { shared: self };
             let result = self.sync_once();
-            st = self.commit.lock().expect("commit lock");
+            std::mem::forget(leader);
+            st = self.commit.locked();
             st.syncing = false;
             self.commit_cv.notify_all();
             match result {
@@ -787,7 +797,7 @@ impl Shared {
     /// to. Segments before the active one were synced when they were sealed.
     fn sync_once(&self) -> Result<u64> {
         let captured = {
-            let mut w = self.writer.lock().expect("writer lock");
+            let mut w = self.writer.locked();
             if let Some(p) = w.parked.as_mut() {
                 // Parked: the log is idle; sync it without mapping it again.
                 p.sync(self.config.io.as_ref())?;
@@ -801,7 +811,7 @@ impl Shared {
             return Ok(self.next_offset.load(Ordering::SeqCst));
         };
         file.sync(self.config.io.as_ref(), false).ctx("fsync segment", &path)?;
-        let mut w = self.writer.lock().expect("writer lock");
+        let mut w = self.writer.locked();
         if let Some(a) = w.active.as_mut()
             && a.base_offset() == base
         {
@@ -813,7 +823,7 @@ impl Shared {
     fn active_info(&self) -> Option<SegmentInfo> {
         if !self.read_only {
             // One lock: every figure comes from the same active segment.
-            let w = self.writer.lock().expect("writer lock");
+            let w = self.writer.locked();
             if let Some(p) = &w.parked {
                 return Some(SegmentInfo {
                     base_offset: p.base_offset(),
@@ -835,7 +845,7 @@ impl Shared {
             });
         }
         // A read-only log's last segment ends the log and never changes.
-        let seg = self.segments.read().expect("segments lock").active.clone()?;
+        let seg = self.segments.read_locked().active.clone()?;
         let data_bytes = seg.area.published_data().len() as u64;
         let next_offset = self.next_offset.load(Ordering::SeqCst);
         // The frames were checked by the open that published them.
@@ -855,7 +865,7 @@ impl Shared {
     /// one, or a sealed one opened through the cache).
     pub(crate) fn segment_for(&self, offset: u64) -> Result<Option<Arc<Segment>>> {
         let meta = {
-            let set = self.segments.read().expect("segments lock");
+            let set = self.segments.read_locked();
             if set.unsealed_base().is_some_and(|base| offset >= base) {
                 return set.last_unsealed();
             }
@@ -902,7 +912,7 @@ impl Shared {
     fn refreshed_meta(&self, old: &SealedMeta) -> Option<SealedMeta> {
         let base = old.footer.base_offset;
         let current = {
-            let set = self.segments.read().expect("segments lock");
+            let set = self.segments.read_locked();
             set.sealed.iter().find(|m| m.footer.base_offset == base).copied()
         }?;
         if current != *old {
@@ -913,7 +923,7 @@ impl Shared {
         }
         match segment::inspect_file(&segment::log_path(&self.dir, base), base) {
             Ok(segment::OnDisk::Sealed(m, _)) if m != *old && m.footer.next_offset == old.footer.next_offset => {
-                let mut set = self.segments.write().expect("segments lock");
+                let mut set = self.segments.write_locked();
                 if let Some(slot) = set.sealed.iter_mut().find(|s| **s == *old) {
                     *slot = m;
                 }
@@ -934,14 +944,14 @@ impl Shared {
 
     fn open_sealed(&self, meta: &SealedMeta) -> Result<Arc<Segment>> {
         let base = meta.footer.base_offset;
-        if let Some(seg) = self.cache.lock().expect("cache lock").get(base, meta) {
+        if let Some(seg) = self.cache.locked().get(base, meta) {
             return Ok(seg);
         }
         // Open (and possibly rebuild the index) outside the cache lock, so that
         // readers of other segments are not held up by a scan.
         let from_archive = |entry: manifest::ManifestEntry| -> Result<Arc<Segment>> {
             let seg = self.open_archived(&entry)?;
-            Ok(self.cache.lock().expect("cache lock").insert(base, seg))
+            Ok(self.cache.locked().insert(base, seg))
         };
         if let Some(entry) = self.archived_entry(base) {
             return from_archive(entry);
@@ -957,7 +967,7 @@ impl Shared {
                 self.write_rebuilt_index(meta, &seg)?;
             }
         }
-        let seg = self.cache.lock().expect("cache lock").insert(base, seg);
+        let seg = self.cache.locked().insert(base, seg);
         if let Some(limits) = &self.limits
             && limits.cached_sealed() > limits.max_cached_sealed()
         {
@@ -972,14 +982,14 @@ impl Shared {
     /// for appending, and writes index files when it seals it) and other
     /// readers never write the same temporary files at once.
     fn write_rebuilt_index(&self, meta: &SealedMeta, seg: &Segment) -> Result<()> {
-        let _w = self.writer.lock().expect("writer lock");
-        let current = self.segments.read().expect("segments lock").sealed.iter().any(|m| m == meta);
+        let _w = self.writer.locked();
+        let current = self.segments.read_locked().sealed.iter().any(|m| m == meta);
         if !current {
             return Ok(());
         }
         let base = meta.footer.base_offset;
         let (ob, tb) = {
-            let index = seg.index.read().expect("index lock");
+            let index = seg.index.read_locked();
             (index.encode_offsets(base), index.encode_times(base))
         };
         let io = self.config.io.as_ref();
@@ -990,15 +1000,12 @@ impl Shared {
 
     fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
         let (sealed, active) = {
-            let set = self.segments.read().expect("segments lock");
+            let set = self.segments.read_locked();
             (set.sealed.clone(), set.last_unsealed()?)
         };
         let start = self.start_offset.load(Ordering::Acquire);
         for meta in sealed.iter().filter(|m| m.footer.max_timestamp >= ts && m.footer.next_offset > start) {
-            let seg = match self.segment_for(meta.footer.base_offset.max(start))? {
-                Some(seg) => seg,
-                None => continue,
-            };
+            let Some(seg) = self.segment_for(meta.footer.base_offset.max(start))? else { continue };
             if let Some(found) = search_time(&seg, ts, start)? {
                 return Ok(Some(found));
             }
@@ -1013,7 +1020,7 @@ impl Shared {
 /// The first record in `seg` at or after offset `from` with a timestamp `>= ts`.
 fn search_time(seg: &Segment, ts: i64, from: u64) -> Result<Option<u64>> {
     let (mut pos, rel) = {
-        let index = seg.index.read().expect("index lock");
+        let index = seg.index.read_locked();
         index.lookup(index.lookup_time(ts))
     };
     let end = seg.area.published();
@@ -1109,5 +1116,21 @@ impl SegmentCache {
         self.live.insert(base, Arc::downgrade(&seg));
         self.push(base, Arc::clone(&seg));
         seg
+    }
+}
+
+/// Held by the group-commit leader during its fsync; dropped only if that
+/// fsync panics (it is forgotten otherwise): fails the log and wakes the
+/// threads waiting for the fsync, which then see the failure.
+struct SyncLeader<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for SyncLeader<'_> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        shared.fail(&Error::Panicked { path: shared.dir.clone(), during: "a group-commit fsync" });
+        shared.commit.locked().syncing = false;
+        shared.commit_cv.notify_all();
     }
 }

@@ -29,6 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 
 use crate::config::Durability;
 use crate::mmap::MapArea;
+use crate::sync::MutexExt;
 
 /// Bytes populated per step before the worker looks at the other segments.
 const CHUNK: usize = 2 << 20;
@@ -103,7 +104,7 @@ fn worker() -> &'static Worker {
 /// be started, nothing is prefaulted (it only costs speed).
 pub(crate) fn request(area: &Arc<MapArea>, from: usize, upto: usize, writable: bool) {
     let w = worker();
-    let mut st = w.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut st = w.state.locked();
     if !st.started {
         let spawned = std::thread::Builder::new().name("annal-prefault".into()).spawn(|| run(worker()));
         if spawned.is_err() {
@@ -143,10 +144,10 @@ pub(crate) fn request(area: &Arc<MapArea>, from: usize, upto: usize, writable: b
 fn run(w: &Worker) {
     loop {
         let (area, from, to, writable, i) = {
-            let mut st = w.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut st = w.state.locked();
             loop {
                 let Some(i) = st.queue.pop_front() else {
-                    st = w.cv.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    st = crate::sync::wait(&w.cv, st);
                     continue;
                 };
                 st.entries[i].queued = false;
@@ -174,7 +175,7 @@ fn run(w: &Worker) {
         };
         // A failure (a kernel older than 5.14, without MADV_POPULATE_*) only costs speed.
         let _ = area.prefault(from, to - from, writable);
-        let mut st = w.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = w.state.locked();
         let e = &mut st.entries[i];
         if std::ptr::eq(e.area.as_ptr(), Arc::as_ptr(&area)) {
             e.done = e.done.max(to);

@@ -7,6 +7,7 @@ use super::Shared;
 use crate::error::{CorruptionKind, Error, Result};
 use crate::record::{self, OwnedRecord, RecordRef};
 use crate::segment::{DATA_START, Segment};
+use crate::sync::RwLockExt;
 
 /// Reads records in offset order from a starting offset.
 ///
@@ -81,7 +82,7 @@ impl LogReader {
     /// before it, then record by record.
     fn position_in(&mut self, seg: Arc<Segment>, offset: u64) -> Result<()> {
         debug_assert!(offset >= seg.base_offset);
-        let (pos, rel) = seg.index.read().expect("index lock").lookup((offset - seg.base_offset) as u32);
+        let (pos, rel) = seg.index.read_locked().lookup((offset - seg.base_offset) as u32);
         self.pos = pos;
         self.next = seg.base_offset + u64::from(rel);
         self.left = 0;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use super::{Log, Shared, now_ms, start};
 use crate::error::{Error, Result};
 use crate::segment::{self, SealedMeta};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// A retention policy: which sealed segments may be deleted.
 ///
@@ -125,7 +126,7 @@ impl Shared {
         if policy.is_unlimited() {
             return start;
         }
-        let sealed: Vec<SealedMeta> = self.segments.read().expect("segments lock").sealed.clone();
+        let sealed: Vec<SealedMeta> = self.segments.read_locked().sealed.clone();
         let active_bytes = self.active_info().map_or(0, |a| a.data_bytes);
         let k = oldest_over_limits(&sealed, active_bytes, policy.max_age, policy.max_bytes, now);
         sealed[..k].last().map_or(start, |m| start.max(m.footer.next_offset))
@@ -135,7 +136,7 @@ impl Shared {
     /// now, or, if a reader still maps it, when the last holder lets go.
     /// Returns whether the deletion was deferred.
     pub(crate) fn retire_segment(&self, base: u64) -> std::io::Result<bool> {
-        let held = self.cache.lock().expect("cache lock").remove(base);
+        let held = self.cache.locked().remove(base);
         match held {
             Some(seg) => {
                 let _ = seg.retired.set((self.dir.clone(), Arc::clone(&self.config.io)));
@@ -164,7 +165,7 @@ impl Shared {
         self.sync_to(offset)?;
         // 2. Record and publish the start, serialized with appends and rolls.
         let (removed, gone, manifest_written) = {
-            let w = self.writer.lock().expect("writer lock");
+            let w = self.writer.locked();
             self.check_writable(&w)?;
             let start = self.start_offset.load(Ordering::Acquire);
             if offset <= start {
@@ -173,7 +174,7 @@ impl Shared {
             start::write(self.config.io.as_ref(), &self.dir, offset)?;
             self.start_offset.store(offset, Ordering::Release);
             let removed: Vec<SealedMeta> = {
-                let mut set = self.segments.write().expect("segments lock");
+                let mut set = self.segments.write_locked();
                 let k = set.sealed.partition_point(|m| m.footer.next_offset <= offset);
                 set.sealed.drain(..k).collect()
             };

@@ -9,6 +9,7 @@ use super::prefault::{self, Prefault};
 use crate::error::{Error, Result};
 use crate::record::{FrameFormat, Record};
 use crate::segment::{self, ActiveSegment, ParkedSegment, PreparedSegment, SealedMeta};
+use crate::sync::RwLockExt;
 
 /// Bytes a writer appends to a newly active segment before it asks the
 /// prefaulter for pages ahead of it.
@@ -97,7 +98,7 @@ impl WriterState {
             let old = self.active.take().expect("an active segment");
             let base = old.base_offset();
             old.discard_empty(&shared.dir, shared.config.io.as_ref()).inspect_err(|e| shared.fail(e))?;
-            shared.segments.write().expect("segments lock").active = None;
+            shared.segments.write_locked().active = None;
             return self.install_new(shared, base, now);
         }
         let expired = active.record_count() > 0 && expired(active.created_ms, now, max_age);
@@ -113,7 +114,7 @@ impl WriterState {
     /// this format, young enough, with room), else a new one at `next`.
     fn activate(&mut self, shared: &Shared, next: u64, now: i64) -> Result<()> {
         let last = {
-            let set = shared.segments.read().expect("segments lock");
+            let set = shared.segments.read_locked();
             set.sealed
                 .last()
                 .copied()
@@ -141,11 +142,11 @@ impl WriterState {
             return Ok(false);
         }
         let (seg, _) = segment::open_sealed(&shared.dir, meta, shared.config.index_interval_bytes)?;
-        let index = seg.index.read().expect("index lock").clone();
+        let index = seg.index.read_locked().clone();
         drop(seg);
         let (active, _) = ActiveSegment::recover(&shared.dir, base, &shared.config, Some((meta, index)))?;
         {
-            let mut set = shared.segments.write().expect("segments lock");
+            let mut set = shared.segments.write_locked();
             set.sealed.pop();
             set.active = Some(Arc::clone(&active.seg));
         }
@@ -160,7 +161,7 @@ impl WriterState {
         let active =
             PreparedSegment::create(&shared.dir, base, now, &shared.config)?.install(&shared.dir, &shared.config);
         let active = active.inspect_err(|e| shared.fail(e))?;
-        shared.segments.write().expect("segments lock").active = Some(Arc::clone(&active.seg));
+        shared.segments.write_locked().active = Some(Arc::clone(&active.seg));
         self.active = Some(active);
         self.prefault_requested = 0;
         shared.note_active(true);
@@ -172,7 +173,7 @@ impl WriterState {
         let Some(active) = self.active.take() else { return false };
         let parked = active.park();
         {
-            let mut set = shared.segments.write().expect("segments lock");
+            let mut set = shared.segments.write_locked();
             set.parked = Some(Arc::clone(&parked.view));
             set.active = None;
         }
@@ -187,7 +188,7 @@ impl WriterState {
         let Some(parked) = self.parked.take() else { return Ok(()) };
         match parked.unpark(&shared.config) {
             Ok(active) => {
-                let mut set = shared.segments.write().expect("segments lock");
+                let mut set = shared.segments.write_locked();
                 set.active = Some(Arc::clone(&active.seg));
                 set.parked = None;
                 drop(set);
@@ -234,7 +235,7 @@ impl WriterState {
         let old = self.active.take().expect("an active segment");
         let installed = prepared.install(&shared.dir, &shared.config).inspect_err(|e| shared.fail(e));
         {
-            let mut set = shared.segments.write().expect("segments lock");
+            let mut set = shared.segments.write_locked();
             set.sealed.push(meta);
             set.active = installed.as_ref().ok().map(|a| Arc::clone(&a.seg));
         }
@@ -267,14 +268,14 @@ impl WriterState {
         let Some(mut active) = self.active.take() else { return Ok(()) };
         let io = shared.config.io.as_ref();
         if active.record_count() == 0 {
-            shared.segments.write().expect("segments lock").active = None;
+            shared.segments.write_locked().active = None;
             return active.discard_empty(&shared.dir, io);
         }
         let crcs = active.write_index_files(&shared.dir, io)?;
         let meta = active.seal(&shared.dir, io, crcs).inspect_err(|e| shared.fail(e))?;
         shared.mark_durable(meta.footer.next_offset);
         {
-            let mut set = shared.segments.write().expect("segments lock");
+            let mut set = shared.segments.write_locked();
             set.sealed.push(meta);
             set.active = None;
         }

@@ -13,6 +13,8 @@ use crate::index::{SegmentIndex, stored_crc};
 use crate::io::{Io, SyncedFile, open_rw};
 use crate::mmap::{MapArea, MapWriter};
 use crate::record::{FrameFormat, Record, batch};
+use crate::sync::RwLockExt;
+use crate::sync::MutexExt;
 
 /// The writer's side of the segment being appended to.
 #[derive(Debug)]
@@ -167,7 +169,7 @@ impl ActiveSegment {
 
     fn next_index_due(&self) -> usize {
         let last =
-            self.seg.index.read().expect("index lock").offsets.last().map_or(DATA_START, |e| e.position as usize);
+            self.seg.index.read_locked().offsets.last().map_or(DATA_START, |e| e.position as usize);
         last + self.interval
     }
 
@@ -349,7 +351,7 @@ impl ActiveSegment {
         let max_timestamp = batch::encode_into(frame, self.next_offset, now, records);
         if pos >= self.index_due {
             let rel = self.record_count as u32;
-            self.seg.index.write().expect("index lock").observe(rel, pos, self.max_timestamp);
+            self.seg.index.write_locked().observe(rel, pos, self.max_timestamp);
             self.index_due = pos + self.interval;
         }
         self.max_timestamp = self.max_timestamp.max(max_timestamp);
@@ -412,7 +414,7 @@ impl ActiveSegment {
         }
         let base = self.base_offset();
         let (ob, tb) = {
-            let index = self.seg.index.read().expect("index lock");
+            let index = self.seg.index.read_locked();
             (index.encode_offsets(base), index.encode_times(base))
         };
         crate::durable::write_file_atomic(io, &super::index_path(dir, base), &ob)?;
@@ -503,7 +505,7 @@ impl ActiveSegment {
     /// [`ParkedSegment::unpark`]. Readers at its end move on to its view.
     pub(crate) fn park(mut self) -> ParkedSegment {
         self.publish();
-        let index = self.seg.index.read().expect("index lock").clone();
+        let index = self.seg.index.read_locked().clone();
         let view = Arc::new(ParkedView {
             base_offset: self.seg.base_offset,
             path: self.seg.path.clone(),
@@ -605,7 +607,7 @@ impl ParkedView {
     /// The segment's records for a reader: a read-only map of them, shared by
     /// the readers that hold it, opened again once none does.
     pub(crate) fn segment(&self) -> Result<Arc<Segment>> {
-        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut open = self.open.locked();
         if let Some(seg) = open.upgrade() {
             return Ok(seg);
         }

@@ -11,6 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::log::{ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, SegmentInfo};
 use crate::log::{Compaction, CompactionOutcome, Log, LogReader, Retention, RetentionOutcome};
 use crate::record::Record;
+use crate::sync::RwLockExt;
 
 /// FNV-1a, 64 bits: the hash that maps record keys to partitions.
 ///
@@ -165,7 +166,7 @@ impl Topic {
 
     /// The number of partitions (0 once the topic is deleted or the store closed).
     pub fn partitions(&self) -> u32 {
-        let st = self.state.read().expect("topic lock");
+        let st = self.state.read_locked();
         if st.gone.is_some() { 0 } else { st.meta.partitions }
     }
 
@@ -328,7 +329,7 @@ impl Topic {
     /// The sealed segments a compaction of the topic would read (each twice),
     /// for a progress bar; empty unless the topic is compacted.
     pub(crate) fn compaction_backlog(&self) -> Vec<SegmentInfo> {
-        let st = self.state.read().expect("topic lock");
+        let st = self.state.read_locked();
         if st.gone.is_some() || st.meta.cleanup_policy != CleanupPolicy::Compact {
             return Vec::new();
         }
@@ -356,7 +357,7 @@ impl Topic {
 
     /// The segments an archival run with `policy` would archive now, per partition.
     pub(crate) fn archival_backlog_at(&self, policy: &ArchivePolicy, now_ms: i64) -> Vec<SegmentInfo> {
-        let st = self.state.read().expect("topic lock");
+        let st = self.state.read_locked();
         st.logs.iter().flat_map(|log| log.archival_backlog_at(policy, now_ms)).collect()
     }
 
@@ -383,7 +384,7 @@ impl Topic {
     /// logs (reusing the empty ones an interrupted earlier call left), then
     /// records the new count in `topic.meta`. Sends wait meanwhile.
     pub(crate) fn grow(&self, new_count: u32) -> Result<()> {
-        let mut st = self.state.write().expect("topic lock");
+        let mut st = self.state.write_locked();
         self.check_gone(&st)?;
         if self.read_only {
             return Err(Error::ReadOnly { path: self.dir.clone() });
@@ -420,7 +421,7 @@ impl Topic {
     /// Marks the topic deleted or closed and takes its partition logs out;
     /// later calls on any handle fail. Waits for sends in progress.
     pub(crate) fn retire(&self, why: Gone) -> Vec<Arc<Log>> {
-        let mut st = self.state.write().expect("topic lock");
+        let mut st = self.state.write_locked();
         if st.gone.is_none() {
             st.gone = Some(why);
         }
@@ -437,7 +438,7 @@ impl Topic {
 
     /// The state, if the topic is neither deleted nor closed.
     fn live(&self) -> Result<RwLockReadGuard<'_, TopicState>> {
-        let st = self.state.read().expect("topic lock");
+        let st = self.state.read_locked();
         self.check_gone(&st)?;
         Ok(st)
     }

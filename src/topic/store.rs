@@ -19,6 +19,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::log::SharedLimits;
 use crate::log::{ArchiveOutcome, ArchivePolicy, CompactionOutcome, SegmentInfo};
 use crate::log::{Log, RetentionOutcome, now_ms};
+use crate::sync::{MutexExt, RwLockExt};
 
 /// Name of the lock file in the store's root directory: locked by the one
 /// process that has the store open for writing.
@@ -410,7 +411,7 @@ impl TopicStore {
         let log_config = self.inner.config.log.clone().segment_bytes(config.segment_bytes);
         log_config.validate()?;
         let _admin = self.inner.admin();
-        if self.inner.topics.read().expect("topics lock").contains_key(name) {
+        if self.inner.topics.read_locked().contains_key(name) {
             return Err(Error::TopicExists { topic: name.to_owned() });
         }
         let dir = self.inner.topics_dir.join(name);
@@ -436,12 +437,12 @@ impl TopicStore {
                 let _ = fs::remove_dir_all(&staging);
             } else {
                 // Renamed into place but maybe not durably: the topic exists.
-                self.inner.topics.write().expect("topics lock").insert(name.to_owned(), Slot::Unloaded);
+                self.inner.topics.write_locked().insert(name.to_owned(), Slot::Unloaded);
             }
             return Err(e);
         }
         let loaded = Topic::load(name, &dir, &self.inner.config.log, false).map(Arc::new);
-        let mut topics = self.inner.topics.write().expect("topics lock");
+        let mut topics = self.inner.topics.write_locked();
         match loaded {
             Ok(topic) => {
                 topics.insert(name.to_owned(), Slot::Open(Arc::clone(&topic)));
@@ -458,7 +459,7 @@ impl TopicStore {
     /// could not be opened is tried again, and its error returned (for
     /// example [`Error::Corruption`] naming a damaged `topic.meta`).
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        if let Some(Slot::Open(t)) = self.inner.topics.read().expect("topics lock").get(name) {
+        if let Some(Slot::Open(t)) = self.inner.topics.read_locked().get(name) {
             return Ok(Arc::clone(t));
         }
         let _admin = self.inner.admin();
@@ -467,7 +468,7 @@ impl TopicStore {
 
     /// The names of every topic, sorted (including topics that could not be opened).
     pub fn topics(&self) -> Vec<String> {
-        self.inner.topics.read().expect("topics lock").keys().cloned().collect()
+        self.inner.topics.read_locked().keys().cloned().collect()
     }
 
     /// Deletes topic `name` and every record in it. Handles to it still held
@@ -491,8 +492,7 @@ impl TopicStore {
         let slot = self
             .inner
             .topics
-            .write()
-            .expect("topics lock")
+            .write_locked()
             .remove(name)
             .ok_or_else(|| Error::UnknownTopic { topic: name.to_owned() })?;
         if let Slot::Open(topic) = slot {
@@ -511,7 +511,7 @@ impl TopicStore {
             .find(|p| fs::symlink_metadata(p).is_err())
             .expect("an unused name");
         if let Err(e) = io.rename(&dir, &tomb) {
-            self.inner.topics.write().expect("topics lock").insert(name.to_owned(), Slot::Unloaded);
+            self.inner.topics.write_locked().insert(name.to_owned(), Slot::Unloaded);
             return Err(Error::io("rename deleted topic directory", dir, e));
         }
         io.sync_dir(topics_dir).ctx("fsync directory", topics_dir)?;
@@ -637,17 +637,17 @@ impl TopicStore {
 
     /// The report of the background thread's latest compaction pass, if any.
     pub fn last_compaction(&self) -> Option<Arc<CompactionReport>> {
-        self.inner.last_compaction.lock().expect("compaction lock").clone()
+        self.inner.last_compaction.locked().clone()
     }
 
     /// The report of the background thread's latest archival pass, if any.
     pub fn last_archival(&self) -> Option<Arc<ArchivalReport>> {
-        self.inner.last_archival.lock().expect("archival lock").clone()
+        self.inner.last_archival.locked().clone()
     }
 
     /// The report of the background retention thread's latest pass, if it has made one.
     pub fn last_retention(&self) -> Option<Arc<RetentionReport>> {
-        self.inner.last_retention.lock().expect("retention lock").clone()
+        self.inner.last_retention.locked().clone()
     }
 
     /// How many passes the background retention thread has completed.
@@ -673,7 +673,7 @@ impl TopicStore {
             thread.stop();
         }
         let _admin = self.inner.admin();
-        let slots = std::mem::take(&mut *self.inner.topics.write().expect("topics lock"));
+        let slots = std::mem::take(&mut *self.inner.topics.write_locked());
         let mut first_error = None;
         for slot in slots.into_values() {
             let Slot::Open(topic) = slot else { continue };
@@ -726,7 +726,7 @@ impl StoreInner {
     }
 
     fn admin(&self) -> MutexGuard<'_, ()> {
-        self.admin.lock().expect("admin lock")
+        self.admin.locked()
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -739,13 +739,13 @@ impl StoreInner {
     /// Topic `name`, opening it if it is on disk but not open yet. The caller
     /// holds the admin lock.
     fn topic_locked(&self, name: &str) -> Result<Arc<Topic>> {
-        match self.topics.read().expect("topics lock").get(name) {
+        match self.topics.read_locked().get(name) {
             None => return Err(Error::UnknownTopic { topic: name.to_owned() }),
             Some(Slot::Open(t)) => return Ok(Arc::clone(t)),
             Some(Slot::Unloaded) => {}
         }
         let topic = Arc::new(Topic::load(name, &self.topics_dir.join(name), &self.config.log, self.read_only)?);
-        self.topics.write().expect("topics lock").insert(name.to_owned(), Slot::Open(Arc::clone(&topic)));
+        self.topics.write_locked().insert(name.to_owned(), Slot::Open(Arc::clone(&topic)));
         Ok(topic)
     }
 
@@ -814,7 +814,7 @@ impl StoreInner {
         mut pass: impl FnMut(&Topic) -> Result<Vec<(u32, Result<O>)>>,
     ) -> PassReport<O> {
         let mut report = PassReport { now_ms, partitions: Vec::new(), failures: Vec::new() };
-        let names: Vec<String> = self.topics.read().expect("topics lock").keys().cloned().collect();
+        let names: Vec<String> = self.topics.read_locked().keys().cloned().collect();
         for name in names.into_iter().filter(|n| only.is_none_or(|o| o == n)) {
             let topic = {
                 let _admin = self.admin();
@@ -827,7 +827,7 @@ impl StoreInner {
                         match result {
                             Ok(outcome) => report.partitions.push(PartitionOutcome { topic, partition, outcome }),
                             Err(error) => {
-                                report.failures.push(RetentionFailure { topic, partition: Some(partition), error })
+                                report.failures.push(RetentionFailure { topic, partition: Some(partition), error });
                             }
                         }
                     }
@@ -891,9 +891,9 @@ impl RetentionThread {
                 let (lock, cv) = &*stop2;
                 loop {
                     // One interval, cut short by `stop` (set before or during the wait).
-                    let guard = lock.lock().expect("retention stop lock");
+                    let guard = lock.locked();
                     let (stopped, _) =
-                        cv.wait_timeout_while(guard, every, |stopped| !*stopped).expect("retention stop lock");
+                        cv.wait_timeout_while(guard, every, |stopped| !*stopped).unwrap_or_else(std::sync::PoisonError::into_inner);
                     if *stopped {
                         break;
                     }
@@ -902,12 +902,12 @@ impl RetentionThread {
                     // from the archive), compaction last (it skips what the
                     // other two removed).
                     if let Ok(report) = inner.run_archival(now_ms(), None, None, &mut |_, _, _| {}) {
-                        *inner.last_archival.lock().expect("archival lock") = Some(Arc::new(report));
+                        *inner.last_archival.locked() = Some(Arc::new(report));
                     }
                     let report = inner.run_retention(now_ms());
-                    *inner.last_retention.lock().expect("retention lock") = Some(Arc::new(report));
+                    *inner.last_retention.locked() = Some(Arc::new(report));
                     let report = inner.run_compaction(now_ms(), None, true, &mut |_, _, _| {});
-                    *inner.last_compaction.lock().expect("compaction lock") = Some(Arc::new(report));
+                    *inner.last_compaction.locked() = Some(Arc::new(report));
                     inner.retention_runs.fetch_add(1, Ordering::AcqRel);
                 }
             })
@@ -917,7 +917,7 @@ impl RetentionThread {
 
     fn stop(mut self) {
         let (lock, cv) = &*self.stop;
-        *lock.lock().expect("retention stop lock") = true;
+        *lock.locked() = true;
         cv.notify_all();
         if let Some(h) = self.handle.take() {
             let _ = h.join();

@@ -58,6 +58,8 @@ pub struct FaultIo {
     pub allocations: AtomicU64,
     /// `remove_file` fails with EIO.
     pub fail_remove: AtomicBool,
+    /// `sync_data` and `sync_all` panic (as a buggy `Io` implementation might).
+    pub panic_sync: AtomicBool,
 }
 
 impl FaultIo {
@@ -115,6 +117,7 @@ impl FaultIo {
 
     fn sync_result(&self, file: &File) -> io::Result<()> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
+        assert!(!self.panic_sync.load(Ordering::SeqCst), "FaultIo: a panic in sync, on purpose");
         if !self.applies_to(path_of(file).as_deref()) {
             return Ok(());
         }
