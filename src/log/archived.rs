@@ -18,8 +18,8 @@
 use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -124,6 +124,36 @@ pub struct ArchivedSegmentInfo {
     pub crc32: u32,
     /// Largest record timestamp.
     pub max_timestamp: i64,
+}
+
+/// A log's side of the archive tier, in [`Shared::archive`].
+#[derive(Debug)]
+pub(crate) struct ArchiveTier {
+    /// Where archived segments are fetched to: `<dir>/archive-cache`, or a
+    /// temporary directory for a read-only log.
+    pub(crate) cache_dir: PathBuf,
+    /// Removes the temporary directory of a read-only log when dropped.
+    _cache_tmp: Option<tempfile::TempDir>,
+    /// The files fetched into `cache_dir`.
+    pub(crate) cache: Mutex<ArchiveCache>,
+    /// Held for a whole archival run: one at a time.
+    pub(crate) running: Mutex<()>,
+    /// Held for a whole fetch: one at a time.
+    pub(crate) fetching: Mutex<()>,
+}
+
+impl ArchiveTier {
+    /// The tier of a log fetching into `cache_dir` (a temporary directory
+    /// that `tmp` removes, for a read-only log).
+    pub(crate) fn new(cache_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> ArchiveTier {
+        ArchiveTier {
+            cache_dir,
+            _cache_tmp: tmp,
+            cache: Mutex::default(),
+            running: Mutex::new(()),
+            fetching: Mutex::new(()),
+        }
+    }
 }
 
 /// The local files of archived segments fetched for reading, least recently
@@ -231,7 +261,7 @@ impl Log {
 
     /// Bytes of archived segments held in the local cache right now.
     pub fn archive_cache_bytes(&self) -> u64 {
-        self.shared.archive_cache.locked().total
+        self.shared.archive.cache.locked().total
     }
 }
 
@@ -280,7 +310,7 @@ impl Shared {
                 self.dir.display()
             )));
         };
-        let _run = self.archiving.locked();
+        let _run = self.archive.running.locked();
         let mut outcome = ArchiveOutcome::default();
         for meta in self.archive_candidates(policy, now) {
             let base = meta.footer.base_offset;
@@ -382,8 +412,8 @@ impl Shared {
     pub(crate) fn delete_archived(&self, gone: &[ManifestEntry]) {
         for entry in gone {
             let base = entry.meta.footer.base_offset;
-            if self.archive_cache.locked().forget(base) {
-                let _ = fs::remove_file(segment::log_path(&self.cache_dir, base));
+            if self.archive.cache.locked().forget(base) {
+                let _ = fs::remove_file(segment::log_path(&self.archive.cache_dir, base));
             }
             if let Some((store, _)) = self.archive_store() {
                 let _ = store.delete(&entry.key);
@@ -412,17 +442,17 @@ impl Shared {
             });
         };
         let base = entry.meta.footer.base_offset;
-        let path = segment::log_path(&self.cache_dir, base);
-        let _fetch = self.fetching.locked();
-        let cached = self.archive_cache.locked().touch(base);
+        let path = segment::log_path(&self.archive.cache_dir, base);
+        let _fetch = self.archive.fetching.locked();
+        let cached = self.archive.cache.locked().touch(base);
         if !cached {
             self.fetch(store.as_ref(), entry, &path)?;
         }
-        match segment::open_sealed(&self.cache_dir, &entry.meta, self.config.index_interval_bytes) {
+        match segment::open_sealed(&self.archive.cache_dir, &entry.meta, self.config.index_interval_bytes) {
             Ok((seg, _)) => Ok(seg),
             Err(e) => {
                 // A damaged cached copy: drop it, the next read fetches it again.
-                self.archive_cache.locked().forget(base);
+                self.archive.cache.locked().forget(base);
                 let _ = fs::remove_file(&path);
                 Err(e)
             }
@@ -437,7 +467,7 @@ impl Shared {
                 let cache = self.cache.locked();
                 cache.live.iter().filter(|(_, w)| w.strong_count() > 0).map(|(b, _)| *b).collect()
             };
-            self.archive_cache.locked().make_room(
+            self.archive.cache.locked().make_room(
                 size,
                 self.config.archive_cache_bytes,
                 &held,
@@ -445,9 +475,9 @@ impl Shared {
         };
         // Unlinking a mapped file is safe: the map keeps its pages.
         for base in evicted {
-            let _ = fs::remove_file(segment::log_path(&self.cache_dir, base));
+            let _ = fs::remove_file(segment::log_path(&self.archive.cache_dir, base));
         }
-        fs::create_dir_all(&self.cache_dir).ctx("create archive cache directory", &self.cache_dir)?;
+        fs::create_dir_all(&self.archive.cache_dir).ctx("create archive cache directory", &self.archive.cache_dir)?;
         let tmp = crate::durable::tmp_path(path);
         let result = download(store, entry, &tmp);
         if let Err(e) = result {
@@ -455,7 +485,7 @@ impl Shared {
             return Err(e);
         }
         fs::rename(&tmp, path).ctx("rename", path)?;
-        let mut cache = self.archive_cache.locked();
+        let mut cache = self.archive.cache.locked();
         cache.forget(entry.meta.footer.base_offset);
         cache.tick += 1;
         let tick = cache.tick;

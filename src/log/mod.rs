@@ -2,6 +2,8 @@
 //! group commit, recovery on open, concurrent readers and tailing.
 
 mod archived;
+mod cache;
+mod commit;
 mod compaction;
 mod flusher;
 mod limits;
@@ -11,15 +13,15 @@ mod prefault;
 mod reader;
 mod retention;
 pub(crate) mod start;
+mod tailing;
 mod writer;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use archived::{ARCHIVE_CACHE_DIR_NAME, ArchiveOutcome, ArchivePolicy, ArchivedSegmentInfo, FETCH_CHUNK};
 pub use compaction::{Compaction, CompactionOutcome};
@@ -32,7 +34,7 @@ pub use start::START_OFFSET_FILE_NAME;
 pub(crate) use start::read as read_start_offset;
 
 use crate::config::{Durability, LogConfig};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::record::{OwnedRecord, Record, batch};
 use crate::segment::{self, SealedMeta, Segment};
 use crate::sync::{MutexExt, RwLockExt};
@@ -144,11 +146,12 @@ pub(crate) struct Shared {
     pub(crate) read_only: bool,
     writer: Mutex<WriterState>,
     pub(crate) segments: RwLock<SegmentSet>,
-    cache: Mutex<SegmentCache>,
+    /// The sealed segments kept open (cache.rs).
+    cache: Mutex<cache::SegmentCache>,
     next_offset: AtomicU64,
     start_offset: AtomicU64,
-    commit: Mutex<CommitState>,
-    commit_cv: Condvar,
+    /// Group commit and the durable watermark (commit.rs).
+    commit: commit::GroupCommit,
     /// Limits shared with other logs (a store's partitions), if any.
     pub(crate) limits: Option<Arc<SharedLimits>>,
     /// Whether the writer holds an active segment open (counted in `limits`).
@@ -156,29 +159,18 @@ pub(crate) struct Shared {
     /// When the log was last appended to (ms since the Unix epoch), for
     /// `limits` to choose which log parks.
     last_use: AtomicU64,
-    /// The durable watermark: every offset below it was covered by an fsync
-    /// (of its segment while active, or when it was sealed). It only grows,
-    /// and always lies at a batch boundary.
-    durable: AtomicU64,
     /// Held for the whole of a compaction (one at a time); what the last one saw.
     compaction: Mutex<compaction::CompactionMark>,
     failed: AtomicBool,
     failure: Mutex<Option<Arc<Error>>>,
     closed: AtomicBool,
-    tail: Mutex<()>,
-    tail_cv: Condvar,
-    tail_waiters: AtomicUsize,
+    /// Readers waiting for appends or durability (tailing.rs).
+    tail: tailing::Tailing,
     indexes_rebuilt: AtomicU64,
     report: RecoveryReport,
-    /// Where archived segments are fetched to: `<dir>/archive-cache`, or a
-    /// temporary directory for a read-only log.
-    cache_dir: PathBuf,
-    _cache_tmp: Option<tempfile::TempDir>,
-    archive_cache: Mutex<archived::ArchiveCache>,
-    /// Serializes archival runs.
-    archiving: Mutex<()>,
-    /// Serializes fetches from the archive.
-    fetching: Mutex<()>,
+    /// The archive tier: the cache of fetched segments, one archival run and
+    /// one fetch at a time (archived.rs).
+    archive: archived::ArchiveTier,
     _lock: Option<File>,
 }
 
@@ -210,32 +202,6 @@ impl SegmentSet {
     pub(crate) fn unsealed_base(&self) -> Option<u64> {
         self.active.as_ref().map(|a| a.base_offset).or(self.parked.as_ref().map(|p| p.base_offset))
     }
-}
-
-#[derive(Debug, Default)]
-struct CommitState {
-    /// A thread is inside fsync on behalf of everyone.
-    syncing: bool,
-}
-
-impl Drop for SegmentCache {
-    fn drop(&mut self) {
-        self.count(-(self.entries.len() as isize));
-    }
-}
-
-/// A bounded cache of open (mapped) sealed segments, least recently used out first.
-#[derive(Debug)]
-struct SegmentCache {
-    entries: Vec<(u64, Arc<Segment>, u64)>,
-    /// Every sealed segment opened and not dropped yet, by base offset: a
-    /// reader may still hold one that the LRU evicted, and retention must find
-    /// it to defer the deletion of its files.
-    live: HashMap<u64, Weak<Segment>>,
-    tick: u64,
-    capacity: usize,
-    /// Limits shared with other logs, which count the entries.
-    limits: Option<Arc<SharedLimits>>,
 }
 
 /// What [`Log::segments`] reports of a sealed segment.
@@ -486,7 +452,7 @@ impl Log {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn durable_offset(&self) -> u64 {
-        self.shared.durable.load(Ordering::Acquire)
+        self.shared.commit.durable.load(Ordering::Acquire)
     }
 
     /// Waits until the record at `offset` is durable (the durable watermark
@@ -494,7 +460,7 @@ impl Log {
     /// [`Durability::Never`] only a sync, a roll or a close by another thread
     /// moves the watermark.
     pub fn wait_for_durable(&self, offset: u64, timeout: Duration) -> bool {
-        self.shared.wait_for(&self.shared.durable, offset, timeout)
+        self.shared.wait_for(&self.shared.commit.durable, offset, timeout)
     }
 
     /// The log directory.
@@ -597,8 +563,7 @@ impl Log {
         self.shared.note_active(false);
         self.shared.closed.store(true, Ordering::SeqCst);
         {
-            let _g = self.shared.tail.locked();
-            self.shared.tail_cv.notify_all();
+            self.shared.tail.wake_all();
         }
         // The lock file handle lives in `Shared`, which readers may keep alive;
         // release the lock now so that the log can be reopened.
@@ -621,8 +586,7 @@ impl Log {
         self.shared.note_active(false);
         self.shared.closed.store(true, Ordering::SeqCst);
         {
-            let _g = self.shared.tail.locked();
-            self.shared.tail_cv.notify_all();
+            self.shared.tail.wake_all();
         }
         if let Some(lock) = &self.shared._lock {
             let _ = lock.unlock();
@@ -641,7 +605,7 @@ impl Shared {
     fn check_writable(&self, w: &WriterState) -> Result<()> {
         // A thread that panicked while changing the log's state may have left
         // it half changed: the log fails, as after a failed fsync.
-        if self.writer.is_poisoned() || self.segments.is_poisoned() || self.commit.is_poisoned() {
+        if self.writer.is_poisoned() || self.segments.is_poisoned() || self.commit.state.is_poisoned() {
             self.fail(&Error::Panicked { path: self.dir.clone(), during: "a write" });
         }
         if self.failed.load(Ordering::Acquire) {
@@ -674,13 +638,6 @@ impl Shared {
         self.next_offset.store(next, Ordering::SeqCst);
     }
 
-    fn notify_appended(&self) {
-        if self.tail_waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.tail.locked();
-            self.tail_cv.notify_all();
-        }
-    }
-
     /// Records whether the writer holds an active segment open, counting it
     /// in the shared limits.
     pub(crate) fn note_active(&self, open: bool) {
@@ -707,117 +664,6 @@ impl Shared {
             return false;
         }
         w.park(self)
-    }
-
-    /// Forgets the cached segment at `base` (see `SegmentCache::remove`).
-    pub(crate) fn cache_remove(&self, base: u64) -> Option<Arc<Segment>> {
-        self.cache.locked().remove(base)
-    }
-
-    /// Sealed segments the cache holds mapped.
-    pub(crate) fn cached_segments(&self) -> usize {
-        self.cache.locked().entries.len()
-    }
-
-    /// Drops the cache's least recently used entry.
-    pub(crate) fn evict_cached(&self) {
-        self.cache.locked().evict_lru();
-    }
-
-    /// Moves the durable watermark up to `upto` (if it is not there yet) and
-    /// wakes the threads waiting on it.
-    pub(crate) fn mark_durable(&self, upto: u64) {
-        let before = self.durable.fetch_max(upto, Ordering::AcqRel);
-        if upto > before {
-            self.notify_appended();
-        }
-    }
-
-    /// Waits until `watermark` (the next offset, or the durable one) is past
-    /// `offset`, for at most `timeout`. Returns whether it is.
-    fn wait_for(&self, watermark: &AtomicU64, offset: u64, timeout: Duration) -> bool {
-        if watermark.load(Ordering::SeqCst) > offset {
-            return true;
-        }
-        let deadline = Instant::now() + timeout;
-        self.tail_waiters.fetch_add(1, Ordering::SeqCst);
-        let mut guard = self.tail.locked();
-        let found = loop {
-            if watermark.load(Ordering::SeqCst) > offset {
-                break true;
-            }
-            let now = Instant::now();
-            if now >= deadline || self.closed.load(Ordering::SeqCst) {
-                break false;
-            }
-            guard = self.tail_cv.wait_timeout(guard, deadline - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;
-        };
-        drop(guard);
-        self.tail_waiters.fetch_sub(1, Ordering::SeqCst);
-        found
-    }
-
-    /// Group commit: returns once every offset below `target` is durable. One
-    /// caller at a time runs fsync; the others wait for it and are covered by
-    /// it if their records were written before it started.
-    pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
-        let mut st = self.commit.locked();
-        loop {
-            if self.failed.load(Ordering::Acquire) {
-                return Err(self.failed_error());
-            }
-            if self.durable.load(Ordering::Acquire) >= target {
-                return Ok(());
-            }
-            if st.syncing {
-                st = crate::sync::wait(&self.commit_cv, st);
-                continue;
-            }
-            st.syncing = true;
-            drop(st);
-            // If the fsync panics, the waiters must not wait for it forever:
-            // the log fails and they are woken to see it.
-            let leader = SyncLeader { shared: self };
-            let result = self.sync_once();
-            std::mem::forget(leader);
-            st = self.commit.locked();
-            st.syncing = false;
-            self.commit_cv.notify_all();
-            match result {
-                Ok(upto) => self.mark_durable(upto),
-                Err(e) => {
-                    self.fail(&e);
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    /// One fsync of the active segment; returns the offset it made durable up
-    /// to. Segments before the active one were synced when they were sealed.
-    fn sync_once(&self) -> Result<u64> {
-        let captured = {
-            let mut w = self.writer.locked();
-            if let Some(p) = w.parked.as_mut() {
-                // Parked: the log is idle; sync it without mapping it again.
-                p.sync(self.config.io.as_ref())?;
-                return Ok(p.next_offset());
-            }
-            w.active
-                .as_ref()
-                .map(|a| (Arc::clone(&a.file), a.path().to_owned(), a.position(), a.next_offset(), a.base_offset()))
-        };
-        let Some((file, path, end, next, base)) = captured else {
-            return Ok(self.next_offset.load(Ordering::SeqCst));
-        };
-        file.sync(self.config.io.as_ref(), false).ctx("fsync segment", &path)?;
-        let mut w = self.writer.locked();
-        if let Some(a) = w.active.as_mut()
-            && a.base_offset() == base
-        {
-            a.write_checkpoint(end);
-        }
-        Ok(next)
     }
 
     fn active_info(&self) -> Option<SegmentInfo> {
@@ -861,78 +707,6 @@ impl Shared {
         })
     }
 
-    /// The segment holding `offset` (in its offset range), if any (the active
-    /// one, or a sealed one opened through the cache).
-    pub(crate) fn segment_for(&self, offset: u64) -> Result<Option<Arc<Segment>>> {
-        let meta = {
-            let set = self.segments.read_locked();
-            if set.unsealed_base().is_some_and(|base| offset >= base) {
-                return set.last_unsealed();
-            }
-            let i = set.sealed.partition_point(|m| m.footer.base_offset <= offset);
-            match i.checked_sub(1).map(|i| set.sealed[i]) {
-                Some(m) if offset < m.footer.next_offset => m,
-                _ => return Ok(None),
-            }
-        };
-        match self.open_current(meta) {
-            Ok(seg) => Ok(Some(seg)),
-            // Retention deleted the segment between the lookup and the open.
-            Err(_) if meta.footer.next_offset <= self.start_offset.load(Ordering::Acquire) => {
-                Err(self.out_of_range(offset))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Opens the sealed segment `meta` describes; if that fails because
-    /// compaction replaced its file meanwhile (between the lookup of `meta`
-    /// and the open), opens the new file with its new metadata instead.
-    fn open_current(&self, mut meta: SealedMeta) -> Result<Arc<Segment>> {
-        let mut attempts = 0;
-        loop {
-            match self.open_sealed(&meta) {
-                Ok(seg) => return Ok(seg),
-                Err(e) => match self.refreshed_meta(&meta) {
-                    Some(newer) if attempts < 3 => {
-                        attempts += 1;
-                        meta = newer;
-                    }
-                    _ => return Err(e),
-                },
-            }
-        }
-    }
-
-    /// Newer metadata for the sealed segment `old` describes, if compaction
-    /// replaced its file: the log's own (a writer swaps it in right after the
-    /// rename), or, for a read-only log (a snapshot, while a writer in another
-    /// process may compact), what the file on disk says now, which replaces
-    /// the old metadata in the segment set.
-    fn refreshed_meta(&self, old: &SealedMeta) -> Option<SealedMeta> {
-        let base = old.footer.base_offset;
-        let current = {
-            let set = self.segments.read_locked();
-            set.sealed.iter().find(|m| m.footer.base_offset == base).copied()
-        }?;
-        if current != *old {
-            return Some(current);
-        }
-        if !self.read_only {
-            return None;
-        }
-        match segment::inspect_file(&segment::log_path(&self.dir, base), base) {
-            Ok(segment::OnDisk::Sealed(m, _)) if m != *old && m.footer.next_offset == old.footer.next_offset => {
-                let mut set = self.segments.write_locked();
-                if let Some(slot) = set.sealed.iter_mut().find(|s| **s == *old) {
-                    *slot = m;
-                }
-                Some(m)
-            }
-            _ => None,
-        }
-    }
-
     /// The error for a request of `offset`, which is outside the log.
     pub(crate) fn out_of_range(&self, offset: u64) -> Error {
         Error::OffsetOutOfRange {
@@ -940,62 +714,6 @@ impl Shared {
             start: self.start_offset.load(Ordering::Acquire),
             end: self.next_offset.load(Ordering::SeqCst),
         }
-    }
-
-    fn open_sealed(&self, meta: &SealedMeta) -> Result<Arc<Segment>> {
-        let base = meta.footer.base_offset;
-        if let Some(seg) = self.cache.locked().get(base, meta) {
-            return Ok(seg);
-        }
-        // Open (and possibly rebuild the index) outside the cache lock, so that
-        // readers of other segments are not held up by a scan.
-        let from_archive = |entry: manifest::ManifestEntry| -> Result<Arc<Segment>> {
-            let seg = self.open_archived(&entry)?;
-            Ok(self.cache.locked().insert(base, seg))
-        };
-        if let Some(entry) = self.archived_entry(base) {
-            return from_archive(entry);
-        }
-        let (seg, rebuilt) = match segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes) {
-            Ok(opened) => opened,
-            // Archived (and its local files deleted) since the lookup above.
-            Err(e) => return self.archived_entry(base).map_or(Err(e), from_archive),
-        };
-        if rebuilt {
-            self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
-            if !self.read_only {
-                self.write_rebuilt_index(meta, &seg)?;
-            }
-        }
-        let seg = self.cache.locked().insert(base, seg);
-        if let Some(limits) = &self.limits
-            && limits.cached_sealed() > limits.max_cached_sealed()
-        {
-            limits.enforce_sealed(self);
-        }
-        Ok(seg)
-    }
-
-    /// Writes the index files of the sealed segment `meta` describes, rebuilt
-    /// by a reader into `seg`, if the segment is still sealed as it was:
-    /// under the writer lock, so that the writer (which may have reopened it
-    /// for appending, and writes index files when it seals it) and other
-    /// readers never write the same temporary files at once.
-    fn write_rebuilt_index(&self, meta: &SealedMeta, seg: &Segment) -> Result<()> {
-        let _w = self.writer.locked();
-        let current = self.segments.read_locked().sealed.iter().any(|m| m == meta);
-        if !current {
-            return Ok(());
-        }
-        let base = meta.footer.base_offset;
-        let (ob, tb) = {
-            let index = seg.index.read_locked();
-            (index.encode_offsets(base), index.encode_times(base))
-        };
-        let io = self.config.io.as_ref();
-        crate::durable::write_file_atomic(io, &segment::index_path(&self.dir, base), &ob)?;
-        crate::durable::write_file_atomic(io, &segment::timeindex_path(&self.dir, base), &tb)?;
-        io.sync_dir(&self.dir).ctx("fsync directory", &self.dir)
     }
 
     fn offset_for_timestamp(&self, ts: i64) -> Result<Option<u64>> {
@@ -1043,94 +761,4 @@ fn search_time(seg: &Segment, ts: i64, from: u64) -> Result<Option<u64>> {
         return Err(seg.corruption(offset, *position as usize, kind.clone()));
     }
     Ok(None)
-}
-
-impl SegmentCache {
-    fn new(capacity: usize, limits: Option<Arc<SharedLimits>>) -> SegmentCache {
-        SegmentCache { entries: Vec::new(), live: HashMap::new(), tick: 0, capacity, limits }
-    }
-
-    /// Counts `n` entries more (or fewer) in the shared limits.
-    fn count(&self, n: isize) {
-        if let Some(l) = &self.limits {
-            l.count_sealed(n);
-        }
-    }
-
-    /// Drops the least recently used entry (its holders keep their map).
-    fn evict_lru(&mut self) {
-        if let Some(lru) = self.entries.iter().enumerate().min_by_key(|(_, e)| e.2).map(|(i, _)| i) {
-            self.entries.swap_remove(lru);
-            self.count(-1);
-        }
-    }
-
-    /// The open segment at `base`, if it is the file `meta` describes. A
-    /// segment opened from a file that compaction has since replaced is
-    /// forgotten (its holders keep their map of the old file).
-    fn get(&mut self, base: u64, meta: &SealedMeta) -> Option<Arc<Segment>> {
-        self.tick += 1;
-        let tick = self.tick;
-        let current = |seg: &Segment| seg.sealed.as_ref() == Some(meta);
-        if let Some(i) = self.entries.iter().position(|e| e.0 == base) {
-            if current(&self.entries[i].1) {
-                self.entries[i].2 = tick;
-                return Some(Arc::clone(&self.entries[i].1));
-            }
-            self.entries.swap_remove(i);
-            self.count(-1);
-        }
-        // Evicted but still held by a reader: share that map instead of mapping again.
-        let seg = self.live.get(&base).and_then(Weak::upgrade).filter(|s| current(s))?;
-        self.push(base, Arc::clone(&seg));
-        Some(seg)
-    }
-
-    /// Forgets the segment at `base` and returns it if anyone still holds it.
-    fn remove(&mut self, base: u64) -> Option<Arc<Segment>> {
-        let before = self.entries.len();
-        self.entries.retain(|e| e.0 != base);
-        self.count(self.entries.len() as isize - before as isize);
-        self.live.remove(&base).and_then(|w| w.upgrade())
-    }
-
-    fn push(&mut self, base: u64, seg: Arc<Segment>) {
-        if self.entries.len() >= self.capacity {
-            self.evict_lru();
-        }
-        self.entries.push((base, seg, self.tick));
-        self.count(1);
-    }
-
-    /// Inserts `seg` unless another thread opened the same segment meanwhile;
-    /// returns the cached one. Evicts the least recently used entry when full.
-    fn insert(&mut self, base: u64, seg: Arc<Segment>) -> Arc<Segment> {
-        if let Some(meta) = seg.sealed
-            && let Some(existing) = self.get(base, &meta)
-        {
-            return existing;
-        }
-        if self.live.len() >= 2 * self.capacity {
-            self.live.retain(|_, w| w.strong_count() > 0);
-        }
-        self.live.insert(base, Arc::downgrade(&seg));
-        self.push(base, Arc::clone(&seg));
-        seg
-    }
-}
-
-/// Held by the group-commit leader during its fsync; dropped only if that
-/// fsync panics (it is forgotten otherwise): fails the log and wakes the
-/// threads waiting for the fsync, which then see the failure.
-struct SyncLeader<'a> {
-    shared: &'a Shared,
-}
-
-impl Drop for SyncLeader<'_> {
-    fn drop(&mut self) {
-        let shared = self.shared;
-        shared.fail(&Error::Panicked { path: shared.dir.clone(), during: "a group-commit fsync" });
-        shared.commit.locked().syncing = false;
-        shared.commit_cv.notify_all();
-    }
 }

@@ -3,12 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::writer::WriterState;
-use super::{CommitState, LOCK_FILE_NAME, RecoveryReport, SegmentCache, SegmentSet, Shared, now_ms};
+use super::{LOCK_FILE_NAME, RecoveryReport, SegmentSet, Shared, now_ms};
 use crate::config::LogConfig;
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::segment::{
@@ -198,12 +198,10 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         read_only,
         writer: Mutex::new(writer),
         segments: RwLock::new(SegmentSet { sealed, active: active_seg, archived, parked: None }),
-        cache: Mutex::new(SegmentCache::new(capacity, limits.clone())),
+        cache: Mutex::new(super::cache::SegmentCache::new(capacity, limits.clone())),
         next_offset: AtomicU64::new(next_offset),
         start_offset: AtomicU64::new(start_offset),
-        commit: Mutex::new(CommitState::default()),
-        commit_cv: Condvar::new(),
-        durable: AtomicU64::new(durable),
+        commit: super::commit::GroupCommit::new(durable),
         limits,
         active_open: AtomicBool::new(false),
         last_use: AtomicU64::new(now.max(0) as u64),
@@ -211,16 +209,10 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
         closed: AtomicBool::new(false),
-        tail: Mutex::new(()),
-        tail_cv: Condvar::new(),
-        tail_waiters: AtomicUsize::new(0),
+        tail: super::tailing::Tailing::default(),
         indexes_rebuilt: AtomicU64::new(indexes_rebuilt),
         report,
-        cache_dir,
-        _cache_tmp: cache_tmp,
-        archive_cache: Mutex::new(super::archived::ArchiveCache::default()),
-        archiving: Mutex::new(()),
-        fetching: Mutex::new(()),
+        archive: super::archived::ArchiveTier::new(cache_dir, cache_tmp),
         _lock: lock,
     })
 }

@@ -125,7 +125,7 @@ impl LogReader {
             }
             // The watermark lies at a batch boundary: a frame that starts
             // below it ends at or below it.
-            if self.durable_only && self.next >= self.shared.durable.load(Ordering::Acquire) {
+            if self.durable_only && self.next >= self.shared.commit.durable.load(Ordering::Acquire) {
                 return Ok(None);
             }
             if !self.enter_frame()? {
