@@ -45,8 +45,8 @@ pub(crate) fn replace_file_durably(io: &dyn Io, path: &Path, bytes: &[u8]) -> Re
 }
 
 /// The content of the small file `path`, or `None` if there is no such file.
-pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
+pub(crate) fn read_optional(io: &dyn Io, path: &Path) -> Result<Option<Vec<u8>>> {
+    match io.read_file(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("read", path, e)),

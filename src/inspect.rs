@@ -25,6 +25,7 @@ use crate::log::LOCK_FILE_NAME;
 use crate::record::{Frame, FrameFormat};
 use crate::segment::header::{CHECKPOINT_POS, decode_checkpoint};
 use crate::segment::scan::{self, FileSource, Scan, Tail};
+use crate::io::OsIo;
 use crate::segment::{
     DATA_START, FOOTER_LEN, HEADER_LEN, SegmentFlags, SegmentFooter, SegmentHeader, index_path, log_file_name,
     log_path, parse_log_file_name, timeindex_path,
@@ -394,7 +395,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
     };
     // The start offset and the archive manifest, which recovery trusts: a
     // damaged one is damage to data (the log refuses to open).
-    let start = match crate::log::read_start_offset(dir) {
+    let start = match crate::log::read_start_offset(&OsIo, dir) {
         Ok(start) => start,
         Err(Error::Corruption { path, kind, .. }) => {
             report.problems.push(whole_file(path, kind));
@@ -403,7 +404,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         Err(e) => return Err(e),
     };
     report.recorded_start = start;
-    let mut archived = match crate::log::read_manifest(dir) {
+    let mut archived = match crate::log::read_manifest(&OsIo, dir) {
         Ok(entries) => entries,
         Err(Error::Corruption { path, kind, .. }) => {
             report.problems.push(whole_file(path, kind));
@@ -506,7 +507,7 @@ fn verify_segment(
         return Ok(seg.footer.as_ref().ok().map(|f| f.next_offset));
     }
 
-    let mut reader = FileSource::new(&seg.file, &seg.path);
+    let mut reader = FileSource::new(&OsIo, &seg.file, &seg.path);
     let format = seg.format();
     match &seg.footer {
         Ok(footer) => {
@@ -660,7 +661,7 @@ fn verify_segment(
                 ));
             }
             // The log's own classification of what follows the records.
-            match scan::examine_tail(&mut reader, &seg.file, &seg.path, &s, seg.len, checkpoint)?.0 {
+            match scan::examine_tail(&OsIo, &mut reader, &seg.file, &seg.path, &s, seg.len, checkpoint)?.0 {
                 Tail::Clean => {}
                 Tail::Damaged => {
                     let kind = s.bad.clone().unwrap_or(CorruptionKind::DamagedDurableData);
@@ -803,7 +804,7 @@ fn dump_segment(dir: &Path, base: u64, w: &mut DumpOut<'_>) -> Result<()> {
     }
     let limit = seg.data_limit();
     w.line(format_args!("  records (bytes {DATA_START}..{limit}):"))?;
-    let mut reader = FileSource::new(&seg.file, &seg.path);
+    let mut reader = FileSource::new(&OsIo, &seg.file, &seg.path);
     let s = scan_frames(&mut reader, seg.format(), base, seg.sparse_end(), limit, |pos, f, _| {
         if f.format() == FrameFormat::Batch {
             w.line(format_args!(
@@ -843,7 +844,7 @@ fn dump_segment(dir: &Path, base: u64, w: &mut DumpOut<'_>) -> Result<()> {
     if let Some(kind) = &s.bad {
         match &seg.footer {
             Ok(_) => w.line(format_args!("  stopped at byte {}: corruption: {kind}", s.end))?,
-            Err(_) => match scan::examine_tail(&mut reader, &seg.file, &seg.path, &s, seg.len, seg.effective_checkpoint())?.0 {
+            Err(_) => match scan::examine_tail(&OsIo, &mut reader, &seg.file, &seg.path, &s, seg.len, seg.effective_checkpoint())?.0 {
                 Tail::Clean => {}
                 Tail::Damaged => w.line(format_args!(
                     "  stopped at byte {}: {kind} (corruption: before the durable checkpoint)",

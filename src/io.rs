@@ -1,6 +1,7 @@
-//! The file-system seam. Every call that makes data durable or changes which
-//! files exist goes through [`Io`], so that tests can inject failures (a failed
-//! fsync, a full disk) without touching production code paths.
+//! The file-system seam. Every call that makes data durable, changes which
+//! files or directories exist, or reads what recovery trusts goes through
+//! [`Io`], so that tests can inject failures (a failed fsync, a full disk, a
+//! failed or interrupted read) without touching production code paths.
 //!
 //! Writes of record bytes go through the memory map (see `mmap.rs`) and are
 //! made durable by [`Io::sync_data`] on the segment's file: on Linux `fdatasync`
@@ -38,6 +39,48 @@ pub trait Io: Send + Sync + Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+
+    /// Reads into `buf` from position `pos` of `file`, as `pread(2)`: the
+    /// bytes read, fewer at the end of the file, 0 past it. Recovery, index
+    /// loading and the read-only scan read segment files through it.
+    fn read_at(&self, file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(file, buf, pos)
+    }
+
+    /// The first position at or after `pos` that holds data (`SEEK_DATA`),
+    /// or `None` if there is none before the end of the file (`ENXIO`).
+    fn seek_data(&self, file: &File, pos: u64) -> io::Result<Option<u64>> {
+        use rustix::fs::{SeekFrom, seek};
+        match seek(file, SeekFrom::Data(pos)) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) if e == rustix::io::Errno::NXIO => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The first position at or after `pos` in a hole (`SEEK_HOLE`): the end
+    /// of the file if there is no hole before it.
+    fn seek_hole(&self, file: &File, pos: u64) -> io::Result<u64> {
+        use rustix::fs::{SeekFrom, seek};
+        Ok(seek(file, SeekFrom::Hole(pos))?)
+    }
+
+    /// Reads a whole small file (index files, the start offset, manifests).
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    /// Creates a directory and any missing parents (a log's, a store's, the
+    /// archive cache's). The caller fsyncs the parent.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir_all(path)
+    }
+
+    /// Removes a directory and everything in it (a deleted topic, an
+    /// abandoned one). The caller fsyncs the parent.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(path)
+    }
 }
 
 /// The real file system.

@@ -1199,3 +1199,98 @@ fn a_recovered_segment_that_ends_at_its_last_record_seals() {
         assert!(report.is_clean(), "{what}: {:?}", report.problems);
     }
 }
+
+// ---------------------------------------------------------------------------
+// (j) Faults in the reads recovery makes, through the Io seam
+// ---------------------------------------------------------------------------
+
+/// A log left unsealed by a crash (its writer abandoned it) with `n` synced
+/// records, in `tmp/log`.
+fn abandoned_log(tmp: &Path, n: u64) -> PathBuf {
+    let dir = tmp.join("log");
+    let log = Log::open(&dir, common::small_cfg()).unwrap();
+    for i in 0..n {
+        log.append(&Record::new(&common::value_for(i, 200))).unwrap();
+    }
+    log.sync().unwrap();
+    log.abandon();
+    dir
+}
+
+fn faulty_cfg(io: &std::sync::Arc<common::FaultIo>) -> LogConfig {
+    common::small_cfg().io(io.clone())
+}
+
+/// Reads interrupted by a signal (EINTR) are retried: recovery reads what it
+/// would have read without them.
+#[test]
+fn interrupted_reads_are_retried_by_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = abandoned_log(tmp.path(), 300);
+    let io = std::sync::Arc::new(common::FaultIo::new());
+    io.interrupt_reads.store(25, std::sync::atomic::Ordering::SeqCst);
+    let log = Log::open_read_only(&dir, faulty_cfg(&io)).unwrap();
+    assert_eq!(log.next_offset(), 300);
+    assert_eq!(common::read_all(&log).unwrap().len(), 300);
+    assert_eq!(io.interrupt_reads.load(std::sync::atomic::Ordering::SeqCst), 0, "every interruption was met");
+}
+
+/// A read that fails (EIO), or a `SEEK_DATA` probe that fails, during
+/// recovery is an I/O error naming the segment: never retried forever, never
+/// taken for the end of the data.
+#[test]
+fn a_failed_read_or_seek_during_recovery_is_an_error_naming_the_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = abandoned_log(tmp.path(), 300);
+    let segment = dir.join(format!("{:020}.log", 0));
+    for fault in ["read", "seek_data"] {
+        let io = std::sync::Arc::new(common::FaultIo::new());
+        match fault {
+            "read" => io.fail_reads.store(true, std::sync::atomic::Ordering::SeqCst),
+            _ => io.fail_seek_data.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+        match Log::open_read_only(&dir, faulty_cfg(&io)) {
+            Err(Error::Io { path, source, .. }) => {
+                assert_eq!(path, segment, "{fault}");
+                assert_eq!(source.raw_os_error(), Some(common::EIO), "{fault}");
+            }
+            other => panic!("{fault}: expected an I/O error, got {other:?}"),
+        }
+    }
+    // The writer's recovery reads the same way.
+    let io = std::sync::Arc::new(common::FaultIo::new());
+    io.fail_seek_data.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(Log::open(&dir, faulty_cfg(&io)), Err(Error::Io { .. })));
+}
+
+/// A file cut between the measure of its length and the reads of its tail
+/// (a writer trimming it at a seal) gives short reads: the tail probe stops
+/// there instead of reading on forever, and the records before are intact.
+#[test]
+fn a_file_cut_under_the_tail_probe_ends_the_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = abandoned_log(tmp.path(), 300);
+    let len = fs::metadata(dir.join(format!("{:020}.log", 0))).unwrap().len();
+    let io = std::sync::Arc::new(common::FaultIo::new());
+    io.reads_end_at.store(len - 1000, std::sync::atomic::Ordering::SeqCst);
+    let log = Log::open_read_only(&dir, faulty_cfg(&io)).unwrap();
+    assert_eq!(log.next_offset(), 300);
+    assert_eq!(common::read_all(&log).unwrap().len(), 300);
+}
+
+/// A log directory that cannot be created (a full disk) is an error naming
+/// it, and nothing is left behind.
+#[test]
+fn a_log_directory_that_cannot_be_created_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("new-log");
+    let io = std::sync::Arc::new(common::FaultIo::new());
+    io.fail_create_dir.store(true, std::sync::atomic::Ordering::SeqCst);
+    match Log::open(&dir, faulty_cfg(&io)) {
+        Err(Error::Io { op, path, source }) => {
+            assert_eq!((op, path.as_path(), source.raw_os_error()), ("create log directory", dir.as_path(), Some(28)));
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert!(!dir.exists());
+}

@@ -17,7 +17,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
@@ -30,6 +29,7 @@ use crate::archive::{ArchiveStore, DigestBuilder};
 use crate::error::{ArchiveErrorKind, Error, IoContext, Result};
 use crate::segment::{self, FOOTER_LEN, SealedMeta, Segment};
 use crate::sync::{MutexExt, RwLockExt};
+use crate::io::Io;
 
 /// Name of the directory, inside a writable log's directory, that caches
 /// segments fetched from the archive. Its content is dropped at every open.
@@ -413,7 +413,7 @@ impl Shared {
         for entry in gone {
             let base = entry.meta.footer.base_offset;
             if self.archive.cache.locked().forget(base) {
-                let _ = fs::remove_file(segment::log_path(&self.archive.cache_dir, base));
+                let _ = self.config.io.remove_file(&segment::log_path(&self.archive.cache_dir, base));
             }
             if let Some((store, _)) = self.archive_store() {
                 let _ = store.delete(&entry.key);
@@ -448,12 +448,12 @@ impl Shared {
         if !cached {
             self.fetch(store.as_ref(), entry, &path)?;
         }
-        match segment::open_sealed(&self.archive.cache_dir, &entry.meta, self.config.index_interval_bytes) {
+        match segment::open_sealed(self.config.io.as_ref(), &self.archive.cache_dir, &entry.meta, self.config.index_interval_bytes) {
             Ok((seg, _)) => Ok(seg),
             Err(e) => {
                 // A damaged cached copy: drop it, the next read fetches it again.
                 self.archive.cache.locked().forget(base);
-                let _ = fs::remove_file(&path);
+                let _ = self.config.io.remove_file(&path);
                 Err(e)
             }
         }
@@ -474,17 +474,18 @@ impl Shared {
             )
         };
         // Unlinking a mapped file is safe: the map keeps its pages.
+        let io = self.config.io.as_ref();
         for base in evicted {
-            let _ = fs::remove_file(segment::log_path(&self.archive.cache_dir, base));
+            let _ = io.remove_file(&segment::log_path(&self.archive.cache_dir, base));
         }
-        fs::create_dir_all(&self.archive.cache_dir).ctx("create archive cache directory", &self.archive.cache_dir)?;
+        io.create_dir_all(&self.archive.cache_dir).ctx("create archive cache directory", &self.archive.cache_dir)?;
         let tmp = crate::durable::tmp_path(path);
-        let result = download(store, entry, &tmp);
+        let result = download(io, store, entry, &tmp);
         if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
+            let _ = io.remove_file(&tmp);
             return Err(e);
         }
-        fs::rename(&tmp, path).ctx("rename", path)?;
+        io.rename(&tmp, path).ctx("rename", path)?;
         let mut cache = self.archive.cache.locked();
         cache.forget(entry.meta.footer.base_offset);
         cache.tick += 1;
@@ -497,8 +498,8 @@ impl Shared {
 
 /// Copies the object of `entry` into the file `to` in ranged reads of
 /// [`FETCH_CHUNK`] bytes, and checks its digest against the manifest's.
-fn download(store: &dyn ArchiveStore, entry: &ManifestEntry, to: &Path) -> Result<()> {
-    let file = fs::File::create(to).ctx("create", to)?;
+fn download(io: &dyn Io, store: &dyn ArchiveStore, entry: &ManifestEntry, to: &Path) -> Result<()> {
+    let file = io.create(to).ctx("create", to)?;
     let size = entry.digest.size;
     let mut digest = DigestBuilder::default();
     let mut pos = 0;
@@ -508,7 +509,7 @@ fn download(store: &dyn ArchiveStore, entry: &ManifestEntry, to: &Path) -> Resul
         if chunk.len() as u64 != end - pos {
             return Err(integrity(store, entry, format!("a read of {pos}..{end} returned {} bytes", chunk.len())));
         }
-        file.write_all_at(&chunk, pos).ctx("write", to)?;
+        io.write_all_at(&file, &chunk, pos).ctx("write", to)?;
         digest.update(&chunk);
         pos = end;
     }
@@ -535,13 +536,13 @@ fn integrity(store: &dyn ArchiveStore, entry: &ManifestEntry, message: String) -
 
 /// Empties the cache directory of a writable log at open: its files were
 /// written without fsync and may be torn by a crash.
-pub(crate) fn clear_cache_dir(dir: &Path) -> Result<()> {
+pub(crate) fn clear_cache_dir(io: &dyn Io, dir: &Path) -> Result<()> {
     match fs::read_dir(dir) {
         Ok(entries) => {
             for entry in entries {
                 let entry = entry.ctx("list archive cache", dir)?;
                 let p = entry.path();
-                fs::remove_file(&p).ctx("remove cached segment", &p)?;
+                io.remove_file(&p).ctx("remove cached segment", &p)?;
             }
             Ok(())
         }

@@ -180,7 +180,7 @@ impl Shared {
         if !self.read_only {
             return None;
         }
-        match segment::inspect_file(&segment::log_path(&self.dir, base), base) {
+        match segment::inspect_file(self.config.io.as_ref(), &segment::log_path(&self.dir, base), base) {
             Ok(segment::OnDisk::Sealed(m, _)) if m != *old && m.footer.next_offset == old.footer.next_offset => {
                 let mut set = self.segments.write_locked();
                 if let Some(slot) = set.sealed.iter_mut().find(|s| **s == *old) {
@@ -206,7 +206,7 @@ impl Shared {
         if let Some(entry) = self.archived_entry(base) {
             return from_archive(entry);
         }
-        let (seg, rebuilt) = match segment::open_sealed(&self.dir, meta, self.config.index_interval_bytes) {
+        let (seg, rebuilt) = match segment::open_sealed(self.config.io.as_ref(), &self.dir, meta, self.config.index_interval_bytes) {
             Ok(opened) => opened,
             // Archived (and its local files deleted) since the lookup above.
             Err(e) => return self.archived_entry(base).map_or(Err(e), from_archive),

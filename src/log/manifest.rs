@@ -206,9 +206,9 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<Vec<ManifestEntry>, Corrup
 
 /// Reads the manifest in `dir`; no file means no archived segment. A damaged
 /// file is corruption, never ignored (the segments it names exist nowhere else).
-pub(crate) fn read(dir: &Path) -> Result<Vec<ManifestEntry>> {
+pub(crate) fn read(io: &dyn Io, dir: &Path) -> Result<Vec<ManifestEntry>> {
     let p = path(dir);
-    let Some(bytes) = crate::durable::read_optional(&p)? else { return Ok(Vec::new()) };
+    let Some(bytes) = crate::durable::read_optional(io, &p)? else { return Ok(Vec::new()) };
     decode(&bytes).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
 }
 

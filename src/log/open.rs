@@ -28,7 +28,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             return Err(Error::NotALog { path: dir.to_owned(), reason: "it is a file, not a directory".into() });
         }
         let created = !dir.exists();
-        fs::create_dir_all(dir).ctx("create log directory", dir)?;
+        config.io.create_dir_all(dir).ctx("create log directory", dir)?;
         let lock_path = dir.join(LOCK_FILE_NAME);
         let lock = crate::io::open_rw(&lock_path, true).ctx("open lock file", &lock_path)?;
         if config.own_lock
@@ -62,7 +62,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     // retention, or were about to be when a crash came: delete them now (a
     // read-only open just skips them). A segment is wholly below the start if
     // the next one begins at or before it.
-    let recorded_start = super::start::read(dir)?;
+    let recorded_start = super::start::read(config.io.as_ref(), dir)?;
     if let Some(start) = recorded_start {
         let below = bases.windows(2).take_while(|w| w[1] <= start).count();
         if !read_only {
@@ -74,7 +74,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
     // Archived segments: those wholly below the start were dropped by
     // retention (a crash came before the manifest was rewritten); a local copy
     // of an archived one was left by a crash before its deletion.
-    let mut archived = super::manifest::read(dir)?;
+    let mut archived = super::manifest::read(config.io.as_ref(), dir)?;
     let listed = archived.len();
     if let Some(start) = recorded_start {
         archived.retain(|e| e.meta.footer.next_offset > start);
@@ -109,7 +109,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
             let kind = CorruptionKind::Gap { expected: prev.footer.next_offset, found: base };
             return Err(Error::Corruption { path, offset: prev.footer.next_offset, position: 0, kind });
         }
-        match inspect_file(&path, base)? {
+        match inspect_file(config.io.as_ref(), &path, base)? {
             OnDisk::Sealed(meta, _) => sealed.push(meta),
             OnDisk::Unsealed { len, .. } if i + 1 == bases.len() => unsealed_last = Some((base, len)),
             OnDisk::Unsealed { len, .. } => {
@@ -188,7 +188,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
         }
     } else {
         let cache_dir = dir.join(super::ARCHIVE_CACHE_DIR_NAME);
-        super::archived::clear_cache_dir(&cache_dir)?;
+        super::archived::clear_cache_dir(config.io.as_ref(), &cache_dir)?;
         (cache_dir, None)
     };
     let archived = archived.into_iter().map(|e| (e.meta.footer.base_offset, e)).collect();

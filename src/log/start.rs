@@ -93,9 +93,9 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<u64, CorruptionKind> {
 /// Reads the start offset recorded in `dir`, `None` if there is no file. A
 /// damaged file is corruption (reported, never ignored: ignoring it would
 /// bring deleted offsets back or let offsets be reused).
-pub(crate) fn read(dir: &Path) -> Result<Option<u64>> {
+pub(crate) fn read(io: &dyn Io, dir: &Path) -> Result<Option<u64>> {
     let p = path(dir);
-    let Some(bytes) = crate::durable::read_optional(&p)? else { return Ok(None) };
+    let Some(bytes) = crate::durable::read_optional(io, &p)? else { return Ok(None) };
     decode(&bytes).map(Some).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
 }
 

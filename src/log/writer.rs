@@ -134,14 +134,14 @@ impl WriterState {
     fn reopen_sealed(&mut self, shared: &Shared, meta: &SealedMeta, now: i64) -> Result<bool> {
         let base = meta.footer.base_offset;
         let path = segment::log_path(&shared.dir, base);
-        let version = match segment::inspect_file(&path, base)? {
+        let version = match segment::inspect_file(shared.config.io.as_ref(), &path, base)? {
             segment::OnDisk::Sealed(on_disk, version) if on_disk == *meta => version,
             _ => return Ok(false),
         };
         if !super::open::reusable(meta, version, &shared.config, now) {
             return Ok(false);
         }
-        let (seg, _) = segment::open_sealed(&shared.dir, meta, shared.config.index_interval_bytes)?;
+        let (seg, _) = segment::open_sealed(shared.config.io.as_ref(), &shared.dir, meta, shared.config.index_interval_bytes)?;
         let index = seg.index.read_locked().clone();
         drop(seg);
         let (active, _) = ActiveSegment::recover(&shared.dir, base, &shared.config, Some((meta, index)))?;

@@ -254,7 +254,7 @@ impl ActiveSegment {
         let start = Scan::new(header.frame_format(), base, None, config.index_interval_bytes);
         let mut src = SliceSource { bytes: writer.unpublished(DATA_START), start: DATA_START };
         let s = scan::scan(&mut src, start, scan_end, |_, _, _| Ok(()))?;
-        let (tail, seal_end) = scan::examine_tail(&mut src, &file, &path, &s, file_len, checkpoint)?;
+        let (tail, seal_end) = scan::examine_tail(config.io.as_ref(), &mut src, &file, &path, &s, file_len, checkpoint)?;
         let corruption =
             |kind| Error::Corruption { path: path.clone(), offset: s.next_offset, position: s.end as u64, kind };
         let mut truncated_bytes = 0;

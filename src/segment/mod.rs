@@ -9,7 +9,6 @@ mod compacted;
 pub(crate) mod scan;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -200,14 +199,18 @@ pub(crate) enum OnDisk {
 }
 
 /// Reads a segment file's header and footer without mapping it.
-pub(crate) fn inspect_file(path: &Path, base: u64) -> Result<OnDisk> {
+pub(crate) fn inspect_file(io: &dyn Io, path: &Path, base: u64) -> Result<OnDisk> {
     let file = File::open(path).ctx("open segment", path)?;
     let len = file.metadata().ctx("stat segment", path)?.len();
-    let (header, flags, _) = read_header(&file, path, base)?;
+    let (header, flags, _) = read_header(io, &file, path, base)?;
     let mut why = format!("file of {len} bytes is too short for a footer");
     if len >= (DATA_START + FOOTER_LEN) as u64 {
         let mut fbuf = [0u8; FOOTER_LEN];
-        file.read_exact_at(&mut fbuf, len - FOOTER_LEN as u64).ctx("read segment footer", path)?;
+        let got = scan::read_up_to(io, &file, &mut fbuf, len - FOOTER_LEN as u64).ctx("read segment footer", path)?;
+        if got < FOOTER_LEN {
+            // The file was cut after it was measured: no footer there.
+            return Ok(OnDisk::Unsealed { len: len - (FOOTER_LEN - got) as u64 });
+        }
         match SegmentFooter::decode_with_flags(&fbuf, len, flags) {
             Ok(footer) if footer.base_offset == base => {
                 let meta = SealedMeta { footer, created_ms: header.created_ms, sparse: flags.is_sparse() };
@@ -237,15 +240,22 @@ pub(crate) fn inspect_file(path: &Path, base: u64) -> Result<OnDisk> {
 /// for example with another index interval) every entry is what a scan of the
 /// data finds: a frame whose first record has the entry's offset at its
 /// position, and the largest timestamp of the records before it. `None` otherwise.
-fn load_index(dir: &Path, meta: &SealedMeta, format: FrameFormat, data: &[u8], interval: u32) -> Option<SegmentIndex> {
+fn load_index(
+    io: &dyn Io,
+    dir: &Path,
+    meta: &SealedMeta,
+    format: FrameFormat,
+    data: &[u8],
+    interval: u32,
+) -> Option<SegmentIndex> {
     let base = meta.footer.base_offset;
     let bound = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.len() <= meta.footer.data_end * 2 + 64);
     let ip = index_path(dir, base);
     let tp = timeindex_path(dir, base);
     bound(&ip)?;
     bound(&tp)?;
-    let ob = std::fs::read(&ip).ok()?;
-    let tb = std::fs::read(&tp).ok()?;
+    let ob = io.read_file(&ip).ok()?;
+    let tb = io.read_file(&tp).ok()?;
     let index = SegmentIndex::decode(&ob, &tb, base, meta.footer.data_end as usize, interval).ok()?;
     if stored_crc(&ob) == meta.footer.index_crc && stored_crc(&tb) == meta.footer.timeindex_crc {
         return Some(index);
@@ -275,7 +285,12 @@ fn load_index(dir: &Path, meta: &SealedMeta, format: FrameFormat, data: &[u8], i
 /// Opens a sealed segment for reading: maps it and loads (or rebuilds, in
 /// memory) its index. Returns the segment and whether the index had to be
 /// rebuilt (the caller may write the rebuilt index files).
-pub(crate) fn open_sealed(dir: &Path, meta: &SealedMeta, interval: u32) -> Result<(Arc<Segment>, bool)> {
+pub(crate) fn open_sealed(
+    io: &dyn Io,
+    dir: &Path,
+    meta: &SealedMeta,
+    interval: u32,
+) -> Result<(Arc<Segment>, bool)> {
     let base = meta.footer.base_offset;
     let path = log_path(dir, base);
     let file = File::open(&path).ctx("open segment", &path)?;
@@ -293,10 +308,10 @@ pub(crate) fn open_sealed(dir: &Path, meta: &SealedMeta, interval: u32) -> Resul
     }
     // The header says how the records are framed; the metadata (from a footer
     // read at open, or from the archive manifest) does not.
-    let format = read_header(&file, &path, base)?.0.frame_format();
+    let format = read_header(io, &file, &path, base)?.0.frame_format();
     let area = MapArea::read_only(&file, data_end + FOOTER_LEN, DATA_START, data_end).ctx("map segment", &path)?;
     let data = area.published_data();
-    let (index, rebuilt) = match load_index(dir, meta, format, data, interval) {
+    let (index, rebuilt) = match load_index(io, dir, meta, format, data, interval) {
         Some(index) => (index, false),
         None => {
             let start = Scan::new(format, base, meta.sparse_end(), interval);
@@ -332,9 +347,14 @@ pub(crate) fn open_sealed(dir: &Path, meta: &SealedMeta, interval: u32) -> Resul
 
 /// Reads and checks the header of the segment file `file` (whose name says
 /// `base`), and its checkpoint (`None` if invalid).
-pub(crate) fn read_header(file: &File, path: &Path, base: u64) -> Result<(SegmentHeader, SegmentFlags, Option<u64>)> {
+pub(crate) fn read_header(
+    io: &dyn Io,
+    file: &File,
+    path: &Path,
+    base: u64,
+) -> Result<(SegmentHeader, SegmentFlags, Option<u64>)> {
     let mut hbuf = [0u8; DATA_START];
-    let got = scan::read_up_to(file, &mut hbuf, 0).ctx("read segment header", path)?;
+    let got = scan::read_up_to(io, file, &mut hbuf, 0).ctx("read segment header", path)?;
     let bad_header = |why: String| Error::Corruption {
         path: path.to_owned(),
         offset: base,
@@ -380,13 +400,13 @@ pub(crate) fn open_unsealed_read_only(
 ) -> Result<(Arc<Segment>, ReadOnlyTail)> {
     let path = log_path(dir, base);
     let file = File::open(&path).ctx("open segment", &path)?;
-    let (header, _, checkpoint) = read_header(&file, &path, base)?;
+    let (header, _, checkpoint) = read_header(config.io.as_ref(), &file, &path, base)?;
     let checkpoint = checkpoint.unwrap_or(DATA_START as u64);
     // Positioned reads, not the map: a writer in another process may seal and
     // shorten this file at any moment, and touching a mapped page past the
     // new end of the file would kill this process with SIGBUS.
     let end = scan::scan_end(len, config.segment_bytes);
-    let mut src = FileSource::new(&file, &path);
+    let mut src = FileSource::new(config.io.as_ref(), &file, &path);
     let start = Scan::new(header.frame_format(), base, None, config.index_interval_bytes);
     let mut durable_next = base;
     let s = scan::scan(&mut src, start, end, |pos, f, _| {
@@ -395,7 +415,7 @@ pub(crate) fn open_unsealed_read_only(
         }
         Ok(())
     })?;
-    let (tail, _) = scan::examine_tail(&mut src, &file, &path, &s, len, checkpoint)?;
+    let (tail, _) = scan::examine_tail(config.io.as_ref(), &mut src, &file, &path, &s, len, checkpoint)?;
     let bad = s.bad.clone().unwrap_or(CorruptionKind::BadLength(0));
     let mut would_cut = 0;
     let tail_error = match tail {

@@ -12,13 +12,13 @@
 //! (docs/DESIGN.md, "Recovery").
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::{DATA_START, FOOTER_LEN, SegmentFooter};
 use crate::error::{CorruptionKind, IoContext, Result};
 use crate::index::SegmentIndex;
 use crate::record::{self, Frame, FrameFormat};
+use crate::io::Io;
 
 /// Bytes a file source reads at a time (more only for a larger frame, once
 /// its checksum has vouched for its length).
@@ -56,6 +56,7 @@ impl ByteSource for SliceSource<'_> {
 
 /// A segment file read with positioned reads through a bounded buffer.
 pub(crate) struct FileSource<'a> {
+    io: &'a dyn Io,
     file: &'a File,
     path: &'a Path,
     buf: Vec<u8>,
@@ -64,8 +65,8 @@ pub(crate) struct FileSource<'a> {
 }
 
 impl<'a> FileSource<'a> {
-    pub(crate) fn new(file: &'a File, path: &'a Path) -> FileSource<'a> {
-        FileSource { file, path, buf: Vec::new(), start: 0 }
+    pub(crate) fn new(io: &'a dyn Io, file: &'a File, path: &'a Path) -> FileSource<'a> {
+        FileSource { io, file, path, buf: Vec::new(), start: 0 }
     }
 }
 
@@ -75,7 +76,7 @@ impl ByteSource for FileSource<'_> {
         if pos < self.start || want_end > self.start + self.buf.len() {
             let len = (limit - pos).min(need.max(CHUNK));
             self.buf.resize(len, 0);
-            let got = read_up_to(self.file, &mut self.buf, pos as u64).ctx("read segment", self.path)?;
+            let got = read_up_to(self.io, self.file, &mut self.buf, pos as u64).ctx("read segment", self.path)?;
             self.buf.truncate(got);
             self.start = pos;
         }
@@ -89,11 +90,12 @@ impl ByteSource for FileSource<'_> {
     }
 }
 
-/// Reads as much of `buf` as the file holds at `pos` (short at end of file).
-pub(crate) fn read_up_to(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+/// Reads as much of `buf` as the file holds at `pos` (short at end of file),
+/// through `io`, retrying a read that a signal interrupted.
+pub(crate) fn read_up_to(io: &dyn Io, file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        match file.read_at(&mut buf[got..], pos + got as u64) {
+        match io.read_at(file, &mut buf[got..], pos + got as u64) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -330,6 +332,7 @@ pub fn classify_tail(
 /// classifies it with [`classify_tail`]. Also returns where the footer of an
 /// interrupted seal ends, if one follows the frames.
 pub(crate) fn examine_tail(
+    io: &dyn Io,
     src: &mut dyn ByteSource,
     file: &File,
     path: &Path,
@@ -339,7 +342,7 @@ pub(crate) fn examine_tail(
 ) -> Result<(Tail, Option<u64>)> {
     let seal = interrupted_seal(src, s, file_len)?;
     let from = seal.unwrap_or(s.end as u64);
-    let last = last_nonzero_in_file(file, from, file_len).ctx("read segment", path)?;
+    let last = last_nonzero_in_file(io, file, from, file_len).ctx("read segment", path)?;
     Ok((classify_tail(s.end as u64, checkpoint, seal, last), seal))
 }
 
@@ -377,28 +380,25 @@ pub(crate) fn last_nonzero(data: &[u8]) -> Option<usize> {
 /// Position of the last non-zero byte of the file in `[from, to)`. Reads only
 /// what the file system reports as data (`SEEK_DATA`), so the untouched
 /// preallocated tail of a segment costs nothing.
-pub(crate) fn last_nonzero_in_file(file: &File, from: u64, to: u64) -> std::io::Result<Option<u64>> {
-    use rustix::fs::{SeekFrom, seek};
+pub(crate) fn last_nonzero_in_file(io: &dyn Io, file: &File, from: u64, to: u64) -> std::io::Result<Option<u64>> {
     let mut buf = vec![0u8; 1 << 20];
     let mut last = None;
     let mut pos = from;
     while pos < to {
-        let data = match seek(file, SeekFrom::Data(pos)) {
-            Ok(p) => p,
-            Err(e) if e == rustix::io::Errno::NXIO => break,
-            Err(e) => return Err(e.into()),
-        };
+        let Some(data) = io.seek_data(file, pos)? else { break };
         if data >= to {
             break;
         }
-        let hole = seek(file, SeekFrom::Hole(data)).map_err(std::io::Error::from)?.min(to);
+        let hole = io.seek_hole(file, data)?.min(to);
         let mut p = data;
         while p < hole {
             let n = ((hole - p) as usize).min(buf.len());
-            let got = read_up_to(file, &mut buf[..n], p)?;
+            let got = read_up_to(io, file, &mut buf[..n], p)?;
             if let Some(i) = last_nonzero(&buf[..got]) {
                 last = Some(p + i as u64);
             }
+            // A short read: the file ended before the hole did (it was cut
+            // meanwhile); nothing lies beyond.
             if got < n {
                 return Ok(last);
             }

@@ -332,7 +332,7 @@ impl TopicStore {
             return Err(Error::NotAStore { path: root, reason: "it is a file, not a directory".into() });
         }
         let created = !root.exists();
-        fs::create_dir_all(&root).ctx("create store directory", &root)?;
+        io.create_dir_all(&root).ctx("create store directory", &root)?;
         let lock_path = root.join(STORE_LOCK_FILE_NAME);
         let lock = crate::io::open_rw(&lock_path, true).ctx("open lock file", &lock_path)?;
         if let Err(pid) = crate::io::lock_exclusive(&lock).ctx("lock", &lock_path)? {
@@ -343,7 +343,7 @@ impl TopicStore {
         }
         let topics_dir = root.join(TOPICS_DIR_NAME);
         if !topics_dir.is_dir() {
-            fs::create_dir(&topics_dir).ctx("create topics directory", &topics_dir)?;
+            io.create_dir_all(&topics_dir).ctx("create topics directory", &topics_dir)?;
             io.sync_dir(&root).ctx("fsync directory", &root)?;
         }
         take_up_archive(&root, &mut config, Some(io.as_ref()))?;
@@ -421,10 +421,10 @@ impl TopicStore {
         let io = self.inner.config.log.io.as_ref();
         let staging = self.inner.topics_dir.join(format!(".{name}~creating"));
         if fs::symlink_metadata(&staging).is_ok() {
-            fs::remove_dir_all(&staging).ctx("remove abandoned topic directory", &staging)?;
+            io.remove_dir_all(&staging).ctx("remove abandoned topic directory", &staging)?;
         }
         let built = (|| {
-            fs::create_dir(&staging).ctx("create topic directory", &staging)?;
+            io.create_dir_all(&staging).ctx("create topic directory", &staging)?;
             for p in 0..config.partitions {
                 Log::open(staging.join(partition_dir_name(p)), log_config.clone())?.close()?;
             }
@@ -434,7 +434,7 @@ impl TopicStore {
         })();
         if let Err(e) = built {
             if fs::symlink_metadata(&dir).is_err() {
-                let _ = fs::remove_dir_all(&staging);
+                let _ = io.remove_dir_all(&staging);
             } else {
                 // Renamed into place but maybe not durably: the topic exists.
                 self.inner.topics.write_locked().insert(name.to_owned(), Slot::Unloaded);
@@ -859,7 +859,7 @@ fn scan(topics_dir: &Path, log: &LogConfig, read_only: bool) -> Result<BTreeMap<
                 // deleted yet stays until an open that reaches the archive.
                 let deletion = match name.contains("~deleted.") {
                     true => purge_deleted_topic(&path, log).ok(),
-                    false => fs::remove_dir_all(&path).ok().map(|()| TopicDeletion::default()),
+                    false => log.io.remove_dir_all(&path).ok().map(|()| TopicDeletion::default()),
                 };
                 removed |= deletion.is_some_and(|d| d.archived_left == 0);
             }
@@ -934,7 +934,7 @@ impl RetentionThread {
 /// archived offsets then fail with [`Error::Archive`], and
 /// [`TopicStore::archive_location`] says where the archive is.
 fn take_up_archive(root: &Path, config: &mut TopicStoreConfig, io: Option<&dyn Io>) -> Result<()> {
-    let mut meta = store_meta::read(root)?;
+    let mut meta = store_meta::read_with(config.log.io.as_ref(), root)?;
     match config.log.get_archive() {
         Some((store, _)) => {
             let location = store.location();
@@ -975,7 +975,7 @@ fn purge_deleted_topic(tomb: &Path, log: &LogConfig) -> Result<TopicDeletion> {
     for entry in fs::read_dir(tomb).ctx("list deleted topic directory", tomb)? {
         let path = entry.ctx("list deleted topic directory", tomb)?.path();
         if path.is_dir() {
-            keys.extend(crate::log::manifest::read(&path)?.into_iter().map(|e| e.key));
+            keys.extend(crate::log::manifest::read(log.io.as_ref(), &path)?.into_iter().map(|e| e.key));
         }
     }
     let mut deletion = TopicDeletion::default();
@@ -994,6 +994,6 @@ fn purge_deleted_topic(tomb: &Path, log: &LogConfig) -> Result<TopicDeletion> {
             return Ok(deletion);
         }
     }
-    fs::remove_dir_all(tomb).ctx("remove deleted topic directory", tomb)?;
+    log.io.remove_dir_all(tomb).ctx("remove deleted topic directory", tomb)?;
     Ok(deletion)
 }

@@ -70,8 +70,13 @@ pub(crate) fn path(root: &Path) -> PathBuf {
 /// Reads the store's metadata; no file means nothing recorded. A damaged
 /// file is [`Error::Corruption`] naming it.
 pub fn read(root: &Path) -> Result<StoreMeta> {
+    read_with(&crate::io::OsIo, root)
+}
+
+/// [`read`] through `io`.
+pub(crate) fn read_with(io: &dyn Io, root: &Path) -> Result<StoreMeta> {
     let p = path(root);
-    let Some(bytes) = crate::durable::read_optional(&p)? else { return Ok(StoreMeta::default()) };
+    let Some(bytes) = crate::durable::read_optional(io, &p)? else { return Ok(StoreMeta::default()) };
     StoreMeta::decode(&bytes).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
 }
 

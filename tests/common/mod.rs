@@ -60,6 +60,19 @@ pub struct FaultIo {
     pub fail_remove: AtomicBool,
     /// `sync_data` and `sync_all` panic (as a buggy `Io` implementation might).
     pub panic_sync: AtomicBool,
+    /// The next this many `read_at` calls are interrupted (EINTR) before reading.
+    pub interrupt_reads: AtomicU64,
+    /// `read_at` fails with EIO.
+    pub fail_reads: AtomicBool,
+    /// `seek_data` fails with EIO.
+    pub fail_seek_data: AtomicBool,
+    /// `read_at` reads nothing at or past this position, as if the file had
+    /// been cut there after it was measured (0: off).
+    pub reads_end_at: AtomicU64,
+    /// `create_dir_all` fails with ENOSPC.
+    pub fail_create_dir: AtomicBool,
+    /// Calls of `read_at` and `seek_data`.
+    pub reads: AtomicU64,
 }
 
 impl FaultIo {
@@ -201,6 +214,38 @@ impl Io for FaultIo {
             return Err(io::Error::from_raw_os_error(EIO));
         }
         self.inner.remove_file(path)
+    }
+
+    fn read_at(&self, file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let interrupt =
+            self.interrupt_reads.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if interrupt {
+            return Err(io::Error::from(io::ErrorKind::Interrupted));
+        }
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        let len = match self.reads_end_at.load(Ordering::SeqCst) {
+            0 => buf.len(),
+            end => usize::try_from(end.saturating_sub(pos)).unwrap_or(usize::MAX).min(buf.len()),
+        };
+        self.inner.read_at(file, &mut buf[..len], pos)
+    }
+
+    fn seek_data(&self, file: &File, pos: u64) -> io::Result<Option<u64>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.fail_seek_data.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        self.inner.seek_data(file, pos)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        if self.fail_create_dir.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(ENOSPC));
+        }
+        self.inner.create_dir_all(path)
     }
 }
 
