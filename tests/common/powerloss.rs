@@ -7,7 +7,8 @@
 //!
 //! - **A crash at a chosen persistence call.** Every call of the [`Io`] trait
 //!   (`create`, `write_all_at`, `allocate`, `sync_data`, `sync_all`,
-//!   `sync_dir`, `set_len`, `rename`, `remove_file`) is counted from 1. With
+//!   `sync_dir`, `set_len`, `rename`, `remove_file`, `create_dir_all`,
+//!   `remove_dir_all`; not the reads) is counted from 1. With
 //!   `crash_at = Some(k)`, call `k` and every later call fail with `EIO` and
 //!   have no effect: the process is dead from then on. At call `k` the
 //!   directory is photographed ([`Image`]): that is the page cache the dead
@@ -509,6 +510,16 @@ impl Io for PowerLossIo {
             st.live.remove(&r);
         }
         Ok(())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let _st = self.begin(|| format!("create_dir_all {}", short(path)))?;
+        OsIo.create_dir_all(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let _st = self.begin(|| format!("remove_dir_all {}", short(path)))?;
+        OsIo.remove_dir_all(path)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
