@@ -727,27 +727,28 @@ fn the_readme_command_table_lists_every_flag_of_every_command() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let cells: Vec<&str> =
         readme.lines().filter(|l| l.starts_with("| `annal ")).map(|l| l.split(" | ").next().unwrap()).collect();
-    let commands = [
-        "bench",
-        "append",
-        "read",
-        "tail",
-        "verify",
-        "dump",
-        "stats",
-        "topic create",
-        "topic list",
-        "topic describe",
-        "topic delete",
-        "produce",
-        "consume",
-        "retention run",
-        "compact",
-        "archive run",
-        "archive list",
-    ];
+    // Every command and subcommand, as `--help` lists them.
+    let listed = |args: &[&str]| -> Vec<String> {
+        let help = stdout(&annal().args(args).arg("--help").output().unwrap());
+        help.lines()
+            .skip_while(|l| *l != "Commands:")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut commands = Vec::new();
+    for command in listed(&[]) {
+        match listed(&[&command]) {
+            subs if subs.is_empty() => commands.push(command),
+            subs => commands.extend(subs.into_iter().map(|s| format!("{command} {s}"))),
+        }
+    }
+    assert!(commands.len() >= 17, "{commands:?}");
     let mut missing = Vec::new();
-    for command in commands {
+    for command in &commands {
         let words: Vec<&str> = command.split(' ').collect();
         // The row (or rows) of the command: `annal topic list|describe NAME|delete NAME` covers three.
         let rows: Vec<&str> = cells
