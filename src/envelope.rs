@@ -38,20 +38,26 @@ pub trait Encode {
 
     /// The whole file: envelope and body.
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&Self::MAGIC);
-        out.extend_from_slice(&Self::VERSION.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        self.encode_body(&mut out);
-        let body_len = out.len() - 16;
-        assert!(body_len <= MAX_BODY, "a body of {body_len} bytes is too large for a small file");
-        out[12..16].copy_from_slice(&(body_len as u32).to_le_bytes());
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out
+        let mut body = Vec::with_capacity(64);
+        self.encode_body(&mut body);
+        wrap(Self::MAGIC, Self::VERSION, &body)
     }
+}
+
+/// The file of an envelope of `magic` and `version` around `body` (at most
+/// [`MAX_BODY`] bytes).
+pub fn wrap(magic: [u8; 8], version: u16, body: &[u8]) -> Vec<u8> {
+    assert!(body.len() <= MAX_BODY, "a body of {} bytes is too large for a small file", body.len());
+    let mut out = Vec::with_capacity(OVERHEAD + body.len());
+    out.extend_from_slice(&magic);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out
 }
 
 /// A structure stored in an envelope: how its body is read.
@@ -265,10 +271,6 @@ mod tests {
 
     /// A valid envelope around a body too short for a `Pair`.
     fn short_body() -> Vec<u8> {
-        let mut b = b"ANNALTST\x02\x00\x00\x00\x04\x00\x00\x00abcd".to_vec();
-        let crc = crc32fast::hash(&b);
-        b.extend_from_slice(&crc.to_le_bytes());
-        b.extend_from_slice(&[0; 4]);
-        b
+        wrap(*b"ANNALTST", 2, b"abcd")
     }
 }

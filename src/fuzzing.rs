@@ -55,7 +55,11 @@ where
     T: crate::envelope::Encode + crate::envelope::Decode + PartialEq + std::fmt::Debug,
 {
     let bytes = match wrap {
-        true => envelope_around(<T as crate::envelope::Encode>::MAGIC, <T as crate::envelope::Encode>::VERSION, rest),
+        true => crate::envelope::wrap(
+            <T as crate::envelope::Encode>::MAGIC,
+            <T as crate::envelope::Encode>::VERSION,
+            &rest[..rest.len().min(crate::envelope::MAX_BODY)],
+        ),
         false => rest.to_vec(),
     };
     let Ok(value) = T::decode(&bytes) else { return false };
@@ -65,18 +69,4 @@ where
         assert_eq!(again, bytes, "the newest version has one encoding of each value");
     }
     true
-}
-
-/// A valid envelope of `magic` and `version` around `body`.
-fn envelope_around(magic: [u8; 8], version: u16, body: &[u8]) -> Vec<u8> {
-    let body = &body[..body.len().min(crate::envelope::MAX_BODY)];
-    let mut b = magic.to_vec();
-    b.extend_from_slice(&version.to_le_bytes());
-    b.extend_from_slice(&[0, 0]);
-    b.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    b.extend_from_slice(body);
-    let crc = crc32fast::hash(&b);
-    b.extend_from_slice(&crc.to_le_bytes());
-    b.extend_from_slice(&[0; 4]);
-    b
 }

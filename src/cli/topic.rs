@@ -8,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use annal::ArchivePolicy;
 use annal::inspect::format_timestamp;
-use annal::topic::{MAX_PARTITIONS, TOPICS_DIR_NAME, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
+use annal::topic::{MAX_PARTITIONS, meta::DEFAULT_TOPIC_SEGMENT_BYTES};
 use annal::{CleanupPolicy, Retention, TopicConfig, TopicStore, TopicStoreConfig};
 
 use super::{CliResult, finish_pass, now_ms, print, progress_bar};
@@ -181,13 +181,10 @@ pub(crate) fn open_existing(dir: &Path, config: TopicStoreConfig) -> CliResult<T
 
 /// Refuses a directory that holds no store.
 pub(crate) fn require_store(dir: &Path) -> CliResult {
-    let reason = match std::fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => "it is a file, not a directory",
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such directory",
-        _ if !dir.join(TOPICS_DIR_NAME).is_dir() => "no topics directory",
-        _ => return Ok(()),
-    };
-    Err(annal::Error::NotAStore { path: dir.to_owned(), reason: reason.into() }.into())
+    match annal::topic::not_a_store(dir) {
+        Some(reason) => Err(annal::Error::NotAStore { path: dir.to_owned(), reason }.into()),
+        None => Ok(()),
+    }
 }
 
 fn create(args: &CreateArgs) -> CliResult {

@@ -28,10 +28,11 @@ impl Tailing {
 }
 
 impl Shared {
+    /// Wakes the waiting readers, if there are any: the log's end or its
+    /// durable watermark moved.
     pub(crate) fn notify_appended(&self) {
         if self.tail.waiters.load(Ordering::SeqCst) > 0 {
-            let _g = self.tail.lock.locked();
-            self.tail.cv.notify_all();
+            self.tail.wake_all();
         }
     }
 

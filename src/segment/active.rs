@@ -13,8 +13,7 @@ use crate::index::{SegmentIndex, stored_crc};
 use crate::io::{Io, SyncedFile, open_rw};
 use crate::mmap::{MapArea, MapWriter};
 use crate::record::{FrameFormat, Record, batch};
-use crate::sync::RwLockExt;
-use crate::sync::MutexExt;
+use crate::sync::{MutexExt, RwLockExt};
 
 /// The writer's side of the segment being appended to.
 #[derive(Debug)]

@@ -60,6 +60,7 @@ pub use meta::{
 pub use store::{
     ArchivalReport, CompactionReport, PartitionArchival, PartitionCompaction, PartitionOutcome, PartitionRetention,
     PassReport, RetentionFailure, RetentionReport, STORE_LOCK_FILE_NAME, TOPICS_DIR_NAME, TopicDeletion, TopicStore,
+    not_a_store,
     TopicStoreConfig,
 };
 

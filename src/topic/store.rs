@@ -370,11 +370,8 @@ impl TopicStore {
         }
         let root = dir.as_ref().to_owned();
         let topics_dir = root.join(TOPICS_DIR_NAME);
-        if let Some(reason) = crate::log::not_a_directory(&root) {
+        if let Some(reason) = not_a_store(&root) {
             return Err(Error::NotAStore { path: root, reason });
-        }
-        if !topics_dir.is_dir() {
-            return Err(Error::NotAStore { path: root, reason: "no topics directory".into() });
         }
         take_up_archive(&root, &mut config, None)?;
         let topics = scan(&topics_dir, &config.log, true)?;
@@ -996,4 +993,12 @@ fn purge_deleted_topic(tomb: &Path, log: &LogConfig) -> Result<TopicDeletion> {
     }
     log.io.remove_dir_all(tomb).ctx("remove deleted topic directory", tomb)?;
     Ok(deletion)
+}
+
+/// Why `root` holds no topic store, if it does not: no such directory, a
+/// file, or no `topics` directory in it. What [`TopicStore::open_read_only`]
+/// refuses, for callers that must not create a store either.
+pub fn not_a_store(root: &Path) -> Option<String> {
+    crate::log::not_a_directory(root)
+        .or_else(|| (!root.join(TOPICS_DIR_NAME).is_dir()).then(|| "no topics directory".into()))
 }
