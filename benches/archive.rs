@@ -30,10 +30,10 @@ fn main() {
     let arch = tempfile::tempdir().unwrap();
     let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
     let config = LogConfig::default()
-        .segment_bytes(64 << 20)
-        .durability(Durability::Never)
-        .archive(Arc::clone(&store), "bench/0")
-        .archive_cache_bytes(2 << 30);
+        .with_segment_bytes(64 << 20)
+        .with_durability(Durability::Never)
+        .with_archive(Arc::clone(&store), "bench/0")
+        .with_archive_cache_bytes(2 << 30);
     let log = Log::open(dir.path(), config.clone()).unwrap();
     let value = vec![0x5a; VALUE];
     for _ in 0..RECORDS / 1_000 {

@@ -46,7 +46,8 @@ fn group_commit(c: &mut Criterion) {
     for writers in WRITERS {
         let dir = tempfile::tempdir().expect("tempdir");
         let io = Arc::new(CountingIo::default());
-        let config = LogConfig::default().segment_bytes(64 << 20).durability(Durability::Always).io(io.clone());
+        let config =
+            LogConfig::default().with_segment_bytes(64 << 20).with_durability(Durability::Always).with_io(io.clone());
         let log = Log::open(dir.path(), config).expect("open");
         let syncs_before = io.syncs();
         let first = log.next_offset();

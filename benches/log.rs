@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 const RECORDS: u64 = 100_000;
 
 fn config() -> LogConfig {
-    LogConfig::default().segment_bytes(256 << 20).durability(Durability::Never)
+    LogConfig::default().with_segment_bytes(256 << 20).with_durability(Durability::Never)
 }
 
 fn append(c: &mut Criterion) {

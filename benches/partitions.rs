@@ -59,14 +59,15 @@ fn resources() -> serde_json::Value {
 
 /// One partition count, in this process.
 fn child(partitions: u32, records: u64, dir: &Path) -> serde_json::Value {
-    let mut config = TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
+    let mut config =
+        TopicStoreConfig::default().with_log_config(LogConfig::default().with_durability(Durability::Never));
     if let Some(n) = std::env::var("ANNAL_BENCH_MAX_OPEN").ok().and_then(|v| v.parse().ok()) {
-        config = config.max_open_partitions(n);
+        config = config.with_max_open_partitions(n);
     }
     let started = Instant::now();
     let store = TopicStore::open(dir, config).expect("open the store");
     let topic = store
-        .create_topic("t", TopicConfig::default().partitions(partitions).segment_bytes(SEGMENT_BYTES))
+        .create_topic("t", TopicConfig::default().with_partitions(partitions).with_segment_bytes(SEGMENT_BYTES))
         .expect("create the topic");
     let create_secs = started.elapsed().as_secs_f64();
     let after_create = resources();

@@ -34,7 +34,7 @@ const T0: i64 = 1_700_000_000_000;
 const KEYS: usize = 1 << 16;
 
 fn config() -> LogConfig {
-    LogConfig::default().segment_bytes(SEGMENT).durability(Durability::Never)
+    LogConfig::default().with_segment_bytes(SEGMENT).with_durability(Durability::Never)
 }
 
 fn reads(c: &mut Criterion) {
@@ -53,7 +53,7 @@ fn reads(c: &mut Criterion) {
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     group.throughput(Throughput::Elements(1));
     for cache in [64usize, 4] {
-        let log = Log::open(dir.path(), config().max_open_segments(cache)).expect("open");
+        let log = Log::open(dir.path(), config().with_max_open_segments(cache)).expect("open");
         let segments = log.segments().len();
         group.bench_function(format!("{}/{segments}seg/cache{cache}", size_name(VALUE)), |b| {
             b.iter_custom(|iters| {

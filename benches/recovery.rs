@@ -47,7 +47,7 @@ const LOG_SIZES: [u64; 2] = [64 << 20, 512 << 20];
 const LOCK_FILE: &str = "annal.lock";
 
 fn config() -> LogConfig {
-    LogConfig::default().segment_bytes(SEGMENT).durability(Durability::Never)
+    LogConfig::default().with_segment_bytes(SEGMENT).with_durability(Durability::Never)
 }
 
 /// A log on disk, closed cleanly or abandoned.

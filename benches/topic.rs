@@ -80,10 +80,10 @@ fn produce(c: &mut Criterion) {
         for partitions in PARTITIONS {
             let dir = tempfile::tempdir().expect("tempdir");
             let io = Arc::new(CountingIo::default());
-            let config =
-                TopicStoreConfig::default().log_config(LogConfig::default().durability(durability).io(io.clone()));
+            let config = TopicStoreConfig::default()
+                .with_log_config(LogConfig::default().with_durability(durability).with_io(io.clone()));
             let store = TopicStore::open(dir.path(), config).expect("open store");
-            let topic_config = TopicConfig::default().partitions(partitions);
+            let topic_config = TopicConfig::default().with_partitions(partitions);
             let topic = store.create_topic("bench", topic_config).expect("create topic");
             let (mut sent, mut synced) = (0u64, 0u64);
             group.throughput(Throughput::Elements(per * producers as u64));
@@ -91,7 +91,7 @@ fn produce(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        make_room(&topic, round_bytes, topic_config.get_segment_bytes());
+                        make_room(&topic, round_bytes, topic_config.segment_bytes());
                         let syncs = io.syncs();
                         total += timed_threads(producers, |i| {
                             for key in &keys[i] {
@@ -146,7 +146,7 @@ fn make_room(topic: &Topic, round_bytes: u64, segment_bytes: u64) {
 /// segment.
 fn build_log(keys: &[Vec<u8>], order: &[u32], value: &[u8]) -> (TempDir, Log) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = LogConfig::default().segment_bytes(COMPACT_SEGMENT).durability(Durability::Never);
+    let config = LogConfig::default().with_segment_bytes(COMPACT_SEGMENT).with_durability(Durability::Never);
     let log = Log::open(dir.path(), config).expect("open");
     for chunk in order.chunks(100) {
         let batch: Vec<Record<'_>> = chunk.iter().map(|&k| Record::new(value).with_key(&keys[k as usize])).collect();

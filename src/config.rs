@@ -57,9 +57,9 @@ pub enum RecoveryMode {
 /// ```
 /// use annal::{Durability, LogConfig};
 /// let config = LogConfig::default()
-///     .segment_bytes(64 << 20)
-///     .durability(Durability::Never);
-/// assert_eq!(config.get_segment_bytes(), 64 << 20);
+///     .with_segment_bytes(64 << 20)
+///     .with_durability(Durability::Never);
+/// assert_eq!(config.segment_bytes(), 64 << 20);
 /// ```
 #[derive(Clone)]
 #[must_use]
@@ -135,20 +135,20 @@ pub const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 impl LogConfig {
     /// Size a segment file is preallocated to; a segment rolls when the next
     /// record does not fit. Between 4 KiB and 4 GiB - 1. Default 1 GiB.
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+    pub fn with_segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self
     }
 
     /// Roll the active segment once it is older than this (`None`: only roll
     /// when full). Default 7 days.
-    pub fn segment_max_age(mut self, age: Option<Duration>) -> Self {
+    pub fn with_segment_max_age(mut self, age: Option<Duration>) -> Self {
         self.segment_max_age = age;
         self
     }
 
     /// Bytes of records between two sparse index entries. Default 4096.
-    pub fn index_interval_bytes(mut self, bytes: u32) -> Self {
+    pub fn with_index_interval_bytes(mut self, bytes: u32) -> Self {
         self.index_interval_bytes = bytes;
         self
     }
@@ -156,32 +156,32 @@ impl LogConfig {
     /// Largest encoded record (header, key, headers and value) accepted.
     /// Must fit in a segment. Default 1 MiB, or what fits in a segment if that
     /// is less.
-    pub fn max_record_bytes(mut self, bytes: u32) -> Self {
+    pub fn with_max_record_bytes(mut self, bytes: u32) -> Self {
         self.max_record_bytes = Some(bytes);
         self
     }
 
     /// When appends are made durable. Default [`Durability::Always`].
-    pub fn durability(mut self, durability: Durability) -> Self {
+    pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
     }
 
     /// How recovery treats a damaged tail. Default [`RecoveryMode::TolerateTornTail`].
-    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+    pub fn with_recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.recovery_mode = mode;
         self
     }
 
     /// Upper bound on sealed segments kept open (mapped) at once; the least
     /// recently used is closed first. Default 64, minimum 1.
-    pub fn max_open_segments(mut self, n: usize) -> Self {
+    pub fn with_max_open_segments(mut self, n: usize) -> Self {
         self.max_open_segments = n;
         self
     }
 
     /// The file-system layer; replace it to inject faults in tests.
-    pub fn io(mut self, io: Arc<dyn Io>) -> Self {
+    pub fn with_io(mut self, io: Arc<dyn Io>) -> Self {
         self.io = io;
         self
     }
@@ -193,7 +193,7 @@ impl LogConfig {
     /// and reads of their offsets fetch them from it. Without a store, a log
     /// whose manifest names archived segments still opens, but reading those
     /// offsets fails with an [`crate::ArchiveErrorKind::Unreachable`] error.
-    pub fn archive(mut self, store: Arc<dyn ArchiveStore>, key_prefix: impl Into<String>) -> Self {
+    pub fn with_archive(mut self, store: Arc<dyn ArchiveStore>, key_prefix: impl Into<String>) -> Self {
         self.archive = Some((store, key_prefix.into()));
         self
     }
@@ -202,7 +202,7 @@ impl LogConfig {
     /// (`<log dir>/archive-cache/`); the least recently used are evicted
     /// first. A segment larger than the bound is still fetched, alone.
     /// Default 1 GiB.
-    pub fn archive_cache_bytes(mut self, bytes: u64) -> Self {
+    pub fn with_archive_cache_bytes(mut self, bytes: u64) -> Self {
         self.archive_cache_bytes = bytes;
         self
     }
@@ -211,29 +211,29 @@ impl LogConfig {
     /// of them hold their active segment open, and how many sealed segments
     /// their caches keep mapped (see [`crate::SharedLimits`]). A store gives
     /// one to all its partitions. None by default: a log on its own holds its
-    /// active segment open, and caches up to [`LogConfig::max_open_segments`].
-    pub fn shared_limits(mut self, limits: Arc<crate::log::SharedLimits>) -> Self {
+    /// active segment open, and caches up to [`LogConfig::with_max_open_segments`].
+    pub fn with_shared_limits(mut self, limits: Arc<crate::log::SharedLimits>) -> Self {
         self.shared_limits = Some(limits);
         self
     }
 
     /// The archive store and key prefix, if any.
-    pub fn get_archive(&self) -> Option<(&Arc<dyn ArchiveStore>, &str)> {
+    pub fn archive(&self) -> Option<(&Arc<dyn ArchiveStore>, &str)> {
         self.archive.as_ref().map(|(s, p)| (s, p.as_str()))
     }
 
     /// The configured segment size.
-    pub fn get_segment_bytes(&self) -> u64 {
+    pub fn segment_bytes(&self) -> u64 {
         self.segment_bytes
     }
 
     /// The configured durability.
-    pub fn get_durability(&self) -> Durability {
+    pub fn durability(&self) -> Durability {
         self.durability
     }
 
     /// The maximum encoded record size in force.
-    pub fn get_max_record_bytes(&self) -> u32 {
+    pub fn max_record_bytes(&self) -> u32 {
         self.max_record_bytes.unwrap_or_else(|| {
             let room = self.segment_room().saturating_sub(crate::record::batch::BATCH_HEADER_LEN as u64);
             room.min(DEFAULT_MAX_RECORD_BYTES) as u32
@@ -255,7 +255,7 @@ impl LogConfig {
         }
         // A record must fit in a segment as a batch of its own.
         let room = self.segment_room() - crate::record::batch::BATCH_HEADER_LEN as u64;
-        let max = self.get_max_record_bytes();
+        let max = self.max_record_bytes();
         if u64::from(max) > room {
             return Err(Error::InvalidConfig(format!(
                 "max_record_bytes {max} does not fit in a segment of {} bytes (at most {room})",

@@ -287,7 +287,7 @@ impl SegmentFile {
     fn data_limit(&self) -> u64 {
         match &self.footer {
             Ok(f) => f.data_end,
-            Err(_) => scan::scan_end(self.len, LogConfig::default().get_segment_bytes()) as u64,
+            Err(_) => scan::scan_end(self.len, LogConfig::default().segment_bytes()) as u64,
         }
     }
 
@@ -375,7 +375,7 @@ fn load_stored_index(dir: &Path, footer: &SegmentFooter) -> std::result::Result<
 /// ```
 /// use annal::{Log, LogConfig, Record};
 /// let dir = tempfile::tempdir()?;
-/// let log = Log::open(dir.path(), LogConfig::default().segment_bytes(1 << 16))?;
+/// let log = Log::open(dir.path(), LogConfig::default().with_segment_bytes(1 << 16))?;
 /// log.append(&Record::new(b"hello"))?;
 /// log.close()?;
 /// let report = annal::inspect::verify(dir.path())?;

@@ -8,7 +8,7 @@
 //! use annal::{Durability, Log, LogConfig, Record};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let log = Log::open(dir.path(), LogConfig::default().durability(Durability::Always))?;
+//! let log = Log::open(dir.path(), LogConfig::default().with_durability(Durability::Always))?;
 //! let offset = log.append(&Record::new(b"order placed").with_key(b"order-17"))?;
 //! assert_eq!(log.get(offset)?.value.as_deref(), Some(&b"order placed"[..]));
 //! log.close()?;

@@ -123,7 +123,7 @@ fn check_all(log: &Log, expected_end: u64) {
 }
 
 fn cfg(store: Arc<dyn ArchiveStore>) -> LogConfig {
-    small_cfg().archive(store, "t/0")
+    small_cfg().with_archive(store, "t/0")
 }
 
 /// A log in a fresh directory archiving to the store `open_store` makes over
@@ -149,7 +149,7 @@ fn local_store(root: &Path) -> Arc<LocalDirArchive> {
 /// Archives all but about one segment's worth of data (`max_local_bytes`
 /// 70,000 over 64 KiB segments): at least three segments, from offset 0.
 fn archive_all_but_about_one_segment(log: &Log) -> Vec<ArchivedSegmentInfo> {
-    let out = log.archive_at(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap();
+    let out = log.archive_at(&ArchivePolicy::default().with_max_local_bytes(70_000), 0).unwrap();
     assert!(out.segments_archived >= 3, "{out:?}");
     let archived = log.archived_segments();
     assert_eq!(archived.len(), out.segments_archived);
@@ -197,7 +197,7 @@ fn archived_offsets_read_back_identical_and_survive_reopen() {
     assert_eq!(log.get(5).unwrap(), before[5]);
     assert_eq!(log.offset_for_timestamp(3).unwrap(), Some(3));
     // Another run with the same policy has nothing left to do.
-    assert_eq!(log.archive_at(&ArchivePolicy::default().max_local_bytes(70_000), 0).unwrap().segments_archived, 0);
+    assert_eq!(log.archive_at(&ArchivePolicy::default().with_max_local_bytes(70_000), 0).unwrap().segments_archived, 0);
     log.close().unwrap();
 
     reopen_and_append(dir.path(), store.clone(), &archived, &before);
@@ -217,14 +217,14 @@ fn archives_by_age_oldest_first_never_the_active_segment() {
     // Records carry their offset as timestamp: everything older than the
     // third segment's newest record goes.
     let now = segs[2].max_timestamp + 1 + 1_000;
-    let candidates = log.archival_backlog_at(&ArchivePolicy::default().max_local_age(Duration::from_secs(1)), now);
+    let candidates = log.archival_backlog_at(&ArchivePolicy::default().with_max_local_age(Duration::from_secs(1)), now);
     assert_eq!(
         candidates.iter().map(|s| s.base_offset).collect::<Vec<_>>(),
         vec![0, segs[1].base_offset, segs[2].base_offset]
     );
     let mut seen = Vec::new();
     let out = log
-        .archive_with_progress(&ArchivePolicy::default().max_local_age(Duration::from_secs(1)), now, &mut |s| {
+        .archive_with_progress(&ArchivePolicy::default().with_max_local_age(Duration::from_secs(1)), now, &mut |s| {
             seen.push(s.base_offset)
         })
         .unwrap();
@@ -302,7 +302,7 @@ fn the_cache_stays_within_its_bound_and_fetches_in_ranges() {
     let arch = fast_tempdir();
     let flaky = Flaky::new(arch.path());
     // Segments of 64 KiB: the cache holds two of them at most.
-    let config = cfg(flaky.clone()).archive_cache_bytes(140 * 1024).max_open_segments(1);
+    let config = cfg(flaky.clone()).with_archive_cache_bytes(140 * 1024).with_max_open_segments(1);
     let log = Log::open(dir.path(), config).unwrap();
     fill(&log, 3_000);
     let _ = log.archive_at(&ArchivePolicy::everything_sealed(), 0).unwrap();
@@ -327,7 +327,7 @@ fn the_cache_stays_within_its_bound_and_fetches_in_ranges() {
 #[test]
 fn readers_cross_the_archived_local_boundary_while_archival_runs() {
     let (dir, _arch, _store, log) = archiving_log(local_store, 2_000);
-    let _ = log.archive_at(&ArchivePolicy::default().max_local_bytes(130_000), 0).unwrap();
+    let _ = log.archive_at(&ArchivePolicy::default().with_max_local_bytes(130_000), 0).unwrap();
     let boundary = log.archived_segments().last().unwrap().next_offset;
     // A reader positioned in the last archived segment, holding it mapped...
     let mut reader = log.read_from(boundary - 3).unwrap();
@@ -379,7 +379,7 @@ fn retention_deletes_archived_segments_and_their_objects() {
     // Size retention counts archived bytes as part of the log.
     let log = Log::open(dir.path(), cfg(flaky.clone())).unwrap();
     assert_eq!(log.archived_segments(), archived[4..].to_vec());
-    let out = log.apply_retention_at(&annal::Retention::default().max_bytes(1), 0).unwrap();
+    let out = log.apply_retention_at(&annal::Retention::default().with_max_bytes(1), 0).unwrap();
     assert_eq!(out.archived_deleted, archived.len() - 4);
     assert!(log.archived_segments().is_empty());
     assert!(flaky.list("t/").unwrap().is_empty());
@@ -425,10 +425,10 @@ fn a_crash_at_each_step_of_an_archival_run_loses_nothing() {
         let arch = fast_tempdir();
         let flaky = Flaky::new(arch.path());
         let fault = Arc::new(FaultIo::new());
-        let log = Log::open(dir.path(), cfg(flaky.clone()).io(fault.clone())).unwrap();
+        let log = Log::open(dir.path(), cfg(flaky.clone()).with_io(fault.clone())).unwrap();
         fill(&log, 1_500);
         log.sync().unwrap();
-        let _ = log.archive_at(&ArchivePolicy::default().max_local_bytes(150_000), 0).unwrap();
+        let _ = log.archive_at(&ArchivePolicy::default().with_max_local_bytes(150_000), 0).unwrap();
         match step {
             0 => flaky.fail_put.store(true, Ordering::SeqCst),
             1 => flaky.fail_verify.store(true, Ordering::SeqCst),
@@ -467,10 +467,11 @@ fn a_store_archives_every_topic_and_its_background_thread_too() {
     let arch = fast_tempdir();
     let archive: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
     let config = TopicStoreConfig::default()
-        .log_config(small_cfg())
-        .archive(Arc::clone(&archive), ArchivePolicy::everything_sealed());
+        .with_log_config(small_cfg())
+        .with_archive(Arc::clone(&archive), ArchivePolicy::everything_sealed());
     let store = TopicStore::open(dir.path(), config.clone()).unwrap();
-    let topic = store.create_topic("orders", TopicConfig::default().partitions(2).segment_bytes(64 * 1024)).unwrap();
+    let topic =
+        store.create_topic("orders", TopicConfig::default().with_partitions(2).with_segment_bytes(64 * 1024)).unwrap();
     for i in 0..2_000u64 {
         topic.send_to((i % 2) as u32, &Record::new(&value_for(i, 300))).unwrap();
     }
@@ -481,7 +482,7 @@ fn a_store_archives_every_topic_and_its_background_thread_too() {
     assert!(archive.head(&annal::archive::segment_key("orders", 1, 0)).unwrap().is_some());
     store.close().unwrap();
 
-    let store = TopicStore::open(dir.path(), config.retention_interval(Duration::from_millis(20))).unwrap();
+    let store = TopicStore::open(dir.path(), config.with_retention_interval(Duration::from_millis(20))).unwrap();
     let topic = store.topic("orders").unwrap();
     let archived_before = topic.archived_segments().unwrap().len();
     for i in 2_000..4_000u64 {
@@ -630,7 +631,7 @@ mod s3 {
         log.close().unwrap();
         let log = Log::open(dir.path(), cfg(Arc::clone(&store))).unwrap();
         assert_eq!(log.archived_segments(), archived[2..].to_vec());
-        let out = log.apply_retention_at(&annal::Retention::default().max_bytes(1), 0).unwrap();
+        let out = log.apply_retention_at(&annal::Retention::default().with_max_bytes(1), 0).unwrap();
         assert_eq!(out.archived_deleted, archived.len() - 2);
         assert!(log.archived_segments().is_empty());
         assert!(store.list("t/").unwrap().is_empty(), "objects left on the server");

@@ -320,7 +320,7 @@ fn append_then_read_json_round_trips() {
 fn read_json_of_keyless_records_and_tombstones() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let log = annal::Log::open(&dir, annal::LogConfig::default().segment_bytes(65536)).unwrap();
+    let log = annal::Log::open(&dir, annal::LogConfig::default().with_segment_bytes(65536)).unwrap();
     let headers = [annal::Header { name: "h", value: b"v" }, annal::Header { name: "bin", value: b"\x80" }];
     log.append(&annal::Record::new(b"v").with_headers(&headers)).unwrap();
     log.append(&annal::Record::tombstone(b"\xc0gone")).unwrap();
@@ -454,7 +454,7 @@ fn a_missing_index_file_is_only_a_warning() {
 fn a_torn_tail_is_a_warning_and_damage_before_the_checkpoint_is_corruption() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let config = || annal::LogConfig::default().segment_bytes(65536).durability(annal::Durability::Never);
+    let config = || annal::LogConfig::default().with_segment_bytes(65536).with_durability(annal::Durability::Never);
     let log = annal::Log::open(&dir, config()).unwrap();
     for i in 0..50u32 {
         log.append(&annal::Record::new(&i.to_le_bytes())).unwrap();
@@ -531,7 +531,7 @@ fn tail_follows_another_process() {
 fn tail_survives_a_crashed_writer_and_its_recovery() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let config = || annal::LogConfig::default().segment_bytes(65536).durability(annal::Durability::Never);
+    let config = || annal::LogConfig::default().with_segment_bytes(65536).with_durability(annal::Durability::Never);
     let log = annal::Log::open(&dir, config()).unwrap();
     log.append(&annal::Record::new(b"r0")).unwrap();
     let (mut tail, rx) = spawn_lines(&["tail", p(&dir)]);
@@ -561,7 +561,7 @@ fn tail_survives_a_crashed_writer_and_its_recovery() {
 fn tail_waits_on_a_new_segment_that_holds_no_record_yet() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let config = annal::LogConfig::default().segment_bytes(65536).durability(annal::Durability::Never);
+    let config = annal::LogConfig::default().with_segment_bytes(65536).with_durability(annal::Durability::Never);
     let log = annal::Log::open(&dir, config).unwrap();
     for i in 0..10u32 {
         log.append(&annal::Record::new(format!("r{i}").as_bytes())).unwrap();
@@ -642,9 +642,9 @@ fn verify_exit_status_says_what_kind_of_damage_it_found() {
     let store = Arc::new(annal::LocalDirArchive::open(&archive).unwrap());
     let cfg = || {
         annal::LogConfig::default()
-            .segment_bytes(8192)
-            .durability(annal::Durability::Never)
-            .archive(store.clone(), "t/0")
+            .with_segment_bytes(8192)
+            .with_durability(annal::Durability::Never)
+            .with_archive(store.clone(), "t/0")
     };
     let log = annal::Log::open(&pristine, cfg()).unwrap();
     for i in 0..300u32 {
@@ -652,7 +652,7 @@ fn verify_exit_status_says_what_kind_of_damage_it_found() {
     }
     log.roll().unwrap();
     let _ = log.delete_before(20).unwrap();
-    let _ = log.archive_at(&annal::ArchivePolicy::default().max_local_bytes(30_000), 0).unwrap();
+    let _ = log.archive_at(&annal::ArchivePolicy::default().with_max_local_bytes(30_000), 0).unwrap();
     for i in 0..30u32 {
         log.append(&annal::Record::new(format!("tail {i}").as_bytes())).unwrap();
     }

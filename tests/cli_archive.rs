@@ -16,10 +16,11 @@ fn value(i: u64) -> Vec<u8> {
 
 /// A store with topic `orders` (2 partitions) holding several sealed segments each.
 fn filled_store(dir: &Path) {
-    let config = TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never));
+    let config = TopicStoreConfig::default().with_log_config(LogConfig::default().with_durability(Durability::Never));
     let store = TopicStore::open(dir, config).unwrap();
-    let topic = store.create_topic("orders", TopicConfig::default().partitions(2).segment_bytes(16 * 1024)).unwrap();
-    store.create_topic("other", TopicConfig::default().partitions(1).segment_bytes(16 * 1024)).unwrap();
+    let topic =
+        store.create_topic("orders", TopicConfig::default().with_partitions(2).with_segment_bytes(16 * 1024)).unwrap();
+    store.create_topic("other", TopicConfig::default().with_partitions(1).with_segment_bytes(16 * 1024)).unwrap();
     for i in 0..600u64 {
         topic.send_to((i % 2) as u32, &Record::new(&value(i))).unwrap();
     }
@@ -55,7 +56,8 @@ fn archive_run_then_list_then_read_back_through_the_library() {
     // Every record reads back through a store configured with the archive.
     let archive = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
     let store =
-        TopicStore::open(dir.path(), TopicStoreConfig::default().archive(archive, ArchivePolicy::default())).unwrap();
+        TopicStore::open(dir.path(), TopicStoreConfig::default().with_archive(archive, ArchivePolicy::default()))
+            .unwrap();
     let topic = store.topic("orders").unwrap();
     for part in 0..2u32 {
         let mut reader = topic.read_from(part, 0).unwrap();
@@ -203,9 +205,9 @@ fn retention_and_topic_deletion_delete_archived_objects() {
         let store = TopicStore::open(dir.path(), TopicStoreConfig::default()).unwrap();
         store.delete_topic("other").unwrap();
         let c = TopicConfig::default()
-            .partitions(1)
-            .segment_bytes(16 * 1024)
-            .retention(annal::Retention::default().max_bytes(1));
+            .with_partitions(1)
+            .with_segment_bytes(16 * 1024)
+            .with_retention(annal::Retention::default().with_max_bytes(1));
         let t = store.create_topic("other", c).unwrap();
         for i in 0..300u64 {
             t.send(&Record::new(&value(i))).unwrap();
@@ -251,7 +253,8 @@ fn retention_and_topic_deletion_delete_archived_objects() {
 /// `orders` again, in a store that already has `other`.
 fn filled_store_again(dir: &Path) {
     let store = TopicStore::open(dir, TopicStoreConfig::default()).unwrap();
-    let topic = store.create_topic("orders", TopicConfig::default().partitions(2).segment_bytes(16 * 1024)).unwrap();
+    let topic =
+        store.create_topic("orders", TopicConfig::default().with_partitions(2).with_segment_bytes(16 * 1024)).unwrap();
     for i in 0..600u64 {
         topic.send_to((i % 2) as u32, &Record::new(&value(i))).unwrap();
     }

@@ -124,7 +124,7 @@ fn sealed_end(log: &Log) -> u64 {
 }
 
 fn policy(retention_ms: u64) -> Compaction {
-    Compaction::default().tombstone_retention(Duration::from_millis(retention_ms))
+    Compaction::default().with_tombstone_retention(Duration::from_millis(retention_ms))
 }
 
 /// Everything a log must answer like the model.
@@ -182,7 +182,7 @@ fn random_workload(seed: u64) {
     let tmp = fast_tempdir();
     let dir = tmp.path().join("log");
     let interval = [1u32, 64, 256, 4096][rng.range(0, 4) as usize];
-    let cfg = tiny_cfg().index_interval_bytes(interval).max_open_segments(1 + rng.range(0, 4) as usize);
+    let cfg = tiny_cfg().with_index_interval_bytes(interval).with_max_open_segments(1 + rng.range(0, 4) as usize);
     let keys = 1 + rng.range(0, 10);
     let retention = 1_000u64;
     let mut log = Log::open(&dir, cfg.clone()).unwrap();
@@ -460,7 +460,7 @@ fn a_segment_left_empty_keeps_its_range() {
 #[test]
 fn a_read_only_log_follows_a_compaction_by_the_writer() {
     let dir = fast_tempdir();
-    let cfg = small_cfg().max_open_segments(1);
+    let cfg = small_cfg().with_max_open_segments(1);
     let log = Log::open(dir.path(), cfg.clone()).unwrap();
     for i in 0..2_000u32 {
         log.append(&Record::new(&[i as u8; 90]).with_key(format!("k{}", i % 5).as_bytes())).unwrap();
@@ -493,7 +493,7 @@ fn key_of(offset: u64) -> Vec<u8> {
 #[test]
 fn a_reader_inside_a_segment_being_compacted_reads_the_old_file_consistently() {
     let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg().max_open_segments(1)).unwrap();
+    let log = Log::open(dir.path(), small_cfg().with_max_open_segments(1)).unwrap();
     while log.segments().len() < 4 {
         let o = log.next_offset();
         log.append(&Record::new(&keyed_value(o)).with_key(&key_of(o))).unwrap();
@@ -541,7 +541,7 @@ fn a_reader_inside_a_segment_being_compacted_reads_the_old_file_consistently() {
 #[test]
 fn readers_race_compaction_appends_and_retention() {
     let dir = fast_tempdir();
-    let log = Log::open(dir.path(), small_cfg().max_open_segments(2)).unwrap();
+    let log = Log::open(dir.path(), small_cfg().with_max_open_segments(2)).unwrap();
     let stop = AtomicBool::new(false);
     let running = AtomicUsize::new(0);
     let is_tombstone = |o: u64| o % 17 == 5;
@@ -776,7 +776,10 @@ fn a_crash_at_any_call_of_a_compaction_loses_no_latest_value_and_revives_no_key(
 fn crash_sweep(seed: u64, failures: &mut Vec<String>) -> (u64, usize, usize) {
     let tmp = fast_tempdir();
     let fixture = tmp.path().join("fixture");
-    let cfg = LogConfig::default().segment_bytes(8192).index_interval_bytes(256).durability(annal::Durability::Never);
+    let cfg = LogConfig::default()
+        .with_segment_bytes(8192)
+        .with_index_interval_bytes(256)
+        .with_durability(annal::Durability::Never);
     let (original, bases) = build_crash_fixture(&fixture, &cfg, seed);
     let now = T0 + (original.next as i64 / 2) * 100;
     let retention = 1u64;
@@ -788,7 +791,7 @@ fn crash_sweep(seed: u64, failures: &mut Vec<String>) -> (u64, usize, usize) {
         copy_dir(from, dir);
         let io = Arc::new(PowerLossIo::new(dir, crash_at));
         let mut compacted_below = None;
-        if let Ok(log) = Log::open(dir, cfg.clone().io(io.clone() as Arc<dyn annal::io::Io>)) {
+        if let Ok(log) = Log::open(dir, cfg.clone().with_io(io.clone() as Arc<dyn annal::io::Io>)) {
             compacted_below = Some(sealed_end(&log));
             let result = log.compact_at(&policy, now);
             if crash_at.is_none() && from == fixture {
@@ -893,7 +896,7 @@ fn crash_sweep(seed: u64, failures: &mut Vec<String>) -> (u64, usize, usize) {
 /// 3 keys, all sealed: (io, configuration, log).
 fn three_keys_over_fault_io(dir: &Path) -> (Arc<FaultIo>, LogConfig, Log) {
     let io = Arc::new(FaultIo::new());
-    let cfg = small_cfg().io(io.clone());
+    let cfg = small_cfg().with_io(io.clone());
     let log = Log::open(dir, cfg.clone()).unwrap();
     for i in 0..1_000u32 {
         log.append(&Record::new(&[i as u8; 80]).with_key(format!("k{}", i % 3).as_bytes())).unwrap();

@@ -27,7 +27,7 @@ fn check_record(offset: u64, key: Option<&[u8]>, value: Option<&[u8]>, what: &st
 #[test]
 fn readers_see_complete_dense_records_while_the_writer_rolls() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = common::small_cfg().max_open_segments(2);
+    let cfg = common::small_cfg().with_max_open_segments(2);
     let log = Log::open(tmp.path(), cfg).unwrap();
     const TOTAL: u64 = 8_000;
     let done = AtomicBool::new(false);
@@ -212,7 +212,7 @@ fn concurrent_appenders_with_group_commit() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let io = Arc::new(FaultIo::new());
-    let cfg = || common::small_cfg().durability(Durability::Always).io(io.clone());
+    let cfg = || common::small_cfg().with_durability(Durability::Always).with_io(io.clone());
     let log = Log::open(&dir, cfg()).unwrap();
     const THREADS: u64 = 6;
     const PER_THREAD: u64 = 120;
@@ -294,7 +294,7 @@ fn failed_fsync_with_concurrent_appenders() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let io = Arc::new(FaultIo::new());
-    let log = Log::open(&dir, common::small_cfg().durability(Durability::Always).io(io.clone())).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_durability(Durability::Always).with_io(io.clone())).unwrap();
     io.fail_sync_after(40);
     let acked: Vec<Vec<(u64, String)>> = thread::scope(|s| {
         let handles: Vec<_> = (0..4u64)
@@ -350,7 +350,7 @@ fn failed_fsync_with_concurrent_appenders() {
 fn a_reader_rebuilding_an_index_races_the_writer_reopening_the_segment() {
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let cfg = || common::small_cfg().index_interval_bytes(64);
+    let cfg = || common::small_cfg().with_index_interval_bytes(64);
     let mut next = 0u64;
     for round in 0..150u64 {
         let log = Log::open(&dir, cfg()).unwrap();

@@ -78,10 +78,10 @@ impl Io for NoSyncIo {
 
 fn cfg() -> LogConfig {
     LogConfig::default()
-        .segment_bytes(8 * 1024)
-        .index_interval_bytes(256)
-        .durability(Durability::Never)
-        .io(Arc::new(NoSyncIo::default()))
+        .with_segment_bytes(8 * 1024)
+        .with_index_interval_bytes(256)
+        .with_durability(Durability::Never)
+        .with_io(Arc::new(NoSyncIo::default()))
 }
 
 // ---------------------------------------------------------------------------

@@ -38,7 +38,7 @@ const MIN_PASSES: u64 = 4;
 const CHILD_MAX_APPENDS: u64 = 20_000;
 
 fn cfg(durability: Durability) -> LogConfig {
-    LogConfig::default().segment_bytes(8192).index_interval_bytes(512).durability(durability)
+    LogConfig::default().with_segment_bytes(8192).with_index_interval_bytes(512).with_durability(durability)
 }
 
 /// The interval of the `Durability::Interval` variant.
@@ -156,15 +156,15 @@ fn append_and_report(log: &Log, seed: u64, few_keys: bool) {
 /// archive is a directory beside the log.
 fn policy_cfg(dir: &Path) -> LogConfig {
     let store = annal::archive::LocalDirArchive::open(dir.with_extension("archive")).unwrap();
-    cfg(Durability::Always).archive(std::sync::Arc::new(store), "t/0")
+    cfg(Durability::Always).with_archive(std::sync::Arc::new(store), "t/0")
 }
 
 /// The child's policy thread: archival, size retention and `delete_before`
 /// in a loop while the main thread appends. Any error is a failure (the
 /// child then dies of a panic, not of SIGKILL).
 fn run_policies(log: &Log, stop: &std::sync::atomic::AtomicBool) {
-    let archive = annal::ArchivePolicy::default().max_local_bytes(24_000);
-    let retention = annal::Retention::default().max_bytes(60_000);
+    let archive = annal::ArchivePolicy::default().with_max_local_bytes(24_000);
+    let retention = annal::Retention::default().with_max_bytes(60_000);
     let mut i = 0u64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         i += 1;

@@ -276,7 +276,10 @@ impl Plan {
     }
 
     fn config(&self) -> LogConfig {
-        LogConfig::default().segment_bytes(self.segment_bytes).index_interval_bytes(256).durability(self.durability)
+        LogConfig::default()
+            .with_segment_bytes(self.segment_bytes)
+            .with_index_interval_bytes(256)
+            .with_durability(self.durability)
     }
 }
 
@@ -326,7 +329,7 @@ struct Outcome {
 /// Runs `plan` in `dir` through `io` until the end or until the process dies,
 /// then abandons the log.
 fn run_workload(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>) -> Outcome {
-    let cfg = plan.config().io(Arc::clone(io) as Arc<dyn annal::io::Io>);
+    let cfg = plan.config().with_io(Arc::clone(io) as Arc<dyn annal::io::Io>);
     let eras = Eras::new(plan.seed);
     let mut out = Outcome::default();
     out.expect.untorn_cache = true;
@@ -453,7 +456,7 @@ fn run_workload(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>) -> Outcome {
 /// `n1` is what a clean recovery of `dir` finds. Returns what must hold after
 /// a power loss of this second life, and its eras.
 fn recovery_crash(plan: &Plan, dir: &Path, io: &Arc<PowerLossIo>, eras: &Eras, n1: u64) -> (Outcome, Eras) {
-    let cfg = plan.config().io(Arc::clone(io) as Arc<dyn annal::io::Io>);
+    let cfg = plan.config().with_io(Arc::clone(io) as Arc<dyn annal::io::Io>);
     let seed = plan.seed ^ AFTER_CRASH;
     // Everything a clean recovery finds is on disk, durable: a recovery that
     // crashes must not lose it either. The torn tail of the first crash, if

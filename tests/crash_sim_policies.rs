@@ -152,11 +152,11 @@ fn plans() -> Vec<Plan> {
 fn config(plan: &Plan, io: Arc<dyn annal::io::Io>, archive_root: &Path) -> LogConfig {
     let store = LocalDirArchive::with_io(archive_root, Arc::clone(&io)).expect("archive store");
     LogConfig::default()
-        .segment_bytes(8 << 10)
-        .index_interval_bytes(256)
-        .durability(plan.durability)
-        .archive(Arc::new(store), PREFIX)
-        .io(io)
+        .with_segment_bytes(8 << 10)
+        .with_index_interval_bytes(256)
+        .with_durability(plan.durability)
+        .with_archive(Arc::new(store), PREFIX)
+        .with_io(io)
 }
 
 fn local_bytes(log: &Log) -> u64 {
@@ -169,15 +169,15 @@ fn run_step(log: &Log, step: Step) -> annal::Result<()> {
     match step {
         Step::DeleteBefore(n) => log.delete_before((start + n).min(log.next_offset())).map(drop),
         Step::RetainAge(n) => {
-            let policy = Retention::default().max_age(Duration::from_secs(1));
+            let policy = Retention::default().with_max_age(Duration::from_secs(1));
             log.apply_retention_at(&policy, ts(start + n) + 1000).map(drop)
         }
         Step::RetainSize(percent) => {
             let total: u64 = log.segments().iter().map(|s| s.data_bytes).sum();
-            log.apply_retention_at(&Retention::default().max_bytes(total * percent / 100), ts(0)).map(drop)
+            log.apply_retention_at(&Retention::default().with_max_bytes(total * percent / 100), ts(0)).map(drop)
         }
         Step::Archive(percent) => {
-            let policy = ArchivePolicy::default().max_local_bytes(local_bytes(log) * percent / 100);
+            let policy = ArchivePolicy::default().with_max_local_bytes(local_bytes(log) * percent / 100);
             log.archive_at(&policy, ts(0)).map(drop)
         }
         Step::AppendRoll(n) => append(log, n).and_then(|()| log.roll()),
@@ -318,10 +318,10 @@ fn check_contents(log: &Log, ex: &Expect, what: &str) -> Result<(u64, u64, usize
 fn check(plan: &Plan, ex: &Expect, dir: &Path, archive: &Path) -> Result<usize, String> {
     let store: Arc<dyn ArchiveStore> = Arc::new(LocalDirArchive::open(archive).map_err(|e| format!("archive: {e}"))?);
     let cfg = LogConfig::default()
-        .segment_bytes(8 << 10)
-        .index_interval_bytes(256)
-        .durability(plan.durability)
-        .archive(Arc::clone(&store), PREFIX);
+        .with_segment_bytes(8 << 10)
+        .with_index_interval_bytes(256)
+        .with_durability(plan.durability)
+        .with_archive(Arc::clone(&store), PREFIX);
     let ro = Log::open_read_only(dir, cfg.clone()).map_err(|e| format!("the read-only open failed: {e}"))?;
     let ro_seen = check_contents(&ro, ex, "read-only open")?;
     drop(ro);
@@ -449,7 +449,7 @@ fn run_point(plan: &Plan, dry: &Trace, k: u64, stats: &mut Stats) {
         }
         // Which start the recovered log has (counted once per point).
         if v == 0 {
-            let cfg = LogConfig::default().segment_bytes(8 << 10);
+            let cfg = LogConfig::default().with_segment_bytes(8 << 10);
             if let Ok(l) = Log::open_read_only(&target, cfg) {
                 if l.start_offset() == ex.start_target && ex.start_target != ex.start_before {
                     stats.start_moved += 1;

@@ -72,10 +72,10 @@ fn round(seed: u64) -> Result<(u64, u64), String> {
     let dir = tmp.path().join("log");
     let io = Arc::new(PowerLossIo::new(&dir, None).with_sync_delay(Duration::from_micros(200)));
     let config = LogConfig::default()
-        .segment_bytes(32 << 10)
-        .index_interval_bytes(512)
-        .durability(Durability::Always)
-        .io(Arc::clone(&io) as Arc<dyn annal::io::Io>);
+        .with_segment_bytes(32 << 10)
+        .with_index_interval_bytes(512)
+        .with_durability(Durability::Always)
+        .with_io(Arc::clone(&io) as Arc<dyn annal::io::Io>);
     let log = Log::open(&dir, config).map_err(|e| format!("open: {e}"))?;
     let book = Mutex::new(Book::default());
     let acked = AtomicU64::new(0);
@@ -123,7 +123,7 @@ fn round(seed: u64) -> Result<(u64, u64), String> {
     };
     let after = tmp.path().join("after");
     io.power_loss_into(&after, mode, &mut rng);
-    let log = Log::open(&after, LogConfig::default().segment_bytes(32 << 10))
+    let log = Log::open(&after, LogConfig::default().with_segment_bytes(32 << 10))
         .map_err(|e| format!("{mode}: the log does not open after the crash: {e}"))?;
     let recs = common::read_all(&log).map_err(|e| format!("{mode}: reading after the crash: {e}"))?;
     // Every recovered record is one that was appended, at a dense offset.

@@ -566,7 +566,7 @@ fn expected_v1() -> Vec<OwnedRecord> {
 }
 
 fn v1_config() -> LogConfig {
-    LogConfig::default().segment_bytes(4096).index_interval_bytes(512).durability(Durability::Always)
+    LogConfig::default().with_segment_bytes(4096).with_index_interval_bytes(512).with_durability(Durability::Always)
 }
 
 // The fixture was written by annal before batch frames existed (format

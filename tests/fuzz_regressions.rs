@@ -143,7 +143,7 @@ fn segment_recovery_record_at_the_last_offset() {
     assert_eq!((ro.start_offset(), ro.next_offset()), (u64::MAX, u64::MAX));
     assert_eq!(ro.recovery_report().truncated_bytes, 37);
     drop(ro);
-    let strict = config.clone().recovery_mode(annal::RecoveryMode::AbsoluteConsistency);
+    let strict = config.clone().with_recovery_mode(annal::RecoveryMode::AbsoluteConsistency);
     let err = Log::open(&dir, strict).unwrap_err();
     assert!(err.to_string().contains("u64::MAX"), "{err}");
     let log = Log::open(&dir, config).unwrap();
@@ -405,7 +405,7 @@ fn compact_ops_random_inputs() {
 const TS: i64 = 1_700_000_000_000;
 
 fn small_config() -> LogConfig {
-    LogConfig::default().segment_bytes(4096).index_interval_bytes(256).durability(Durability::Never)
+    LogConfig::default().with_segment_bytes(4096).with_index_interval_bytes(256).with_durability(Durability::Never)
 }
 
 /// Appends `n` varied records (keys, headers, tombstones, timestamps going

@@ -68,7 +68,7 @@ fn append_to_model(log: &Log, model: &mut Vec<OwnedRecord>, recs: &[Rec], single
         let headers: Vec<Vec<Header<'_>>> = recs.iter().map(|r| header_refs(&r.headers)).collect();
         let batch: Vec<Record<'_>> = recs.iter().zip(&headers).map(|(r, h)| r.record(h)).collect();
         // A batch is stored whole in one segment, or refused with nothing written.
-        let room = log.config().get_segment_bytes() - (DATA_START + FOOTER_LEN) as u64;
+        let room = log.config().segment_bytes() - (DATA_START + FOOTER_LEN) as u64;
         let size = annal::record::batch::encoded_len(&batch).map_or(0, |l| l as u64);
         if size > room {
             match log.append_batch(&batch) {
@@ -231,7 +231,10 @@ fn read_some(reader: &mut annal::LogReader, model: &[OwnedRecord], count: usize,
 }
 
 fn model_cfg(segment_bytes: u64, interval: u32) -> LogConfig {
-    LogConfig::default().segment_bytes(segment_bytes).index_interval_bytes(interval).durability(Durability::Never)
+    LogConfig::default()
+        .with_segment_bytes(segment_bytes)
+        .with_index_interval_bytes(interval)
+        .with_durability(Durability::Never)
 }
 
 proptest! {
@@ -361,7 +364,7 @@ fn oversized_record_is_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let cfg = common::small_cfg();
-    let max = cfg.get_max_record_bytes() as usize;
+    let max = cfg.max_record_bytes() as usize;
     assert_eq!(max, 64 * 1024 - 128 - 64 - 32, "by default a record may fill a segment, as a batch of its own");
     let log = Log::open(&dir, cfg.clone()).unwrap();
     for i in 0..10u64 {
@@ -421,12 +424,15 @@ fn oversized_record_is_refused_and_nothing_is_written() {
     log.close().unwrap();
 
     // A configured maximum below the segment size.
-    let log = Log::open(&dir, common::small_cfg().max_record_bytes(1000)).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_max_record_bytes(1000)).unwrap();
     assert!(matches!(log.append(&Record::new(&[0u8; 977])), Err(Error::RecordTooLarge { size: 1001, max: 1000 })));
     assert_eq!(log.append(&Record::new(&[0u8; 976])).unwrap(), 12);
     // A maximum that does not fit in a segment is a configuration error.
     drop(log);
-    assert!(matches!(Log::open(&dir, common::small_cfg().max_record_bytes(64 * 1024)), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        Log::open(&dir, common::small_cfg().with_max_record_bytes(64 * 1024)),
+        Err(Error::InvalidConfig(_))
+    ));
 }
 
 #[test]
@@ -442,7 +448,7 @@ fn empty_batch_writes_nothing() {
     assert_eq!(log.next_offset(), 2);
     assert_same_files(&before, &snapshot(&dir), "empty batch");
     drop(log);
-    let log = Log::open(&dir, common::small_cfg().durability(Durability::Always)).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_durability(Durability::Always)).unwrap();
     assert_eq!(log.append_batch(&[]).unwrap(), 2..2);
     assert_eq!(log.append(&Record::new(b"c")).unwrap(), 2);
     assert_eq!(read_all(&log).unwrap().len(), 3);
@@ -452,12 +458,12 @@ fn empty_batch_writes_nothing() {
 fn invalid_configurations_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = [
-        LogConfig::default().segment_bytes(4095),
-        LogConfig::default().segment_bytes(u64::from(u32::MAX) + 1),
-        LogConfig::default().index_interval_bytes(0),
-        LogConfig::default().max_open_segments(0),
-        LogConfig::default().max_record_bytes(10),
-        LogConfig::default().durability(Durability::Interval(std::time::Duration::ZERO)),
+        LogConfig::default().with_segment_bytes(4095),
+        LogConfig::default().with_segment_bytes(u64::from(u32::MAX) + 1),
+        LogConfig::default().with_index_interval_bytes(0),
+        LogConfig::default().with_max_open_segments(0),
+        LogConfig::default().with_max_record_bytes(10),
+        LogConfig::default().with_durability(Durability::Interval(std::time::Duration::ZERO)),
     ];
     for cfg in bad {
         let what = format!("{cfg:?}");
@@ -487,7 +493,7 @@ fn second_writer_is_locked_out() {
 // ---------------------------------------------------------------------------
 
 fn faulty(io: &Arc<FaultIo>, durability: Durability) -> LogConfig {
-    common::small_cfg().durability(durability).io(io.clone())
+    common::small_cfg().with_durability(durability).with_io(io.clone())
 }
 
 fn value(i: u64) -> Vec<u8> {
@@ -781,7 +787,7 @@ fn a_busy_segment_is_allocated_ahead_of_its_writer_and_a_failure_there_is_no_err
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let io = Arc::new(FaultIo::new());
-    let cfg = LogConfig::default().segment_bytes(64 << 20).durability(Durability::Never).io(io.clone());
+    let cfg = LogConfig::default().with_segment_bytes(64 << 20).with_durability(Durability::Never).with_io(io.clone());
     let log = Log::open(&dir, cfg).unwrap();
     let file = dir.join(format!("{:020}.log", 0));
     let len = || std::fs::metadata(&file).unwrap().len();
@@ -847,7 +853,7 @@ fn segments_roll_by_age() {
     const AGE: Duration = Duration::from_millis(500);
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let cfg = || common::small_cfg().segment_max_age(Some(AGE));
+    let cfg = || common::small_cfg().with_segment_max_age(Some(AGE));
     let opened = Instant::now();
     let log = Log::open(&dir, cfg()).unwrap();
     for i in 0..3 {
@@ -879,7 +885,7 @@ fn segments_roll_by_age() {
     // Without an age limit, a young last segment is reused.
     log.close().unwrap();
     let segments = Log::open_read_only(&dir, common::small_cfg()).unwrap().segments().len();
-    let log = Log::open(&dir, common::small_cfg().segment_max_age(None)).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_segment_max_age(None)).unwrap();
     log.append(&Record::new(&value(5))).unwrap();
     assert_eq!(log.segments().len(), segments);
 }
@@ -992,7 +998,7 @@ fn a_batch_survives_an_io_error_at_any_call_whole_or_not_at_all() {
                 let tmp = common::fast_tempdir();
                 let dir = tmp.path().join("log");
                 let io = Arc::new(NthCallFails::default());
-                let cfg = common::small_cfg().durability(durability).io(io.clone());
+                let cfg = common::small_cfg().with_durability(durability).with_io(io.clone());
                 let log = Log::open(&dir, cfg).unwrap();
                 // Fill the active segment so that the batch of the next 3
                 // records needs a roll.
@@ -1053,7 +1059,7 @@ fn read_durable(log: &Log, from: u64) -> Vec<OwnedRecord> {
 fn under_never_the_durable_watermark_moves_with_syncs_rolls_and_close() {
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let log = Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_durability(Durability::Never)).unwrap();
     assert_eq!(log.durable_offset(), 0);
     let values: Vec<Vec<u8>> = (0..10).map(value).collect();
     let batch: Vec<Record<'_>> = values.iter().map(|v| Record::new(v)).collect();
@@ -1079,7 +1085,7 @@ fn under_never_the_durable_watermark_moves_with_syncs_rolls_and_close() {
     assert_eq!(log.durable_offset(), 7);
     log.close().unwrap();
     // After a clean close everything is durable; after a crash, the reopen makes it so.
-    let log = Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_durability(Durability::Never)).unwrap();
     assert_eq!(log.durable_offset(), 10);
     assert_eq!(read_durable(&log, 0).len(), 10);
     log.append(&Record::new(b"after")).unwrap();
@@ -1089,7 +1095,7 @@ fn under_never_the_durable_watermark_moves_with_syncs_rolls_and_close() {
     assert_eq!((ro.next_offset(), ro.durable_offset()), (11, 10), "read-only: durable up to the checkpoint");
     assert_eq!(read_durable(&ro, 0).len(), 10);
     drop(ro);
-    let log = Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_durability(Durability::Never)).unwrap();
     assert!(log.recovery_report().scanned_segment.is_some());
     assert_eq!((log.next_offset(), log.durable_offset()), (11, 11), "recovery makes what it found durable");
 }
@@ -1098,7 +1104,7 @@ fn under_never_the_durable_watermark_moves_with_syncs_rolls_and_close() {
 fn under_always_every_acknowledged_append_is_below_the_watermark() {
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let log = Log::open(&dir, common::small_cfg().durability(Durability::Always)).unwrap();
+    let log = Log::open(&dir, common::small_cfg().with_durability(Durability::Always)).unwrap();
     for i in 0..200u64 {
         let o = log.append(&Record::new(&value(i))).unwrap();
         assert_eq!(log.durable_offset(), o + 1, "append {i} returned before it was durable");
@@ -1112,7 +1118,7 @@ fn under_always_every_acknowledged_append_is_below_the_watermark() {
 fn under_interval_the_flusher_moves_the_watermark_and_wakes_waiters() {
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let cfg = common::small_cfg().durability(Durability::Interval(Duration::from_millis(20)));
+    let cfg = common::small_cfg().with_durability(Durability::Interval(Duration::from_millis(20)));
     let log = Arc::new(Log::open(&dir, cfg).unwrap());
     let reader = {
         let log = Arc::clone(&log);
@@ -1144,7 +1150,7 @@ fn under_interval_the_flusher_moves_the_watermark_and_wakes_waiters() {
 fn a_durable_wait_ends_when_another_thread_syncs() {
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let log = Arc::new(Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap());
+    let log = Arc::new(Log::open(&dir, common::small_cfg().with_durability(Durability::Never)).unwrap());
     log.append(&Record::new(b"x")).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     // The waiter's timeout is far longer than any wake-up takes: had the sync

@@ -39,7 +39,7 @@ fn a_parked_log_reads_appends_syncs_closes_and_recovers_as_before() {
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
     let io = Arc::new(common::FaultIo::new());
-    let cfg = || common::small_cfg().durability(Durability::Never).io(io.clone());
+    let cfg = || common::small_cfg().with_durability(Durability::Never).with_io(io.clone());
     let log = Log::open(&dir, cfg()).unwrap();
     assert!(!log.park().unwrap(), "an open log has no active segment until its first append");
     for i in 0..10 {
@@ -109,10 +109,10 @@ fn logs_sharing_limits_park_each_other_and_lose_nothing() {
     let tmp = common::fast_tempdir();
     let limits = SharedLimits::new(4, 8);
     let cfg = LogConfig::default()
-        .segment_bytes(4096)
-        .durability(Durability::Never)
-        .max_open_segments(64)
-        .shared_limits(Arc::clone(&limits));
+        .with_segment_bytes(4096)
+        .with_durability(Durability::Never)
+        .with_max_open_segments(64)
+        .with_shared_limits(Arc::clone(&limits));
     let logs: Vec<Log> = (0..40).map(|i| Log::open(tmp.path().join(i.to_string()), cfg.clone()).unwrap()).collect();
     let fds = count("/proc/self/fd");
     for round in 0..30u64 {
@@ -144,7 +144,7 @@ fn readers_follow_a_log_that_is_parked_and_taken_up_again_meanwhile() {
     let _serial = serial();
     let tmp = common::fast_tempdir();
     let dir = tmp.path().join("log");
-    let log = Arc::new(Log::open(&dir, common::small_cfg().durability(Durability::Never)).unwrap());
+    let log = Arc::new(Log::open(&dir, common::small_cfg().with_durability(Durability::Never)).unwrap());
     const N: u64 = 3_000;
     let readers: Vec<_> = (0..2)
         .map(|_| {
@@ -190,11 +190,13 @@ fn a_store_of_thousands_of_partitions_stays_within_its_limits() {
     let tmp = common::fast_tempdir();
     let (threads0, fds0, maps0) = (count("/proc/self/task"), count("/proc/self/fd"), mappings());
     let config = TopicStoreConfig::default()
-        .log_config(LogConfig::default().durability(Durability::Never))
-        .max_open_partitions(OPEN)
-        .max_cached_segments(CACHED);
+        .with_log_config(LogConfig::default().with_durability(Durability::Never))
+        .with_max_open_partitions(OPEN)
+        .with_max_cached_segments(CACHED);
     let store = TopicStore::open(tmp.path(), config).unwrap();
-    let topic = store.create_topic("t", TopicConfig::default().partitions(PARTITIONS).segment_bytes(16 << 10)).unwrap();
+    let topic = store
+        .create_topic("t", TopicConfig::default().with_partitions(PARTITIONS).with_segment_bytes(16 << 10))
+        .unwrap();
     let check = |what: &str| {
         let threads = count("/proc/self/task");
         let fds = count("/proc/self/fd");

@@ -106,7 +106,7 @@ fn nonzero_extent(fragment: &[u8]) -> u64 {
 }
 
 fn cfg(durability: Durability) -> LogConfig {
-    common::tiny_cfg().durability(durability)
+    common::tiny_cfg().with_durability(durability)
 }
 
 /// A log of a few 4 KiB segments whose last segment holds `last_records`
@@ -548,7 +548,7 @@ fn index_interval_change_is_harmless() {
     let dir = tmp.path().join("log");
     let all = closed_log_with_indexes(&dir);
     for interval in [1, 100, 4096, 1 << 20] {
-        let cfg = common::small_cfg().index_interval_bytes(interval);
+        let cfg = common::small_cfg().with_index_interval_bytes(interval);
         let log = Log::open(&dir, cfg).unwrap();
         assert_holds(&log, &all, &format!("interval {interval}"));
         for at in [0u64, 1, 150, 299, 599] {
@@ -646,7 +646,7 @@ fn torn_write_after_last_record_is_cut_and_reported() {
 
 #[test]
 fn absolute_consistency_refuses_torn_tail_and_changes_nothing() {
-    let strict = || common::small_cfg().recovery_mode(RecoveryMode::AbsoluteConsistency);
+    let strict = || common::small_cfg().with_recovery_mode(RecoveryMode::AbsoluteConsistency);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let log = Log::open(&dir, common::small_cfg()).unwrap();
@@ -692,7 +692,7 @@ fn absolute_consistency_refuses_torn_tail_and_changes_nothing() {
 /// cut): strict mode must leave the file exactly as it was, length included.
 #[test]
 fn absolute_consistency_leaves_short_file_alone() {
-    let strict = || common::tiny_cfg().recovery_mode(RecoveryMode::AbsoluteConsistency);
+    let strict = || common::tiny_cfg().with_recovery_mode(RecoveryMode::AbsoluteConsistency);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let (_, name, _) = crashed_log(&dir, Durability::Never, 4);
@@ -713,7 +713,7 @@ fn absolute_consistency_leaves_short_file_alone() {
 fn damage_before_checkpoint_is_corruption_not_a_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let always = || common::small_cfg().durability(Durability::Always);
+    let always = || common::small_cfg().with_durability(Durability::Always);
     let log = Log::open(&dir, always()).unwrap();
     let all = append_n(&log, 40, 300);
     let last = log.segments().last().copied().unwrap();
@@ -887,7 +887,7 @@ fn read_only_open_changes_nothing() {
         fs::read_dir(&dir).unwrap().map(|e| e.unwrap().metadata().unwrap().modified().unwrap()).collect();
 
     for mode in [RecoveryMode::TolerateTornTail, RecoveryMode::AbsoluteConsistency] {
-        let ro = Log::open_read_only(&dir, common::small_cfg().recovery_mode(mode)).unwrap();
+        let ro = Log::open_read_only(&dir, common::small_cfg().with_recovery_mode(mode)).unwrap();
         let (got, err) = read_until_error(&ro);
         assert_eq!(got, all, "{mode:?}");
         assert_eq!(err.is_some(), mode == RecoveryMode::AbsoluteConsistency, "{mode:?}: {err:?}");
@@ -973,7 +973,10 @@ fn a_large_unsealed_segment_reads_the_same_through_positioned_reads() {
     // frame, intact, cut and damaged, all three must agree.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
-    let cfg = LogConfig::default().segment_bytes(64 << 20).max_record_bytes(8 << 20).durability(Durability::Never);
+    let cfg = LogConfig::default()
+        .with_segment_bytes(64 << 20)
+        .with_max_record_bytes(8 << 20)
+        .with_durability(Durability::Never);
     let log = Log::open(&dir, cfg.clone()).unwrap();
     let records = 700u64;
     let mut i = 0;
@@ -1218,7 +1221,7 @@ fn abandoned_log(tmp: &Path, n: u64) -> PathBuf {
 }
 
 fn faulty_cfg(io: &std::sync::Arc<common::FaultIo>) -> LogConfig {
-    common::small_cfg().io(io.clone())
+    common::small_cfg().with_io(io.clone())
 }
 
 /// Reads interrupted by a signal (EINTR) are retried: recovery reads what it

@@ -32,7 +32,7 @@ fn filled_log(n: u64) -> (TempDir, Log) {
 fn filled_faulty_log(n: u64) -> (TempDir, Arc<FaultIo>, LogConfig, Log) {
     let dir = fast_tempdir();
     let io = Arc::new(FaultIo::new());
-    let cfg = small_cfg().io(io.clone());
+    let cfg = small_cfg().with_io(io.clone());
     let log = Log::open(dir.path(), cfg.clone()).unwrap();
     fill(&log, n);
     (dir, io, cfg, log)
@@ -140,7 +140,7 @@ fn retention_by_size_keeps_the_newest_segments_and_never_the_active_one() {
     let before = log.segments();
     let total: u64 = before.iter().map(|s| s.data_bytes).sum();
     let limit = total / 3;
-    let out = log.apply_retention(&Retention::default().max_bytes(limit)).unwrap();
+    let out = log.apply_retention(&Retention::default().with_max_bytes(limit)).unwrap();
     let after = log.segments();
     let kept: u64 = after.iter().map(|s| s.data_bytes).sum();
     assert!(kept <= limit, "kept {kept} > {limit}");
@@ -151,7 +151,7 @@ fn retention_by_size_keeps_the_newest_segments_and_never_the_active_one() {
     assert_eq!(log.start_offset(), after[0].base_offset);
 
     // A limit of zero deletes every sealed segment, never the active one.
-    let _ = log.apply_retention(&Retention::default().max_bytes(0)).unwrap();
+    let _ = log.apply_retention(&Retention::default().with_max_bytes(0)).unwrap();
     let left = log.segments();
     assert_eq!(left.len(), 1);
     assert!(!left[0].sealed);
@@ -174,16 +174,16 @@ fn retention_by_age_uses_each_segments_newest_timestamp() {
     }
     log.append(&Record::new(b"now").with_timestamp(now)).unwrap();
     let week = Duration::from_millis(7 * day as u64);
-    let out = log.apply_retention_at(&Retention::default().max_age(week), now).unwrap();
+    let out = log.apply_retention_at(&Retention::default().with_max_age(week), now).unwrap();
     assert_eq!((out.segments_deleted, out.start_offset), (1, 50));
     let two_days = Duration::from_millis(2 * day as u64);
-    let out = log.apply_retention_at(&Retention::default().max_age(two_days), now).unwrap();
+    let out = log.apply_retention_at(&Retention::default().with_max_age(two_days), now).unwrap();
     assert_eq!((out.segments_deleted, out.start_offset), (1, 100));
     // The timestamp index answers from the start, never below it.
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(100));
     assert_eq!(log.offset_for_timestamp(now).unwrap(), Some(150));
     // Nothing is old enough for an hour-long limit to reach the active segment.
-    let out = log.apply_retention_at(&Retention::default().max_age(Duration::from_secs(3600)), now).unwrap();
+    let out = log.apply_retention_at(&Retention::default().with_max_age(Duration::from_secs(3600)), now).unwrap();
     assert_eq!(out.start_offset, 150);
     assert_eq!(log.segments().len(), 1);
     log.close().unwrap();
@@ -345,7 +345,7 @@ fn readers_race_retention_without_crashing_or_misreading() {
             if round % 2 == 0 {
                 let _ = log.delete_before(keep_from).unwrap();
             } else {
-                let _ = log.apply_retention(&Retention::default().max_bytes(100_000)).unwrap();
+                let _ = log.apply_retention(&Retention::default().with_max_bytes(100_000)).unwrap();
             }
         }
         stop.store(true, Ordering::SeqCst);

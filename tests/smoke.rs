@@ -1,7 +1,7 @@
 use annal::{Durability, Log, LogConfig, Record};
 
 fn cfg() -> LogConfig {
-    LogConfig::default().segment_bytes(64 * 1024).durability(Durability::Never).index_interval_bytes(256)
+    LogConfig::default().with_segment_bytes(64 * 1024).with_durability(Durability::Never).with_index_interval_bytes(256)
 }
 
 #[test]

@@ -23,12 +23,13 @@ use common::{FaultIo, fast_tempdir};
 use tempfile::TempDir;
 
 fn cfg() -> TopicStoreConfig {
-    TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).index_interval_bytes(256))
+    TopicStoreConfig::default()
+        .with_log_config(LogConfig::default().with_durability(Durability::Never).with_index_interval_bytes(256))
 }
 
 /// A topic of `n` partitions with 4 KiB segments, so that a few records roll.
 fn tiny(n: u32) -> TopicConfig {
-    TopicConfig::default().partitions(n).segment_bytes(4096)
+    TopicConfig::default().with_partitions(n).with_segment_bytes(4096)
 }
 
 /// A store (`cfg()`) in a fresh directory with one topic: (directory, store, topic).
@@ -120,7 +121,7 @@ fn golden_topic_meta_v3() {
     assert_eq!(golden.len(), 24 + 48);
     assert_eq!(meta.encode(), golden);
     assert_eq!(TopicMeta::decode(&golden), Ok(meta));
-    let policy = ArchivePolicy::default().max_local_age(Duration::from_secs(3600)).max_local_bytes(1 << 30);
+    let policy = ArchivePolicy::default().with_max_local_age(Duration::from_secs(3600)).with_max_local_bytes(1 << 30);
     let with_policy = TopicMeta { archive_policy: Some(policy), ..meta };
     let golden = golden_meta_v3_bytes(Some((3_600_000, 1 << 30)));
     assert_eq!(golden.len(), 24 + 64);
@@ -151,11 +152,11 @@ fn golden_topic_meta_v1_is_still_read() {
     assert_eq!(TopicMeta::decode(&GOLDEN_META), Ok(meta));
     // The configuration round-trips through the stored fields.
     let config = meta.config();
-    assert_eq!(config.get_partitions(), 3);
-    assert_eq!(config.get_cleanup_policy(), CleanupPolicy::Compact);
-    assert_eq!(config.get_retention(), Retention::default().max_age(Duration::from_secs(7 * 86_400)));
-    assert_eq!(config.get_segment_bytes(), 65_536);
-    assert_eq!(config.get_tombstone_retention(), Duration::from_secs(86_400));
+    assert_eq!(config.partitions(), 3);
+    assert_eq!(config.cleanup_policy(), CleanupPolicy::Compact);
+    assert_eq!(config.retention(), Retention::default().with_max_age(Duration::from_secs(7 * 86_400)));
+    assert_eq!(config.segment_bytes(), 65_536);
+    assert_eq!(config.tombstone_retention(), Duration::from_secs(86_400));
     assert_eq!(TopicMeta::new(&config, 1_700_000_000_000), meta);
     // Every single-bit flip is refused, reserved bytes included.
     for bit in 0..72 * 8 {
@@ -196,7 +197,7 @@ fn golden_meta_v2_bytes() -> Vec<u8> {
 
 #[test]
 fn golden_topic_meta_v2_with_an_archive_policy_is_still_read() {
-    let policy = ArchivePolicy::default().max_local_age(Duration::from_secs(3600)).max_local_bytes(1 << 30);
+    let policy = ArchivePolicy::default().with_max_local_age(Duration::from_secs(3600)).with_max_local_bytes(1 << 30);
     let meta = TopicMeta { archive_policy: Some(policy), ..golden_meta() };
     let golden = golden_meta_v2_bytes();
     assert_eq!(golden.len(), 88);
@@ -204,7 +205,7 @@ fn golden_topic_meta_v2_with_an_archive_policy_is_still_read() {
     assert_eq!(TopicMeta::decode(&golden), Ok(meta));
     // The policy goes through TopicConfig and back.
     let config = meta.config();
-    assert_eq!(config.get_archive_policy(), Some(policy));
+    assert_eq!(config.archive_policy(), Some(policy));
     assert_eq!(TopicMeta::new(&config, 1_700_000_000_000), meta);
     // Every single-bit flip and every truncation is refused.
     for bit in 0..88 * 8 {
@@ -276,10 +277,10 @@ fn create_list_describe_delete() {
     assert!(root.join("store.lock").is_file());
     assert!(store.topics().is_empty());
     let age = Duration::from_secs(3600);
-    let config = tiny(3).retention(Retention::default().max_age(age).max_bytes(1 << 20));
+    let config = tiny(3).with_retention(Retention::default().with_max_age(age).with_max_bytes(1 << 20));
     let orders = store.create_topic("orders", config).unwrap();
     let audit =
-        store.create_topic("audit.log_v2", TopicConfig::default().cleanup_policy(CleanupPolicy::Compact)).unwrap();
+        store.create_topic("audit.log_v2", TopicConfig::default().with_cleanup_policy(CleanupPolicy::Compact)).unwrap();
     assert_eq!(store.topics(), ["audit.log_v2", "orders"]);
 
     // Layout: topic.meta and one log directory per partition, 5 digits.
@@ -296,7 +297,7 @@ fn create_list_describe_delete() {
     let meta = orders.meta().unwrap();
     assert_eq!((meta.retention_ms, meta.retention_bytes, meta.segment_bytes), (3_600_000, 1 << 20, 4096));
     assert!(meta.created_ms > 1_600_000_000_000);
-    assert_eq!(audit.config().unwrap().get_cleanup_policy(), CleanupPolicy::Compact);
+    assert_eq!(audit.config().unwrap().cleanup_policy(), CleanupPolicy::Compact);
     assert_eq!(audit.partitions(), 1);
     for p in 0..3 {
         let info = orders.partition_info(p).unwrap();
@@ -307,7 +308,7 @@ fn create_list_describe_delete() {
     // Creating it again is refused; so is a config out of range.
     assert!(matches!(store.create_topic("orders", tiny(1)), Err(Error::TopicExists { topic }) if topic == "orders"));
     assert!(matches!(store.create_topic("x", tiny(0)), Err(Error::InvalidConfig(_))));
-    assert!(matches!(store.create_topic("x", tiny(1).segment_bytes(100)), Err(Error::InvalidConfig(_))));
+    assert!(matches!(store.create_topic("x", tiny(1).with_segment_bytes(100)), Err(Error::InvalidConfig(_))));
     assert!(matches!(store.create_topic("x", tiny(100_001)), Err(Error::InvalidConfig(_))));
     assert_eq!(store.topics().len(), 2);
 
@@ -340,7 +341,7 @@ fn create_list_describe_delete() {
 fn reopen_keeps_topics_configs_and_offsets() {
     let dir = fast_tempdir();
     let store = TopicStore::open(dir.path(), cfg()).unwrap();
-    let config = tiny(4).retention(Retention::default().max_bytes(1 << 30));
+    let config = tiny(4).with_retention(Retention::default().with_max_bytes(1 << 30));
     let t = store.create_topic("events", config).unwrap();
     let mut sent = BTreeMap::<u32, Vec<String>>::new();
     for i in 0..500 {
@@ -483,7 +484,8 @@ fn concurrent_producers_and_readers_see_every_record_once_in_order() {
     const PRODUCERS: u64 = 4;
     const PER_PRODUCER: u64 = 3_000;
     const KEYS: u64 = 40;
-    let (_dir, store, t) = store_with_topic("c", TopicConfig::default().partitions(4).segment_bytes(64 << 10));
+    let (_dir, store, t) =
+        store_with_topic("c", TopicConfig::default().with_partitions(4).with_segment_bytes(64 << 10));
     let done = AtomicBool::new(false);
     let total = PRODUCERS * PER_PRODUCER;
     let seen: Vec<Vec<(u64, u64)>> = std::thread::scope(|s| {
@@ -572,16 +574,20 @@ fn fill(t: &Topic, n: u64, timestamp: Option<i64>) {
 
 #[test]
 fn retention_by_size_and_age_through_the_store() {
-    let (dir, store, by_size) = store_with_topic("by-size", tiny(2).retention(Retention::default().max_bytes(8 << 10)));
+    let (dir, store, by_size) =
+        store_with_topic("by-size", tiny(2).with_retention(Retention::default().with_max_bytes(8 << 10)));
     let day = 86_400_000i64;
     let now = 1_000 * day;
     let by_age = store
-        .create_topic("by-age", tiny(2).retention(Retention::default().max_age(Duration::from_millis(7 * day as u64))))
+        .create_topic(
+            "by-age",
+            tiny(2).with_retention(Retention::default().with_max_age(Duration::from_millis(7 * day as u64))),
+        )
         .unwrap();
     let compact = store
         .create_topic(
             "compacted",
-            tiny(1).cleanup_policy(CleanupPolicy::Compact).retention(Retention::default().max_bytes(1)),
+            tiny(1).with_cleanup_policy(CleanupPolicy::Compact).with_retention(Retention::default().with_max_bytes(1)),
         )
         .unwrap();
     let keep = store.create_topic("keep", tiny(1)).unwrap();
@@ -661,13 +667,13 @@ fn await_threads_named(name: &str, n: usize) {
 fn background_retention_thread_applies_policies_and_stops_on_close() {
     let dir = fast_tempdir();
     assert!(matches!(
-        TopicStore::open(dir.path(), cfg().retention_interval(Duration::ZERO)),
+        TopicStore::open(dir.path(), cfg().with_retention_interval(Duration::ZERO)),
         Err(Error::InvalidConfig(_))
     ));
-    let config = cfg().retention_interval(Duration::from_millis(20));
+    let config = cfg().with_retention_interval(Duration::from_millis(20));
     let store = TopicStore::open(dir.path(), config.clone()).unwrap();
     await_threads_named("annal-retention", 1);
-    let t = store.create_topic("t", tiny(3).retention(Retention::default().max_bytes(8 << 10))).unwrap();
+    let t = store.create_topic("t", tiny(3).with_retention(Retention::default().with_max_bytes(8 << 10))).unwrap();
     fill(&t, 200, None);
     let deadline = Instant::now() + Duration::from_secs(20);
     while (0..3).any(|p| t.start_offset(p).unwrap() == 0) {
@@ -906,8 +912,8 @@ fn add_partitions_grows_and_moves_keys() {
 fn an_interrupted_add_partitions_leaves_reusable_directories() {
     let dir = fast_tempdir();
     let io = Arc::new(FaultIo::new());
-    let config =
-        TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).io(io.clone()));
+    let config = TopicStoreConfig::default()
+        .with_log_config(LogConfig::default().with_durability(Durability::Never).with_io(io.clone()));
     let store = TopicStore::open(dir.path(), config.clone()).unwrap();
     let t = store.create_topic("t", tiny(2)).unwrap();
     // The new topic.meta cannot be renamed into place: the count stays 2.
@@ -934,8 +940,8 @@ fn interrupted_creations_and_deletions_are_cleaned_at_open() {
     let dir = fast_tempdir();
     let root = dir.path();
     let io = Arc::new(FaultIo::new());
-    let config =
-        TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).io(io.clone()));
+    let config = TopicStoreConfig::default()
+        .with_log_config(LogConfig::default().with_durability(Durability::Never).with_io(io.clone()));
     let store = TopicStore::open(root, config.clone()).unwrap();
     let t = store.create_topic("doomed", tiny(2)).unwrap();
     fill(&t, 20, None);

@@ -16,16 +16,17 @@ use annal::{
 use common::{Rng, fast_tempdir};
 
 fn cfg() -> TopicStoreConfig {
-    TopicStoreConfig::default().log_config(LogConfig::default().durability(Durability::Never).index_interval_bytes(256))
+    TopicStoreConfig::default()
+        .with_log_config(LogConfig::default().with_durability(Durability::Never).with_index_interval_bytes(256))
 }
 
 /// A compacted topic of `n` partitions with 4 KiB segments, tombstones kept one minute.
 fn compacted(n: u32) -> TopicConfig {
     TopicConfig::default()
-        .partitions(n)
-        .segment_bytes(4096)
-        .cleanup_policy(CleanupPolicy::Compact)
-        .tombstone_retention(Duration::from_secs(60))
+        .with_partitions(n)
+        .with_segment_bytes(4096)
+        .with_cleanup_policy(CleanupPolicy::Compact)
+        .with_tombstone_retention(Duration::from_secs(60))
 }
 
 fn read_partition(topic: &Topic, p: u32) -> Vec<OwnedRecord> {
@@ -83,7 +84,8 @@ fn compaction_pass_keeps_exactly_the_latest_value_per_key_in_every_partition() {
     let dir = fast_tempdir();
     let store = TopicStore::open(dir.path(), cfg()).unwrap();
     let topic = store.create_topic("state", compacted(3)).unwrap();
-    let other = store.create_topic("events", TopicConfig::default().partitions(2).segment_bytes(4096)).unwrap();
+    let other =
+        store.create_topic("events", TopicConfig::default().with_partitions(2).with_segment_bytes(4096)).unwrap();
     for seed in [1u64, 2, 3] {
         let mut rng = Rng::new(seed);
         let now = 1_700_000_000_000 + seed as i64;
@@ -191,7 +193,7 @@ fn a_tombstoned_key_disappears_after_its_delay_and_passes_skip_unchanged_partiti
 fn compaction_refuses_delete_topics_and_reports_unknown_ones() {
     let dir = fast_tempdir();
     let store = TopicStore::open(dir.path(), cfg()).unwrap();
-    let events = store.create_topic("events", TopicConfig::default().segment_bytes(4096)).unwrap();
+    let events = store.create_topic("events", TopicConfig::default().with_segment_bytes(4096)).unwrap();
     for _ in 0..50 {
         events.send(&Record::new(&[7; 200]).with_key(b"k")).unwrap();
     }
@@ -220,7 +222,7 @@ fn annal_now() -> i64 {
 #[test]
 fn the_background_thread_compacts_compacted_topics() {
     let dir = fast_tempdir();
-    let store = TopicStore::open(dir.path(), cfg().retention_interval(Duration::from_millis(20))).unwrap();
+    let store = TopicStore::open(dir.path(), cfg().with_retention_interval(Duration::from_millis(20))).unwrap();
     let topic = store.create_topic("state", compacted(2)).unwrap();
     let value = vec![b'v'; 300];
     for _ in 0..40 {
@@ -268,10 +270,10 @@ fn each_topic_follows_its_own_archive_policy_and_it_survives_reopen() {
     let arch = fast_tempdir();
     let archive = Arc::new(LocalDirArchive::open(arch.path()).unwrap());
     // The store's default archives nothing.
-    let config = || cfg().archive(archive.clone(), ArchivePolicy::default());
+    let config = || cfg().with_archive(archive.clone(), ArchivePolicy::default());
     let store = TopicStore::open(dir.path(), config()).unwrap();
-    let base = TopicConfig::default().segment_bytes(4096);
-    let own = store.create_topic("own", base.archive(ArchivePolicy::everything_sealed())).unwrap();
+    let base = TopicConfig::default().with_segment_bytes(4096);
+    let own = store.create_topic("own", base.with_archive(ArchivePolicy::everything_sealed())).unwrap();
     let default = store.create_topic("default", base).unwrap();
     let value = vec![b'a'; 400];
     for t in [&own, &default] {
@@ -296,8 +298,8 @@ fn each_topic_follows_its_own_archive_policy_and_it_survives_reopen() {
     // Reopened with a default that archives everything: "own" keeps its
     // policy, "default" follows the store now, and "never" opts out.
     let store =
-        TopicStore::open(dir.path(), cfg().archive(archive.clone(), ArchivePolicy::everything_sealed())).unwrap();
-    let never = store.create_topic("never", base.archive(ArchivePolicy::default())).unwrap();
+        TopicStore::open(dir.path(), cfg().with_archive(archive.clone(), ArchivePolicy::everything_sealed())).unwrap();
+    let never = store.create_topic("never", base.with_archive(ArchivePolicy::default())).unwrap();
     for _ in 0..60 {
         never.send(&Record::new(&value)).unwrap();
     }

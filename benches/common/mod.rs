@@ -50,7 +50,7 @@ pub fn size_name(bytes: usize) -> String {
 /// returns the time spent appending. The log is then abandoned, not sealed:
 /// the directory is removed anyway, and its dirty pages with it.
 pub fn timed_appends(iters: u64, durability: Durability, value: &[u8], batch: usize, records: u64) -> Duration {
-    let config = LogConfig::default().segment_bytes(256 << 20).durability(durability);
+    let config = LogConfig::default().with_segment_bytes(256 << 20).with_durability(durability);
     let mut total = Duration::ZERO;
     let batch_records: Vec<Record<'_>> = (0..batch).map(|_| Record::new(value)).collect();
     for _ in 0..iters {

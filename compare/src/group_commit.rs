@@ -204,7 +204,7 @@ impl Io for CountingIo {
 
 fn annal(dir: &Path, values: Values<'_>, writers: usize) -> Result<GcRun> {
     let io = Arc::new(CountingIo::default());
-    let config = LogConfig::default().durability(Durability::Always).io(io.clone());
+    let config = LogConfig::default().with_durability(Durability::Always).with_io(io.clone());
     let log = Log::open(dir.join("log"), config)?;
     let before = io.syncs.load(Ordering::Relaxed);
     let append = |i: usize| -> Result<()> {

@@ -127,7 +127,7 @@ fn reopen(dir: &std::path::Path, config: &LogConfig, model: &[OwnedRecord]) -> L
 pub fn run(data: &[u8]) {
     let Some((&c, ops)) = data.split_first() else { return };
     let config = ops_config(c);
-    let max = u64::from(config.get_max_record_bytes());
+    let max = u64::from(config.max_record_bytes());
     let tmp = tempdir();
     let dir = tmp.path().join("log");
     let mut log = Some(Log::open(&dir, config.clone()).expect("open a new log"));
@@ -162,7 +162,7 @@ pub fn run(data: &[u8]) {
                 let records: Vec<Record<'_>> = specs.iter().zip(&headers).map(|(s, h)| s.record(h)).collect();
                 let too_large = records.iter().any(|r| r.encoded_len().expect("small record") as u64 > max);
                 // A batch is stored whole in one segment, or refused.
-                let room = config.get_segment_bytes() - 192;
+                let room = config.segment_bytes() - 192;
                 let batch_bytes = annal::record::batch::encoded_len(&records).map_or(0, |l| l as u64);
                 match l.append_batch(&records) {
                     Ok(range) => {

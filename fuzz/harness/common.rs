@@ -50,11 +50,11 @@ pub fn model_offset_for_timestamp(records: &[OwnedRecord], start: u64, ts: i64) 
 /// most one sealed segment mapped at a time.
 pub fn ops_config(c: u8) -> LogConfig {
     LogConfig::default()
-        .segment_bytes(if c & 1 != 0 { 8192 } else { 4096 })
-        .index_interval_bytes([1, 64, 512, 4096][usize::from((c >> 1) & 3)])
-        .max_open_segments(if c & 8 != 0 { 1 } else { 64 })
-        .durability(Durability::Never)
-        .segment_max_age(None)
+        .with_segment_bytes(if c & 1 != 0 { 8192 } else { 4096 })
+        .with_index_interval_bytes([1, 64, 512, 4096][usize::from((c >> 1) & 3)])
+        .with_max_open_segments(if c & 8 != 0 { 1 } else { 64 })
+        .with_durability(Durability::Never)
+        .with_segment_max_age(None)
 }
 
 /// The operation bytes of an input, read one at a time; past the end they

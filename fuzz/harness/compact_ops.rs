@@ -122,7 +122,7 @@ pub fn run(data: &[u8]) {
     let dir = tmp.path().join("log");
     let mut log = Some(Log::open(&dir, config.clone()).expect("open a new log"));
     let mut model = Model::default();
-    let policy = Compaction::default().tombstone_retention(Duration::from_millis(RETENTION_MS as u64));
+    let policy = Compaction::default().with_tombstone_retention(Duration::from_millis(RETENTION_MS as u64));
     let mut b = Bytes::new(ops);
     let mut n = 0;
     while b.more() && n < MAX_OPS {

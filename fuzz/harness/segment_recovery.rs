@@ -215,15 +215,15 @@ pub fn write_files(dir: &Path, files: &[InputFile]) {
 /// The log configuration an input asks for.
 pub fn config(flags: u8) -> LogConfig {
     LogConfig::default()
-        .segment_bytes(if flags & SMALL_SEGMENTS != 0 { 4096 } else { 64 << 10 })
-        .index_interval_bytes(if flags & SMALL_INTERVAL != 0 { 64 } else { 4096 })
-        .recovery_mode(if flags & STRICT != 0 {
+        .with_segment_bytes(if flags & SMALL_SEGMENTS != 0 { 4096 } else { 64 << 10 })
+        .with_index_interval_bytes(if flags & SMALL_INTERVAL != 0 { 64 } else { 4096 })
+        .with_recovery_mode(if flags & STRICT != 0 {
             RecoveryMode::AbsoluteConsistency
         } else {
             RecoveryMode::TolerateTornTail
         })
-        .durability(Durability::Never)
-        .segment_max_age(None)
+        .with_durability(Durability::Never)
+        .with_segment_max_age(None)
 }
 
 /// A few timestamps worth searching for in `records`.

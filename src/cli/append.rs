@@ -49,9 +49,9 @@ pub(crate) struct AppendArgs {
 }
 
 pub(crate) fn run(args: &AppendArgs) -> CliResult {
-    let mut config = LogConfig::default().durability(args.durability.to_durability());
+    let mut config = LogConfig::default().with_durability(args.durability.to_durability());
     if let Some(n) = args.segment_bytes {
-        config = config.segment_bytes(n);
+        config = config.with_segment_bytes(n);
     }
     let log = Log::open(&args.dir, config)?;
     let key = args.key.as_deref().map(str::as_bytes);

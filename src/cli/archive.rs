@@ -72,14 +72,14 @@ pub(crate) fn run_archive(args: &ArchiveArgs) -> CliResult {
 fn run(args: &RunArgs) -> CliResult {
     let mut limits = ArchivePolicy::default();
     if let Some(ms) = args.max_local_age_ms {
-        limits = limits.max_local_age(Duration::from_millis(ms));
+        limits = limits.with_max_local_age(Duration::from_millis(ms));
     }
     if let Some(b) = args.max_local_bytes {
-        limits = limits.max_local_bytes(b);
+        limits = limits.with_max_local_bytes(b);
     }
     let over = (!limits.is_none()).then_some(limits);
     let archive = Arc::new(LocalDirArchive::open(&args.archive_dir)?);
-    let config = TopicStoreConfig::default().archive(archive, ArchivePolicy::everything_sealed());
+    let config = TopicStoreConfig::default().with_archive(archive, ArchivePolicy::everything_sealed());
     let store = open_existing(&args.dir, config)?;
     let now = now_ms();
     let topic = args.topic.as_deref();

@@ -121,9 +121,9 @@ fn ms(d: Duration) -> f64 {
 
 pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let dir = bench_dir(args.dir.as_deref())?;
-    let mut config = LogConfig::default().durability(args.durability.to_durability());
+    let mut config = LogConfig::default().with_durability(args.durability.to_durability());
     if let Some(n) = args.segment_bytes {
-        config = config.segment_bytes(n);
+        config = config.with_segment_bytes(n);
     }
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let size = args.record_size;
@@ -274,7 +274,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
 }
 
 fn log_segment_bytes(arg: Option<u64>) -> u64 {
-    arg.unwrap_or_else(|| LogConfig::default().get_segment_bytes())
+    arg.unwrap_or_else(|| LogConfig::default().segment_bytes())
 }
 
 /// Appends `share` records in batches of at most `batch` from one writer

@@ -473,8 +473,8 @@ fn topic_stats(topic: &Topic, total: &mut TopicTotals) -> annal::Result<String> 
         "topic {name}: {} partition(s), cleanup policy {}, retention ms {}, retention bytes {}\n",
         meta.partitions,
         meta.cleanup_policy,
-        limit(retention.get_max_age().map(|d| d.as_millis()), ""),
-        limit(retention.get_max_bytes(), "")
+        limit(retention.max_age().map(|d| d.as_millis()), ""),
+        limit(retention.max_bytes(), "")
     );
     let mut sum = TopicTotals::default();
     for p in 0..meta.partitions {

@@ -108,8 +108,8 @@ pub(crate) fn run_produce(args: &ProduceArgs) -> CliResult {
     if args.null_empty && args.key.is_none() && args.key_separator.is_none() {
         return Err(Failure::Error("--null-empty needs --key or --key-separator: a tombstone deletes a key".into()));
     }
-    let log_config = LogConfig::default().durability(args.durability.to_durability());
-    let store = open_existing(&args.dir, TopicStoreConfig::default().log_config(log_config))?;
+    let log_config = LogConfig::default().with_durability(args.durability.to_durability());
+    let store = open_existing(&args.dir, TopicStoreConfig::default().with_log_config(log_config))?;
     let topic = store.topic(&args.topic)?;
     if let Some(p) = args.partition {
         // Checked up front, so that empty input still refuses a bad partition.
@@ -177,7 +177,7 @@ pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
             return Err(Failure::Error(format!("archive directory {} does not exist", dir.display())));
         }
         // Reads only: the policy is never applied by a read-only store.
-        config = config.archive(Arc::new(LocalDirArchive::open(dir)?), ArchivePolicy::default());
+        config = config.with_archive(Arc::new(LocalDirArchive::open(dir)?), ArchivePolicy::default());
     }
     let store = TopicStore::open_read_only(&args.dir, config)?;
     let topic = store.topic(&args.topic)?;

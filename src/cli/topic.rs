@@ -190,31 +190,31 @@ pub(crate) fn require_store(dir: &Path) -> CliResult {
 fn create(args: &CreateArgs) -> CliResult {
     let mut retention = Retention::default();
     if let Some(ms) = args.retention_ms {
-        retention = retention.max_age(Duration::from_millis(ms));
+        retention = retention.with_max_age(Duration::from_millis(ms));
     }
     if let Some(b) = args.retention_bytes {
-        retention = retention.max_bytes(b);
+        retention = retention.with_max_bytes(b);
     }
     let mut config = TopicConfig::default()
-        .partitions(args.partitions)
-        .cleanup_policy(match args.cleanup_policy {
+        .with_partitions(args.partitions)
+        .with_cleanup_policy(match args.cleanup_policy {
             PolicyArg::Delete => CleanupPolicy::Delete,
             PolicyArg::Compact => CleanupPolicy::Compact,
         })
-        .retention(retention)
-        .segment_bytes(args.segment_bytes);
+        .with_retention(retention)
+        .with_segment_bytes(args.segment_bytes);
     if let Some(ms) = args.tombstone_retention_ms {
-        config = config.tombstone_retention(Duration::from_millis(ms));
+        config = config.with_tombstone_retention(Duration::from_millis(ms));
     }
     let mut archive = ArchivePolicy::default();
     if let Some(ms) = args.archive_max_local_age_ms {
-        archive = archive.max_local_age(Duration::from_millis(ms));
+        archive = archive.with_max_local_age(Duration::from_millis(ms));
     }
     if let Some(b) = args.archive_max_local_bytes {
-        archive = archive.max_local_bytes(b);
+        archive = archive.with_max_local_bytes(b);
     }
     if args.no_archive || !archive.is_none() {
-        config = config.archive(archive);
+        config = config.with_archive(archive);
     }
     let store = TopicStore::open(&args.dir, TopicStoreConfig::default())?;
     let topic = store.create_topic(&args.name, config)?;
@@ -243,8 +243,8 @@ fn describe(args: &DescribeArgs) -> CliResult {
     let mut text = format!("topic: {}\n", topic.name());
     text.push_str(&format!("partitions: {}\n", meta.partitions));
     text.push_str(&format!("cleanup policy: {}\n", meta.cleanup_policy));
-    text.push_str(&format!("retention ms: {}\n", limit(retention.get_max_age().map(|d| d.as_millis()), "")));
-    text.push_str(&format!("retention bytes: {}\n", limit(retention.get_max_bytes(), "")));
+    text.push_str(&format!("retention ms: {}\n", limit(retention.max_age().map(|d| d.as_millis()), "")));
+    text.push_str(&format!("retention bytes: {}\n", limit(retention.max_bytes(), "")));
     text.push_str(&format!("segment bytes: {}\n", meta.segment_bytes));
     text.push_str(&format!("tombstone retention ms: {}\n", meta.tombstone_retention_ms));
     let archive = match meta.archive_policy {
@@ -252,8 +252,8 @@ fn describe(args: &DescribeArgs) -> CliResult {
         Some(p) if p.is_none() => "never".to_owned(),
         Some(p) => format!(
             "max local age ms {}, max local bytes {}",
-            limit(p.get_max_local_age().map(|d| d.as_millis()), ""),
-            limit(p.get_max_local_bytes(), "")
+            limit(p.max_local_age().map(|d| d.as_millis()), ""),
+            limit(p.max_local_bytes(), "")
         ),
     };
     text.push_str(&format!("archive policy: {archive}\n"));

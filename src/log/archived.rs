@@ -44,8 +44,8 @@ pub const FETCH_CHUNK: u64 = 4 << 20;
 ///
 /// ```
 /// use std::time::Duration;
-/// let policy = annal::ArchivePolicy::default().max_local_age(Duration::from_secs(86_400));
-/// assert_eq!(policy.get_max_local_age(), Some(Duration::from_secs(86_400)));
+/// let policy = annal::ArchivePolicy::default().with_max_local_age(Duration::from_secs(86_400));
+/// assert_eq!(policy.max_local_age(), Some(Duration::from_secs(86_400)));
 /// assert!(!policy.is_none());
 /// ```
 #[must_use]
@@ -57,30 +57,30 @@ pub struct ArchivePolicy {
 
 impl ArchivePolicy {
     /// Archives sealed segments whose newest record is older than `age`.
-    pub fn max_local_age(mut self, age: Duration) -> ArchivePolicy {
+    pub fn with_max_local_age(mut self, age: Duration) -> ArchivePolicy {
         self.max_local_age = Some(age);
         self
     }
 
     /// Archives the oldest sealed segments while the local segments (the
     /// active one included) hold more than `bytes` of record data.
-    pub fn max_local_bytes(mut self, bytes: u64) -> ArchivePolicy {
+    pub fn with_max_local_bytes(mut self, bytes: u64) -> ArchivePolicy {
         self.max_local_bytes = Some(bytes);
         self
     }
 
     /// A policy that archives every sealed segment.
     pub fn everything_sealed() -> ArchivePolicy {
-        ArchivePolicy::default().max_local_bytes(0)
+        ArchivePolicy::default().with_max_local_bytes(0)
     }
 
     /// The age limit, if any.
-    pub fn get_max_local_age(&self) -> Option<Duration> {
+    pub fn max_local_age(&self) -> Option<Duration> {
         self.max_local_age
     }
 
     /// The local size limit, if any.
-    pub fn get_max_local_bytes(&self) -> Option<u64> {
+    pub fn max_local_bytes(&self) -> Option<u64> {
         self.max_local_bytes
     }
 
@@ -203,7 +203,7 @@ impl ArchiveCache {
 
 impl Log {
     /// Moves the sealed segments `policy` selects to the log's archive store
-    /// ([`crate::LogConfig::archive`]): each is uploaded, verified (size and
+    /// ([`crate::LogConfig::with_archive`]): each is uploaded, verified (size and
     /// CRC-32 read back from the store), recorded in the archive manifest,
     /// and only then deleted locally. Ages are measured against `now_ms`.
     ///
@@ -306,7 +306,7 @@ impl Shared {
         }
         let Some((store, prefix)) = self.archive_store() else {
             return Err(Error::InvalidConfig(format!(
-                "archiving {}: no archive store is configured (LogConfig::archive)",
+                "archiving {}: no archive store is configured (LogConfig::with_archive)",
                 self.dir.display()
             )));
         };
@@ -435,7 +435,7 @@ impl Shared {
                 key: entry.key.clone(),
                 kind: ArchiveErrorKind::Unreachable,
                 message: format!(
-                    "offsets {}..{} are archived, and the log has no archive store configured (LogConfig::archive)",
+                    "offsets {}..{} are archived, and the log has no archive store configured (LogConfig::with_archive)",
                     entry.meta.footer.base_offset, entry.meta.footer.next_offset
                 ),
                 source: None,

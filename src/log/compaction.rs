@@ -40,8 +40,8 @@ use crate::sync::{MutexExt, RwLockExt};
 ///
 /// ```
 /// use std::time::Duration;
-/// let policy = annal::Compaction::default().tombstone_retention(Duration::from_secs(3600));
-/// assert_eq!(policy.get_tombstone_retention(), Duration::from_secs(3600));
+/// let policy = annal::Compaction::default().with_tombstone_retention(Duration::from_secs(3600));
+/// assert_eq!(policy.tombstone_retention(), Duration::from_secs(3600));
 /// ```
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +57,13 @@ impl Default for Compaction {
 
 impl Compaction {
     /// Keeps a latest tombstone until its timestamp is older than `retention`.
-    pub fn tombstone_retention(mut self, retention: Duration) -> Compaction {
+    pub fn with_tombstone_retention(mut self, retention: Duration) -> Compaction {
         self.tombstone_retention = retention;
         self
     }
 
     /// How long a latest tombstone is kept.
-    pub fn get_tombstone_retention(&self) -> Duration {
+    pub fn tombstone_retention(&self) -> Duration {
         self.tombstone_retention
     }
 }

@@ -21,7 +21,7 @@ use crate::sync::MutexExt;
 const SAMPLE: usize = 8;
 
 /// Limits shared by the logs that are given it (through
-/// [`crate::LogConfig::shared_limits`]; a store gives one to all its
+/// [`crate::LogConfig::with_shared_limits`]; a store gives one to all its
 /// partitions): at most `max_open_active` of them hold their active segment
 /// open (a file descriptor and a memory map each), and their caches keep at
 /// most `max_cached_sealed` sealed segments mapped, all together. Readers
@@ -35,7 +35,7 @@ const SAMPLE: usize = 8;
 /// use annal::{Durability, Log, LogConfig, Record, SharedLimits};
 /// let limits = SharedLimits::new(2, 16);
 /// let dir = tempfile::tempdir()?;
-/// let config = LogConfig::default().durability(Durability::Never).shared_limits(limits.clone());
+/// let config = LogConfig::default().with_durability(Durability::Never).with_shared_limits(limits.clone());
 /// let logs: Vec<Log> = (0..5).map(|i| Log::open(dir.path().join(i.to_string()), config.clone())).collect::<Result<_, _>>()?;
 /// for log in &logs {
 ///     log.append(&Record::new(b"x"))?;

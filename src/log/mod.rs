@@ -119,7 +119,7 @@ pub struct SegmentInfo {
 /// ```
 /// use annal::{Durability, Log, LogConfig, Record};
 /// let dir = tempfile::tempdir()?;
-/// let log = Log::open(dir.path(), LogConfig::default().durability(Durability::Never))?;
+/// let log = Log::open(dir.path(), LogConfig::default().with_durability(Durability::Never))?;
 /// let first = log.append(&Record::new(b"hello").with_key(b"k"))?;
 /// let rest = log.append_batch(&[Record::new(b"a"), Record::new(b"b")])?;
 /// assert_eq!((first, rest), (0, 1..3));
@@ -287,7 +287,7 @@ impl Log {
     /// [`Error::OffsetOutOfRange`] (`requested: u64::MAX`) before anything is
     /// written. An empty batch writes nothing and returns an empty range.
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
-        let max = u64::from(self.shared.config.get_max_record_bytes());
+        let max = u64::from(self.shared.config.max_record_bytes());
         for r in records {
             let size = r.encoded_len().map_or(u64::MAX, |l| l as u64);
             if size > max {
@@ -353,7 +353,7 @@ impl Log {
     /// read-only while they read them). Returns whether there was an active
     /// segment to park. Nothing changes on disk. A store parks its least
     /// recently used partitions to stay within its limits
-    /// ([`crate::TopicStoreConfig::max_open_partitions`]); a single log has no
+    /// ([`crate::TopicStoreConfig::with_max_open_partitions`]); a single log has no
     /// need to.
     pub fn park(&self) -> Result<bool> {
         if self.shared.read_only {
@@ -442,7 +442,7 @@ impl Log {
     /// ```
     /// use annal::{Durability, Log, LogConfig, Record};
     /// let dir = tempfile::tempdir()?;
-    /// let log = Log::open(dir.path(), LogConfig::default().durability(Durability::Never))?;
+    /// let log = Log::open(dir.path(), LogConfig::default().with_durability(Durability::Never))?;
     /// log.append_batch(&[Record::new(b"a"), Record::new(b"b")])?;
     /// assert_eq!((log.next_offset(), log.durable_offset()), (2, 0));
     /// assert_eq!(log.read_from(0)?.durable_only().count(), 0, "nothing is durable yet");
@@ -485,7 +485,7 @@ impl Log {
     }
 
     /// Number of sealed segments the cache holds open (mapped) right now; at
-    /// most [`LogConfig::max_open_segments`]. Readers may keep a few more alive
+    /// most [`LogConfig::with_max_open_segments`]. Readers may keep a few more alive
     /// while they read them.
     pub fn open_sealed_segments(&self) -> usize {
         self.shared.cache.locked().entries.len()

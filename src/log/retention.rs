@@ -30,8 +30,8 @@ use crate::sync::{MutexExt, RwLockExt};
 ///
 /// ```
 /// use std::time::Duration;
-/// let policy = annal::Retention::default().max_age(Duration::from_secs(7 * 86_400)).max_bytes(10 << 30);
-/// assert_eq!(policy.get_max_bytes(), Some(10 << 30));
+/// let policy = annal::Retention::default().with_max_age(Duration::from_secs(7 * 86_400)).with_max_bytes(10 << 30);
+/// assert_eq!(policy.max_bytes(), Some(10 << 30));
 /// ```
 #[must_use]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -42,25 +42,25 @@ pub struct Retention {
 
 impl Retention {
     /// Deletes sealed segments whose newest record is older than `age`.
-    pub fn max_age(mut self, age: Duration) -> Retention {
+    pub fn with_max_age(mut self, age: Duration) -> Retention {
         self.max_age = Some(age);
         self
     }
 
     /// Deletes the oldest sealed segments while the log holds more than
     /// `bytes` of record data.
-    pub fn max_bytes(mut self, bytes: u64) -> Retention {
+    pub fn with_max_bytes(mut self, bytes: u64) -> Retention {
         self.max_bytes = Some(bytes);
         self
     }
 
     /// The age limit, if any.
-    pub fn get_max_age(&self) -> Option<Duration> {
+    pub fn max_age(&self) -> Option<Duration> {
         self.max_age
     }
 
     /// The size limit, if any.
-    pub fn get_max_bytes(&self) -> Option<u64> {
+    pub fn max_bytes(&self) -> Option<u64> {
         self.max_bytes
     }
 

@@ -111,7 +111,7 @@ impl<'a> Record<'a> {
     }
 
     /// Size of the record's entry in a batch frame, in bytes: what
-    /// [`crate::LogConfig::max_record_bytes`] bounds. `None` if a field is
+    /// [`crate::LogConfig::with_max_record_bytes`] bounds. `None` if a field is
     /// too large for the format (a header name over 65,535 bytes, more than
     /// 65,535 headers, or an entry over 4 GiB).
     pub fn encoded_len(&self) -> Option<usize> {

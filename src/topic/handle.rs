@@ -123,7 +123,7 @@ impl Topic {
             }
         }
         let meta = meta::read(dir)?;
-        let log_config = base.clone().segment_bytes(meta.segment_bytes);
+        let log_config = base.clone().with_segment_bytes(meta.segment_bytes);
         let mut logs = Vec::with_capacity(meta.partitions as usize);
         for p in 0..meta.partitions {
             let pdir = dir.join(partition_dir_name(p));
@@ -294,7 +294,7 @@ impl Topic {
     fn compaction_policy(&self, st: &TopicState) -> Result<Compaction> {
         match st.meta.cleanup_policy {
             CleanupPolicy::Compact => {
-                Ok(Compaction::default().tombstone_retention(Duration::from_millis(st.meta.tombstone_retention_ms)))
+                Ok(Compaction::default().with_tombstone_retention(Duration::from_millis(st.meta.tombstone_retention_ms)))
             }
             CleanupPolicy::Delete => Err(self.not_compacted()),
         }
@@ -469,8 +469,8 @@ fn all_or_first_error<O>(results: Vec<(u32, Result<O>)>) -> Result<Vec<O>> {
 /// The configuration of partition `p` of `topic`: the topic's, with the
 /// archive key prefix `{topic}/{p}` if the store has an archive tier.
 pub(crate) fn partition_config(config: &LogConfig, topic: &str, p: u32) -> LogConfig {
-    let mut config = match config.get_archive() {
-        Some((store, _)) => config.clone().archive(Arc::clone(store), format!("{topic}/{p}")),
+    let mut config = match config.archive() {
+        Some((store, _)) => config.clone().with_archive(Arc::clone(store), format!("{topic}/{p}")),
         None => config.clone(),
     };
     // The store's lock keeps a second writer out of every partition.

@@ -113,9 +113,9 @@ impl std::fmt::Display for CleanupPolicy {
 /// use std::time::Duration;
 /// use annal::{Retention, TopicConfig};
 /// let config = TopicConfig::default()
-///     .partitions(8)
-///     .retention(Retention::default().max_age(Duration::from_secs(7 * 86_400)));
-/// assert_eq!(config.get_partitions(), 8);
+///     .with_partitions(8)
+///     .with_retention(Retention::default().with_max_age(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(config.partitions(), 8);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -146,13 +146,13 @@ impl Default for TopicConfig {
 
 impl TopicConfig {
     /// Number of partitions, `1 ..= MAX_PARTITIONS`. Default 1.
-    pub fn partitions(mut self, n: u32) -> Self {
+    pub fn with_partitions(mut self, n: u32) -> Self {
         self.partitions = n;
         self
     }
 
     /// What happens to old records. Default [`CleanupPolicy::Delete`].
-    pub fn cleanup_policy(mut self, policy: CleanupPolicy) -> Self {
+    pub fn with_cleanup_policy(mut self, policy: CleanupPolicy) -> Self {
         self.cleanup_policy = policy;
         self
     }
@@ -160,62 +160,62 @@ impl TopicConfig {
     /// Retention limits applied to every partition (under
     /// [`CleanupPolicy::Delete`]). Ages are stored in whole milliseconds; a
     /// limit of `u64::MAX` (bytes or milliseconds) means none. Default: none.
-    pub fn retention(mut self, retention: Retention) -> Self {
+    pub fn with_retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
         self
     }
 
     /// Segment size of every partition. Default [`crate::DEFAULT_TOPIC_SEGMENT_BYTES`].
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+    pub fn with_segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self
     }
 
     /// How long compaction keeps tombstones (stored in whole milliseconds).
     /// Default [`crate::DEFAULT_TOMBSTONE_RETENTION`].
-    pub fn tombstone_retention(mut self, age: Duration) -> Self {
+    pub fn with_tombstone_retention(mut self, age: Duration) -> Self {
         self.tombstone_retention = age;
         self
     }
 
     /// The topic's own archive policy, recorded in its `topic.meta`: which
     /// sealed segments archival moves to the store's archive tier
-    /// ([`crate::topic::TopicStoreConfig::archive`]). A topic without one follows
+    /// ([`crate::topic::TopicStoreConfig::with_archive`]). A topic without one follows
     /// the store's policy; [`ArchivePolicy::default`] (no limit) keeps the
     /// topic's segments local whatever the store's policy. Ages and sizes are
     /// stored in whole milliseconds and bytes. Default: none (the store's).
-    pub fn archive(mut self, policy: ArchivePolicy) -> Self {
+    pub fn with_archive(mut self, policy: ArchivePolicy) -> Self {
         self.archive_policy = Some(policy);
         self
     }
 
     /// The topic's own archive policy, if it has one.
-    pub fn get_archive_policy(&self) -> Option<ArchivePolicy> {
+    pub fn archive_policy(&self) -> Option<ArchivePolicy> {
         self.archive_policy
     }
 
     /// The partition count.
-    pub fn get_partitions(&self) -> u32 {
+    pub fn partitions(&self) -> u32 {
         self.partitions
     }
 
     /// The cleanup policy.
-    pub fn get_cleanup_policy(&self) -> CleanupPolicy {
+    pub fn cleanup_policy(&self) -> CleanupPolicy {
         self.cleanup_policy
     }
 
     /// The retention limits.
-    pub fn get_retention(&self) -> Retention {
+    pub fn retention(&self) -> Retention {
         self.retention
     }
 
     /// The segment size.
-    pub fn get_segment_bytes(&self) -> u64 {
+    pub fn segment_bytes(&self) -> u64 {
         self.segment_bytes
     }
 
     /// The tombstone retention.
-    pub fn get_tombstone_retention(&self) -> Duration {
+    pub fn tombstone_retention(&self) -> Duration {
         self.tombstone_retention
     }
 
@@ -266,19 +266,19 @@ impl TopicMeta {
         TopicMeta {
             partitions: config.partitions,
             cleanup_policy: config.cleanup_policy,
-            retention_ms: config.retention.get_max_age().map_or(NONE, ms),
-            retention_bytes: config.retention.get_max_bytes().unwrap_or(NONE),
+            retention_ms: config.retention.max_age().map_or(NONE, ms),
+            retention_bytes: config.retention.max_bytes().unwrap_or(NONE),
             segment_bytes: config.segment_bytes,
             tombstone_retention_ms: ms(config.tombstone_retention),
             created_ms,
             archive_policy: config.archive_policy.map(|p| {
                 // Stored in whole milliseconds: what is read back is what is kept.
                 let mut stored = ArchivePolicy::default();
-                if let Some(age) = p.get_max_local_age() {
-                    stored = stored.max_local_age(Duration::from_millis(ms(age)));
+                if let Some(age) = p.max_local_age() {
+                    stored = stored.with_max_local_age(Duration::from_millis(ms(age)));
                 }
-                if let Some(bytes) = p.get_max_local_bytes() {
-                    stored = stored.max_local_bytes(bytes);
+                if let Some(bytes) = p.max_local_bytes() {
+                    stored = stored.with_max_local_bytes(bytes);
                 }
                 stored
             }),
@@ -301,10 +301,10 @@ impl TopicMeta {
     pub fn retention(&self) -> Retention {
         let mut r = Retention::default();
         if self.retention_ms != NONE {
-            r = r.max_age(Duration::from_millis(self.retention_ms));
+            r = r.with_max_age(Duration::from_millis(self.retention_ms));
         }
         if self.retention_bytes != NONE {
-            r = r.max_bytes(self.retention_bytes);
+            r = r.with_max_bytes(self.retention_bytes);
         }
         r
     }
@@ -376,10 +376,10 @@ impl TopicMeta {
         let archive_policy = archive.map(|(age, bytes)| {
             let mut policy = ArchivePolicy::default();
             if age != NONE {
-                policy = policy.max_local_age(Duration::from_millis(age));
+                policy = policy.with_max_local_age(Duration::from_millis(age));
             }
             if bytes != NONE {
-                policy = policy.max_local_bytes(bytes);
+                policy = policy.with_max_local_bytes(bytes);
             }
             policy
         });
@@ -409,9 +409,9 @@ impl Encode for TopicMeta {
         }
         b.extend_from_slice(&self.created_ms.to_le_bytes());
         if let Some(policy) = self.archive_policy {
-            let age = policy.get_max_local_age().map_or(NONE, |d| u64::try_from(d.as_millis()).unwrap_or(NONE));
+            let age = policy.max_local_age().map_or(NONE, |d| u64::try_from(d.as_millis()).unwrap_or(NONE));
             b.extend_from_slice(&age.to_le_bytes());
-            b.extend_from_slice(&policy.get_max_local_bytes().unwrap_or(NONE).to_le_bytes());
+            b.extend_from_slice(&policy.max_local_bytes().unwrap_or(NONE).to_le_bytes());
         }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = TopicStore::open(dir.path(), TopicStoreConfig::default())?;
-//! let orders = store.create_topic("orders", TopicConfig::default().partitions(4))?;
+//! let orders = store.create_topic("orders", TopicConfig::default().with_partitions(4))?;
 //!
 //! // A keyed record goes to fnv1a_64(key) % 4; the same key, the same partition.
 //! let (p, offset) = orders.send(&Record::new(b"placed").with_key(b"order-17"))?;

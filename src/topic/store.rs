@@ -34,9 +34,9 @@ pub const TOPICS_DIR_NAME: &str = "topics";
 /// use std::time::Duration;
 /// use annal::{Durability, LogConfig, TopicStoreConfig};
 /// let config = TopicStoreConfig::default()
-///     .log_config(LogConfig::default().durability(Durability::Never))
-///     .retention_interval(Duration::from_secs(300));
-/// assert_eq!(config.get_retention_interval(), Some(Duration::from_secs(300)));
+///     .with_log_config(LogConfig::default().with_durability(Durability::Never))
+///     .with_retention_interval(Duration::from_secs(300));
+/// assert_eq!(config.retention_interval(), Some(Duration::from_secs(300)));
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
@@ -48,14 +48,14 @@ pub struct TopicStoreConfig {
     max_cached_segments: Option<usize>,
 }
 
-/// The default [`TopicStoreConfig::max_open_partitions`]: half the process's
+/// The default [`TopicStoreConfig::with_max_open_partitions`]: half the process's
 /// limit of open files (`ulimit -n`), between 64 and 4,096.
 fn default_max_open_partitions() -> usize {
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
     soft.map_or(4096, |n| (n / 2).clamp(64, 4096) as usize)
 }
 
-/// The default [`TopicStoreConfig::max_cached_segments`].
+/// The default [`TopicStoreConfig::with_max_cached_segments`].
 const DEFAULT_MAX_CACHED_SEGMENTS: usize = 1024;
 
 impl TopicStoreConfig {
@@ -66,7 +66,7 @@ impl TopicStoreConfig {
     /// limit of open files (`ulimit -n`), between 64 and 4,096. Writing to
     /// more partitions than this in turn costs an open and a map for each
     /// write (see docs/BENCHMARKS.md).
-    pub fn max_open_partitions(mut self, n: usize) -> Self {
+    pub fn with_max_open_partitions(mut self, n: usize) -> Self {
         self.max_open_partitions = Some(n);
         self
     }
@@ -74,25 +74,25 @@ impl TopicStoreConfig {
     /// At most this many sealed segments, over every partition, are kept
     /// mapped by the partitions' caches (readers may hold a few more while
     /// they read them). Default 1,024.
-    pub fn max_cached_segments(mut self, n: usize) -> Self {
+    pub fn with_max_cached_segments(mut self, n: usize) -> Self {
         self.max_cached_segments = Some(n);
         self
     }
 
     /// The limit of partitions with an open active segment in force.
-    pub fn get_max_open_partitions(&self) -> usize {
+    pub fn max_open_partitions(&self) -> usize {
         self.max_open_partitions.unwrap_or_else(default_max_open_partitions)
     }
 
     /// The limit of cached sealed segments in force.
-    pub fn get_max_cached_segments(&self) -> usize {
+    pub fn max_cached_segments(&self) -> usize {
         self.max_cached_segments.unwrap_or(DEFAULT_MAX_CACHED_SEGMENTS)
     }
 
     /// The configuration of every partition log (durability, index interval,
     /// record size limit, open segments, I/O layer). Its segment size is
     /// ignored: each topic records its own. Default [`LogConfig::default`].
-    pub fn log_config(mut self, config: LogConfig) -> Self {
+    pub fn with_log_config(mut self, config: LogConfig) -> Self {
         let archive = self.log.archive.take();
         self.log = config;
         if self.log.archive.is_none() {
@@ -102,23 +102,23 @@ impl TopicStoreConfig {
     }
 
     /// The archive tier of every topic: [`TopicStore::run_archival`] (and the
-    /// background thread, if [`TopicStoreConfig::retention_interval`] starts one)
+    /// background thread, if [`TopicStoreConfig::with_retention_interval`] starts one)
     /// moves the sealed segments each topic's archive policy selects to
     /// `store`, under the keys [`crate::archive::segment_key`] names
     /// (`{topic}/{partition}/...`), and reads of archived offsets fetch them
-    /// back. A topic's policy is its own ([`TopicConfig::archive`], recorded
+    /// back. A topic's policy is its own ([`TopicConfig::with_archive`], recorded
     /// in its `topic.meta`) if it has one, else `policy`, the store's default
     /// (which may be [`ArchivePolicy::default`]: only topics with their own
     /// policy are archived).
-    pub fn archive(mut self, store: Arc<dyn ArchiveStore>, policy: ArchivePolicy) -> Self {
+    pub fn with_archive(mut self, store: Arc<dyn ArchiveStore>, policy: ArchivePolicy) -> Self {
         // The key prefix is set per partition when the partition log is opened.
-        self.log = self.log.archive(store, "store");
+        self.log = self.log.with_archive(store, "store");
         self.archive_policy = Some(policy);
         self
     }
 
     /// The default archival policy, if the store has an archive tier.
-    pub fn get_archive_policy(&self) -> Option<ArchivePolicy> {
+    pub fn archive_policy(&self) -> Option<ArchivePolicy> {
         self.archive_policy
     }
 
@@ -128,18 +128,18 @@ impl TopicStoreConfig {
     /// topics' partitions that have something new. Default: no thread; call
     /// [`TopicStore::run_archival`], [`TopicStore::run_retention`] and
     /// [`TopicStore::run_compaction`] instead.
-    pub fn retention_interval(mut self, every: Duration) -> Self {
+    pub fn with_retention_interval(mut self, every: Duration) -> Self {
         self.retention_interval = Some(every);
         self
     }
 
     /// The partition log configuration.
-    pub fn get_log_config(&self) -> &LogConfig {
+    pub fn log_config(&self) -> &LogConfig {
         &self.log
     }
 
     /// The retention interval, if a background thread is wanted.
-    pub fn get_retention_interval(&self) -> Option<Duration> {
+    pub fn retention_interval(&self) -> Option<Duration> {
         self.retention_interval
     }
 
@@ -323,8 +323,8 @@ impl TopicStore {
     pub fn open(dir: impl AsRef<Path>, mut config: TopicStoreConfig) -> Result<TopicStore> {
         config.validate()?;
         if config.log.shared_limits.is_none() {
-            let limits = SharedLimits::new(config.get_max_open_partitions(), config.get_max_cached_segments());
-            config.log = config.log.shared_limits(limits);
+            let limits = SharedLimits::new(config.max_open_partitions(), config.max_cached_segments());
+            config.log = config.log.with_shared_limits(limits);
         }
         let root = dir.as_ref().to_owned();
         let io = Arc::clone(&config.log.io);
@@ -365,8 +365,8 @@ impl TopicStore {
     pub fn open_read_only(dir: impl AsRef<Path>, mut config: TopicStoreConfig) -> Result<TopicStore> {
         config.validate()?;
         if config.log.shared_limits.is_none() {
-            let limits = SharedLimits::new(config.get_max_open_partitions(), config.get_max_cached_segments());
-            config.log = config.log.shared_limits(limits);
+            let limits = SharedLimits::new(config.max_open_partitions(), config.max_cached_segments());
+            config.log = config.log.with_shared_limits(limits);
         }
         let root = dir.as_ref().to_owned();
         let topics_dir = root.join(TOPICS_DIR_NAME);
@@ -405,7 +405,7 @@ impl TopicStore {
         self.inner.check_writable()?;
         validate_topic_name(name)?;
         config.validate()?;
-        let log_config = self.inner.config.log.clone().segment_bytes(config.segment_bytes);
+        let log_config = self.inner.config.log.clone().with_segment_bytes(config.segment_bytes);
         log_config.validate()?;
         let _admin = self.inner.admin();
         if self.inner.topics.read_locked().contains_key(name) {
@@ -546,7 +546,7 @@ impl TopicStore {
     }
 
     /// Runs archival over every topic now, each with its archive policy
-    /// (its own, else the store's: see [`TopicStoreConfig::archive`]). Fails with
+    /// (its own, else the store's: see [`TopicStoreConfig::with_archive`]). Fails with
     /// [`Error::InvalidConfig`] if the store has no archive tier.
     pub fn run_archival(&self) -> Result<ArchivalReport> {
         self.run_archival_at(now_ms(), None, None, &mut |_, _, _| {})
@@ -750,7 +750,7 @@ impl StoreInner {
         match self.config.log.archive {
             Some(_) => Ok(()),
             None => Err(Error::InvalidConfig(format!(
-                "the store {} has no archive tier (TopicStoreConfig::archive)",
+                "the store {} has no archive tier (TopicStoreConfig::with_archive)",
                 self.root.display()
             ))),
         }
@@ -932,7 +932,7 @@ impl RetentionThread {
 /// [`TopicStore::archive_location`] says where the archive is.
 fn take_up_archive(root: &Path, config: &mut TopicStoreConfig, io: Option<&dyn Io>) -> Result<()> {
     let mut meta = store_meta::read_with(config.log.io.as_ref(), root)?;
-    match config.log.get_archive() {
+    match config.log.archive() {
         Some((store, _)) => {
             let location = store.location();
             if let (Some(io), Some(location)) = (io, location)
@@ -946,7 +946,7 @@ fn take_up_archive(root: &Path, config: &mut TopicStoreConfig, io: Option<&dyn I
             let dir = meta.archive_location.as_deref().and_then(|l| l.strip_prefix("file://")).map(PathBuf::from);
             if let Some(dir) = dir.filter(|d| d.is_dir()) {
                 let archive = Arc::new(LocalDirArchive::with_io(dir, Arc::clone(&config.log.io))?);
-                *config = std::mem::take(config).archive(archive, ArchivePolicy::default());
+                *config = std::mem::take(config).with_archive(archive, ArchivePolicy::default());
             }
         }
     }
@@ -977,7 +977,7 @@ fn purge_deleted_topic(tomb: &Path, log: &LogConfig) -> Result<TopicDeletion> {
     }
     let mut deletion = TopicDeletion::default();
     if !keys.is_empty() {
-        let Some((archive, _)) = log.get_archive() else {
+        let Some((archive, _)) = log.archive() else {
             deletion.archived_left = keys.len();
             return Ok(deletion);
         };

@@ -252,12 +252,12 @@ impl Io for FaultIo {
 /// A fast configuration for tests: 64 KiB segments, an index entry every
 /// 512 bytes, no fsync on append.
 pub fn small_cfg() -> LogConfig {
-    LogConfig::default().segment_bytes(64 * 1024).index_interval_bytes(512).durability(Durability::Never)
+    LogConfig::default().with_segment_bytes(64 * 1024).with_index_interval_bytes(512).with_durability(Durability::Never)
 }
 
 /// The smallest segments allowed (4 KiB), so that a few records roll the log.
 pub fn tiny_cfg() -> LogConfig {
-    LogConfig::default().segment_bytes(4096).index_interval_bytes(256).durability(Durability::Never)
+    LogConfig::default().with_segment_bytes(4096).with_index_interval_bytes(256).with_durability(Durability::Never)
 }
 
 /// The value stored at `offset` by the tests that derive contents from

@@ -17,7 +17,7 @@ fn config(sync: Fsync) -> LogConfig {
         Fsync::None => Durability::Never,
         Fsync::PerBatch => Durability::Always,
     };
-    LogConfig::default().durability(durability)
+    LogConfig::default().with_durability(durability)
 }
 
 impl Engine for Annal {

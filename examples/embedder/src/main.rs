@@ -7,7 +7,7 @@ use annal::{Durability, Log, LogConfig, Record};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("annal-embedder-{}", std::process::id()));
-    let config = LogConfig::default().durability(Durability::Always).segment_bytes(1 << 20);
+    let config = LogConfig::default().with_durability(Durability::Always).with_segment_bytes(1 << 20);
     let log = Log::open(&dir, config.clone())?;
     let batch = log.append_batch(&[Record::new(b"order placed"), Record::new(b"order paid")])?;
     let values: Vec<Vec<u8>> =
