@@ -1,13 +1,20 @@
 //! The file-system seam. Every call that makes data durable, changes which
 //! files or directories exist, or reads what recovery trusts goes through
 //! [`Io`], so that tests can inject failures (a failed fsync, a full disk, a
-//! failed or interrupted read) without touching production code paths.
+//! failed or interrupted read) without touching production code paths:
+//! creating, opening, reading, listing, syncing, renaming and removing files
+//! and directories. Outside it are the lock files (created and `flock`ed
+//! directly: they hold no data), the stat probes that only ask whether a path
+//! exists or is a directory before one of the calls above, the archive
+//! stores (an `ArchiveStore` is a seam of its own), and the inspection tools
+//! (`annal dump`, `annal verify`), which read with the real file system.
 //!
 //! Writes of record bytes go through the memory map (see `mmap.rs`) and are
 //! made durable by [`Io::sync_data`] on the segment's file: on Linux `fdatasync`
 //! writes back pages dirtied through a shared mapping as well as by `write(2)`.
 
 use crate::sync::MutexExt;
+use std::ffi::OsString;
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -70,6 +77,36 @@ pub trait Io: Send + Sync + Debug {
         fs::read(path)
     }
 
+    /// Opens an existing file for reading: segment files at recovery, for
+    /// the read-only open and for readers of a parked partition, and small
+    /// files read with a bound on their length.
+    fn open_read(&self, path: &Path) -> io::Result<File> {
+        File::open(path)
+    }
+
+    /// Opens an existing file for reading and writing, without truncating it:
+    /// the last segment of a log, which recovery scans and appends continue.
+    fn open_writable(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(path)
+    }
+
+    /// The length of an open file (`fstat`).
+    fn file_len(&self, file: &File) -> io::Result<u64> {
+        Ok(file.metadata()?.len())
+    }
+
+    /// The entries of a directory, in no particular order: recovery lists a
+    /// log's files, a store its topics, a deleted topic its partitions, and a
+    /// log the archive cache it empties at open.
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            entries.push(DirEntry { is_dir: entry.file_type()?.is_dir(), name: entry.file_name() });
+        }
+        Ok(entries)
+    }
+
     /// Creates a directory and any missing parents (a log's, a store's, the
     /// archive cache's). The caller fsyncs the parent.
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -81,6 +118,38 @@ pub trait Io: Send + Sync + Debug {
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         fs::remove_dir_all(path)
     }
+}
+
+/// An entry of a directory, as [`Io::read_dir`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's name.
+    pub name: OsString,
+    /// Whether the entry is a directory (a symbolic link is not followed).
+    pub is_dir: bool,
+}
+
+/// Reads at most `max + 1` bytes of the file `path` through `io`: a caller
+/// that gets more than `max` knows the file is too long for its format, and
+/// a damaged or foreign file never costs more memory than the format allows.
+pub(crate) fn read_bounded(io: &dyn Io, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+    let file = io.open_read(path)?;
+    let limit = max.saturating_add(1);
+    let mut bytes = vec![0u8; limit.min(1 << 16)];
+    let mut len = 0;
+    while len < limit {
+        if len == bytes.len() {
+            bytes.resize(len.saturating_mul(2).min(limit), 0);
+        }
+        match io.read_at(&file, &mut bytes[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
 }
 
 /// The real file system.

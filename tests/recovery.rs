@@ -1266,6 +1266,45 @@ fn a_failed_read_or_seek_during_recovery_is_an_error_naming_the_segment() {
     assert!(matches!(Log::open(&dir, faulty_cfg(&io)), Err(Error::Io { .. })));
 }
 
+/// Every other file operation recovery makes goes through `Io` too: a
+/// failed listing of the log directory, open of a segment or `fstat` of one
+/// is an I/O error naming the directory or the segment, for the writer's
+/// open and the read-only one alike, and the log opens whole once the fault
+/// is gone.
+#[test]
+fn a_failed_listing_open_or_stat_during_recovery_is_an_error_naming_what_failed() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = abandoned_log(tmp.path(), 300);
+    let segment = dir.join(format!("{:020}.log", 0));
+    for (fault, op, path) in [
+        ("read_dir", "list log directory", &dir),
+        ("open", "open segment", &segment),
+        ("file_len", "stat segment", &segment),
+    ] {
+        for read_only in [true, false] {
+            let io = std::sync::Arc::new(common::FaultIo::new());
+            let switch = match fault {
+                "read_dir" => &io.fail_read_dir,
+                "open" => &io.fail_open,
+                _ => &io.fail_file_len,
+            };
+            switch.store(true, SeqCst);
+            let opened =
+                if read_only { Log::open_read_only(&dir, faulty_cfg(&io)) } else { Log::open(&dir, faulty_cfg(&io)) };
+            match opened {
+                Err(Error::Io { op: got, path: p, source }) => {
+                    assert_eq!((got, &p, source.raw_os_error()), (op, path, Some(common::EIO)), "{fault}");
+                }
+                other => panic!("{fault} (read-only: {read_only}): expected an I/O error, got {other:?}"),
+            }
+            switch.store(false, SeqCst);
+        }
+    }
+    let log = Log::open(&dir, common::small_cfg()).unwrap();
+    assert_eq!(common::read_all(&log).unwrap().len(), 300);
+}
+
 /// A file cut between the measure of its length and the reads of its tail
 /// (a writer trimming it at a seal) gives short reads: the tail probe stops
 /// there instead of reading on forever, and the records before are intact.

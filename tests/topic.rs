@@ -935,6 +935,42 @@ fn an_interrupted_add_partitions_leaves_reusable_directories() {
     store.close().unwrap();
 }
 
+/// The store's own reads go through `Io`: a failed listing of the topics
+/// directory fails the open naming it; a failed open of `topic.meta` (and of
+/// the partitions' segments) leaves the topic listed but unusable, with an
+/// error naming the file, until the fault is gone.
+#[test]
+fn a_failed_listing_or_read_of_the_store_is_an_error_naming_the_file() {
+    let dir = fast_tempdir();
+    let root = dir.path();
+    let io = Arc::new(FaultIo::new());
+    let config = TopicStoreConfig::default()
+        .with_log_config(LogConfig::default().with_durability(Durability::Never).with_io(io.clone()));
+    let store = TopicStore::open(root, config.clone()).unwrap();
+    fill(&store.create_topic("t", tiny(2)).unwrap(), 10, None);
+    store.close().unwrap();
+
+    io.fail_read_dir.store(true, Ordering::SeqCst);
+    match TopicStore::open(root, config.clone()) {
+        Err(Error::Io { op, path, .. }) => assert_eq!((op, path), ("list topics directory", root.join("topics"))),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    io.fail_read_dir.store(false, Ordering::SeqCst);
+
+    io.fail_open.store(true, Ordering::SeqCst);
+    let store = TopicStore::open(root, config).unwrap();
+    assert_eq!(store.topics(), ["t"]);
+    match store.topic("t") {
+        Err(Error::Io { op, path, .. }) => assert_eq!((op, path), ("read", topic_dir(root, "t").join("topic.meta"))),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    io.fail_open.store(false, Ordering::SeqCst);
+    let t = store.topic("t").unwrap();
+    assert_eq!(read_partition(&t, 0).len() + read_partition(&t, 1).len(), 20);
+    drop(t);
+    store.close().unwrap();
+}
+
 #[test]
 fn interrupted_creations_and_deletions_are_cleaned_at_open() {
     let dir = fast_tempdir();

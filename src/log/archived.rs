@@ -16,7 +16,6 @@
 //! archived; a local copy left behind is deleted by the next open.
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
@@ -537,11 +536,10 @@ fn integrity(store: &dyn ArchiveStore, entry: &ManifestEntry, message: String) -
 /// Empties the cache directory of a writable log at open: its files were
 /// written without fsync and may be torn by a crash.
 pub(crate) fn clear_cache_dir(io: &dyn Io, dir: &Path) -> Result<()> {
-    match fs::read_dir(dir) {
+    match io.read_dir(dir) {
         Ok(entries) => {
             for entry in entries {
-                let entry = entry.ctx("list archive cache", dir)?;
-                let p = entry.path();
+                let p = dir.join(&entry.name);
                 io.remove_file(&p).ctx("remove cached segment", &p)?;
             }
             Ok(())

@@ -1,7 +1,6 @@
 //! Opening a log: find segments, check their headers and footers, recover the
 //! last segment after a crash, and prepare the active segment.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
@@ -45,14 +44,12 @@ pub(crate) fn open(dir: &Path, config: LogConfig, read_only: bool) -> Result<Sha
 
     let mut report = RecoveryReport::default();
     let mut bases = Vec::new();
-    for entry in fs::read_dir(dir).ctx("list log directory", dir)? {
-        let entry = entry.ctx("list log directory", dir)?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for entry in config.io.read_dir(dir).ctx("list log directory", dir)? {
+        let Some(name) = entry.name.to_str() else { continue };
         if let Some(base) = parse_log_file_name(name) {
             bases.push(base);
         } else if !read_only && name.ends_with(".tmp") && is_our_temp(name) {
-            let path = entry.path();
+            let path = dir.join(name);
             config.io.remove_file(&path).ctx("remove temporary file", &path)?;
             report.removed_temp_files.push(path);
         }

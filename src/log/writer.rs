@@ -171,7 +171,7 @@ impl WriterState {
     /// Parks the active segment (see `Log::park`); whether there was one.
     pub(crate) fn park(&mut self, shared: &Shared) -> bool {
         let Some(active) = self.active.take() else { return false };
-        let parked = active.park();
+        let parked = active.park(Arc::clone(&shared.config.io));
         {
             let mut set = shared.segments.write_locked();
             set.parked = Some(Arc::clone(&parked.view));

@@ -10,7 +10,7 @@ use super::{DATA_START, FOOTER_LEN, SealedMeta, Segment, SegmentFooter, SegmentH
 use crate::config::{LogConfig, RecoveryMode};
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::index::{SegmentIndex, stored_crc};
-use crate::io::{Io, SyncedFile, open_rw};
+use crate::io::{Io, SyncedFile};
 use crate::mmap::{MapArea, MapWriter};
 use crate::record::{FrameFormat, Record, batch};
 use crate::sync::{MutexExt, RwLockExt};
@@ -185,8 +185,8 @@ impl ActiveSegment {
         sealed: Option<(&SealedMeta, SegmentIndex)>,
     ) -> Result<(ActiveSegment, Recovered)> {
         let path = super::log_path(dir, base);
-        let file = open_rw(&path, false).ctx("open segment", &path)?;
-        let file_len = file.metadata().ctx("stat segment", &path)?.len();
+        let file = config.io.open_writable(&path).ctx("open segment", &path)?;
+        let file_len = config.io.file_len(&file).ctx("stat segment", &path)?;
         // The file keeps its length: appends grow it as they need room.
         Self::recover_file(dir, base, config, sealed, file, file_len)
     }
@@ -496,13 +496,15 @@ pub(crate) struct ParkedView {
     index: SegmentIndex,
     /// The read-only map readers share, while one of them holds it.
     open: std::sync::Mutex<std::sync::Weak<Segment>>,
+    /// What opens the file again for a reader.
+    io: Arc<dyn Io>,
 }
 
 impl ActiveSegment {
     /// Closes the segment's file and lets its map go (readers that hold it
     /// keep it): its state stays in memory, to be taken up again by
     /// [`ParkedSegment::unpark`]. Readers at its end move on to its view.
-    pub(crate) fn park(mut self) -> ParkedSegment {
+    pub(crate) fn park(mut self, io: Arc<dyn Io>) -> ParkedSegment {
         self.publish();
         let index = self.seg.index.read_locked().clone();
         let view = Arc::new(ParkedView {
@@ -512,6 +514,7 @@ impl ActiveSegment {
             pos: self.pos,
             index,
             open: std::sync::Mutex::new(std::sync::Weak::new()),
+            io,
         });
         let parked = ParkedSegment {
             header: SegmentHeader {
@@ -562,7 +565,7 @@ impl ParkedSegment {
     /// same state.
     pub(crate) fn unpark(self, config: &LogConfig) -> Result<ActiveSegment> {
         let path = self.view.path.clone();
-        let file = open_rw(&path, false).ctx("open segment", &path)?;
+        let file = config.io.open_writable(&path).ctx("open segment", &path)?;
         let len = (config.segment_bytes as usize).max(self.allocated);
         let mut writer = MapArea::writable(&file, len, DATA_START).ctx("map segment", &path)?;
         writer.publish(self.pos);
@@ -589,7 +592,7 @@ impl ParkedSegment {
     /// reaches the disk with a later fsync, as always).
     pub(crate) fn sync(&mut self, io: &dyn Io) -> Result<()> {
         let path = &self.view.path;
-        let file = open_rw(path, false).ctx("open segment", path)?;
+        let file = io.open_writable(path).ctx("open segment", path)?;
         io.sync_data(&file).ctx("fsync segment", path)?;
         if self.pos > self.checkpoint {
             let mut head = [0u8; DATA_START];
@@ -610,7 +613,7 @@ impl ParkedView {
         if let Some(seg) = open.upgrade() {
             return Ok(seg);
         }
-        let file = File::open(&self.path).ctx("open segment", &self.path)?;
+        let file = self.io.open_read(&self.path).ctx("open segment", &self.path)?;
         let area = MapArea::read_only(&file, self.pos, DATA_START, self.pos).ctx("map segment", &self.path)?;
         let seg = Arc::new(Segment {
             base_offset: self.base_offset,

@@ -200,8 +200,8 @@ pub(crate) enum OnDisk {
 
 /// Reads a segment file's header and footer without mapping it.
 pub(crate) fn inspect_file(io: &dyn Io, path: &Path, base: u64) -> Result<OnDisk> {
-    let file = File::open(path).ctx("open segment", path)?;
-    let len = file.metadata().ctx("stat segment", path)?.len();
+    let file = io.open_read(path).ctx("open segment", path)?;
+    let len = io.file_len(&file).ctx("stat segment", path)?;
     let (header, flags, _) = read_header(io, &file, path, base)?;
     let mut why = format!("file of {len} bytes is too short for a footer");
     if len >= (DATA_START + FOOTER_LEN) as u64 {
@@ -293,8 +293,8 @@ pub(crate) fn open_sealed(
 ) -> Result<(Arc<Segment>, bool)> {
     let base = meta.footer.base_offset;
     let path = log_path(dir, base);
-    let file = File::open(&path).ctx("open segment", &path)?;
-    let len = file.metadata().ctx("stat segment", &path)?.len();
+    let file = io.open_read(&path).ctx("open segment", &path)?;
+    let len = io.file_len(&file).ctx("stat segment", &path)?;
     let data_end = meta.footer.data_end as usize;
     // A longer file is a sealed segment that a writer (another process) has
     // since reopened for appending: its records up to `data_end` are unchanged.
@@ -399,7 +399,7 @@ pub(crate) fn open_unsealed_read_only(
     config: &LogConfig,
 ) -> Result<(Arc<Segment>, ReadOnlyTail)> {
     let path = log_path(dir, base);
-    let file = File::open(&path).ctx("open segment", &path)?;
+    let file = config.io.open_read(&path).ctx("open segment", &path)?;
     let (header, _, checkpoint) = read_header(config.io.as_ref(), &file, &path, base)?;
     let checkpoint = checkpoint.unwrap_or(DATA_START as u64);
     // Positioned reads, not the map: a writer in another process may seal and

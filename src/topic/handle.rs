@@ -122,7 +122,7 @@ impl Topic {
                 base.io.sync_dir(dir).ctx("fsync directory", dir)?;
             }
         }
-        let meta = meta::read(dir)?;
+        let meta = meta::read_with(base.io.as_ref(), dir)?;
         let log_config = base.clone().with_segment_bytes(meta.segment_bytes);
         let mut logs = Vec::with_capacity(meta.partitions as usize);
         for p in 0..meta.partitions {

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use crate::config::{MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
 use crate::envelope::{Decode, Encode, Reader, bad};
-use crate::error::{CorruptionKind, Error, IoContext, Result};
+use crate::error::{CorruptionKind, Error, Result};
 use crate::io::Io;
 use crate::log::{ArchivePolicy, Retention};
 
@@ -456,22 +456,22 @@ pub(crate) fn path(topic_dir: &Path) -> PathBuf {
 /// [`Error::Corruption`] naming the file, never ignored. `annal verify` uses it
 /// to check a topic without opening its partitions.
 pub fn read(topic_dir: &Path) -> Result<TopicMeta> {
+    read_with(&crate::io::OsIo, topic_dir)
+}
+
+/// [`read`] through `io`.
+pub(crate) fn read_with(io: &dyn Io, topic_dir: &Path) -> Result<TopicMeta> {
     let p = path(topic_dir);
     // Bounded: a file much longer than the format is damaged, whatever it holds.
-    let bytes = match std::fs::File::open(&p) {
-        Ok(f) => {
-            use std::io::Read;
-            let mut bytes = Vec::with_capacity(TOPIC_META_V2_LEN);
-            f.take(MAX_FILE_LEN as u64 + 1).read_to_end(&mut bytes).ctx("read", &p)?;
-            bytes
-        }
+    let bytes = match crate::io::read_bounded(io, &p, MAX_FILE_LEN) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::NotALog {
                 path: topic_dir.to_owned(),
                 reason: format!("no {TOPIC_META_FILE_NAME} file: not an annal topic"),
             });
         }
-        Err(e) => return Err(Error::io("open", p, e)),
+        Err(e) => return Err(Error::io("read", p, e)),
     };
     TopicMeta::decode(&bytes).map_err(|why| Error::Corruption {
         path: p,

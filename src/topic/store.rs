@@ -844,12 +844,10 @@ impl StoreInner {
 fn scan(topics_dir: &Path, log: &LogConfig, read_only: bool) -> Result<BTreeMap<String, Slot>> {
     let mut topics = BTreeMap::new();
     let mut removed = false;
-    for entry in fs::read_dir(topics_dir).ctx("list topics directory", topics_dir)? {
-        let entry = entry.ctx("list topics directory", topics_dir)?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
-        let is_dir = entry.file_type().ctx("stat", &path)?.is_dir();
+    for entry in log.io.read_dir(topics_dir).ctx("list topics directory", topics_dir)? {
+        let is_dir = entry.is_dir;
+        let Some(name) = entry.name.to_str() else { continue };
+        let path = topics_dir.join(name);
         if name.starts_with('.') && name.contains('~') {
             if !read_only && is_dir {
                 // A deleted topic whose archived objects could not all be
@@ -969,9 +967,9 @@ pub struct TopicDeletion {
 /// not be deleted, `tomb` stays (with the manifests) for a later attempt.
 fn purge_deleted_topic(tomb: &Path, log: &LogConfig) -> Result<TopicDeletion> {
     let mut keys = Vec::new();
-    for entry in fs::read_dir(tomb).ctx("list deleted topic directory", tomb)? {
-        let path = entry.ctx("list deleted topic directory", tomb)?.path();
-        if path.is_dir() {
+    for entry in log.io.read_dir(tomb).ctx("list deleted topic directory", tomb)? {
+        if entry.is_dir {
+            let path = tomb.join(&entry.name);
             keys.extend(crate::log::manifest::read(log.io.as_ref(), &path)?.into_iter().map(|e| e.key));
         }
     }

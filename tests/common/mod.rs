@@ -71,6 +71,12 @@ pub struct FaultIo {
     pub reads_end_at: AtomicU64,
     /// `create_dir_all` fails with ENOSPC.
     pub fail_create_dir: AtomicBool,
+    /// `open_read` and `open_writable` fail with EIO.
+    pub fail_open: AtomicBool,
+    /// `file_len` fails with EIO.
+    pub fail_file_len: AtomicBool,
+    /// `read_dir` fails with EIO.
+    pub fail_read_dir: AtomicBool,
     /// Calls of `read_at` and `seek_data`.
     pub reads: AtomicU64,
 }
@@ -246,6 +252,34 @@ impl Io for FaultIo {
             return Err(io::Error::from_raw_os_error(ENOSPC));
         }
         self.inner.create_dir_all(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<File> {
+        if self.fail_open.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        self.inner.open_read(path)
+    }
+
+    fn open_writable(&self, path: &Path) -> io::Result<File> {
+        if self.fail_open.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        self.inner.open_writable(path)
+    }
+
+    fn file_len(&self, file: &File) -> io::Result<u64> {
+        if self.fail_file_len.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        self.inner.file_len(file)
+    }
+
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<annal::io::DirEntry>> {
+        if self.fail_read_dir.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        self.inner.read_dir(dir)
     }
 }
 
