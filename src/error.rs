@@ -33,6 +33,9 @@ pub enum CorruptionKind {
     BadHeader(String),
     /// A sealed segment's footer is missing or invalid.
     BadFooter(String),
+    /// An event-store index run is invalid: its header, its block table, or
+    /// one of its blocks (checksum or order).
+    BadIndexRun(String),
     /// Damaged bytes in a part of the segment that was already durable.
     DamagedDurableData,
     /// Offsets are missing between two segments.
@@ -57,6 +60,7 @@ impl fmt::Display for CorruptionKind {
             }
             CorruptionKind::BadHeader(why) => write!(f, "bad file header: {why}"),
             CorruptionKind::BadFooter(why) => write!(f, "bad segment footer: {why}"),
+            CorruptionKind::BadIndexRun(why) => write!(f, "bad index run: {why}"),
             CorruptionKind::DamagedDurableData => {
                 write!(f, "invalid record inside data that was already synced to disk")
             }

@@ -60,7 +60,9 @@ macro_rules! internals {
     )*};
 }
 
-internals!(config, durable, envelope, error, format, fuzzing, index, inspect, log, record, segment, sync, topic);
+internals!(
+    config, durable, envelope, error, events, format, fuzzing, index, inspect, log, record, segment, sync, topic
+);
 mod mmap;
 
 pub use archive::{ArchiveStore, LocalDirArchive, ObjectDigest, ObjectMeta};
