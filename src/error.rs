@@ -33,6 +33,8 @@ pub enum CorruptionKind {
     BadHeader(String),
     /// A sealed segment's footer is missing or invalid.
     BadFooter(String),
+    /// A record of an event store's global log is not a valid event record.
+    BadEvent(String),
     /// An event-store index run is invalid: its header, its block table, or
     /// one of its blocks (checksum or order).
     BadIndexRun(String),
@@ -61,6 +63,7 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::BadHeader(why) => write!(f, "bad file header: {why}"),
             CorruptionKind::BadFooter(why) => write!(f, "bad segment footer: {why}"),
             CorruptionKind::BadIndexRun(why) => write!(f, "bad index run: {why}"),
+            CorruptionKind::BadEvent(why) => write!(f, "bad event record: {why}"),
             CorruptionKind::DamagedDurableData => {
                 write!(f, "invalid record inside data that was already synced to disk")
             }

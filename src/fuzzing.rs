@@ -31,8 +31,8 @@ pub fn reencode_index_files(
 }
 
 /// Decodes a small metadata file (the start offset, the archive manifest,
-/// `topic.meta` or `store.meta`, chosen by the low 7 bits of `data[0]`,
-/// modulo 4) from the rest of `data`; with the high bit of `data[0]` set,
+/// `topic.meta`, `store.meta`, the event store's `events.meta` or its index
+/// manifest, chosen by the low 7 bits of `data[0]`, modulo 6) from the rest of `data`; with the high bit of `data[0]` set,
 /// the rest is first wrapped in a valid envelope of that structure's newest
 /// version, so that the fuzzer reaches the body decoders past the checksum.
 /// Whatever decodes must encode to a file that decodes to the same value,
@@ -42,11 +42,13 @@ pub fn reencode_index_files(
 pub fn small_file_roundtrip(data: &[u8]) -> bool {
     let Some((&selector, rest)) = data.split_first() else { return false };
     let wrap = selector & 0x80 != 0;
-    match (selector & 0x7f) % 4 {
+    match (selector & 0x7f) % 6 {
         0 => roundtrip::<crate::log::start::StartOffset>(rest, wrap),
         1 => roundtrip::<crate::log::manifest::Manifest>(rest, wrap),
         2 => roundtrip::<crate::topic::TopicMeta>(rest, wrap),
-        _ => roundtrip::<crate::topic::store_meta::StoreMeta>(rest, wrap),
+        3 => roundtrip::<crate::topic::store_meta::StoreMeta>(rest, wrap),
+        4 => roundtrip::<crate::events::meta::EventsMeta>(rest, wrap),
+        _ => roundtrip::<crate::events::meta::IndexManifest>(rest, wrap),
     }
 }
 

@@ -56,7 +56,7 @@ macro_rules! internals {
         pub mod $name;
         #[cfg(not(feature = "internals"))]
         #[allow(dead_code, unused_imports)]
-        mod $name;
+        pub(crate) mod $name;
     )*};
 }
 

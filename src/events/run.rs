@@ -465,6 +465,19 @@ impl Run {
         Ok(it)
     }
 
+    /// The entries at or before `(key, a)`, last first.
+    pub fn entries_back_from(&self, key: u128, a: u64) -> Result<RunRevIter<'_>> {
+        let target = (key, a);
+        let blocks = self.blocks_at_or_before(target);
+        let mut it = RunRevIter { run: self, block: blocks, entries: &[], left: 0 };
+        if blocks > 0 {
+            it.block -= 1;
+            it.entries = self.block(it.block)?;
+            it.left = it.entries.chunks_exact(ENTRY_LEN).take_while(|c| Entry::decode(c).sort_key() <= target).count();
+        }
+        Ok(it)
+    }
+
     /// Every entry, in order.
     pub fn iter(&self) -> Result<RunIter<'_>> {
         self.entries_from(0, 0)
@@ -527,6 +540,43 @@ impl Iterator for RunIter<'_> {
     }
 }
 
+/// The entries of a run up to some point, last first.
+#[derive(Debug)]
+pub struct RunRevIter<'a> {
+    run: &'a Run,
+    /// The block `entries` is (`left == 0` and `block == 0`: done).
+    block: usize,
+    entries: &'a [u8],
+    /// Entries of `entries` not yielded yet (its first `left`).
+    left: usize,
+}
+
+impl Iterator for RunRevIter<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        while self.left == 0 {
+            if self.block == 0 {
+                return None;
+            }
+            self.block -= 1;
+            match self.run.block(self.block) {
+                Ok(b) => {
+                    self.entries = b;
+                    self.left = b.len() / ENTRY_LEN;
+                }
+                Err(e) => {
+                    self.block = 0;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.left -= 1;
+        let at = self.left * ENTRY_LEN;
+        Some(Ok(Entry::decode(&self.entries[at..at + ENTRY_LEN])))
+    }
+}
+
 fn corruption(path: &Path, position: u64, why: String) -> Error {
     Error::Corruption { path: path.to_owned(), offset: 0, position, kind: CorruptionKind::BadIndexRun(why) }
 }
@@ -570,6 +620,8 @@ pub(crate) fn roundtrip_for_fuzzing(bytes: &[u8]) -> bool {
         assert_eq!(run.last_at_or_below(e.key, e.a).ok(), Some(Some(*e)), "a lookup finds every entry");
         let found = run.entries_from(e.key, e.a).ok().and_then(|mut it| it.next()).and_then(Result::ok);
         assert_eq!(found, Some(*e), "a seek lands on every entry");
+        let back = run.entries_back_from(e.key, e.a).ok().and_then(|mut it| it.next()).and_then(Result::ok);
+        assert_eq!(back, Some(*e), "a backward seek lands on every entry");
     }
     let h = run.header();
     let again = encode_to_vec(h.kind, h.from, h.to, entries).expect("accepted entries encode");
@@ -646,6 +698,12 @@ mod tests {
                 assert_eq!(run.last_at_or_below(e.key + 1, u64::MAX).unwrap(), None);
             }
             assert!(run.entries_from(u128::MAX, u64::MAX).unwrap().next().is_none());
+            for (i, e) in entries.iter().enumerate() {
+                let back: Vec<Entry> = run.entries_back_from(e.key, e.a).unwrap().map(Result::unwrap).collect();
+                assert_eq!(back, entries[..=i].iter().rev().copied().collect::<Vec<_>>(), "back from entry {i} of {n}");
+            }
+            assert!(run.entries_back_from(0, 0).unwrap().nth(1).is_none());
+            assert_eq!(run.entries_back_from(u128::MAX, u64::MAX).unwrap().count(), n as usize);
         }
     }
 

@@ -1,0 +1,557 @@
+//! [`EventStore`]: streams of events over one global log (docs/EVENTS.md).
+//!
+//! A store is a directory:
+//!
+//! ```text
+//!  events.meta       what the store is (the stream hash's key)
+//!  log/              the global log: one record per event, its offset the event's position
+//!  index/            the stream index and the event-id index (runs and their manifest)
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+use super::error::{CurrentVersion, Error, ExpectedVersion, Result, shown};
+use super::event::{self, NewEvent, RecordedEvent};
+use super::index::{IndexLimits, IndexRecovery, Indexes};
+use super::meta::{EVENTS_META_FILE_NAME, EventsMeta, INDEX_MANIFEST_FILE_NAME, StreamHasher};
+use super::run::RunKind;
+use crate::config::{Durability, LogConfig};
+use crate::envelope::Encode;
+use crate::error::{CorruptionKind, IoContext};
+use crate::log::Log;
+use crate::record::Record;
+use crate::sync::MutexExt;
+
+/// Name of the global log's directory in a store.
+pub const LOG_DIR_NAME: &str = "log";
+/// Name of the index directory in a store.
+pub const INDEX_DIR_NAME: &str = "index";
+
+/// Lock stripes streams are spread over.
+const STRIPES: usize = 256;
+
+/// How an [`EventStore`] is opened.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct EventStoreConfig {
+    log: LogConfig,
+    flush_entries: usize,
+    merge_runs: usize,
+}
+
+impl Default for EventStoreConfig {
+    fn default() -> EventStoreConfig {
+        EventStoreConfig {
+            log: LogConfig::default().with_segment_bytes(256 << 20),
+            flush_entries: 256 * 1024,
+            merge_runs: 8,
+        }
+    }
+}
+
+impl EventStoreConfig {
+    /// The global log's configuration: its durability (an append returns
+    /// once its events are durable under `Always`), segment size, largest
+    /// event, and `Io`. Default: [`LogConfig::default`] with 256 MiB segments.
+    pub fn with_log_config(mut self, log: LogConfig) -> EventStoreConfig {
+        self.log = log;
+        self
+    }
+
+    /// Index entries kept in memory before they are written as index runs
+    /// (default 262,144: about 25 MiB). Opening a store replays at most about
+    /// this many events from the log.
+    pub fn with_flush_entries(mut self, n: usize) -> EventStoreConfig {
+        self.flush_entries = n;
+        self
+    }
+
+    /// Runs an index may have before they are merged into one (default 8).
+    pub fn with_merge_runs(mut self, n: usize) -> EventStoreConfig {
+        self.merge_runs = n;
+        self
+    }
+
+    /// The global log's configuration.
+    pub fn log_config(&self) -> &LogConfig {
+        &self.log
+    }
+
+    /// Index entries kept in memory before a flush.
+    pub fn flush_entries(&self) -> usize {
+        self.flush_entries
+    }
+
+    /// Runs an index may have before they are merged.
+    pub fn merge_runs(&self) -> usize {
+        self.merge_runs
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.flush_entries == 0 || self.merge_runs < 2 {
+            return Err(crate::Error::InvalidConfig(format!(
+                "an event store needs flush_entries of at least 1 (got {}) and merge_runs of at least 2 (got {})",
+                self.flush_entries, self.merge_runs
+            ))
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// What an append wrote (or, for a retry of an earlier append with the same
+/// event ids, what that append wrote).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AppendResult {
+    /// The version of the first event written.
+    pub first_version: u64,
+    /// The version of the last event written: what the next
+    /// [`ExpectedVersion::Exact`] names.
+    pub next_expected_version: u64,
+    /// The global position of the last event written.
+    pub position: u64,
+}
+
+/// One stream's part of a multi-stream append
+/// ([`EventStore::append_to_streams`]).
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    /// The stream.
+    pub stream: String,
+    /// What the stream must be at.
+    pub expected: ExpectedVersion,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+}
+
+impl StreamAppend {
+    /// `events` for `stream`, if it is at `expected`.
+    pub fn new(stream: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamAppend {
+        StreamAppend { stream: stream.into(), expected, events }
+    }
+}
+
+/// Which way a read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the given version or position up.
+    Forward,
+    /// From the given version or position down.
+    Backward,
+}
+
+/// An event store: streams of events over one global log, in a directory.
+#[derive(Debug)]
+pub struct EventStore {
+    dir: PathBuf,
+    log: Log,
+    hasher: StreamHasher,
+    index: Indexes,
+    stripes: Box<[Mutex<()>]>,
+    /// The store syncs after each append (the log itself is opened with
+    /// `Never`, so that no fsync happens while an append holds its stripes).
+    sync_appends: bool,
+    recovery: IndexRecovery,
+}
+
+/// One stream's part of an append being prepared.
+struct Planned<'a> {
+    append: &'a StreamAppend,
+    hash: u128,
+    /// Its first version, and the ids its events get.
+    first_version: u64,
+    ids: Vec<Uuid>,
+}
+
+impl EventStore {
+    /// Opens the event store in `dir`, creating it if needed. Reads the index
+    /// manifest and replays the events the index runs do not cover yet from
+    /// the global log; a missing or damaged index is rebuilt from the log
+    /// ([`EventStore::index_recovery`] says what was done).
+    pub fn open(dir: impl AsRef<Path>, config: EventStoreConfig) -> Result<EventStore> {
+        config.validate()?;
+        let dir = dir.as_ref().to_owned();
+        let io = std::sync::Arc::clone(&config.log.io);
+        let created = !dir.exists();
+        io.create_dir_all(&dir).ctx("create event store directory", &dir)?;
+        if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            io.sync_dir(parent).ctx("fsync directory", parent)?;
+        }
+        let index_dir = dir.join(INDEX_DIR_NAME);
+        let meta_path = dir.join(EVENTS_META_FILE_NAME);
+        let meta = match super::meta::read::<EventsMeta>(io.as_ref(), &meta_path)? {
+            Some(meta) => meta,
+            None => {
+                // A new store, or one whose events.meta was lost: index runs
+                // hashed under another key cannot be used.
+                let manifest = index_dir.join(INDEX_MANIFEST_FILE_NAME);
+                if manifest.exists() {
+                    io.remove_file(&manifest).ctx("remove index manifest", &manifest)?;
+                    io.sync_dir(&index_dir).ctx("fsync directory", &index_dir)?;
+                }
+                let meta = EventsMeta::new_random();
+                crate::durable::replace_file_durably(io.as_ref(), &meta_path, &meta.encode())?;
+                meta
+            }
+        };
+        let sync_appends = config.log.durability() == Durability::Always;
+        let log_config = match sync_appends {
+            true => config.log.clone().with_durability(Durability::Never),
+            false => config.log.clone(),
+        };
+        let log = Log::open(dir.join(LOG_DIR_NAME), log_config)?;
+        let limits = IndexLimits { flush_entries: config.flush_entries, merge_runs: config.merge_runs };
+        let (index, mut recovery) = Indexes::open(&index_dir, io, limits, log.next_offset())?;
+        let store = EventStore {
+            dir,
+            log,
+            hasher: meta.hasher(),
+            index,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            sync_appends,
+            recovery: IndexRecovery::default(),
+        };
+        recovery.replayed = store.replay()?;
+        Ok(EventStore { recovery, ..store })
+    }
+
+    /// Puts the events the index runs do not cover into the memtable.
+    fn replay(&self) -> Result<u64> {
+        let from = self.index.indexed_to().max(self.log.start_offset());
+        let end = self.log.next_offset();
+        let mut reader = self.log.read_from(from)?;
+        let mut replayed = 0;
+        let mut batch = Vec::with_capacity(1024);
+        while reader.next_offset() < end {
+            let Some(record) = reader.next_record()? else { break };
+            let position = record.offset();
+            let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
+            batch.push((self.hasher.hash(e.stream), e.version, e.id.as_u128(), position));
+            replayed += 1;
+            if batch.len() == batch.capacity() {
+                self.index.insert_all(batch.drain(..));
+                if self.index.flush_due() {
+                    self.flush(true)?;
+                }
+            }
+        }
+        self.index.insert_all(batch);
+        Ok(replayed)
+    }
+
+    fn bad_event(&self, position: u64, why: String) -> Error {
+        crate::Error::Corruption {
+            path: self.log.dir().to_owned(),
+            offset: position,
+            position: 0,
+            kind: CorruptionKind::BadEvent(why),
+        }
+        .into()
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The global log (read-only use: appending to it directly would put
+    /// records in it that are not events).
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// What opening the store did to its indexes.
+    pub fn index_recovery(&self) -> &IndexRecovery {
+        &self.recovery
+    }
+
+    /// The position the next event will have.
+    pub fn head_position(&self) -> u64 {
+        self.log.next_offset()
+    }
+
+    /// Appends `events` to `stream` if it is at `expected`. All the events
+    /// become visible together or not at all, also across a crash. Retrying
+    /// an append whose events all carry ids ([`NewEvent::with_id`]) that are
+    /// already in the stream returns the original result and writes nothing.
+    pub fn append(&self, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
+        let mut results = self.append_to_streams(vec![StreamAppend::new(stream, expected, events)])?;
+        Ok(results.pop().expect("one result per stream"))
+    }
+
+    /// Appends to several streams at once, each with its own expected state:
+    /// all of it or nothing. Returns one result per stream, in order.
+    pub fn append_to_streams(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        let max = u64::from(self.log.config().max_record_bytes());
+        let mut hashes = Vec::with_capacity(appends.len());
+        for (i, a) in appends.iter().enumerate() {
+            if let Some(reason) = event::stream_id_problem(&a.stream) {
+                return Err(Error::InvalidStreamId { stream: shown(&a.stream), reason });
+            }
+            if appends[..i].iter().any(|b| b.stream == a.stream) {
+                let reason = "named twice in one append".to_owned();
+                return Err(Error::InvalidStreamId { stream: shown(&a.stream), reason });
+            }
+            if a.events.is_empty() {
+                let reason = "an append needs at least one event".to_owned();
+                return Err(Error::InvalidEvent { stream: shown(&a.stream), index: 0, reason });
+            }
+            for (index, e) in a.events.iter().enumerate() {
+                if let Some(reason) = event::event_type_problem(&e.event_type) {
+                    return Err(Error::InvalidEvent { stream: shown(&a.stream), index, reason });
+                }
+                let size = Record::new(&[])
+                    .with_key(a.stream.as_bytes())
+                    .encoded_len()
+                    .map_or(u64::MAX, |l| (l + event::encoded_len(e)) as u64);
+                if size > max {
+                    return Err(Error::EventTooLarge { stream: shown(&a.stream), index, size, max });
+                }
+            }
+            hashes.push(self.hasher.hash(&a.stream));
+        }
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The stripes of the streams, taken in order.
+        let mut stripe_ids: Vec<usize> = hashes.iter().map(|&h| (h % STRIPES as u128) as usize).collect();
+        stripe_ids.sort_unstable();
+        stripe_ids.dedup();
+        let _stripes: Vec<_> = stripe_ids.iter().map(|&i| self.stripes[i].locked()).collect();
+
+        // Retries of earlier appends write nothing.
+        let mut retried = Vec::with_capacity(appends.len());
+        for (a, &hash) in appends.iter().zip(&hashes) {
+            retried.push(self.earlier_append(a, hash)?);
+        }
+        if retried.iter().all(Option::is_some) {
+            return Ok(retried.into_iter().flatten().collect());
+        }
+        if let Some((a, _)) = appends.iter().zip(&retried).find(|(_, r)| r.is_some()) {
+            let id = a.events[0].id.expect("a retried append has ids");
+            let reason = "this stream's events are a retry, another stream's are not".to_owned();
+            return Err(Error::IdempotencyConflict { stream: shown(&a.stream), id, reason });
+        }
+
+        let mut planned = Vec::with_capacity(appends.len());
+        for (a, &hash) in appends.iter().zip(&hashes) {
+            let current = match self.index.last_of(hash, u64::MAX)? {
+                Some((v, _)) => CurrentVersion::Version(v),
+                None => CurrentVersion::NoStream,
+            };
+            let holds = match (a.expected, current) {
+                (ExpectedVersion::Any, _) => true,
+                (ExpectedVersion::NoStream, c) => c == CurrentVersion::NoStream,
+                (ExpectedVersion::StreamExists, c) => c != CurrentVersion::NoStream,
+                (ExpectedVersion::Exact(v), c) => c == CurrentVersion::Version(v),
+            };
+            if !holds {
+                return Err(Error::WrongExpectedVersion { stream: a.stream.clone(), expected: a.expected, actual: current });
+            }
+            let first_version = match current {
+                CurrentVersion::NoStream => 0,
+                CurrentVersion::Version(v) => v + 1,
+            };
+            let ids = a.events.iter().map(|e| e.id.unwrap_or_else(Uuid::now_v7)).collect();
+            planned.push(Planned { append: a, hash, first_version, ids });
+        }
+        let values: Vec<Vec<Vec<u8>>> = planned
+            .iter()
+            .map(|p| {
+                let versions = p.first_version..;
+                p.append.events.iter().zip(&p.ids).zip(versions).map(|((e, &id), v)| event::encode_value(e, id, v)).collect()
+            })
+            .collect();
+        let records: Vec<Record<'_>> = planned
+            .iter()
+            .zip(&values)
+            .flat_map(|(p, vs)| vs.iter().map(|v| Record::new(v).with_key(p.append.stream.as_bytes())))
+            .collect();
+
+        let gate = self.index.begin_append().ok_or_else(|| {
+            Error::from(crate::Error::Panicked {
+                path: self.dir.clone(),
+                during: "an event append (reopen the store to index its events)",
+            })
+        })?;
+        let positions = self.log.append_batch(&records).map_err(|e| match e {
+            crate::Error::BatchTooLarge { size, max } => Error::AppendTooLarge { size, max },
+            e => Error::Engine(e),
+        })?;
+        let mut position = positions.start;
+        let mut results = Vec::with_capacity(planned.len());
+        let mut entries = Vec::with_capacity(records.len());
+        for p in &planned {
+            for (i, id) in p.ids.iter().enumerate() {
+                entries.push((p.hash, p.first_version + i as u64, id.as_u128(), position));
+                position += 1;
+            }
+            let n = p.ids.len() as u64;
+            results.push(AppendResult {
+                first_version: p.first_version,
+                next_expected_version: p.first_version + n - 1,
+                position: position - 1,
+            });
+        }
+        self.index.insert_all(entries);
+        drop(gate);
+        drop(_stripes);
+        if self.sync_appends {
+            self.log.sync()?;
+        }
+        if self.index.flush_due() {
+            self.flush(false)?;
+        }
+        Ok(results)
+    }
+
+    /// If every event of `a` has an id already in its stream, at consecutive
+    /// versions, the result of that earlier append; if only some have, a
+    /// conflict; otherwise none.
+    fn earlier_append(&self, a: &StreamAppend, hash: u128) -> Result<Option<AppendResult>> {
+        let mut found: Vec<Option<(u64, u64)>> = Vec::with_capacity(a.events.len());
+        for e in &a.events {
+            let Some(id) = e.id else {
+                found.push(None);
+                continue;
+            };
+            let mut hit = None;
+            for (position, version) in self.index.entries(RunKind::EventId, id.as_u128(), 0, false, usize::MAX)? {
+                // The id may be in other streams too: only this one's counts.
+                if self.index.entries(RunKind::Stream, hash, version, false, 1)?.first() == Some(&(version, position)) {
+                    let record = self.log.get(position)?;
+                    let ev = event::decode(record.key.as_deref(), record.value.as_deref())
+                        .map_err(|why| self.bad_event(position, why))?;
+                    if ev.stream == a.stream {
+                        hit = Some((version, position));
+                        break;
+                    }
+                }
+            }
+            found.push(hit);
+        }
+        let Some(first_hit) = found.iter().position(Option::is_some) else { return Ok(None) };
+        let id = a.events[first_hit].id.expect("a found event has an id");
+        let conflict = |reason: String| Error::IdempotencyConflict { stream: shown(&a.stream), id, reason };
+        let Some((v0, _)) = found[0] else {
+            return Err(conflict(format!("event {first_hit} is already in the stream, event 0 is not")));
+        };
+        for (i, f) in found.iter().enumerate() {
+            match f {
+                None => return Err(conflict(format!("event 0 is already in the stream, event {i} is not"))),
+                Some((v, _)) if *v != v0 + i as u64 => {
+                    return Err(conflict(format!("event {i} is at version {v}, not right after event 0 (version {v0})")));
+                }
+                Some(_) => {}
+            }
+        }
+        let n = found.len() as u64;
+        let (_, last_position) = found[found.len() - 1].expect("every event was found");
+        Ok(Some(AppendResult { first_version: v0, next_expected_version: v0 + n - 1, position: last_position }))
+    }
+
+    /// The version of the last event of `stream`, or none.
+    pub fn stream_version(&self, stream: &str) -> Result<CurrentVersion> {
+        if let Some(reason) = event::stream_id_problem(stream) {
+            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
+        }
+        Ok(match self.index.last_of(self.hasher.hash(stream), u64::MAX)? {
+            Some((v, _)) => CurrentVersion::Version(v),
+            None => CurrentVersion::NoStream,
+        })
+    }
+
+    /// Up to `max` events of `stream` from version `from` (forward: `from`
+    /// and up; backward: `from` and down, `u64::MAX` for the last event).
+    /// An unknown stream reads as empty.
+    pub fn read_stream(&self, stream: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
+        if let Some(reason) = event::stream_id_problem(stream) {
+            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
+        }
+        let hash = self.hasher.hash(stream);
+        let entries = self.index.entries(RunKind::Stream, hash, from, direction == Direction::Backward, max)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (version, position) in entries {
+            let event = self.event_at(position)?;
+            if event.stream != stream || event.version != version {
+                // Another stream of the same hash (as likely as two equal random UUIDs).
+                continue;
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` events of the global log (`$all`) from position `from`
+    /// (forward: `from` and up; backward: `from` and down, `u64::MAX` for the
+    /// last event).
+    pub fn read_all(&self, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
+        let start = self.log.start_offset();
+        let end = self.log.next_offset();
+        let mut out = Vec::with_capacity(max.min(1024));
+        match direction {
+            Direction::Forward => {
+                let mut reader = self.log.read_from(from.clamp(start, end))?;
+                while out.len() < max {
+                    let Some(record) = reader.next_record()? else { break };
+                    let position = record.offset();
+                    let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
+                    out.push(e.to_recorded(position, record.timestamp()));
+                }
+            }
+            Direction::Backward => {
+                let mut position = from.min(end.saturating_sub(1));
+                while out.len() < max && position >= start && end > 0 {
+                    match self.event_at(position) {
+                        Ok(e) => out.push(e),
+                        Err(Error::Engine(crate::Error::Compacted { .. })) => {}
+                        Err(e) => return Err(e),
+                    }
+                    if position == 0 {
+                        break;
+                    }
+                    position -= 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn event_at(&self, position: u64) -> Result<RecordedEvent> {
+        let record = self.log.get(position)?;
+        let e = event::decode(record.key.as_deref(), record.value.as_deref()).map_err(|why| self.bad_event(position, why))?;
+        Ok(e.to_recorded(position, record.timestamp))
+    }
+
+    /// Writes the index entries held in memory as index runs (after making
+    /// the log durable under them), so that the next open replays less.
+    /// Returns whether there was anything to write.
+    pub fn flush_index(&self) -> Result<bool> {
+        self.flush(true)
+    }
+
+    fn flush(&self, wait: bool) -> Result<bool> {
+        Ok(self.index.flush(wait, || self.log.next_offset(), || self.log.sync())?)
+    }
+
+    /// Index runs of each index: (stream index, event-id index).
+    pub fn index_runs(&self) -> (usize, usize) {
+        self.index.run_counts()
+    }
+
+    /// Releases the store as if the process had been killed: nothing is
+    /// flushed or synced, and the next open recovers (replaying the events
+    /// the index runs do not cover). Meant for crash tests.
+    pub fn abandon(self) {
+        self.log.abandon();
+    }
+
+    /// Flushes the index and closes the global log.
+    pub fn close(self) -> Result<()> {
+        self.flush(true)?;
+        Ok(self.log.close()?)
+    }
+}

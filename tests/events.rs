@@ -1,0 +1,374 @@
+//! The event store (docs/EVENTS.md): appends with expected states, durable
+//! idempotency, multi-stream atomic appends, reads of streams and of `$all`,
+//! and indexes that survive flushes, merges, reopens and damage.
+
+mod common;
+
+use std::sync::Arc;
+
+use annal::events::{
+    AppendResult, CurrentVersion, Direction, Error, EventStore, EventStoreConfig, ExpectedVersion, NewEvent,
+    StreamAppend,
+};
+use annal::{Durability, LogConfig};
+use uuid::Uuid;
+
+fn cfg() -> EventStoreConfig {
+    EventStoreConfig::default()
+        .with_log_config(LogConfig::default().with_segment_bytes(1 << 20).with_durability(Durability::Never))
+}
+
+/// Small index limits, so that a few hundred events flush and merge.
+fn small_index() -> EventStoreConfig {
+    cfg().with_flush_entries(50).with_merge_runs(3)
+}
+
+fn ev(n: u64) -> NewEvent {
+    NewEvent::json("Happened", format!("{{\"n\":{n}}}"))
+}
+
+fn id(n: u128) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
+}
+
+fn versions(events: &[annal::events::RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.version).collect()
+}
+
+#[test]
+fn expected_states_hold_as_kurrentdb_defines_them() {
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    let wrong = |r: Result<AppendResult, Error>| match r {
+        Err(Error::WrongExpectedVersion { actual, .. }) => actual,
+        other => panic!("expected a wrong expected version, got {other:?}"),
+    };
+    assert_eq!(wrong(store.append("a", ExpectedVersion::StreamExists, vec![ev(0)])), CurrentVersion::NoStream);
+    assert_eq!(wrong(store.append("a", ExpectedVersion::Exact(0), vec![ev(0)])), CurrentVersion::NoStream);
+    let r = store.append("a", ExpectedVersion::NoStream, vec![ev(0), ev(1)]).unwrap();
+    assert_eq!(r, AppendResult { first_version: 0, next_expected_version: 1, position: 1 });
+    assert_eq!(wrong(store.append("a", ExpectedVersion::NoStream, vec![ev(2)])), CurrentVersion::Version(1));
+    assert_eq!(wrong(store.append("a", ExpectedVersion::Exact(0), vec![ev(2)])), CurrentVersion::Version(1));
+    let r = store.append("a", ExpectedVersion::Exact(1), vec![ev(2)]).unwrap();
+    assert_eq!(r, AppendResult { first_version: 2, next_expected_version: 2, position: 2 });
+    store.append("a", ExpectedVersion::StreamExists, vec![ev(3)]).unwrap();
+    let r = store.append("b", ExpectedVersion::Any, vec![ev(0)]).unwrap();
+    assert_eq!((r.first_version, r.position), (0, 4));
+    store.append("b", ExpectedVersion::Any, vec![ev(1)]).unwrap();
+    // A refused append wrote nothing.
+    assert_eq!(store.head_position(), 6);
+    assert_eq!(versions(&store.read_stream("a", 0, Direction::Forward, 100).unwrap()), [0, 1, 2, 3]);
+    assert_eq!(store.stream_version("b").unwrap(), CurrentVersion::Version(1));
+    assert_eq!(store.stream_version("c").unwrap(), CurrentVersion::NoStream);
+    let err = store.append("a", ExpectedVersion::Exact(7), vec![ev(9)]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "wrong expected version for stream \"a\": expected version 7, the stream is at version 3"
+    );
+    store.close().unwrap();
+}
+
+#[test]
+fn events_read_back_whole_forward_backward_and_in_all() {
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    let e = NewEvent::json("OrderPlaced", r#"{"total":3}"#)
+        .with_id(id(1))
+        .with_json_metadata(r#"{"$correlationId":"c-1"}"#);
+    store.append("order-1", ExpectedVersion::NoStream, vec![e]).unwrap();
+    store.append("order-2", ExpectedVersion::NoStream, vec![NewEvent::binary("Blob", vec![0u8, 1, 255])]).unwrap();
+    for n in 1..10 {
+        store.append("order-1", ExpectedVersion::Exact(n - 1), vec![ev(n)]).unwrap();
+    }
+    let first = &store.read_stream("order-1", 0, Direction::Forward, 1).unwrap()[0];
+    assert_eq!((first.stream.as_str(), first.version, first.position, first.id), ("order-1", 0, 0, id(1)));
+    assert_eq!((first.event_type.as_str(), first.data.as_slice()), ("OrderPlaced", &br#"{"total":3}"#[..]));
+    assert_eq!(first.metadata, br#"{"$correlationId":"c-1"}"#);
+    assert_eq!(
+        (first.data_type, first.metadata_type),
+        (annal::events::ContentType::Json, annal::events::ContentType::Json)
+    );
+    assert!(first.timestamp_ms > 1_700_000_000_000);
+    let blob = &store.read_stream("order-2", 0, Direction::Forward, 10).unwrap()[0];
+    assert_eq!((blob.data.as_slice(), blob.data_type), (&[0u8, 1, 255][..], annal::events::ContentType::Binary));
+    assert_eq!(blob.id.get_version_num(), 7, "an id annal draws is a version-7 UUID");
+
+    assert_eq!(versions(&store.read_stream("order-1", 3, Direction::Forward, 4).unwrap()), [3, 4, 5, 6]);
+    assert_eq!(versions(&store.read_stream("order-1", u64::MAX, Direction::Backward, 3).unwrap()), [9, 8, 7]);
+    assert_eq!(versions(&store.read_stream("order-1", 2, Direction::Backward, 10).unwrap()), [2, 1, 0]);
+    assert!(store.read_stream("order-1", 10, Direction::Forward, 10).unwrap().is_empty());
+    assert!(store.read_stream("nobody", 0, Direction::Forward, 10).unwrap().is_empty());
+
+    let all: Vec<u64> = store.read_all(0, Direction::Forward, 100).unwrap().iter().map(|e| e.position).collect();
+    assert_eq!(all, (0..11).collect::<Vec<_>>());
+    let back: Vec<u64> = store.read_all(u64::MAX, Direction::Backward, 3).unwrap().iter().map(|e| e.position).collect();
+    assert_eq!(back, [10, 9, 8]);
+    let back: Vec<u64> = store.read_all(1, Direction::Backward, 5).unwrap().iter().map(|e| e.position).collect();
+    assert_eq!(back, [1, 0]);
+    assert_eq!(store.read_all(1, Direction::Forward, 1).unwrap()[0].stream, "order-2");
+    store.close().unwrap();
+}
+
+#[test]
+fn invalid_input_is_refused_with_what_and_where_and_writes_nothing() {
+    let dir = common::fast_tempdir();
+    let log =
+        LogConfig::default().with_durability(Durability::Never).with_max_record_bytes(4096).with_segment_bytes(8192);
+    let config = cfg().with_log_config(log);
+    let store = EventStore::open(dir.path(), config).unwrap();
+    assert!(matches!(store.append("", ExpectedVersion::Any, vec![ev(0)]), Err(Error::InvalidStreamId { .. })));
+    let long = "s".repeat(1025);
+    assert!(matches!(store.append(&long, ExpectedVersion::Any, vec![ev(0)]), Err(Error::InvalidStreamId { .. })));
+    assert!(matches!(store.append("s", ExpectedVersion::Any, vec![]), Err(Error::InvalidEvent { .. })));
+    match store.append("s", ExpectedVersion::Any, vec![ev(0), NewEvent::json("", "{}")]) {
+        Err(Error::InvalidEvent { stream, index, .. }) => assert_eq!((stream.as_str(), index), ("s", 1)),
+        other => panic!("{other:?}"),
+    }
+    match store.append("s", ExpectedVersion::Any, vec![ev(0), NewEvent::binary("Big", vec![0u8; 5000])]) {
+        Err(Error::EventTooLarge { index, max, .. }) => assert_eq!((index, max), (1, 4096)),
+        other => panic!("{other:?}"),
+    }
+    let twice = vec![
+        StreamAppend::new("s", ExpectedVersion::Any, vec![ev(0)]),
+        StreamAppend::new("s", ExpectedVersion::Any, vec![ev(1)]),
+    ];
+    assert!(matches!(store.append_to_streams(twice), Err(Error::InvalidStreamId { .. })));
+    // Many events that fit one by one but not as one batch.
+    let many: Vec<NewEvent> = (0..10).map(|_| NewEvent::binary("Mid", vec![0u8; 1000])).collect();
+    assert!(matches!(store.append("s", ExpectedVersion::Any, many), Err(Error::AppendTooLarge { .. })));
+    assert_eq!(store.head_position(), 0, "nothing was written");
+    store.close().unwrap();
+}
+
+#[test]
+fn a_retried_append_returns_the_original_result_even_after_a_restart() {
+    let dir = common::fast_tempdir();
+    let batch = || vec![ev(0).with_id(id(10)), ev(1).with_id(id(11))];
+    let original = {
+        let store = EventStore::open(dir.path(), cfg()).unwrap();
+        store.append("other", ExpectedVersion::Any, vec![ev(0)]).unwrap();
+        let original = store.append("s", ExpectedVersion::NoStream, batch()).unwrap();
+        // The same append again, whatever the expected state: written once.
+        for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any, ExpectedVersion::Exact(5)] {
+            assert_eq!(store.append("s", expected, batch()).unwrap(), original);
+        }
+        assert_eq!(store.head_position(), 3);
+        store.append("s", ExpectedVersion::Exact(1), vec![ev(2).with_id(id(12))]).unwrap();
+        // Abandoned without a flush: the retry is found from the log replayed at open.
+        store.abandon();
+        original
+    };
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(store.append("s", ExpectedVersion::NoStream, batch()).unwrap(), original);
+    store.flush_index().unwrap();
+    assert_eq!(store.append("s", ExpectedVersion::Any, batch()).unwrap(), original, "found in the index runs");
+    assert_eq!(store.head_position(), 4);
+    // The same ids in another stream are other events.
+    let r = store.append("t", ExpectedVersion::NoStream, batch()).unwrap();
+    assert_eq!((r.first_version, r.position), (0, 5));
+    // Ids that only partly match an earlier append are refused.
+    for partial in [
+        vec![ev(0).with_id(id(10)), ev(9).with_id(id(99))],
+        vec![ev(9).with_id(id(99)), ev(0).with_id(id(11))],
+        vec![ev(0).with_id(id(11)), ev(0).with_id(id(10))],
+        vec![ev(0).with_id(id(10)), ev(0).with_id(id(12))],
+    ] {
+        match store.append("s", ExpectedVersion::Any, partial) {
+            Err(Error::IdempotencyConflict { stream, .. }) => assert_eq!(stream, "s"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(store.head_position(), 6);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_multi_stream_append_is_all_or_nothing() {
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    store.append("a", ExpectedVersion::NoStream, vec![ev(0)]).unwrap();
+    let both = |expected_b| {
+        vec![
+            StreamAppend::new("a", ExpectedVersion::Exact(0), vec![ev(1), ev(2)]),
+            StreamAppend::new("b", expected_b, vec![ev(0)]),
+        ]
+    };
+    match store.append_to_streams(both(ExpectedVersion::StreamExists)) {
+        Err(Error::WrongExpectedVersion { stream, .. }) => assert_eq!(stream, "b"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.head_position(), 1, "neither stream was written");
+    let results = store.append_to_streams(both(ExpectedVersion::NoStream)).unwrap();
+    assert_eq!(
+        results,
+        [
+            AppendResult { first_version: 1, next_expected_version: 2, position: 2 },
+            AppendResult { first_version: 0, next_expected_version: 0, position: 3 }
+        ]
+    );
+    assert_eq!(versions(&store.read_stream("a", 0, Direction::Forward, 10).unwrap()), [0, 1, 2]);
+    assert_eq!(versions(&store.read_stream("b", 0, Direction::Forward, 10).unwrap()), [0]);
+    // A multi-stream retry with ids returns every stream's original result.
+    let with_ids = || {
+        vec![
+            StreamAppend::new("c", ExpectedVersion::NoStream, vec![ev(0).with_id(id(1))]),
+            StreamAppend::new("d", ExpectedVersion::NoStream, vec![ev(0).with_id(id(2))]),
+        ]
+    };
+    let first = store.append_to_streams(with_ids()).unwrap();
+    assert_eq!(store.append_to_streams(with_ids()).unwrap(), first);
+    let mixed = vec![
+        StreamAppend::new("c", ExpectedVersion::Any, vec![ev(0).with_id(id(1))]),
+        StreamAppend::new("e", ExpectedVersion::Any, vec![ev(0).with_id(id(3))]),
+    ];
+    assert!(matches!(store.append_to_streams(mixed), Err(Error::IdempotencyConflict { .. })));
+    assert_eq!(store.head_position(), 6);
+    store.close().unwrap();
+}
+
+/// Flushes and merges of the index, reopens that replay the log, and reads
+/// that mix runs and memtables all give the same answers as a model.
+#[test]
+fn the_index_survives_flushes_merges_and_reopens() {
+    let dir = common::fast_tempdir();
+    let mut model: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut position = 0;
+    for round in 0..4 {
+        let store = EventStore::open(dir.path(), small_index()).unwrap();
+        for i in 0..300u64 {
+            let stream = format!("s-{}", (i * 7 + round) % 13);
+            let versions = model.entry(stream.clone()).or_default();
+            let expected = match versions.len() {
+                0 => ExpectedVersion::NoStream,
+                n => ExpectedVersion::Exact(n as u64 - 1),
+            };
+            let n = 1 + i % 3;
+            let events: Vec<NewEvent> = (0..n).map(ev).collect();
+            let r = store.append(&stream, expected, events).unwrap();
+            assert_eq!(r.first_version, versions.len() as u64);
+            for _ in 0..n {
+                versions.push(position);
+                position += 1;
+            }
+        }
+        let (streams, ids) = store.index_runs();
+        assert!((1..=3).contains(&streams) && (1..=3).contains(&ids), "runs: {streams} and {ids}");
+        for (stream, positions) in &model {
+            let events = store.read_stream(stream, 0, Direction::Forward, usize::MAX).unwrap();
+            assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), *positions, "{stream}");
+            let back = store.read_stream(stream, u64::MAX, Direction::Backward, 5).unwrap();
+            let expected: Vec<u64> = positions.iter().rev().take(5).copied().collect();
+            assert_eq!(back.iter().map(|e| e.position).collect::<Vec<_>>(), expected, "{stream} backward");
+            let mid = positions.len() as u64 / 2;
+            let from_mid = store.read_stream(stream, mid, Direction::Forward, 7).unwrap();
+            assert_eq!(versions(&from_mid), (mid..(mid + 7).min(positions.len() as u64)).collect::<Vec<_>>());
+        }
+        if round % 2 == 0 {
+            store.close().unwrap();
+        } else {
+            store.abandon();
+        }
+        let reopened = EventStore::open(dir.path(), small_index()).unwrap();
+        assert!(reopened.index_recovery().rebuilt.is_none());
+        assert!(reopened.index_recovery().replayed < 100, "{:?}", reopened.index_recovery());
+        drop(reopened);
+    }
+}
+
+#[test]
+fn a_damaged_or_lost_index_is_rebuilt_from_the_log() {
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), small_index()).unwrap();
+    for i in 0..200u64 {
+        store.append(&format!("s-{}", i % 5), ExpectedVersion::Any, vec![ev(i)]).unwrap();
+    }
+    store.close().unwrap();
+    let index = dir.path().join("index");
+    let run = std::fs::read_dir(&index)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "run"))
+        .expect("a run");
+    let mut bytes = std::fs::read(&run).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&run, bytes).unwrap();
+    let store = EventStore::open(dir.path(), small_index()).unwrap();
+    let why = store.index_recovery().rebuilt.clone().expect("rebuilt");
+    assert!(why.contains(&run.display().to_string()), "{why}");
+    assert_eq!(store.index_recovery().replayed, 200);
+    assert_eq!(store.read_stream("s-3", 0, Direction::Forward, 1000).unwrap().len(), 40);
+    assert_eq!(store.stream_version("s-4").unwrap(), CurrentVersion::Version(39));
+    store.close().unwrap();
+
+    // events.meta lost: a new hash key, and indexes built again under it.
+    std::fs::remove_file(dir.path().join("events.meta")).unwrap();
+    let store = EventStore::open(dir.path(), small_index()).unwrap();
+    assert_eq!(store.index_recovery().replayed, 200);
+    assert_eq!(store.read_stream("s-3", 0, Direction::Forward, 1000).unwrap().len(), 40);
+    store.close().unwrap();
+
+    // An index covering more than the log holds (the log lost its tail).
+    std::fs::remove_dir_all(dir.path().join("log")).unwrap();
+    let store = EventStore::open(dir.path(), small_index()).unwrap();
+    assert!(store.index_recovery().rebuilt.as_deref().is_some_and(|w| w.contains("the global log ends at 0")));
+    assert_eq!(store.stream_version("s-3").unwrap(), CurrentVersion::NoStream);
+    store.close().unwrap();
+}
+
+/// Threads append to overlapping streams with exact expected versions: each
+/// version of each stream has exactly one winner, and no event is lost or
+/// written twice.
+#[test]
+fn concurrent_appenders_get_exactly_one_winner_per_version() {
+    let dir = common::fast_tempdir();
+    let store = Arc::new(EventStore::open(dir.path(), small_index()).unwrap());
+    let threads = 4;
+    let per_thread = 200;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut wins = 0u64;
+                let mut conflicts = 0u64;
+                let mut i = 0;
+                while wins < per_thread {
+                    let stream = format!("s-{}", i % 3);
+                    i += 1;
+                    let expected = match store.stream_version(&stream).unwrap() {
+                        CurrentVersion::NoStream => ExpectedVersion::NoStream,
+                        CurrentVersion::Version(v) => ExpectedVersion::Exact(v),
+                    };
+                    match store.append(&stream, expected, vec![NewEvent::json("T", format!("{{\"t\":{t}}}"))]) {
+                        Ok(_) => wins += 1,
+                        Err(Error::WrongExpectedVersion { .. }) => conflicts += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let total: usize =
+        (0..3).map(|s| store.read_stream(&format!("s-{s}"), 0, Direction::Forward, usize::MAX).unwrap().len()).sum();
+    assert_eq!(total as u64, threads * per_thread);
+    for s in 0..3 {
+        let events = store.read_stream(&format!("s-{s}"), 0, Direction::Forward, usize::MAX).unwrap();
+        assert_eq!(versions(&events), (0..events.len() as u64).collect::<Vec<_>>(), "dense versions");
+        assert!(events.windows(2).all(|w| w[0].position < w[1].position), "versions grow with positions");
+    }
+    assert_eq!(store.head_position(), threads * per_thread);
+    Arc::into_inner(store).unwrap().close().unwrap();
+}
+
+#[test]
+fn under_always_an_append_is_durable_when_it_returns() {
+    let dir = common::fast_tempdir();
+    let config = EventStoreConfig::default().with_log_config(LogConfig::default().with_durability(Durability::Always));
+    let store = EventStore::open(dir.path(), config).unwrap();
+    store.append("s", ExpectedVersion::NoStream, vec![ev(0), ev(1)]).unwrap();
+    assert_eq!(store.log().durable_offset(), 2);
+    store.close().unwrap();
+}
