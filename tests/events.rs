@@ -251,8 +251,10 @@ fn the_index_survives_flushes_merges_and_reopens() {
                 position += 1;
             }
         }
-        let (streams, ids) = store.index_runs();
-        assert!((1..=3).contains(&streams) && (1..=3).contains(&ids), "runs: {streams} and {ids}");
+        let stats = store.index_stats();
+        for runs in [stats.stream_runs, stats.id_runs, stats.category_runs, stats.event_type_runs] {
+            assert!((1..=3).contains(&runs), "{stats:?}");
+        }
         for (stream, positions) in &model {
             let events = store.read_stream(stream, 0, Direction::Forward, usize::MAX).unwrap();
             assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), *positions, "{stream}");

@@ -48,6 +48,14 @@ enum Op {
         backward: bool,
         max: u8,
     },
+    /// Reads a category (stream `n` is `c{n % 2}-{n}`) or an event type.
+    ReadIndexed {
+        category: bool,
+        which: usize,
+        from: u8,
+        backward: bool,
+        max: u8,
+    },
 }
 
 fn expect() -> impl Strategy<Value = Expect> {
@@ -64,11 +72,16 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..STREAMS, any::<u8>(), any::<bool>(), 1u8..20)
             .prop_map(|(stream, from, backward, max)| Op::ReadStream { stream, from, backward, max }),
         1 => (any::<u8>(), any::<bool>(), 1u8..20).prop_map(|(from, backward, max)| Op::ReadAll { from, backward, max }),
+        2 => (any::<bool>(), 0..3usize, any::<u8>(), any::<bool>(), 1u8..20)
+            .prop_map(|(category, which, from, backward, max)| Op::ReadIndexed { category, which, from, backward, max }),
     ]
 }
 
-/// One event of the model: (stream, version, id, data).
-type ModelEvent = (usize, u64, Uuid, Vec<u8>);
+/// Which events of the model a read returns.
+type Filter = Box<dyn Fn(&ModelEvent) -> bool>;
+
+/// One event of the model: (stream, version, id, data, type).
+type ModelEvent = (usize, u64, Uuid, Vec<u8>, String);
 
 /// The model: each event, in position order.
 #[derive(Debug, Default)]
@@ -96,7 +109,16 @@ impl Model {
 }
 
 fn name(stream: usize) -> String {
-    format!("s-{stream}")
+    format!("c{}-{stream}", stream % 2)
+}
+
+fn index_of(name: &str) -> usize {
+    name.rsplit('-').next().unwrap().parse().unwrap()
+}
+
+/// The event type of the `i`-th event of an append.
+fn event_type(i: u8) -> String {
+    format!("T{}", i % 3)
 }
 
 fn config() -> EventStoreConfig {
@@ -128,7 +150,7 @@ fn run(ops: Vec<Op>) {
                     let events = (0..n)
                         .map(|i| {
                             let data = format!("{{\"op\":{},\"i\":{i}}}", model.events.len()).into_bytes();
-                            let e = NewEvent::json("E", data);
+                            let e = NewEvent::json(event_type(i), data);
                             if ids {
                                 model.next_id += 1;
                                 e.with_id(Uuid::from_u128(model.next_id))
@@ -145,10 +167,10 @@ fn run(ops: Vec<Op>) {
                     assert!(matches!(got, Err(Error::InvalidStreamId { .. })), "{got:?}");
                     continue;
                 }
-                let failing = call.iter().find(|c| !model.holds(c.stream[2..].parse().unwrap(), c.expected));
+                let failing = call.iter().find(|c| !model.holds(index_of(&c.stream), c.expected));
                 match (failing, got) {
                     (Some(c), Err(Error::WrongExpectedVersion { stream, actual, .. })) => {
-                        let idx: usize = stream[2..].parse().unwrap();
+                        let idx = index_of(&stream);
                         assert!(call.iter().any(|x| x.stream == stream));
                         let v = model.version(idx);
                         assert_eq!(actual, v.map_or(CurrentVersion::NoStream, CurrentVersion::Version));
@@ -157,7 +179,7 @@ fn run(ops: Vec<Op>) {
                     (None, Ok(results)) => {
                         let mut position = model.events.len() as u64;
                         for (c, r) in call.iter().zip(&results) {
-                            let idx: usize = c.stream[2..].parse().unwrap();
+                            let idx: usize = index_of(&c.stream);
                             let first = model.version(idx).map_or(0, |v| v + 1);
                             let n = c.events.len() as u64;
                             position += n;
@@ -175,6 +197,7 @@ fn run(ops: Vec<Op>) {
                                     first + i as u64,
                                     e.id().unwrap_or_default(),
                                     e.data().to_vec(),
+                                    e.event_type().to_owned(),
                                 ));
                             }
                         }
@@ -254,6 +277,27 @@ fn run(ops: Vec<Op>) {
                     let m = &model.events[e.position as usize];
                     assert_eq!((e.stream.clone(), e.version, &e.data), (name(m.0), m.1, &m.3));
                 }
+            }
+            Op::ReadIndexed { category, which, from, backward, max } => {
+                let from = u64::from(from % 40);
+                let (name, matches): (String, Filter) = if category {
+                    (format!("c{}", which % 2), Box::new(move |e: &ModelEvent| e.0 % 2 == which % 2))
+                } else {
+                    let t = event_type(which as u8);
+                    (t.clone(), Box::new(move |e: &ModelEvent| e.4 == t))
+                };
+                let mine = model.events.iter().enumerate().filter(|(_, e)| matches(e)).map(|(p, _)| p as u64);
+                let expected: Vec<u64> = if backward {
+                    mine.rev().filter(|p| *p <= from).take(max.into()).collect()
+                } else {
+                    mine.filter(|p| *p >= from).take(max.into()).collect()
+                };
+                let direction = if backward { Direction::Backward } else { Direction::Forward };
+                let got = match category {
+                    true => s.read_category(&name, from, direction, max.into()).unwrap(),
+                    false => s.read_event_type(&name, from, direction, max.into()).unwrap(),
+                };
+                assert_eq!(got.iter().map(|e| e.position).collect::<Vec<_>>(), expected, "{name}");
             }
         }
     }

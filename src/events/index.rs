@@ -1,8 +1,9 @@
-//! The event store's two indexes (docs/EVENTS.md, "The indexes"): the stream
-//! index, (stream hash, version) → position, and the event-id index,
-//! (event id, position) → version. Each is a memtable of recent entries over
-//! immutable runs; one manifest lists the runs of both and the position up to
-//! which they cover the global log.
+//! The event store's indexes (docs/EVENTS.md, "The indexes"): the stream
+//! index, (stream hash, version) → position; the event-id index, (event id,
+//! position) → version; the category and event-type indexes, (hash,
+//! position). Each is a memtable of recent entries over immutable runs; one
+//! manifest lists the runs of all four and the position up to which they
+//! cover the global log.
 //!
 //! Entries reach the memtable after their events are in the global log (the
 //! log is the truth; the index can always be rebuilt from it). A flush
@@ -27,26 +28,51 @@ type Snapshot = (Option<(u64, u64)>, Option<(u64, u64)>, Vec<Arc<OpenRun>>);
 /// Entries of a memtable, by `(key, a)`.
 type Table = BTreeMap<(u128, u64), u64>;
 
-/// Entries appended since the last flush.
-#[derive(Debug, Default)]
-struct Memtable {
-    /// (stream hash, version) → position.
-    streams: Table,
-    /// (event id, position) → version.
-    ids: Table,
-}
+/// Entries appended since the last flush, one table per index, in the
+/// order of [`RunKind::ALL`].
+#[derive(Debug, Default, Clone)]
+struct Memtable([Table; 4]);
 
 impl Memtable {
     fn table(&self, kind: RunKind) -> &Table {
-        match kind {
-            RunKind::Stream => &self.streams,
-            RunKind::EventId => &self.ids,
-        }
+        &self.0[kind as usize - 1]
     }
 
-    fn len(&self) -> usize {
-        self.streams.len()
+    /// Adds the entries of one event.
+    fn add(&mut self, e: &Indexed) {
+        self.0[0].insert((e.stream, e.version), e.position);
+        self.0[1].insert((e.id, e.position), e.version);
+        self.0[2].insert((e.category, e.position), 0);
+        self.0[3].insert((e.event_type, e.position), 0);
     }
+
+    /// Events in it.
+    fn len(&self) -> usize {
+        self.0[0].len()
+    }
+
+    fn extend(&mut self, other: Memtable) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            mine.extend(theirs);
+        }
+    }
+}
+
+/// What the indexes hold of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Indexed {
+    /// The hash of its stream.
+    pub(crate) stream: u128,
+    /// Its version.
+    pub(crate) version: u64,
+    /// Its id.
+    pub(crate) id: u128,
+    /// The hash of its stream's category.
+    pub(crate) category: u128,
+    /// The hash of its type.
+    pub(crate) event_type: u128,
+    /// Its global position.
+    pub(crate) position: u64,
 }
 
 /// An open run and the manifest's record of it.
@@ -87,7 +113,7 @@ pub(crate) struct IndexLimits {
     pub(crate) merge_runs: usize,
 }
 
-/// The two indexes of an event store.
+/// The indexes of an event store.
 #[derive(Debug)]
 pub(crate) struct Indexes {
     dir: PathBuf,
@@ -156,11 +182,9 @@ impl Indexes {
         self.state.read_locked().manifest.indexed_to
     }
 
-    /// Runs of each index, for statistics and tests: (stream, event id).
-    pub(crate) fn run_counts(&self) -> (usize, usize) {
-        let st = self.state.read_locked();
-        let streams = st.runs.iter().filter(|r| r.record.header.kind == RunKind::Stream).count();
-        (streams, st.runs.len() - streams)
+    /// Runs of index `kind`, for statistics and tests.
+    pub(crate) fn run_count(&self, kind: RunKind) -> usize {
+        self.state.read_locked().runs.iter().filter(|r| r.record.header.kind == kind).count()
     }
 
     /// Entries in the memtable (stream index).
@@ -176,13 +200,12 @@ impl Indexes {
         self.gate.read().ok().map(AppendGate)
     }
 
-    /// Adds the entries of events `(stream hash, version, event id,
-    /// position)`: under an [`AppendGate`], or while replaying the log at open.
-    pub(crate) fn insert_all(&self, entries: impl IntoIterator<Item = (u128, u64, u128, u64)>) {
+    /// Adds the entries of events: under an [`AppendGate`], or while
+    /// replaying the log at open.
+    pub(crate) fn insert_all(&self, events: impl IntoIterator<Item = Indexed>) {
         let mut st = self.state.write_locked();
-        for (stream_hash, version, id, position) in entries {
-            st.active.streams.insert((stream_hash, version), position);
-            st.active.ids.insert((id, position), version);
+        for e in events {
+            st.active.add(&e);
         }
     }
 
@@ -299,7 +322,7 @@ impl Indexes {
                 during: "an event append (reopen the store to index its events)",
             })?;
             let mut st = self.state.write_locked();
-            if st.active.streams.is_empty() {
+            if st.active.len() == 0 {
                 return Ok(false);
             }
             let to = log_end();
@@ -311,7 +334,7 @@ impl Indexes {
             make_durable()?;
             let mut manifest = self.state.read_locked().manifest.clone();
             let mut new_runs = Vec::new();
-            for kind in [RunKind::Stream, RunKind::EventId] {
+            for kind in RunKind::ALL {
                 let table = frozen.table(kind);
                 let seq = manifest.next_seq;
                 manifest.next_seq += 1;
@@ -341,9 +364,8 @@ impl Indexes {
                 // Put the entries back: nothing was installed, and the runs
                 // written (if any) are removed at the next open.
                 let frozen = st.frozen.take().expect("the frozen memtable");
-                let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|f| Memtable { streams: f.streams.clone(), ids: f.ids.clone() });
-                st.active.streams.extend(frozen.streams);
-                st.active.ids.extend(frozen.ids);
+                let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|f| (*f).clone());
+                st.active.extend(frozen);
                 Err(e)
             }
         }
@@ -352,7 +374,7 @@ impl Indexes {
     /// Merges the runs of an index into one if it has more than the limit.
     /// The caller holds `flushing`.
     fn merge_if_due(&self) -> Result<()> {
-        for kind in [RunKind::Stream, RunKind::EventId] {
+        for kind in RunKind::ALL {
             let inputs: Vec<Arc<OpenRun>> = {
                 let st = self.state.read_locked();
                 st.runs.iter().filter(|r| r.record.header.kind == kind).cloned().collect()

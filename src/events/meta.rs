@@ -154,11 +154,7 @@ impl Decode for IndexManifest {
         for i in 0..count {
             let seq = r.u64()?;
             let kind = r.u8()?;
-            let kind = match kind {
-                1 => RunKind::Stream,
-                2 => RunKind::EventId,
-                k => return Err(format!("run {i}: unknown kind {k}")),
-            };
+            let kind = RunKind::of_byte(kind).ok_or_else(|| format!("run {i}: unknown kind {kind}"))?;
             if r.take(3)? != [0; 3] {
                 return Err(format!("run {i}: reserved bytes are not zero"));
             }

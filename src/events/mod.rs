@@ -31,4 +31,6 @@ pub use event::{
 #[allow(unused_imports)]
 pub(crate) use event::{EventRef, decode, encode_value, encoded_len};
 pub use index::IndexRecovery;
-pub use store::{AppendResult, Direction, EventStore, EventStoreConfig, INDEX_DIR_NAME, LOG_DIR_NAME, StreamAppend};
+pub use store::{
+    AppendResult, Direction, EventStore, EventStoreConfig, INDEX_DIR_NAME, IndexStats, LOG_DIR_NAME, StreamAppend,
+};

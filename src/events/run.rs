@@ -10,7 +10,7 @@
 //! ```text
 //!  0   8  magic          "ANNALRUN"
 //!  8   2  version        u16  1
-//!  10  1  kind           u8   1 = stream index, 2 = event-id index
+//!  10  1  kind           u8   1 stream, 2 event id, 3 category, 4 event type
 //!  11  1  reserved       0
 //!  12  4  block_entries  u32  128
 //!  16  8  entries        u64  N
@@ -55,15 +55,19 @@ pub enum RunKind {
     Stream = 1,
     /// (event id, position) → version.
     EventId = 2,
+    /// (category hash, position) → 0.
+    Category = 3,
+    /// (event type hash, position) → 0.
+    EventType = 4,
 }
 
 impl RunKind {
-    fn of_byte(b: u8) -> Option<RunKind> {
-        match b {
-            1 => Some(RunKind::Stream),
-            2 => Some(RunKind::EventId),
-            _ => None,
-        }
+    /// Every kind, in the order of their byte.
+    pub const ALL: [RunKind; 4] = [RunKind::Stream, RunKind::EventId, RunKind::Category, RunKind::EventType];
+
+    /// The kind whose byte is `b`.
+    pub fn of_byte(b: u8) -> Option<RunKind> {
+        RunKind::ALL.into_iter().find(|k| *k as u8 == b)
     }
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::error::{CurrentVersion, Error, ExpectedVersion, Result, shown};
 use super::event::{self, NewEvent, RecordedEvent};
-use super::index::{IndexLimits, IndexRecovery, Indexes};
+use super::index::{IndexLimits, IndexRecovery, Indexed, Indexes};
 use super::meta::{EVENTS_META_FILE_NAME, EventsMeta, INDEX_MANIFEST_FILE_NAME, StreamHasher};
 use super::run::RunKind;
 use crate::config::{Durability, LogConfig};
@@ -134,6 +134,23 @@ impl StreamAppend {
     }
 }
 
+/// The state of an event store's indexes ([`EventStore::index_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexStats {
+    /// The index runs cover the global log below this position.
+    pub indexed_to: u64,
+    /// Events whose index entries are in memory only (replayed at the next open).
+    pub memtable_events: usize,
+    /// Runs of the stream index.
+    pub stream_runs: usize,
+    /// Runs of the event-id index.
+    pub id_runs: usize,
+    /// Runs of the category index.
+    pub category_runs: usize,
+    /// Runs of the event-type index.
+    pub event_type_runs: usize,
+}
+
 /// Which way a read goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -160,7 +177,6 @@ pub struct EventStore {
 /// One stream's part of an append being prepared.
 struct Planned<'a> {
     append: &'a StreamAppend,
-    hash: u128,
     /// Its first version, and the ids its events get.
     first_version: u64,
     ids: Vec<Uuid>,
@@ -229,7 +245,7 @@ impl EventStore {
             let Some(record) = reader.next_record()? else { break };
             let position = record.offset();
             let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
-            batch.push((self.hasher.hash(e.stream), e.version, e.id.as_u128(), position));
+            batch.push(self.indexed(e.stream, e.event_type, e.version, e.id, position));
             replayed += 1;
             if batch.len() == batch.capacity() {
                 self.index.insert_all(batch.drain(..));
@@ -240,6 +256,18 @@ impl EventStore {
         }
         self.index.insert_all(batch);
         Ok(replayed)
+    }
+
+    /// What the indexes hold of an event.
+    fn indexed(&self, stream: &str, event_type: &str, version: u64, id: Uuid, position: u64) -> Indexed {
+        Indexed {
+            stream: self.hasher.hash(stream),
+            version,
+            id: id.as_u128(),
+            category: self.hasher.hash(event::category(stream)),
+            event_type: self.hasher.hash(event_type),
+            position,
+        }
     }
 
     fn bad_event(&self, position: u64, why: String) -> Error {
@@ -356,7 +384,7 @@ impl EventStore {
                 CurrentVersion::Version(v) => v + 1,
             };
             let ids = a.events.iter().map(|e| e.id.unwrap_or_else(Uuid::now_v7)).collect();
-            planned.push(Planned { append: a, hash, first_version, ids });
+            planned.push(Planned { append: a, first_version, ids });
         }
         let values: Vec<Vec<Vec<u8>>> = planned
             .iter()
@@ -385,8 +413,8 @@ impl EventStore {
         let mut results = Vec::with_capacity(planned.len());
         let mut entries = Vec::with_capacity(records.len());
         for p in &planned {
-            for (i, id) in p.ids.iter().enumerate() {
-                entries.push((p.hash, p.first_version + i as u64, id.as_u128(), position));
+            for (i, (id, e)) in p.ids.iter().zip(&p.append.events).enumerate() {
+                entries.push(self.indexed(&p.append.stream, &e.event_type, p.first_version + i as u64, *id, position));
                 position += 1;
             }
             let n = p.ids.len() as u64;
@@ -520,6 +548,41 @@ impl EventStore {
         Ok(out)
     }
 
+    /// Up to `max` events of the streams of `category` (the part of a
+    /// stream id before its first `-`) in global order, from position `from`
+    /// (forward: `from` and up; backward: `from` and down).
+    pub fn read_category(&self, category: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
+        self.read_indexed(RunKind::Category, category, from, direction, max, |e| event::category(&e.stream) == category)
+    }
+
+    /// Up to `max` events of type `event_type` in global order, from
+    /// position `from` (forward: `from` and up; backward: `from` and down).
+    pub fn read_event_type(&self, event_type: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
+        self.read_indexed(RunKind::EventType, event_type, from, direction, max, |e| e.event_type == event_type)
+    }
+
+    fn read_indexed(
+        &self,
+        kind: RunKind,
+        name: &str,
+        from: u64,
+        direction: Direction,
+        max: usize,
+        matches: impl Fn(&RecordedEvent) -> bool,
+    ) -> Result<Vec<RecordedEvent>> {
+        let hash = self.hasher.hash(name);
+        let entries = self.index.entries(kind, hash, from, direction == Direction::Backward, max)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (position, _) in entries {
+            let event = self.event_at(position)?;
+            // Another name of the same hash (as likely as two equal random UUIDs).
+            if matches(&event) {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+
     fn event_at(&self, position: u64) -> Result<RecordedEvent> {
         let record = self.log.get(position)?;
         let e = event::decode(record.key.as_deref(), record.value.as_deref()).map_err(|why| self.bad_event(position, why))?;
@@ -537,9 +600,16 @@ impl EventStore {
         Ok(self.index.flush(wait, || self.log.next_offset(), || self.log.sync())?)
     }
 
-    /// Index runs of each index: (stream index, event-id index).
-    pub fn index_runs(&self) -> (usize, usize) {
-        self.index.run_counts()
+    /// The state of the indexes.
+    pub fn index_stats(&self) -> IndexStats {
+        IndexStats {
+            indexed_to: self.index.indexed_to(),
+            memtable_events: self.index.memtable_len(),
+            stream_runs: self.index.run_count(RunKind::Stream),
+            id_runs: self.index.run_count(RunKind::EventId),
+            category_runs: self.index.run_count(RunKind::Category),
+            event_type_runs: self.index.run_count(RunKind::EventType),
+        }
     }
 
     /// Releases the store as if the process had been killed: nothing is
