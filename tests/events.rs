@@ -374,3 +374,131 @@ fn under_always_an_append_is_durable_when_it_returns() {
     assert_eq!(store.log().durable_offset(), 2);
     store.close().unwrap();
 }
+
+/// The events a subscription should deliver, from the store itself.
+fn positions(events: &[annal::events::RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+/// Reads `n` events from `sub`, failing if none comes for a long time (a
+/// condition, not a duration: on a loaded machine it just waits longer).
+fn take(sub: &mut annal::events::Subscription<'_>, n: usize) -> Vec<annal::events::RecordedEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match sub.next_timeout(std::time::Duration::from_secs(60)).unwrap() {
+            Some(e) => out.push(e),
+            None => panic!("no event for 60 s after {} of {n}", out.len()),
+        }
+    }
+    out
+}
+
+/// Subscriptions of every kind catch up, then go live while another thread
+/// appends: every matching event once, in order, none missed at the switch.
+#[test]
+fn subscriptions_catch_up_then_go_live_with_no_gap_and_no_duplicate() {
+    use annal::events::{StartFrom, SubscriptionTarget};
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), small_index()).unwrap();
+    let append = |i: u64| {
+        let stream = format!("{}-{}", if i.is_multiple_of(3) { "cart" } else { "order" }, i % 5);
+        let kind = if i.is_multiple_of(2) { "Even" } else { "Odd" };
+        store.append(&stream, ExpectedVersion::Any, vec![NewEvent::json(kind, format!("{{\"i\":{i}}}"))]).unwrap();
+    };
+    for i in 0..300 {
+        append(i);
+    }
+    let total = 900u64;
+    let targets = [
+        SubscriptionTarget::All,
+        SubscriptionTarget::Stream("order-4".into()),
+        SubscriptionTarget::Category("cart".into()),
+        SubscriptionTarget::EventType("Odd".into()),
+    ];
+    std::thread::scope(|s| {
+        let mut subs: Vec<_> =
+            targets.iter().map(|t| store.subscribe(t.clone(), StartFrom::Beginning).unwrap()).collect();
+        // Read part of the past before the appender starts.
+        for sub in &mut subs {
+            take(sub, 10);
+        }
+        let writer = s.spawn(|| {
+            for i in 300..total {
+                append(i);
+            }
+        });
+        let expected_count = |t: &SubscriptionTarget| -> usize {
+            (0..total)
+                .filter(|i| match t {
+                    SubscriptionTarget::All => true,
+                    SubscriptionTarget::Stream(_) => i % 3 != 0 && i % 5 == 4,
+                    SubscriptionTarget::Category(_) => i % 3 == 0,
+                    SubscriptionTarget::EventType(_) => i % 2 == 1,
+                })
+                .count()
+        };
+        let mut got = Vec::new();
+        for (t, sub) in targets.iter().zip(&mut subs) {
+            got.push(take(sub, expected_count(t) - 10));
+        }
+        writer.join().unwrap();
+        let all = store.read_all(0, Direction::Forward, usize::MAX).unwrap();
+        for (t, events) in targets.iter().zip(&got) {
+            let want: Vec<u64> = all
+                .iter()
+                .filter(|e| match t {
+                    SubscriptionTarget::All => true,
+                    SubscriptionTarget::Stream(s) => e.stream == *s,
+                    SubscriptionTarget::Category(c) => e.stream.starts_with(&format!("{c}-")),
+                    SubscriptionTarget::EventType(k) => e.event_type == *k,
+                })
+                .map(|e| e.position)
+                .skip(10)
+                .collect();
+            assert_eq!(positions(events), want, "{t:?}");
+        }
+        for (sub, events) in subs.iter_mut().zip(&got) {
+            assert!(sub.next_timeout(std::time::Duration::ZERO).unwrap().is_none(), "nothing more");
+            assert_eq!(sub.checkpoint(), events.last().unwrap().position + 1);
+        }
+    });
+    store.close().unwrap();
+}
+
+#[test]
+fn a_subscription_starts_at_the_end_or_at_a_checkpoint() {
+    use annal::events::{StartFrom, SubscriptionTarget};
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    for i in 0..10 {
+        store.append(&format!("s-{}", i % 2), ExpectedVersion::Any, vec![ev(i)]).unwrap();
+    }
+    let mut at_end = store.subscribe(SubscriptionTarget::All, StartFrom::End).unwrap();
+    assert!(at_end.next_timeout(std::time::Duration::ZERO).unwrap().is_none());
+    store.append("s-0", ExpectedVersion::Any, vec![ev(10)]).unwrap();
+    assert_eq!(positions(&take(&mut at_end, 1)), [10]);
+
+    let mut stream = store.subscribe(SubscriptionTarget::Stream("s-1".into()), StartFrom::Beginning).unwrap();
+    assert_eq!(positions(&take(&mut stream, 2)), [1, 3]);
+    let checkpoint = stream.checkpoint();
+    assert_eq!(checkpoint, 4);
+    let mut resumed =
+        store.subscribe(SubscriptionTarget::Stream("s-1".into()), StartFrom::Position(checkpoint)).unwrap();
+    assert_eq!(versions(&take(&mut resumed, 3)), [2, 3, 4]);
+    assert_eq!(positions(&take(&mut stream, 3)), [5, 7, 9]);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_durable_only_subscription_waits_for_the_sync() {
+    use annal::events::{StartFrom, SubscriptionTarget};
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    store.append("s", ExpectedVersion::Any, vec![ev(0), ev(1)]).unwrap();
+    let mut sub =
+        store.subscribe(SubscriptionTarget::Category("s".into()), StartFrom::Beginning).unwrap().durable_only();
+    assert!(sub.next_timeout(std::time::Duration::ZERO).unwrap().is_none(), "not durable yet under Never");
+    store.log().sync().unwrap();
+    assert_eq!(positions(&take(&mut sub, 2)), [0, 1]);
+    store.close().unwrap();
+}

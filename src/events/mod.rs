@@ -21,6 +21,7 @@ mod error;
 mod event;
 mod index;
 mod store;
+mod subscription;
 internals!(meta, run);
 
 pub use error::{CurrentVersion, Error, ExpectedVersion, Result};
@@ -31,6 +32,7 @@ pub use event::{
 #[allow(unused_imports)]
 pub(crate) use event::{EventRef, decode, encode_value, encoded_len};
 pub use index::IndexRecovery;
+pub use subscription::{StartFrom, Subscription, SubscriptionTarget};
 pub use store::{
     AppendResult, Direction, EventStore, EventStoreConfig, INDEX_DIR_NAME, IndexStats, LOG_DIR_NAME, StreamAppend,
 };

@@ -270,7 +270,17 @@ impl EventStore {
         }
     }
 
-    fn bad_event(&self, position: u64, why: String) -> Error {
+    /// The hash of a stream id, category or event type under the store's key.
+    pub(crate) fn hash(&self, name: &str) -> u128 {
+        self.hasher.hash(name)
+    }
+
+    /// The indexes.
+    pub(crate) fn index(&self) -> &Indexes {
+        &self.index
+    }
+
+    pub(crate) fn bad_event(&self, position: u64, why: String) -> Error {
         crate::Error::Corruption {
             path: self.log.dir().to_owned(),
             offset: position,
@@ -583,7 +593,7 @@ impl EventStore {
         Ok(out)
     }
 
-    fn event_at(&self, position: u64) -> Result<RecordedEvent> {
+    pub(crate) fn event_at(&self, position: u64) -> Result<RecordedEvent> {
         let record = self.log.get(position)?;
         let e = event::decode(record.key.as_deref(), record.value.as_deref()).map_err(|why| self.bad_event(position, why))?;
         Ok(e.to_recorded(position, record.timestamp))
