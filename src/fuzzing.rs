@@ -73,8 +73,8 @@ where
     true
 }
 
-/// Decodes an event-store structure from `data[1..]`, chosen by bit 0 of
-/// `data[0]`:
+/// Decodes an event-store structure from `data[1..]`, chosen by the low 7
+/// bits of `data[0]`, modulo 3:
 ///
 /// - 0: an event record of the global log: two bytes (little-endian) give
 ///   the key's length (modulo what is left), then the key, then the value.
@@ -83,24 +83,34 @@ where
 ///   first made right, so that the fuzzer reaches the checks behind them.
 ///   Whatever opens must read back, find each entry, and encode to the same
 ///   bytes.
+/// - 2: the data of a stream metadata event. Whatever decodes must encode to
+///   the same bytes.
 ///
 /// Panics if a check fails; never on bad input. Returns whether it decoded.
 pub fn event_file_roundtrip(data: &[u8]) -> bool {
     let Some((&selector, rest)) = data.split_first() else { return false };
-    if selector & 1 == 0 {
-        let Some((len, rest)) = rest.split_first_chunk::<2>() else { return false };
-        let (key, value) = rest.split_at(usize::from(u16::from_le_bytes(*len)).min(rest.len()));
-        let Ok(event) = crate::events::decode(Some(key), Some(value)) else { return false };
-        assert_eq!(event.encode_value(), value, "an event record has one encoding");
-        let owned = event.to_recorded(7, -1);
-        assert_eq!((owned.stream.as_bytes(), owned.version, owned.id), (key, event.version, event.id));
-        assert_eq!((owned.data.as_slice(), owned.metadata.as_slice()), (event.data, event.metadata));
-        true
-    } else {
-        let mut bytes = rest.to_vec();
-        if selector & 0x80 != 0 {
-            crate::events::run::fix_checksums(&mut bytes);
+    match (selector & 0x7f) % 3 {
+        0 => {
+            let Some((len, rest)) = rest.split_first_chunk::<2>() else { return false };
+            let (key, value) = rest.split_at(usize::from(u16::from_le_bytes(*len)).min(rest.len()));
+            let Ok(event) = crate::events::decode(Some(key), Some(value)) else { return false };
+            assert_eq!(event.encode_value(), value, "an event record has one encoding");
+            let owned = event.to_recorded(7, -1);
+            assert_eq!((owned.stream.as_bytes(), owned.version, owned.id), (key, event.version, event.id));
+            assert_eq!((owned.data.as_slice(), owned.metadata.as_slice()), (event.data, event.metadata));
+            true
         }
-        crate::events::run::roundtrip_for_fuzzing(&bytes)
+        1 => {
+            let mut bytes = rest.to_vec();
+            if selector & 0x80 != 0 {
+                crate::events::run::fix_checksums(&mut bytes);
+            }
+            crate::events::run::roundtrip_for_fuzzing(&bytes)
+        }
+        _ => {
+            let Ok(meta) = crate::events::StreamMetadata::decode(rest) else { return false };
+            assert_eq!(meta.encode(), rest, "stream metadata has one encoding");
+            true
+        }
     }
 }

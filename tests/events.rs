@@ -502,3 +502,120 @@ fn a_durable_only_subscription_waits_for_the_sync() {
     assert_eq!(positions(&take(&mut sub, 2)), [0, 1]);
     store.close().unwrap();
 }
+
+/// Metadata (maximum count, truncate-before, maximum age) hides events from
+/// every read: the stream's, `$all`, its category, its types, and
+/// subscriptions; and it survives a reopen.
+#[test]
+fn stream_metadata_hides_events_from_every_read() {
+    use annal::events::{StartFrom, StreamMetadata, SubscriptionTarget};
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), small_index()).unwrap();
+    for i in 0..10 {
+        store.append("keep-1", ExpectedVersion::Any, vec![ev(i)]).unwrap();
+        store.append("other-1", ExpectedVersion::Any, vec![ev(i)]).unwrap();
+    }
+    let meta = StreamMetadata::default().with_max_count(3);
+    let r = store.set_stream_metadata("keep-1", meta).unwrap();
+    assert_eq!(r.position, 20, "the metadata event is in the global log");
+    assert_eq!(store.stream_metadata("keep-1").unwrap(), meta);
+    assert_eq!(store.stream_metadata("other-1").unwrap(), StreamMetadata::default());
+    let check = |store: &EventStore, want: &[u64]| {
+        assert_eq!(versions(&store.read_stream("keep-1", 0, Direction::Forward, 100).unwrap()), want);
+        let mut back = want.to_vec();
+        back.reverse();
+        assert_eq!(versions(&store.read_stream("keep-1", u64::MAX, Direction::Backward, 100).unwrap()), back);
+        let of_stream = |events: Vec<annal::events::RecordedEvent>| -> Vec<u64> {
+            events.into_iter().filter(|e| e.stream == "keep-1").map(|e| e.version).collect()
+        };
+        assert_eq!(of_stream(store.read_all(0, Direction::Forward, 1000).unwrap()), want, "$all");
+        assert_eq!(of_stream(store.read_category("keep", 0, Direction::Forward, 1000).unwrap()), want, "category");
+        assert_eq!(of_stream(store.read_event_type("Happened", 0, Direction::Forward, 1000).unwrap()), want, "type");
+        let mut sub = store.subscribe(SubscriptionTarget::Category("keep".into()), StartFrom::Beginning).unwrap();
+        assert_eq!(versions(&take(&mut sub, want.len())), want, "subscription");
+        assert!(sub.next_timeout(std::time::Duration::ZERO).unwrap().is_none());
+        assert_eq!(store.read_stream("other-1", 0, Direction::Forward, 100).unwrap().len(), 10);
+    };
+    check(&store, &[7, 8, 9]);
+    store.set_stream_metadata("keep-1", StreamMetadata::default().with_truncate_before(5)).unwrap();
+    check(&store, &[5, 6, 7, 8, 9]);
+    store.close().unwrap();
+    let store = EventStore::open(dir.path(), small_index()).unwrap();
+    check(&store, &[5, 6, 7, 8, 9]);
+    // Maximum age: wait until the clock is past the events' timestamps.
+    let newest = store.read_all(u64::MAX, Direction::Backward, 1).unwrap()[0].timestamp_ms;
+    store
+        .set_stream_metadata("keep-1", StreamMetadata::default().with_max_age(std::time::Duration::from_millis(1)))
+        .unwrap();
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 <= newest + 1 {
+        std::thread::yield_now();
+    }
+    check(&store, &[]);
+    store.append("keep-1", ExpectedVersion::Exact(9), vec![ev(10)]).unwrap();
+    assert_eq!(
+        versions(&store.read_stream("keep-1", 0, Direction::Forward, 100).unwrap()),
+        [10],
+        "a new event is young"
+    );
+    store.close().unwrap();
+}
+
+#[test]
+fn a_soft_deleted_stream_reads_as_not_found_and_continues_its_versions() {
+    use annal::events::DeleteMode;
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    store.append("order-1", ExpectedVersion::NoStream, vec![ev(0), ev(1), ev(2)]).unwrap();
+    store.append("order-2", ExpectedVersion::NoStream, vec![ev(0)]).unwrap();
+    match store.delete_stream("order-1", ExpectedVersion::Exact(1), DeleteMode::Soft) {
+        Err(Error::WrongExpectedVersion { actual, .. }) => assert_eq!(actual, CurrentVersion::Version(2)),
+        other => panic!("{other:?}"),
+    }
+    store.delete_stream("order-1", ExpectedVersion::Exact(2), DeleteMode::Soft).unwrap();
+    assert!(store.read_stream("order-1", 0, Direction::Forward, 10).unwrap().is_empty());
+    assert_eq!(store.stream_version("order-1").unwrap(), CurrentVersion::NoStream);
+    let in_all: Vec<String> =
+        store.read_all(0, Direction::Forward, 100).unwrap().into_iter().map(|e| e.stream).collect();
+    assert_eq!(in_all, ["order-2", "$$order-1"], "its events are gone from $all; the deletion is there");
+    assert_eq!(versions(&store.read_category("order", 0, Direction::Forward, 10).unwrap()), [0]);
+    // Appending again continues the versions.
+    let r = store.append("order-1", ExpectedVersion::NoStream, vec![ev(3)]).unwrap();
+    assert_eq!((r.first_version, r.next_expected_version), (3, 3));
+    assert_eq!(versions(&store.read_stream("order-1", 0, Direction::Forward, 10).unwrap()), [3]);
+    assert_eq!(store.stream_version("order-1").unwrap(), CurrentVersion::Version(3));
+    store.close().unwrap();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(versions(&store.read_stream("order-1", 0, Direction::Forward, 10).unwrap()), [3]);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_hard_deleted_stream_is_gone_for_ever() {
+    use annal::events::{DeleteMode, TOMBSTONE_EVENT_TYPE};
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    store.append("acct-1", ExpectedVersion::NoStream, vec![ev(0), ev(1)]).unwrap();
+    store.append("acct-2", ExpectedVersion::NoStream, vec![ev(0)]).unwrap();
+    let r = store.delete_stream("acct-1", ExpectedVersion::StreamExists, DeleteMode::Hard).unwrap();
+    assert_eq!(r.position, 3);
+    for _ in 0..2 {
+        let deleted = |r: Result<_, Error>| matches!(r, Err(Error::StreamDeleted { ref stream }) if stream == "acct-1");
+        assert!(deleted(store.read_stream("acct-1", 0, Direction::Forward, 10).map(|_| ())));
+        assert!(deleted(store.stream_version("acct-1").map(|_| ())));
+        assert!(deleted(store.append("acct-1", ExpectedVersion::Any, vec![ev(2)]).map(|_| ())));
+        assert!(deleted(store.delete_stream("acct-1", ExpectedVersion::Any, DeleteMode::Soft).map(|_| ())));
+        assert!(deleted(store.delete_stream("acct-1", ExpectedVersion::Any, DeleteMode::Hard).map(|_| ())));
+        // In $all: only its tombstone.
+        let all = store.read_all(0, Direction::Forward, 100).unwrap();
+        let seen: Vec<(&str, &str)> = all.iter().map(|e| (e.stream.as_str(), e.event_type.as_str())).collect();
+        assert_eq!(seen, [("acct-2", "Happened"), ("acct-1", TOMBSTONE_EVENT_TYPE)]);
+        assert_eq!(versions(&store.read_category("acct", 0, Direction::Forward, 10).unwrap()), [0, u64::MAX]);
+        assert_eq!(store.head_position(), 4);
+        store.flush_index().unwrap();
+    }
+    store.close().unwrap();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    assert!(matches!(store.append("acct-1", ExpectedVersion::Any, vec![ev(2)]), Err(Error::StreamDeleted { .. })));
+    assert!(matches!(store.append("$$acct-2", ExpectedVersion::Any, vec![ev(0)]), Err(Error::InvalidStreamId { .. })));
+    store.close().unwrap();
+}

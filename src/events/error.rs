@@ -107,6 +107,14 @@ pub enum Error {
         /// What the stream is at.
         actual: CurrentVersion,
     },
+    /// The stream was hard-deleted ([`crate::events::DeleteMode::Hard`]): it
+    /// can be neither read nor written. Returned by appends, stream reads,
+    /// `stream_version` and deletes.
+    #[error("stream {stream:?} is deleted (hard): it can never be written or read again")]
+    StreamDeleted {
+        /// The stream.
+        stream: String,
+    },
     /// Some of an append's event ids were appended to the stream before, but
     /// not all of them as one earlier append: neither a retry nor new
     /// events. Returned by appends; nothing is written.

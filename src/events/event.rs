@@ -360,7 +360,10 @@ mod tests {
         let binary = NewEvent::binary("Blob", vec![0u8, 255]);
         let got_value = encode_value(&binary, id, 0);
         let got = decode(Some(b"s"), Some(&got_value)).unwrap();
-        assert_eq!((got.data, got.data_type, got.metadata, got.metadata_type), (&[0u8, 255][..], ContentType::Binary, &[][..], ContentType::Binary));
+        assert_eq!(
+            (got.data, got.data_type, got.metadata, got.metadata_type),
+            (&[0u8, 255][..], ContentType::Binary, &[][..], ContentType::Binary)
+        );
     }
 
     #[test]

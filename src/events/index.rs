@@ -137,7 +137,12 @@ impl Indexes {
     /// whose records end at `log_end`: reads the manifest and opens its
     /// runs, or, if either is missing or damaged or covers more than the
     /// log holds, starts over empty (the caller replays from `replay_from`).
-    pub(crate) fn open(dir: &Path, io: Arc<dyn Io>, limits: IndexLimits, log_end: u64) -> Result<(Indexes, IndexRecovery)> {
+    pub(crate) fn open(
+        dir: &Path,
+        io: Arc<dyn Io>,
+        limits: IndexLimits,
+        log_end: u64,
+    ) -> Result<(Indexes, IndexRecovery)> {
         let mut recovery = IndexRecovery::default();
         io.create_dir_all(dir).ctx("create index directory", dir)?;
         let loaded = load(dir, io.as_ref(), log_end);
@@ -242,7 +247,14 @@ impl Indexes {
 
     /// Up to `max` entries of `key` from `a` on (forward) or from `a` down
     /// (backward), as `(a, b)`: in a stream's index, `(version, position)`.
-    pub(crate) fn entries(&self, kind: RunKind, key: u128, a: u64, backward: bool, max: usize) -> Result<Vec<(u64, u64)>> {
+    pub(crate) fn entries(
+        &self,
+        kind: RunKind,
+        key: u128,
+        a: u64,
+        backward: bool,
+        max: usize,
+    ) -> Result<Vec<(u64, u64)>> {
         let (tables, runs) = {
             let st = self.state.read_locked();
             let pick = |t: &Table| -> Vec<(u64, u64)> {

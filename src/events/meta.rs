@@ -164,7 +164,9 @@ impl Decode for IndexManifest {
                 return Err(format!("run {i} has sequence number {seq}, not below the next one ({next_seq})"));
             }
             if entries == 0 || from > to || to > indexed_to {
-                return Err(format!("run {i}: {entries} entries over positions {from}..{to} (indexed to {indexed_to})"));
+                return Err(format!(
+                    "run {i}: {entries} entries over positions {from}..{to} (indexed to {indexed_to})"
+                ));
             }
             runs.push(RunRecord { seq, header: RunHeader { kind, entries, from, to, table_crc } });
         }
@@ -177,7 +179,12 @@ impl Decode for IndexManifest {
 /// [`Error::Corruption`] naming it if it is damaged.
 pub(crate) fn read<T: Decode>(io: &dyn Io, path: &Path) -> Result<Option<T>> {
     let Some(bytes) = crate::durable::read_optional(io, path)? else { return Ok(None) };
-    T::decode(&bytes).map(Some).map_err(|kind| Error::Corruption { path: path.to_owned(), offset: 0, position: 0, kind })
+    T::decode(&bytes).map(Some).map_err(|kind| Error::Corruption {
+        path: path.to_owned(),
+        offset: 0,
+        position: 0,
+        kind,
+    })
 }
 
 #[cfg(test)]
@@ -224,7 +231,10 @@ mod tests {
         let cases = vec![
             IndexManifest { indexed_to: 8, ..ok.clone() },
             IndexManifest { next_seq: 7, ..ok.clone() },
-            IndexManifest { runs: vec![RunRecord { seq: 7, header: RunHeader { entries: 0, ..header } }], ..ok.clone() },
+            IndexManifest {
+                runs: vec![RunRecord { seq: 7, header: RunHeader { entries: 0, ..header } }],
+                ..ok.clone()
+            },
             IndexManifest { runs: vec![RunRecord { seq: 7, header: RunHeader { from: 10, ..header } }], ..ok.clone() },
         ];
         for bad in cases {

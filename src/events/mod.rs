@@ -21,6 +21,7 @@ mod error;
 mod event;
 mod index;
 mod store;
+mod streams;
 mod subscription;
 internals!(meta, run);
 
@@ -32,7 +33,10 @@ pub use event::{
 #[allow(unused_imports)]
 pub(crate) use event::{EventRef, decode, encode_value, encoded_len};
 pub use index::IndexRecovery;
-pub use subscription::{StartFrom, Subscription, SubscriptionTarget};
 pub use store::{
     AppendResult, Direction, EventStore, EventStoreConfig, INDEX_DIR_NAME, IndexStats, LOG_DIR_NAME, StreamAppend,
 };
+pub use streams::{
+    DeleteMode, METADATA_EVENT_TYPE, METADATA_STREAM_PREFIX, StreamMetadata, TOMBSTONE_EVENT_TYPE, TOMBSTONE_VERSION,
+};
+pub use subscription::{StartFrom, Subscription, SubscriptionTarget};

@@ -714,8 +714,14 @@ mod tests {
     #[test]
     fn entries_out_of_order_and_empty_runs_are_refused() {
         assert!(matches!(encode_to_vec(RunKind::Stream, 0, 1, []), Err(Error::InvalidConfig(_))));
-        assert!(matches!(encode_to_vec(RunKind::Stream, 0, 1, [entry(1, 0), entry(1, 0)]), Err(Error::InvalidConfig(_))));
-        assert!(matches!(encode_to_vec(RunKind::Stream, 0, 1, [entry(2, 0), entry(1, 5)]), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            encode_to_vec(RunKind::Stream, 0, 1, [entry(1, 0), entry(1, 0)]),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            encode_to_vec(RunKind::Stream, 0, 1, [entry(2, 0), entry(1, 5)]),
+            Err(Error::InvalidConfig(_))
+        ));
         assert!(matches!(encode_to_vec(RunKind::Stream, 2, 1, [entry(1, 0)]), Err(Error::InvalidConfig(_))));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.run");

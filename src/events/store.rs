@@ -18,6 +18,7 @@ use super::event::{self, NewEvent, RecordedEvent};
 use super::index::{IndexLimits, IndexRecovery, Indexed, Indexes};
 use super::meta::{EVENTS_META_FILE_NAME, EventsMeta, INDEX_MANIFEST_FILE_NAME, StreamHasher};
 use super::run::RunKind;
+use super::streams::{METADATA_STREAM_PREFIX, TOMBSTONE_VERSION, Visibility};
 use crate::config::{Durability, LogConfig};
 use crate::envelope::Encode;
 use crate::error::{CorruptionKind, IoContext};
@@ -175,11 +176,20 @@ pub struct EventStore {
 }
 
 /// One stream's part of an append being prepared.
-struct Planned<'a> {
+pub(crate) struct Planned<'a> {
     append: &'a StreamAppend,
     /// Its first version, and the ids its events get.
     first_version: u64,
     ids: Vec<Uuid>,
+}
+
+impl Planned<'_> {
+    /// `append` from version `first_version`, with ids drawn for the events
+    /// that have none.
+    pub(crate) fn new(append: &StreamAppend, first_version: u64) -> Planned<'_> {
+        let ids = append.events.iter().map(|e| e.id.unwrap_or_else(Uuid::now_v7)).collect();
+        Planned { append, first_version, ids }
+    }
 }
 
 impl EventStore {
@@ -323,10 +333,52 @@ impl EventStore {
     /// Appends to several streams at once, each with its own expected state:
     /// all of it or nothing. Returns one result per stream, in order.
     pub fn append_to_streams(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        for a in &appends {
+            if a.stream.starts_with(METADATA_STREAM_PREFIX) {
+                let reason =
+                    format!("stream ids starting with {METADATA_STREAM_PREFIX} hold the store's stream metadata");
+                return Err(Error::InvalidStreamId { stream: shown(&a.stream), reason });
+            }
+        }
+        let hashes = self.validate(&appends)?;
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = {
+            let _stripes = self.lock_stripes(&hashes);
+            // Retries of earlier appends write nothing.
+            let mut retried = Vec::with_capacity(appends.len());
+            for (a, &hash) in appends.iter().zip(&hashes) {
+                retried.push(self.earlier_append(a, hash)?);
+            }
+            if retried.iter().all(Option::is_some) {
+                return Ok(retried.into_iter().flatten().collect());
+            }
+            if let Some((a, _)) = appends.iter().zip(&retried).find(|(_, r)| r.is_some()) {
+                let id = a.events[0].id.expect("a retried append has ids");
+                let reason = "this stream's events are a retry, another stream's are not".to_owned();
+                return Err(Error::IdempotencyConflict { stream: shown(&a.stream), id, reason });
+            }
+            let mut planned = Vec::with_capacity(appends.len());
+            for (a, &hash) in appends.iter().zip(&hashes) {
+                let state = self.stream_state(&a.stream, hash)?;
+                state.check(&a.stream, a.expected)?;
+                planned.push(Planned::new(a, state.next_version()));
+            }
+            self.append_locked(&planned)?
+        };
+        self.after_append()?;
+        Ok(results)
+    }
+
+    /// Checks every stream id, event type and size of `appends` (a stream
+    /// named twice included); returns the streams' hashes.
+    pub(crate) fn validate(&self, appends: &[StreamAppend]) -> Result<Vec<u128>> {
         let max = u64::from(self.log.config().max_record_bytes());
         let mut hashes = Vec::with_capacity(appends.len());
         for (i, a) in appends.iter().enumerate() {
-            if let Some(reason) = event::stream_id_problem(&a.stream) {
+            let system = a.stream.strip_prefix(METADATA_STREAM_PREFIX).unwrap_or(&a.stream);
+            if let Some(reason) = event::stream_id_problem(system) {
                 return Err(Error::InvalidStreamId { stream: shown(&a.stream), reason });
             }
             if appends[..i].iter().any(|b| b.stream == a.stream) {
@@ -351,56 +403,32 @@ impl EventStore {
             }
             hashes.push(self.hasher.hash(&a.stream));
         }
-        if appends.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The stripes of the streams, taken in order.
-        let mut stripe_ids: Vec<usize> = hashes.iter().map(|&h| (h % STRIPES as u128) as usize).collect();
-        stripe_ids.sort_unstable();
-        stripe_ids.dedup();
-        let _stripes: Vec<_> = stripe_ids.iter().map(|&i| self.stripes[i].locked()).collect();
+        Ok(hashes)
+    }
 
-        // Retries of earlier appends write nothing.
-        let mut retried = Vec::with_capacity(appends.len());
-        for (a, &hash) in appends.iter().zip(&hashes) {
-            retried.push(self.earlier_append(a, hash)?);
-        }
-        if retried.iter().all(Option::is_some) {
-            return Ok(retried.into_iter().flatten().collect());
-        }
-        if let Some((a, _)) = appends.iter().zip(&retried).find(|(_, r)| r.is_some()) {
-            let id = a.events[0].id.expect("a retried append has ids");
-            let reason = "this stream's events are a retry, another stream's are not".to_owned();
-            return Err(Error::IdempotencyConflict { stream: shown(&a.stream), id, reason });
-        }
+    /// Takes the stripes of the streams of `hashes`, in stripe order.
+    pub(crate) fn lock_stripes(&self, hashes: &[u128]) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        let mut ids: Vec<usize> = hashes.iter().map(|&h| (h % STRIPES as u128) as usize).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter().map(|&i| self.stripes[i].locked()).collect()
+    }
 
-        let mut planned = Vec::with_capacity(appends.len());
-        for (a, &hash) in appends.iter().zip(&hashes) {
-            let current = match self.index.last_of(hash, u64::MAX)? {
-                Some((v, _)) => CurrentVersion::Version(v),
-                None => CurrentVersion::NoStream,
-            };
-            let holds = match (a.expected, current) {
-                (ExpectedVersion::Any, _) => true,
-                (ExpectedVersion::NoStream, c) => c == CurrentVersion::NoStream,
-                (ExpectedVersion::StreamExists, c) => c != CurrentVersion::NoStream,
-                (ExpectedVersion::Exact(v), c) => c == CurrentVersion::Version(v),
-            };
-            if !holds {
-                return Err(Error::WrongExpectedVersion { stream: a.stream.clone(), expected: a.expected, actual: current });
-            }
-            let first_version = match current {
-                CurrentVersion::NoStream => 0,
-                CurrentVersion::Version(v) => v + 1,
-            };
-            let ids = a.events.iter().map(|e| e.id.unwrap_or_else(Uuid::now_v7)).collect();
-            planned.push(Planned { append: a, first_version, ids });
-        }
+    /// Writes the planned events as one batch of the global log and indexes
+    /// them. The caller holds the streams' stripes and has checked their
+    /// expected states.
+    pub(crate) fn append_locked(&self, planned: &[Planned<'_>]) -> Result<Vec<AppendResult>> {
         let values: Vec<Vec<Vec<u8>>> = planned
             .iter()
             .map(|p| {
                 let versions = p.first_version..;
-                p.append.events.iter().zip(&p.ids).zip(versions).map(|((e, &id), v)| event::encode_value(e, id, v)).collect()
+                p.append
+                    .events
+                    .iter()
+                    .zip(&p.ids)
+                    .zip(versions)
+                    .map(|((e, &id), v)| event::encode_value(e, id, v))
+                    .collect()
             })
             .collect();
         let records: Vec<Record<'_>> = planned
@@ -422,7 +450,7 @@ impl EventStore {
         let mut position = positions.start;
         let mut results = Vec::with_capacity(planned.len());
         let mut entries = Vec::with_capacity(records.len());
-        for p in &planned {
+        for p in planned {
             for (i, (id, e)) in p.ids.iter().zip(&p.append.events).enumerate() {
                 entries.push(self.indexed(&p.append.stream, &e.event_type, p.first_version + i as u64, *id, position));
                 position += 1;
@@ -436,14 +464,19 @@ impl EventStore {
         }
         self.index.insert_all(entries);
         drop(gate);
-        drop(_stripes);
+        Ok(results)
+    }
+
+    /// What follows an append once its stripes are released: the sync that
+    /// makes it durable (under `Always`), and a flush of the index if due.
+    pub(crate) fn after_append(&self) -> Result<()> {
         if self.sync_appends {
             self.log.sync()?;
         }
         if self.index.flush_due() {
             self.flush(false)?;
         }
-        Ok(results)
+        Ok(())
     }
 
     /// If every event of `a` has an id already in its stream, at consecutive
@@ -481,7 +514,9 @@ impl EventStore {
             match f {
                 None => return Err(conflict(format!("event 0 is already in the stream, event {i} is not"))),
                 Some((v, _)) if *v != v0 + i as u64 => {
-                    return Err(conflict(format!("event {i} is at version {v}, not right after event 0 (version {v0})")));
+                    return Err(conflict(format!(
+                        "event {i} is at version {v}, not right after event 0 (version {v0})"
+                    )));
                 }
                 Some(_) => {}
             }
@@ -491,35 +526,66 @@ impl EventStore {
         Ok(Some(AppendResult { first_version: v0, next_expected_version: v0 + n - 1, position: last_position }))
     }
 
-    /// The version of the last event of `stream`, or none.
+    /// The version of the last event of `stream`, or none (also after a soft
+    /// delete, until events are appended again). A hard-deleted stream gives
+    /// [`Error::StreamDeleted`].
     pub fn stream_version(&self, stream: &str) -> Result<CurrentVersion> {
         if let Some(reason) = event::stream_id_problem(stream) {
             return Err(Error::InvalidStreamId { stream: shown(stream), reason });
         }
-        Ok(match self.index.last_of(self.hasher.hash(stream), u64::MAX)? {
-            Some((v, _)) => CurrentVersion::Version(v),
-            None => CurrentVersion::NoStream,
-        })
+        let state = self.stream_state(stream, self.hasher.hash(stream))?;
+        if state.deleted {
+            return Err(Error::StreamDeleted { stream: shown(stream) });
+        }
+        Ok(state.current())
     }
 
     /// Up to `max` events of `stream` from version `from` (forward: `from`
     /// and up; backward: `from` and down, `u64::MAX` for the last event).
-    /// An unknown stream reads as empty.
+    /// An unknown or soft-deleted stream reads as empty; a hard-deleted one
+    /// gives [`Error::StreamDeleted`]. Events its metadata hides (truncated,
+    /// past its maximum count or age) are not returned.
     pub fn read_stream(&self, stream: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
         if let Some(reason) = event::stream_id_problem(stream) {
             return Err(Error::InvalidStreamId { stream: shown(stream), reason });
         }
         let hash = self.hasher.hash(stream);
-        let entries = self.index.entries(RunKind::Stream, hash, from, direction == Direction::Backward, max)?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (version, position) in entries {
-            let event = self.event_at(position)?;
-            if event.stream != stream || event.version != version {
-                // Another stream of the same hash (as likely as two equal random UUIDs).
-                continue;
-            }
-            out.push(event);
+        let state = self.stream_state(stream, hash)?;
+        if state.deleted {
+            return Err(Error::StreamDeleted { stream: shown(stream) });
         }
+        let shown_from = state.visible_from();
+        let min_timestamp = state.min_timestamp();
+        let backward = direction == Direction::Backward;
+        let mut next = if backward { from.min(u64::MAX - 1) } else { from.max(shown_from) };
+        let mut out = Vec::with_capacity(max.min(1024));
+        while out.len() < max {
+            if backward && next < shown_from {
+                break;
+            }
+            let want = (max - out.len()).min(1024);
+            let entries = self.index.entries(RunKind::Stream, hash, next, backward, want)?;
+            let Some(&(last, _)) = entries.last() else { break };
+            for (version, position) in entries {
+                if version == TOMBSTONE_VERSION || version < shown_from {
+                    continue;
+                }
+                let event = self.event_at(position)?;
+                // Another stream of the same hash (as likely as two equal
+                // random UUIDs), or an event past the maximum age.
+                if event.stream != stream || event.version != version || event.timestamp_ms < min_timestamp {
+                    continue;
+                }
+                out.push(event);
+            }
+            next = match backward {
+                true if last == 0 => break,
+                true => last - 1,
+                false if last >= u64::MAX - 1 => break,
+                false => last + 1,
+            };
+        }
+        out.truncate(max);
         Ok(out)
     }
 
@@ -530,6 +596,7 @@ impl EventStore {
         let start = self.log.start_offset();
         let end = self.log.next_offset();
         let mut out = Vec::with_capacity(max.min(1024));
+        let mut visibility = Visibility::default();
         match direction {
             Direction::Forward => {
                 let mut reader = self.log.read_from(from.clamp(start, end))?;
@@ -537,14 +604,21 @@ impl EventStore {
                     let Some(record) = reader.next_record()? else { break };
                     let position = record.offset();
                     let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
-                    out.push(e.to_recorded(position, record.timestamp()));
+                    let e = e.to_recorded(position, record.timestamp());
+                    if visibility.shows(self, &e)? {
+                        out.push(e);
+                    }
                 }
             }
             Direction::Backward => {
                 let mut position = from.min(end.saturating_sub(1));
                 while out.len() < max && position >= start && end > 0 {
                     match self.event_at(position) {
-                        Ok(e) => out.push(e),
+                        Ok(e) => {
+                            if visibility.shows(self, &e)? {
+                                out.push(e);
+                            }
+                        }
                         Err(Error::Engine(crate::Error::Compacted { .. })) => {}
                         Err(e) => return Err(e),
                     }
@@ -561,13 +635,25 @@ impl EventStore {
     /// Up to `max` events of the streams of `category` (the part of a
     /// stream id before its first `-`) in global order, from position `from`
     /// (forward: `from` and up; backward: `from` and down).
-    pub fn read_category(&self, category: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
+    pub fn read_category(
+        &self,
+        category: &str,
+        from: u64,
+        direction: Direction,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         self.read_indexed(RunKind::Category, category, from, direction, max, |e| event::category(&e.stream) == category)
     }
 
     /// Up to `max` events of type `event_type` in global order, from
     /// position `from` (forward: `from` and up; backward: `from` and down).
-    pub fn read_event_type(&self, event_type: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
+    pub fn read_event_type(
+        &self,
+        event_type: &str,
+        from: u64,
+        direction: Direction,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>> {
         self.read_indexed(RunKind::EventType, event_type, from, direction, max, |e| e.event_type == event_type)
     }
 
@@ -581,21 +667,35 @@ impl EventStore {
         matches: impl Fn(&RecordedEvent) -> bool,
     ) -> Result<Vec<RecordedEvent>> {
         let hash = self.hasher.hash(name);
-        let entries = self.index.entries(kind, hash, from, direction == Direction::Backward, max)?;
-        let mut out = Vec::with_capacity(entries.len());
-        for (position, _) in entries {
-            let event = self.event_at(position)?;
-            // Another name of the same hash (as likely as two equal random UUIDs).
-            if matches(&event) {
-                out.push(event);
+        let backward = direction == Direction::Backward;
+        let mut visibility = Visibility::default();
+        let mut next = from;
+        let mut out = Vec::with_capacity(max.min(1024));
+        while out.len() < max {
+            let want = (max - out.len()).min(1024);
+            let entries = self.index.entries(kind, hash, next, backward, want)?;
+            let Some(&(last, _)) = entries.last() else { break };
+            for (position, _) in entries {
+                let event = self.event_at(position)?;
+                // Another name of the same hash (as likely as two equal
+                // random UUIDs), or an event its stream's metadata hides.
+                if matches(&event) && visibility.shows(self, &event)? {
+                    out.push(event);
+                }
             }
+            next = match backward {
+                true if last == 0 => break,
+                true => last - 1,
+                false => last + 1,
+            };
         }
         Ok(out)
     }
 
     pub(crate) fn event_at(&self, position: u64) -> Result<RecordedEvent> {
         let record = self.log.get(position)?;
-        let e = event::decode(record.key.as_deref(), record.value.as_deref()).map_err(|why| self.bad_event(position, why))?;
+        let e = event::decode(record.key.as_deref(), record.value.as_deref())
+            .map_err(|why| self.bad_event(position, why))?;
         Ok(e.to_recorded(position, record.timestamp))
     }
 

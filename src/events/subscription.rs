@@ -22,6 +22,7 @@ use super::error::{Error, Result, shown};
 use super::event::{self, RecordedEvent};
 use super::run::RunKind;
 use super::store::EventStore;
+use super::streams::Visibility;
 use crate::log::LogReader;
 
 /// Events a subscription reads from an index at a time while catching up.
@@ -69,6 +70,9 @@ pub struct Subscription<'a> {
     /// Reading the global log (live, or `$all` from the start).
     reader: Option<LogReader>,
     durable_only: bool,
+    /// Which events the streams' metadata and deletions hide (looked up
+    /// again at each call: they may change while the subscription lives).
+    visibility: Visibility,
 }
 
 impl EventStore {
@@ -101,6 +105,7 @@ impl EventStore {
             pending: VecDeque::new(),
             reader: None,
             durable_only: false,
+            visibility: Visibility::default(),
         })
     }
 }
@@ -134,6 +139,9 @@ impl Subscription<'_> {
     }
 
     fn next_event(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {
+        // Streams' metadata and deletions as they are now, not as they were
+        // at the last call.
+        self.visibility = Visibility::default();
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(e) = self.pending.pop_front() {
@@ -170,7 +178,9 @@ impl Subscription<'_> {
             // after `next` by position.
             RunKind::Stream => {
                 let first = self.first_version_from(hash)?;
-                self.store.index().entries(kind, hash, first, false, CATCH_UP_BATCH)?
+                self.store
+                    .index()
+                    .entries(kind, hash, first, false, CATCH_UP_BATCH)?
                     .into_iter()
                     .map(|(_, position)| position)
                     .collect::<Vec<_>>()
@@ -188,7 +198,7 @@ impl Subscription<'_> {
         for position in entries.into_iter().filter(|&p| p >= from && p < limit) {
             let e = self.store.event_at(position)?;
             self.next = position + 1;
-            if self.matches(&e) {
+            if self.matches(&e)? {
                 self.pending.push_back(e);
                 found = true;
             }
@@ -232,23 +242,27 @@ impl Subscription<'_> {
             let reader = self.reader.as_mut().expect("a reader");
             let Some(record) = reader.next_record()? else { return Ok(None) };
             let position = record.offset();
-            let decoded = event::decode(record.key(), record.value()).map(|e| e.to_recorded(position, record.timestamp()));
+            let decoded =
+                event::decode(record.key(), record.value()).map(|e| e.to_recorded(position, record.timestamp()));
             let recorded = decoded.map_err(|why| self.store.bad_event(position, why))?;
             self.next = position + 1;
-            if self.matches(&recorded) {
+            if self.matches(&recorded)? {
                 return Ok(Some(recorded));
             }
         }
         Ok(None)
     }
 
-    fn matches(&self, e: &RecordedEvent) -> bool {
-        match &self.target {
+    /// Whether the subscription delivers `e`: its target's, and not hidden
+    /// by its stream's metadata or deletion (as they are when it is read).
+    fn matches(&mut self, e: &RecordedEvent) -> Result<bool> {
+        let target = match &self.target {
             SubscriptionTarget::All => true,
             SubscriptionTarget::Stream(s) => e.stream == *s,
             SubscriptionTarget::Category(c) => event::category(&e.stream) == c,
             SubscriptionTarget::EventType(t) => e.event_type == *t,
-        }
+        };
+        Ok(target && self.visibility.shows(self.store, e)?)
     }
 }
 

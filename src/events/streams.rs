@@ -1,0 +1,392 @@
+//! Stream metadata and deletion (docs/EVENTS.md, "Stream metadata and
+//! deletion"): a stream's maximum age, maximum count and truncate-before
+//! version; soft deletion (the stream reads as not found, and appending again
+//! continues its versions) and hard deletion (a tombstone: the stream can
+//! never be written again). Every read honours them.
+//!
+//! A stream's metadata is the last event of its metadata stream,
+//! `$$<stream>`, of type `$metadata`, whose data is (docs/FORMAT.md, "Stream
+//! metadata event"):
+//!
+//! ```text
+//!  0   1  version          u8   1
+//!  1   1  flags            u8   bit 0: max_age set, bit 1: max_count, bit 2: truncate_before
+//!  2   6  reserved         0
+//!  8   8  max_age_ms       u64  (0 if not set)
+//!  16  8  max_count        u64  (0 if not set)
+//!  24  8  truncate_before  u64  (0 if not set)
+//! ```
+//!
+//! A hard delete appends a tombstone to the stream itself: an event of type
+//! `$streamDeleted` at version `u64::MAX`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::error::{CurrentVersion, Error, ExpectedVersion, Result, shown};
+use super::event::{self, NewEvent, RecordedEvent};
+use super::run::RunKind;
+use super::store::{AppendResult, EventStore, Planned, StreamAppend};
+
+/// The prefix of a metadata stream's id: `$$order-17` holds the metadata of
+/// `order-17`. Appends to such ids are the store's own.
+pub const METADATA_STREAM_PREFIX: &str = "$$";
+/// The type of a metadata event.
+pub const METADATA_EVENT_TYPE: &str = "$metadata";
+/// The type of a hard-deleted stream's tombstone.
+pub const TOMBSTONE_EVENT_TYPE: &str = "$streamDeleted";
+/// The version of a tombstone.
+pub const TOMBSTONE_VERSION: u64 = u64::MAX;
+
+const METADATA_LEN: usize = 32;
+const HAS_MAX_AGE: u8 = 1;
+const HAS_MAX_COUNT: u8 = 2;
+const HAS_TRUNCATE_BEFORE: u8 = 4;
+
+/// A stream's metadata: what reads of it keep. Every field is optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct StreamMetadata {
+    max_age: Option<Duration>,
+    max_count: Option<u64>,
+    truncate_before: Option<u64>,
+}
+
+impl StreamMetadata {
+    /// Events older than `age` (by their timestamp) are not read.
+    pub fn with_max_age(mut self, age: Duration) -> StreamMetadata {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Only the last `count` events are read.
+    pub fn with_max_count(mut self, count: u64) -> StreamMetadata {
+        self.max_count = Some(count);
+        self
+    }
+
+    /// Events below version `version` are not read.
+    pub fn with_truncate_before(mut self, version: u64) -> StreamMetadata {
+        self.truncate_before = Some(version);
+        self
+    }
+
+    /// The maximum age, if set.
+    pub fn max_age(&self) -> Option<Duration> {
+        self.max_age
+    }
+
+    /// The maximum count, if set.
+    pub fn max_count(&self) -> Option<u64> {
+        self.max_count
+    }
+
+    /// The truncate-before version, if set.
+    pub fn truncate_before(&self) -> Option<u64> {
+        self.truncate_before
+    }
+
+    /// The data of a metadata event.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![0u8; METADATA_LEN];
+        out[0] = 1;
+        let mut flags = 0;
+        if let Some(age) = self.max_age {
+            flags |= HAS_MAX_AGE;
+            out[8..16].copy_from_slice(&u64::try_from(age.as_millis()).unwrap_or(u64::MAX).to_le_bytes());
+        }
+        if let Some(count) = self.max_count {
+            flags |= HAS_MAX_COUNT;
+            out[16..24].copy_from_slice(&count.to_le_bytes());
+        }
+        if let Some(tb) = self.truncate_before {
+            flags |= HAS_TRUNCATE_BEFORE;
+            out[24..32].copy_from_slice(&tb.to_le_bytes());
+        }
+        out[1] = flags;
+        out
+    }
+
+    /// Decodes the data of a metadata event.
+    pub(crate) fn decode(data: &[u8]) -> std::result::Result<StreamMetadata, String> {
+        if data.len() != METADATA_LEN {
+            return Err(format!("stream metadata of {} bytes (it has {METADATA_LEN})", data.len()));
+        }
+        if data[0] != 1 {
+            return Err(format!("stream metadata version {} (this build reads 1)", data[0]));
+        }
+        let flags = data[1];
+        if flags & !(HAS_MAX_AGE | HAS_MAX_COUNT | HAS_TRUNCATE_BEFORE) != 0 || data[2..8] != [0; 6] {
+            return Err("unknown stream metadata flags or reserved bytes".into());
+        }
+        let field = |at: usize, flag: u8| -> std::result::Result<Option<u64>, String> {
+            let v = u64::from_le_bytes(data[at..at + 8].try_into().expect("8 bytes"));
+            match flags & flag != 0 {
+                true => Ok(Some(v)),
+                false if v == 0 => Ok(None),
+                false => Err("a stream metadata field is not zero though its flag is clear".into()),
+            }
+        };
+        Ok(StreamMetadata {
+            max_age: field(8, HAS_MAX_AGE)?.map(Duration::from_millis),
+            max_count: field(16, HAS_MAX_COUNT)?,
+            truncate_before: field(24, HAS_TRUNCATE_BEFORE)?,
+        })
+    }
+}
+
+/// How [`EventStore::delete_stream`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeleteMode {
+    /// The stream reads as not found; appending to it again continues its
+    /// versions (its truncate-before moves past its last event).
+    Soft,
+    /// A tombstone: the stream reads as deleted and can never be written
+    /// again.
+    Hard,
+}
+
+/// A stream's state, as appends and reads see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamState {
+    /// The version of its last event (a tombstone aside).
+    pub(crate) last: Option<u64>,
+    /// Hard-deleted.
+    pub(crate) deleted: bool,
+    pub(crate) metadata: StreamMetadata,
+}
+
+impl StreamState {
+    /// Whether the stream exists for expected-version checks: it has an
+    /// event at or past its truncate-before version, and no tombstone.
+    fn exists(&self) -> bool {
+        !self.deleted && self.last.is_some_and(|l| l >= self.metadata.truncate_before.unwrap_or(0))
+    }
+
+    pub(crate) fn current(&self) -> CurrentVersion {
+        match (self.exists(), self.last) {
+            (true, Some(v)) => CurrentVersion::Version(v),
+            _ => CurrentVersion::NoStream,
+        }
+    }
+
+    /// The version its next event gets.
+    pub(crate) fn next_version(&self) -> u64 {
+        self.last.map_or(0, |v| v + 1)
+    }
+
+    /// Checks `expected` against the stream (which must not be deleted).
+    pub(crate) fn check(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        if self.deleted {
+            return Err(Error::StreamDeleted { stream: shown(stream) });
+        }
+        let current = self.current();
+        let holds = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == CurrentVersion::NoStream,
+            ExpectedVersion::StreamExists => current != CurrentVersion::NoStream,
+            ExpectedVersion::Exact(v) => current == CurrentVersion::Version(v),
+        };
+        match holds {
+            true => Ok(()),
+            false => Err(Error::WrongExpectedVersion { stream: stream.to_owned(), expected, actual: current }),
+        }
+    }
+
+    /// The first version reads show: past the truncate-before version and
+    /// within the maximum count.
+    pub(crate) fn visible_from(&self) -> u64 {
+        let tb = self.metadata.truncate_before.unwrap_or(0);
+        let by_count = match (self.metadata.max_count, self.last) {
+            (Some(n), Some(last)) => (last + 1).saturating_sub(n),
+            _ => 0,
+        };
+        tb.max(by_count)
+    }
+
+    /// The oldest timestamp reads show (the maximum age).
+    pub(crate) fn min_timestamp(&self) -> i64 {
+        match self.metadata.max_age {
+            Some(age) => now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
+            None => i64::MIN,
+        }
+    }
+
+    /// Whether a read shows `e`, an event of this stream (or its tombstone,
+    /// which `$all` and the type index show).
+    fn shows(&self, e: &RecordedEvent, min_timestamp: i64) -> bool {
+        if e.version == TOMBSTONE_VERSION {
+            return true;
+        }
+        !self.deleted && e.version >= self.visible_from() && e.timestamp_ms >= min_timestamp
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What reads across streams (`$all`, a category, a type, a subscription)
+/// know of the streams they met: each stream's state, looked up once.
+#[derive(Debug, Default)]
+pub(crate) struct Visibility {
+    states: HashMap<String, (StreamState, i64)>,
+}
+
+/// Streams a [`Visibility`] remembers before it starts over (a subscription
+/// lives long; its memory must not grow with the number of streams).
+const VISIBILITY_STREAMS: usize = 4096;
+
+impl Visibility {
+    /// Whether a read shows `e`.
+    pub(crate) fn shows(&mut self, store: &EventStore, e: &RecordedEvent) -> Result<bool> {
+        if !self.states.contains_key(&e.stream) {
+            if self.states.len() >= VISIBILITY_STREAMS {
+                self.states.clear();
+            }
+            let state = store.stream_state(&e.stream, store.hash(&e.stream))?;
+            self.states.insert(e.stream.clone(), (state, state.min_timestamp()));
+        }
+        let (state, min_timestamp) = &self.states[&e.stream];
+        Ok(state.shows(e, *min_timestamp))
+    }
+}
+
+impl EventStore {
+    /// `stream`'s state: its last version, whether it is hard-deleted, and
+    /// its metadata.
+    pub(crate) fn stream_state(&self, stream: &str, hash: u128) -> Result<StreamState> {
+        let index = self.index();
+        let last = index.last_of(hash, TOMBSTONE_VERSION - 1)?.map(|(v, _)| v);
+        let deleted = match index.entries(RunKind::Stream, hash, TOMBSTONE_VERSION, false, 1)?.first() {
+            // The tombstone of this stream (not of another of the same hash).
+            Some(&(_, position)) => self.event_at(position)?.stream == stream,
+            None => false,
+        };
+        let metadata = match stream.starts_with(METADATA_STREAM_PREFIX) {
+            true => StreamMetadata::default(),
+            false => self.read_metadata(stream)?,
+        };
+        Ok(StreamState { last, deleted, metadata })
+    }
+
+    fn read_metadata(&self, stream: &str) -> Result<StreamMetadata> {
+        let meta_stream = format!("{METADATA_STREAM_PREFIX}{stream}");
+        let hash = self.hash(&meta_stream);
+        for (_, position) in self.index().entries(RunKind::Stream, hash, TOMBSTONE_VERSION - 1, true, 4)? {
+            let e = self.event_at(position)?;
+            if e.stream == meta_stream && e.event_type == METADATA_EVENT_TYPE {
+                return StreamMetadata::decode(&e.data).map_err(|why| self.bad_event(position, why));
+            }
+        }
+        Ok(StreamMetadata::default())
+    }
+
+    /// `stream`'s metadata (the default if none was set).
+    pub fn stream_metadata(&self, stream: &str) -> Result<StreamMetadata> {
+        if let Some(reason) = event::stream_id_problem(stream) {
+            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
+        }
+        self.read_metadata(stream)
+    }
+
+    /// Sets `stream`'s metadata: from now on, reads of the stream (and of
+    /// `$all`, its category and its events' types) keep only the events it
+    /// allows. Returns where the metadata event was written.
+    pub fn set_stream_metadata(&self, stream: &str, metadata: StreamMetadata) -> Result<AppendResult> {
+        self.write_metadata(stream, ExpectedVersion::Any, |_| Ok(metadata))
+    }
+
+    /// Deletes `stream` if it is at `expected`: soft (it reads as not found,
+    /// and appending again continues its versions) or hard (a tombstone; it
+    /// reads as deleted, and appends give [`Error::StreamDeleted`] forever).
+    /// Returns where the deletion was written.
+    pub fn delete_stream(&self, stream: &str, expected: ExpectedVersion, mode: DeleteMode) -> Result<AppendResult> {
+        match mode {
+            DeleteMode::Soft => self.write_metadata(stream, expected, |state| {
+                Ok(state.metadata.with_truncate_before(state.next_version()))
+            }),
+            DeleteMode::Hard => {
+                let tombstone = StreamAppend::new(stream, expected, vec![tombstone()]);
+                let hashes = self.validate(std::slice::from_ref(&tombstone))?;
+                let result = {
+                    let _stripes = self.lock_stripes(&hashes);
+                    let state = self.stream_state(stream, hashes[0])?;
+                    state.check(stream, expected)?;
+                    let mut results = self.append_locked(&[Planned::new(&tombstone, TOMBSTONE_VERSION)])?;
+                    results.pop().expect("one result")
+                };
+                self.after_append()?;
+                Ok(result)
+            }
+        }
+    }
+
+    /// Appends a metadata event for `stream`, computed from its state, with
+    /// the stream checked against `expected` under its stripe.
+    fn write_metadata(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        metadata: impl FnOnce(&StreamState) -> Result<StreamMetadata>,
+    ) -> Result<AppendResult> {
+        if let Some(reason) = event::stream_id_problem(stream) {
+            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
+        }
+        let meta_stream = format!("{METADATA_STREAM_PREFIX}{stream}");
+        let probe = StreamAppend::new(
+            meta_stream.clone(),
+            ExpectedVersion::Any,
+            vec![metadata_event(StreamMetadata::default())],
+        );
+        let meta_hash = self.validate(std::slice::from_ref(&probe))?[0];
+        let hash = self.hash(stream);
+        let result = {
+            let _stripes = self.lock_stripes(&[hash, meta_hash]);
+            let state = self.stream_state(stream, hash)?;
+            state.check(stream, expected)?;
+            let append = StreamAppend::new(meta_stream, ExpectedVersion::Any, vec![metadata_event(metadata(&state)?)]);
+            let meta_state = self.stream_state(&append.stream, meta_hash)?;
+            let mut results = self.append_locked(&[Planned::new(&append, meta_state.next_version())])?;
+            results.pop().expect("one result")
+        };
+        self.after_append()?;
+        Ok(result)
+    }
+}
+
+fn metadata_event(metadata: StreamMetadata) -> NewEvent {
+    NewEvent::binary(METADATA_EVENT_TYPE, metadata.encode())
+}
+
+fn tombstone() -> NewEvent {
+    NewEvent::binary(TOMBSTONE_EVENT_TYPE, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_stream_metadata() {
+        let meta = StreamMetadata::default().with_max_age(Duration::from_secs(60)).with_truncate_before(7);
+        let mut expected = vec![1, 0b101, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(&60_000u64.to_le_bytes());
+        expected.extend_from_slice(&0u64.to_le_bytes());
+        expected.extend_from_slice(&7u64.to_le_bytes());
+        assert_eq!(meta.encode(), expected);
+        assert_eq!(StreamMetadata::decode(&expected), Ok(meta));
+        assert_eq!(StreamMetadata::decode(&StreamMetadata::default().encode()), Ok(StreamMetadata::default()));
+    }
+
+    #[test]
+    fn damaged_stream_metadata_is_refused() {
+        let good = StreamMetadata::default().with_max_count(3).encode();
+        for (at, value) in [(0, 2u8), (1, 8), (2, 1), (8, 1), (24, 1)] {
+            let mut bad = good.clone();
+            bad[at] = value;
+            assert!(StreamMetadata::decode(&bad).is_err(), "byte {at} = {value}");
+        }
+        assert!(StreamMetadata::decode(&good[..31]).is_err());
+    }
+}
