@@ -619,3 +619,62 @@ fn a_hard_deleted_stream_is_gone_for_ever() {
     assert!(matches!(store.append("$$acct-2", ExpectedVersion::Any, vec![ev(0)]), Err(Error::InvalidStreamId { .. })));
     store.close().unwrap();
 }
+
+/// Scavenging removes exactly the events no read returns (and superseded
+/// metadata events): every read gives the same answer before and after, the
+/// global log shrinks, and so it stays across a reopen.
+#[test]
+fn scavenging_removes_only_what_no_read_returns() {
+    use annal::events::{DeleteMode, StreamMetadata};
+    let dir = common::fast_tempdir();
+    let config = EventStoreConfig::default()
+        .with_log_config(LogConfig::default().with_segment_bytes(16 << 10).with_durability(Durability::Never));
+    let store = EventStore::open(dir.path(), config.clone()).unwrap();
+    let big = |i: u64| NewEvent::binary("Big", vec![i as u8; 200]);
+    for i in 0..300u64 {
+        let stream = ["gone-1", "soft-1", "capped-1", "kept-1"][(i % 4) as usize];
+        store.append(stream, ExpectedVersion::Any, vec![big(i)]).unwrap();
+    }
+    store.delete_stream("gone-1", ExpectedVersion::Any, DeleteMode::Hard).unwrap();
+    store.delete_stream("soft-1", ExpectedVersion::Any, DeleteMode::Soft).unwrap();
+    store.set_stream_metadata("capped-1", StreamMetadata::default().with_max_count(50)).unwrap();
+    store.set_stream_metadata("capped-1", StreamMetadata::default().with_max_count(5)).unwrap();
+    store.append("soft-1", ExpectedVersion::NoStream, vec![big(0)]).unwrap();
+    store.log().roll().unwrap();
+    let reads = |store: &EventStore| {
+        let all = store.read_all(0, Direction::Forward, usize::MAX).unwrap();
+        let streams: Vec<Vec<u64>> = ["soft-1", "capped-1", "kept-1"]
+            .iter()
+            .map(|s| positions(&store.read_stream(s, 0, Direction::Forward, usize::MAX).unwrap()))
+            .collect();
+        let category = positions(&store.read_category("capped", u64::MAX, Direction::Backward, usize::MAX).unwrap());
+        let of_type = positions(&store.read_event_type("Big", u64::MAX, Direction::Backward, usize::MAX).unwrap());
+        (positions(&all), streams, category, of_type, store.stream_metadata("capped-1").unwrap())
+    };
+    let before = reads(&store);
+    let disk = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir.join("log")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    let mut progress = 0;
+    let outcome = store.scavenge_with_progress(&mut |_| progress += 1).unwrap();
+    assert_eq!(progress, outcome.segments_examined);
+    assert_eq!(progress, store.log().segments().len() - 1, "every sealed segment");
+    // 75 of gone-1, 75 of soft-1 (its last event, which a scavenge keeps for
+    // its version, is the one appended after the delete), 70 of capped-1, and
+    // the first metadata event.
+    assert_eq!(outcome.events_removed, 75 + 75 + 70 + 1, "{outcome:?}");
+    assert_eq!(reads(&store), before, "every read gives what it gave before");
+    assert!(matches!(store.read_stream("gone-1", 0, Direction::Forward, 1), Err(Error::StreamDeleted { .. })));
+    let second = store.scavenge().unwrap();
+    assert_eq!(second.events_removed, 0, "nothing more to remove");
+    store.close().unwrap();
+    let size = disk(dir.path());
+    let store = EventStore::open(dir.path(), config).unwrap();
+    assert_eq!(reads(&store), before);
+    assert_eq!(store.stream_version("soft-1").unwrap(), CurrentVersion::Version(75));
+    // Appends go on after the gaps.
+    let r = store.append("kept-1", ExpectedVersion::Exact(74), vec![ev(0)]).unwrap();
+    assert_eq!(r.first_version, 75);
+    store.close().unwrap();
+    assert!(size < 300 * 200, "the global log shrank to {size} bytes");
+}

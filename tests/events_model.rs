@@ -48,6 +48,8 @@ enum Op {
         hard: bool,
     },
     Flush,
+    /// Rolls the global log and scavenges its sealed segments.
+    Scavenge,
     Reopen {
         clean: bool,
     },
@@ -85,6 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(stream, max_count, truncate_before)| Op::SetMetadata { stream, max_count, truncate_before }),
         1 => (0..STREAMS, expect(), prop::bool::weighted(0.3)).prop_map(|(stream, expect, hard)| Op::Delete { stream, expect, hard }),
         1 => Just(Op::Flush),
+        1 => Just(Op::Scavenge),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
         2 => (0..STREAMS, any::<u8>(), any::<bool>(), 1u8..20)
             .prop_map(|(stream, from, backward, max)| Op::ReadStream { stream, from, backward, max }),
@@ -113,6 +116,8 @@ struct Model {
     metadata: BTreeMap<String, StreamMetadata>,
     /// Appends that had ids: the call and what it returned.
     with_ids: Vec<(Vec<StreamAppend>, Vec<AppendResult>)>,
+    /// Positions a scavenge may have removed (hidden when it ran).
+    scavenged: std::collections::BTreeSet<usize>,
     next_id: u128,
 }
 
@@ -152,12 +157,20 @@ impl Model {
 
     /// Whether reads show the event at `position`.
     fn shows(&self, position: usize) -> bool {
+        // Scavenging made hiding permanent.
+        if self.scavenged.contains(&position) {
+            return false;
+        }
         let e = &self.events[position];
         if e.version == TOMBSTONE_VERSION {
             return true;
         }
         if self.deleted(&e.stream) {
             return false;
+        }
+        if e.stream.starts_with("$$") {
+            // A metadata stream shows the metadata in force: its last event.
+            return self.last(&e.stream) == Some(e.version);
         }
         let meta = self.meta(&e.stream);
         let by_count = match (meta.max_count(), self.last(&e.stream)) {
@@ -291,6 +304,16 @@ fn run(ops: Vec<Op>) {
                     continue;
                 }
                 let (call, results) = &model.with_ids[n % model.with_ids.len()];
+                // A retry of events a scavenge removed is not a retry any more
+                // (their idempotency ended with them), and one of a deleted
+                // stream's is refused once they are gone.
+                let first_positions = results.iter().zip(call).flat_map(|(r, c)| {
+                    let n = c.events.len() as u64;
+                    (r.position + 1 - n..=r.position).map(|p| p as usize)
+                });
+                if first_positions.clone().any(|p| model.scavenged.contains(&p)) {
+                    continue;
+                }
                 let mut call = call.clone();
                 for c in &mut call {
                     c.expected = ExpectedVersion::Any;
@@ -351,6 +374,19 @@ fn run(ops: Vec<Op>) {
             }
             Op::Flush => {
                 s.flush_index().unwrap();
+            }
+            Op::Scavenge => {
+                s.log().roll().unwrap();
+                let sealed = s.head_position() as usize;
+                let _ = s.scavenge().unwrap();
+                // Hidden events go, but a (not hard-deleted) stream's last event stays.
+                let last_of = |p: usize| {
+                    let e = &model.events[p];
+                    !model.deleted(&e.stream) && model.last(&e.stream) == Some(e.version)
+                };
+                let hidden: Vec<usize> =
+                    (0..sealed.min(model.events.len())).filter(|&p| !model.shows(p) && !last_of(p)).collect();
+                model.scavenged.extend(hidden);
             }
             Op::Reopen { clean } => {
                 let s = store.take().unwrap();

@@ -37,6 +37,7 @@ pub use store::{
     AppendResult, Direction, EventStore, EventStoreConfig, INDEX_DIR_NAME, IndexStats, LOG_DIR_NAME, StreamAppend,
 };
 pub use streams::{
-    DeleteMode, METADATA_EVENT_TYPE, METADATA_STREAM_PREFIX, StreamMetadata, TOMBSTONE_EVENT_TYPE, TOMBSTONE_VERSION,
+    DeleteMode, METADATA_EVENT_TYPE, METADATA_STREAM_PREFIX, ScavengeOutcome, StreamMetadata, TOMBSTONE_EVENT_TYPE,
+    TOMBSTONE_VERSION,
 };
 pub use subscription::{StartFrom, Subscription, SubscriptionTarget};

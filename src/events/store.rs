@@ -493,9 +493,8 @@ impl EventStore {
             for (position, version) in self.index.entries(RunKind::EventId, id.as_u128(), 0, false, usize::MAX)? {
                 // The id may be in other streams too: only this one's counts.
                 if self.index.entries(RunKind::Stream, hash, version, false, 1)?.first() == Some(&(version, position)) {
-                    let record = self.log.get(position)?;
-                    let ev = event::decode(record.key.as_deref(), record.value.as_deref())
-                        .map_err(|why| self.bad_event(position, why))?;
+                    // Scavenged: its idempotency window has closed.
+                    let Some(ev) = self.event_at(position)? else { continue };
                     if ev.stream == a.stream {
                         hit = Some((version, position));
                         break;
@@ -570,7 +569,7 @@ impl EventStore {
                 if version == TOMBSTONE_VERSION || version < shown_from {
                     continue;
                 }
-                let event = self.event_at(position)?;
+                let Some(event) = self.event_at(position)? else { continue };
                 // Another stream of the same hash (as likely as two equal
                 // random UUIDs), or an event past the maximum age.
                 if event.stream != stream || event.version != version || event.timestamp_ms < min_timestamp {
@@ -613,14 +612,10 @@ impl EventStore {
             Direction::Backward => {
                 let mut position = from.min(end.saturating_sub(1));
                 while out.len() < max && position >= start && end > 0 {
-                    match self.event_at(position) {
-                        Ok(e) => {
-                            if visibility.shows(self, &e)? {
-                                out.push(e);
-                            }
-                        }
-                        Err(Error::Engine(crate::Error::Compacted { .. })) => {}
-                        Err(e) => return Err(e),
+                    if let Some(e) = self.event_at(position)?
+                        && visibility.shows(self, &e)?
+                    {
+                        out.push(e);
                     }
                     if position == 0 {
                         break;
@@ -676,7 +671,7 @@ impl EventStore {
             let entries = self.index.entries(kind, hash, next, backward, want)?;
             let Some(&(last, _)) = entries.last() else { break };
             for (position, _) in entries {
-                let event = self.event_at(position)?;
+                let Some(event) = self.event_at(position)? else { continue };
                 // Another name of the same hash (as likely as two equal
                 // random UUIDs), or an event its stream's metadata hides.
                 if matches(&event) && visibility.shows(self, &event)? {
@@ -692,11 +687,16 @@ impl EventStore {
         Ok(out)
     }
 
-    pub(crate) fn event_at(&self, position: u64) -> Result<RecordedEvent> {
-        let record = self.log.get(position)?;
+    /// The event at `position`; `None` if scavenging removed it.
+    pub(crate) fn event_at(&self, position: u64) -> Result<Option<RecordedEvent>> {
+        let record = match self.log.get(position) {
+            Ok(r) => r,
+            Err(crate::Error::Compacted { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let e = event::decode(record.key.as_deref(), record.value.as_deref())
             .map_err(|why| self.bad_event(position, why))?;
-        Ok(e.to_recorded(position, record.timestamp))
+        Ok(Some(e.to_recorded(position, record.timestamp)))
     }
 
     /// Writes the index entries held in memory as index runs (after making

@@ -212,13 +212,14 @@ impl StreamState {
         }
     }
 
-    /// Whether a read shows `e`, an event of this stream (or its tombstone,
-    /// which `$all` and the type index show).
-    fn shows(&self, e: &RecordedEvent, min_timestamp: i64) -> bool {
-        if e.version == TOMBSTONE_VERSION {
+    /// Whether a read shows this stream's event at `version` with
+    /// `timestamp` (its tombstone included, which `$all` and the type index
+    /// show).
+    fn shows(&self, version: u64, timestamp: i64, min_timestamp: i64) -> bool {
+        if version == TOMBSTONE_VERSION {
             return true;
         }
-        !self.deleted && e.version >= self.visible_from() && e.timestamp_ms >= min_timestamp
+        !self.deleted && version >= self.visible_from() && timestamp >= min_timestamp
     }
 }
 
@@ -240,15 +241,32 @@ const VISIBILITY_STREAMS: usize = 4096;
 impl Visibility {
     /// Whether a read shows `e`.
     pub(crate) fn shows(&mut self, store: &EventStore, e: &RecordedEvent) -> Result<bool> {
-        if !self.states.contains_key(&e.stream) {
-            if self.states.len() >= VISIBILITY_STREAMS {
-                self.states.clear();
-            }
-            let state = store.stream_state(&e.stream, store.hash(&e.stream))?;
-            self.states.insert(e.stream.clone(), (state, state.min_timestamp()));
+        let (state, min_timestamp) = self.state(store, &e.stream)?;
+        Ok(state.shows(e.version, e.timestamp_ms, min_timestamp))
+    }
+
+    /// Whether a scavenge keeps the event of `stream` at `version` with
+    /// `timestamp`: reads show it, or it is the stream's last event (hidden
+    /// or not, it holds the stream's version: an index rebuilt from the log
+    /// must know it, or the next append would reuse it). A hard-deleted
+    /// stream keeps its tombstone only.
+    pub(crate) fn keeps(&mut self, store: &EventStore, stream: &str, version: u64, timestamp: i64) -> Result<bool> {
+        let (state, min_timestamp) = self.state(store, stream)?;
+        let last = !state.deleted && state.last == Some(version);
+        Ok(last || state.shows(version, timestamp, min_timestamp))
+    }
+
+    fn state(&mut self, store: &EventStore, stream: &str) -> Result<(StreamState, i64)> {
+        if let Some(&found) = self.states.get(stream) {
+            return Ok(found);
         }
-        let (state, min_timestamp) = &self.states[&e.stream];
-        Ok(state.shows(e, *min_timestamp))
+        if self.states.len() >= VISIBILITY_STREAMS {
+            self.states.clear();
+        }
+        let state = store.stream_state(stream, store.hash(stream))?;
+        let found = (state, state.min_timestamp());
+        self.states.insert(stream.to_owned(), found);
+        Ok(found)
     }
 }
 
@@ -260,11 +278,12 @@ impl EventStore {
         let last = index.last_of(hash, TOMBSTONE_VERSION - 1)?.map(|(v, _)| v);
         let deleted = match index.entries(RunKind::Stream, hash, TOMBSTONE_VERSION, false, 1)?.first() {
             // The tombstone of this stream (not of another of the same hash).
-            Some(&(_, position)) => self.event_at(position)?.stream == stream,
+            Some(&(_, position)) => self.event_at(position)?.is_some_and(|e| e.stream == stream),
             None => false,
         };
         let metadata = match stream.starts_with(METADATA_STREAM_PREFIX) {
-            true => StreamMetadata::default(),
+            // A metadata stream shows its last event only: the metadata in force.
+            true => StreamMetadata::default().with_max_count(1),
             false => self.read_metadata(stream)?,
         };
         Ok(StreamState { last, deleted, metadata })
@@ -274,7 +293,7 @@ impl EventStore {
         let meta_stream = format!("{METADATA_STREAM_PREFIX}{stream}");
         let hash = self.hash(&meta_stream);
         for (_, position) in self.index().entries(RunKind::Stream, hash, TOMBSTONE_VERSION - 1, true, 4)? {
-            let e = self.event_at(position)?;
+            let Some(e) = self.event_at(position)? else { continue };
             if e.stream == meta_stream && e.event_type == METADATA_EVENT_TYPE {
                 return StreamMetadata::decode(&e.data).map_err(|why| self.bad_event(position, why));
             }
@@ -388,5 +407,75 @@ mod tests {
             assert!(StreamMetadata::decode(&bad).is_err(), "byte {at} = {value}");
         }
         assert!(StreamMetadata::decode(&good[..31]).is_err());
+    }
+}
+
+/// What a scavenge did ([`EventStore::scavenge`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct ScavengeOutcome {
+    /// Sealed segments of the global log looked at.
+    pub segments_examined: usize,
+    /// Of those, segments rewritten (the others had nothing to remove).
+    pub segments_rewritten: usize,
+    /// Events removed: those deletion and stream metadata hid, and metadata
+    /// events superseded by a later one.
+    pub events_removed: u64,
+    /// Bytes of the global log they took.
+    pub bytes_removed: u64,
+}
+
+impl EventStore {
+    /// Reclaims the space of the events no read returns any more: the events
+    /// of hard-deleted streams (not their tombstones), of soft-deleted or
+    /// truncated streams below their truncate-before version, past a
+    /// stream's maximum count or age, and metadata events a later one
+    /// superseded. A stream's last event stays, even hidden: it holds the
+    /// stream's version (as KurrentDB's scavenge keeps it). It rewrites the sealed segments of the global log
+    /// ([`crate::Log::retain_sealed`]: each replaced atomically, oldest
+    /// first; appends and reads go on meanwhile); the active segment is left
+    /// alone. Positions do not change: a removed event leaves a gap, which
+    /// reads skip.
+    ///
+    /// Scavenging makes hiding permanent: metadata changed afterwards to
+    /// show older events again cannot bring back removed ones, and the
+    /// idempotency of a removed event's append ends with it.
+    pub fn scavenge(&self) -> Result<ScavengeOutcome> {
+        self.scavenge_with_progress(&mut |_| {})
+    }
+
+    /// [`EventStore::scavenge`], calling `progress` with each sealed segment
+    /// once it is done (for a progress bar; [`EventStore::scavenge_backlog`]
+    /// lists them beforehand).
+    pub fn scavenge_with_progress(&self, progress: &mut dyn FnMut(&crate::SegmentInfo)) -> Result<ScavengeOutcome> {
+        let mut visibility = Visibility::default();
+        let mut failure = None;
+        let mut keep = |r: &crate::RecordRef<'_>| -> bool {
+            if failure.is_some() {
+                return true;
+            }
+            let decided = event::decode(r.key(), r.value())
+                .map_err(|why| self.bad_event(r.offset(), why))
+                .and_then(|e| visibility.keeps(self, e.stream, e.version, r.timestamp()));
+            decided.unwrap_or_else(|e| {
+                failure = Some(e);
+                true
+            })
+        };
+        let outcome = self.log().retain_sealed(&mut keep, progress)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(ScavengeOutcome {
+            segments_examined: outcome.segments_examined,
+            segments_rewritten: outcome.segments_rewritten,
+            events_removed: outcome.records_removed,
+            bytes_removed: outcome.bytes_removed,
+        })
+    }
+
+    /// The sealed segments a scavenge would read, for a progress bar.
+    pub fn scavenge_backlog(&self) -> Vec<crate::SegmentInfo> {
+        self.log().compaction_backlog()
     }
 }

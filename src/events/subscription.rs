@@ -198,6 +198,8 @@ impl Subscription<'_> {
         for position in entries.into_iter().filter(|&p| p >= from && p < limit) {
             let e = self.store.event_at(position)?;
             self.next = position + 1;
+            // Scavenged since the index listed it.
+            let Some(e) = e else { continue };
             if self.matches(&e)? {
                 self.pending.push_back(e);
                 found = true;

@@ -166,6 +166,26 @@ impl Log {
         self.shared.compact(policy, now_ms, progress)
     }
 
+    /// Rewrites the sealed local segments keeping only the records `keep`
+    /// accepts (it sees each record of each sealed segment once, oldest
+    /// first), and calls `progress` with each segment when it is done. The
+    /// layer above decides what to drop (the event store's scavenging drops
+    /// the events that deletion and stream metadata hide); the active segment
+    /// is neither read nor changed.
+    ///
+    /// As [`Log::compact_at`]: offsets do not change (a removed offset is a
+    /// gap readers skip, [`Log::get`] gives [`Error::Compacted`]), each
+    /// segment is replaced atomically and durably, oldest first, appends and
+    /// reads go on meanwhile, and it runs one at a time with compactions.
+    /// `keep` and `progress` must not compact, archive or rewrite this log.
+    pub fn retain_sealed(
+        &self,
+        keep: &mut dyn FnMut(&RecordRef<'_>) -> bool,
+        progress: &mut dyn FnMut(&SegmentInfo),
+    ) -> Result<CompactionOutcome> {
+        self.shared.retain_sealed(keep, progress)
+    }
+
     /// The sealed local segments a compaction would read (each of them
     /// twice): for a progress bar.
     pub fn compaction_backlog(&self) -> Vec<SegmentInfo> {
@@ -250,8 +270,32 @@ impl Shared {
                 true
             }
         };
+        self.rewrite_sealed(&sealed, &present, &mut keep, progress, &mut outcome)?;
+        *mark = CompactionMark {
+            sealed_end: Some(sealed_end),
+            next_tombstone_expiry: match oldest_kept_tombstone {
+                i64::MAX => None,
+                _ if any_archived => None,
+                // Dropped once `ts < now - retention`.
+                ts => Some(ts.saturating_add(retention).saturating_add(1)),
+            },
+        };
+        Ok(outcome)
+    }
+
+    /// Rewrites each of `sealed` (those `present`), oldest first, keeping the
+    /// records `keep` accepts, each segment durable before the next; adds
+    /// what it did to `outcome`.
+    fn rewrite_sealed(
+        &self,
+        sealed: &[SealedMeta],
+        present: &[bool],
+        keep: &mut dyn FnMut(&RecordRef<'_>) -> bool,
+        progress: &mut dyn FnMut(&SegmentInfo),
+        outcome: &mut CompactionOutcome,
+    ) -> Result<()> {
         let io = self.config.io.as_ref();
-        for (meta, present) in sealed.iter().zip(present) {
+        for (meta, &present) in sealed.iter().zip(present) {
             let seg = match present {
                 true => self.open_for_compaction(meta)?,
                 false => None,
@@ -262,7 +306,7 @@ impl Shared {
                 continue;
             };
             let interval = self.config.index_interval_bytes;
-            let new = segment::write_compacted(&self.dir, io, &seg, meta, interval, &mut keep)?;
+            let new = segment::write_compacted(&self.dir, io, &seg, meta, interval, &mut *keep)?;
             drop(seg);
             progress(&sealed_info(meta));
             let Some(new) = new else { continue };
@@ -275,15 +319,26 @@ impl Shared {
             outcome.tombstones_removed += new.tombstones_removed;
             outcome.bytes_removed += new.bytes_removed;
         }
-        *mark = CompactionMark {
-            sealed_end: Some(sealed_end),
-            next_tombstone_expiry: match oldest_kept_tombstone {
-                i64::MAX => None,
-                _ if any_archived => None,
-                // Dropped once `ts < now - retention`.
-                ts => Some(ts.saturating_add(retention).saturating_add(1)),
-            },
-        };
+        Ok(())
+    }
+
+    fn retain_sealed(
+        &self,
+        keep: &mut dyn FnMut(&RecordRef<'_>) -> bool,
+        progress: &mut dyn FnMut(&SegmentInfo),
+    ) -> Result<CompactionOutcome> {
+        if self.read_only {
+            return Err(Error::ReadOnly { path: self.dir.clone() });
+        }
+        let _one = self.compaction.locked();
+        {
+            let w = self.writer.locked();
+            self.check_writable(&w)?;
+        }
+        let sealed = self.compaction_candidates();
+        let mut outcome = CompactionOutcome { segments_examined: sealed.len(), ..CompactionOutcome::default() };
+        let present = vec![true; sealed.len()];
+        self.rewrite_sealed(&sealed, &present, keep, progress, &mut outcome)?;
         Ok(outcome)
     }
 
