@@ -12,7 +12,7 @@
 //! run never covers a record that a crash could take away. When an index has
 //! more runs than the merge threshold, its runs are merged into one.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
@@ -25,8 +25,115 @@ use crate::sync::{MutexExt, RwLockExt};
 /// The last entries of a key in the active and the frozen memtable, and the runs.
 type Snapshot = (Option<(u64, u64)>, Option<(u64, u64)>, Vec<Arc<OpenRun>>);
 
-/// Entries of a memtable, by `(key, a)`.
-type Table = BTreeMap<(u128, u64), u64>;
+/// One index's entries in a memtable: per key, its `(a, b)` pairs sorted
+/// by `a`. A key's `a` grows with the log (a stream's versions, an id's or
+/// a category's positions), so an insert is almost always a push; a key
+/// with one entry (an event id) takes no allocation of its own.
+#[derive(Debug, Default, Clone)]
+struct Table {
+    by_key: HashMap<u128, Pairs, foldhash::fast::RandomState>,
+    len: usize,
+}
+
+/// A key's entries in a [`Table`].
+#[derive(Debug, Clone)]
+enum Pairs {
+    One((u64, u64)),
+    Many(Vec<(u64, u64)>),
+}
+
+impl Pairs {
+    fn as_slice(&self) -> &[(u64, u64)] {
+        match self {
+            Pairs::One(p) => std::slice::from_ref(p),
+            Pairs::Many(v) => v,
+        }
+    }
+}
+
+impl Table {
+    /// Adds `(a, b)` under `key` (replacing an entry of the same `a`).
+    fn insert(&mut self, key: u128, a: u64, b: u64) {
+        let pairs = match self.by_key.entry(key) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Pairs::One((a, b)));
+                self.len += 1;
+                return;
+            }
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+        };
+        let v = match pairs {
+            Pairs::One(p) if p.0 == a => {
+                *p = (a, b);
+                return;
+            }
+            Pairs::One(p) => {
+                let first = *p;
+                *pairs = Pairs::Many(vec![first]);
+                match pairs {
+                    Pairs::Many(v) => v,
+                    Pairs::One(_) => return,
+                }
+            }
+            Pairs::Many(v) => v,
+        };
+        match v.last() {
+            Some(&(last, _)) if last < a => {
+                v.push((a, b));
+                self.len += 1;
+            }
+            _ => match v.binary_search_by_key(&a, |p| p.0) {
+                Ok(i) => v[i] = (a, b),
+                Err(i) => {
+                    v.insert(i, (a, b));
+                    self.len += 1;
+                }
+            },
+        }
+    }
+
+    fn pairs(&self, key: u128) -> &[(u64, u64)] {
+        self.by_key.get(&key).map_or(&[], Pairs::as_slice)
+    }
+
+    /// The last entry of `key` with `a` at most `a_max`.
+    fn last_at_or_below(&self, key: u128, a_max: u64) -> Option<(u64, u64)> {
+        let pairs = self.pairs(key);
+        let n = pairs.partition_point(|p| p.0 <= a_max);
+        n.checked_sub(1).map(|i| pairs[i])
+    }
+
+    /// Up to `max` entries of `key` from `a` up (or down, `backward`).
+    fn range(&self, key: u128, a: u64, backward: bool, max: usize) -> Vec<(u64, u64)> {
+        let pairs = self.pairs(key);
+        if backward {
+            let n = pairs.partition_point(|p| p.0 <= a);
+            pairs[..n].iter().rev().take(max).copied().collect()
+        } else {
+            let n = pairs.partition_point(|p| p.0 < a);
+            pairs[n..].iter().take(max).copied().collect()
+        }
+    }
+
+    /// Every entry, sorted by `(key, a)`: what a run of this table holds.
+    fn sorted(&self) -> Vec<Entry> {
+        let mut keys: Vec<u128> = self.by_key.keys().copied().collect();
+        keys.sort_unstable();
+        let mut out = Vec::with_capacity(self.len);
+        for key in keys {
+            out.extend(self.pairs(key).iter().map(|&(a, b)| Entry { key, a, b }));
+        }
+        out
+    }
+
+    fn extend(&mut self, other: &Table) {
+        for (&key, pairs) in &other.by_key {
+            for &(a, b) in pairs.as_slice() {
+                self.insert(key, a, b);
+            }
+        }
+    }
+}
 
 /// Entries appended since the last flush, one table per index, in the
 /// order of [`RunKind::ALL`].
@@ -40,19 +147,19 @@ impl Memtable {
 
     /// Adds the entries of one event.
     fn add(&mut self, e: &Indexed) {
-        self.0[0].insert((e.stream, e.version), e.position);
-        self.0[1].insert((e.id, e.position), e.version);
-        self.0[2].insert((e.category, e.position), 0);
-        self.0[3].insert((e.event_type, e.position), 0);
+        self.0[0].insert(e.stream, e.version, e.position);
+        self.0[1].insert(e.id, e.position, e.version);
+        self.0[2].insert(e.category, e.position, 0);
+        self.0[3].insert(e.event_type, e.position, 0);
     }
 
     /// Events in it.
     fn len(&self) -> usize {
-        self.0[0].len()
+        self.0[0].len
     }
 
-    fn extend(&mut self, other: Memtable) {
-        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+    fn extend(&mut self, other: &Memtable) {
+        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
             mine.extend(theirs);
         }
     }
@@ -226,7 +333,7 @@ impl Indexes {
         if let Some(found) = active.or(frozen) {
             return Ok(Some(found));
         }
-        for r in runs.iter().rev() {
+        for r in runs.iter().rev().filter(|r| r.run.may_contain(hash)) {
             if let Some(e) = r.run.last_at_or_below(hash, version)? {
                 return Ok(Some((e.a, e.b)));
             }
@@ -238,9 +345,8 @@ impl Indexes {
     /// `kind`, read under one lock.
     fn snapshot_for(&self, kind: RunKind, key: u128, a: u64) -> Snapshot {
         let st = self.state.read_locked();
-        let last = |t: &Table| t.range((key, 0)..=(key, a)).next_back().map(|(&(_, a), &b)| (a, b));
-        let active = last(st.active.table(kind));
-        let frozen = st.frozen.as_ref().and_then(|f| last(f.table(kind)));
+        let active = st.active.table(kind).last_at_or_below(key, a);
+        let frozen = st.frozen.as_ref().and_then(|f| f.table(kind).last_at_or_below(key, a));
         let runs = st.runs.iter().filter(|r| r.record.header.kind == kind).cloned().collect();
         (active, frozen, runs)
     }
@@ -257,13 +363,7 @@ impl Indexes {
     ) -> Result<Vec<(u64, u64)>> {
         let (tables, runs) = {
             let st = self.state.read_locked();
-            let pick = |t: &Table| -> Vec<(u64, u64)> {
-                if backward {
-                    t.range((key, 0)..=(key, a)).rev().take(max).map(|(&(_, a), &b)| (a, b)).collect()
-                } else {
-                    t.range((key, a)..=(key, u64::MAX)).take(max).map(|(&(_, a), &b)| (a, b)).collect()
-                }
-            };
+            let pick = |t: &Table| t.range(key, a, backward, max);
             let frozen = st.frozen.as_ref().map(|f| pick(f.table(kind))).unwrap_or_default();
             let tables = [frozen, pick(st.active.table(kind))];
             let runs: Vec<Arc<OpenRun>> = st.runs.iter().filter(|r| r.record.header.kind == kind).cloned().collect();
@@ -277,7 +377,7 @@ impl Indexes {
             for t in tables.iter().rev() {
                 out.extend(t.iter().take(max - out.len()));
             }
-            for r in runs.iter().rev() {
+            for r in runs.iter().rev().filter(|r| r.run.may_contain(key)) {
                 if out.len() >= max {
                     break;
                 }
@@ -290,7 +390,7 @@ impl Indexes {
                 }
             }
         } else {
-            for r in &runs {
+            for r in runs.iter().filter(|r| r.run.may_contain(key)) {
                 for e in r.run.entries_from(key, a)? {
                     let e = e?;
                     if e.key != key || out.len() >= max {
@@ -348,11 +448,11 @@ impl Indexes {
             let mut new_runs = Vec::new();
             for kind in RunKind::ALL {
                 let table = frozen.table(kind);
+                let (keys, entries) = (table.by_key.len() as u64, table.sorted());
                 let seq = manifest.next_seq;
                 manifest.next_seq += 1;
                 let path = self.dir.join(RunRecord::file_name(seq));
-                let entries = table.iter().map(|(&(key, a), &b)| Entry { key, a, b });
-                let header = run::write(self.io.as_ref(), &path, kind, from, to, entries)?;
+                let header = run::write(self.io.as_ref(), &path, kind, from, to, keys, entries)?;
                 let record = RunRecord { seq, header };
                 manifest.runs.push(record);
                 new_runs.push(Arc::new(OpenRun { record, run: Run::open(self.io.as_ref(), &path)? }));
@@ -376,8 +476,10 @@ impl Indexes {
                 // Put the entries back: nothing was installed, and the runs
                 // written (if any) are removed at the next open.
                 let frozen = st.frozen.take().expect("the frozen memtable");
-                let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|f| (*f).clone());
-                st.active.extend(frozen);
+                // The frozen entries are older than the active ones: they go first.
+                let mut back = Arc::try_unwrap(frozen).unwrap_or_else(|f| (*f).clone());
+                back.extend(&st.active);
+                st.active = back;
                 Err(e)
             }
         }
@@ -425,7 +527,9 @@ impl Indexes {
                 iters[i].next();
                 Some(e)
             });
-            let header = run::write(self.io.as_ref(), &path, kind, from, to, merged);
+            // At most the inputs' keys together (fewer where they share keys).
+            let keys = inputs.iter().map(|r| r.run.keys()).sum();
+            let header = run::write(self.io.as_ref(), &path, kind, from, to, keys, merged);
             if let Some(e) = failure {
                 let _ = self.io.remove_file(&path);
                 return Err(e);
@@ -491,4 +595,32 @@ fn load(dir: &Path, io: &dyn Io, log_end: u64) -> std::result::Result<Option<Loa
         runs.push(Arc::new(OpenRun { record: *record, run }));
     }
     Ok(Some((manifest, runs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memtable_table_keeps_each_keys_entries_sorted() {
+        let mut t = Table::default();
+        for (key, a) in [(1u128, 5u64), (1, 7), (2, 1), (1, 6), (1, 3), (1, 7)] {
+            t.insert(key, a, a * 10 + key as u64);
+        }
+        assert_eq!(t.len, 5, "(1, 7) replaced, not added");
+        assert_eq!(t.pairs(1), [(3, 31), (5, 51), (6, 61), (7, 71)]);
+        assert_eq!(t.last_at_or_below(1, 6), Some((6, 61)));
+        assert_eq!(t.last_at_or_below(1, 2), None);
+        assert_eq!(t.last_at_or_below(3, 9), None);
+        assert_eq!(t.range(1, 4, false, 2), [(5, 51), (6, 61)]);
+        assert_eq!(t.range(1, 6, true, 9), [(6, 61), (5, 51), (3, 31)]);
+        let sorted: Vec<(u128, u64)> = t.sorted().iter().map(|e| (e.key, e.a)).collect();
+        assert_eq!(sorted, [(1, 3), (1, 5), (1, 6), (1, 7), (2, 1)]);
+        let mut u = Table::default();
+        u.insert(2, 1, 0);
+        u.insert(2, 0, 0);
+        u.extend(&t);
+        assert_eq!(u.len, 6);
+        assert_eq!(u.pairs(2), [(0, 0), (1, 12)]);
+    }
 }

@@ -17,20 +17,30 @@
 //!  24  8  from           u64  first global position the run covers
 //!  32  8  to             u64  end of what it covers (exclusive)
 //!  40  4  table_crc      u32  CRC-32 of the block table
-//!  44  16 reserved       0
+//!  44  4  filter_blocks  u32  F, 64-byte blocks of the Bloom filter (at least 1)
+//!  48  4  filter_crc     u32  CRC-32 of the filter
+//!  52  8  keys           u64  distinct keys
 //!  60  4  header_crc     u32  CRC-32 of bytes [0, 60)
 //!  64  32*N              entries
 //!  ..  32 per block      table: first key u128, first a u64, block CRC u32, 0 u32
+//!  ..  64*F              Bloom filter of the keys
 //! ```
 //!
+//! The Bloom filter lets a lookup of a key the run does not hold (a stream
+//! without metadata, an event id never appended) skip the run without
+//! reading it: about 10 bits per key, 7 probes within one 64-byte block.
+//!
 //! Opening a run checks the header, the file's length, the table's CRC and
-//! that the table's keys ascend; a block's CRC and order are checked each
-//! time the block is read, so a run of any size opens in time proportional
-//! to its table (0.8 % of it) and a damaged block is found when it is used.
+//! that the table's keys ascend; a block's CRC and order are checked the
+//! first time the block is read (the run is immutable and mapped read-only;
+//! a bit per block remembers it), so a run of any size opens in time
+//! proportional to its table (0.8 % of it) and a damaged block is found when
+//! it is first used.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{CorruptionKind, Error, IoContext, Result};
 use crate::io::Io;
@@ -117,8 +127,66 @@ pub struct RunHeader {
     pub table_crc: u32,
 }
 
+/// A run's Bloom filter, as its header describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FilterInfo {
+    /// 64-byte blocks.
+    blocks: u32,
+    crc: u32,
+    /// Distinct keys of the run.
+    keys: u64,
+}
+
+/// Bits of Bloom filter per key.
+const FILTER_BITS_PER_KEY: u64 = 10;
+/// Bytes of one filter block.
+const FILTER_BLOCK: usize = 64;
+/// Probes per key, each in the key's block.
+const FILTER_PROBES: u32 = 7;
+
+/// The filter blocks for about `keys` distinct keys.
+fn filter_blocks_for(keys: u64) -> u32 {
+    let bits = keys.saturating_mul(FILTER_BITS_PER_KEY);
+    u32::try_from(bits.div_ceil(FILTER_BLOCK as u64 * 8).max(1)).unwrap_or(u32::MAX)
+}
+
+/// The filter's hash of a key (splitmix64's finalizer over its two halves).
+fn filter_hash(key: u128) -> u64 {
+    let mut h = (key as u64) ^ ((key >> 64) as u64).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15;
+    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    h ^ (h >> 31)
+}
+
+/// The block of a key's hash among `blocks`, and its probes (bit numbers in
+/// the block).
+fn filter_probes(h: u64, blocks: u32) -> (usize, impl Iterator<Item = usize>) {
+    let block = ((u128::from(h) * u128::from(blocks)) >> 64) as usize;
+    let g = filter_hash(u128::from(h));
+    (block, (0..FILTER_PROBES).map(move |i| ((g >> (i * 9)) & 511) as usize))
+}
+
+/// Sets the bits of `key` in `filter`.
+fn filter_add(filter: &mut [u8], key: u128) {
+    let blocks = (filter.len() / FILTER_BLOCK) as u32;
+    let (block, probes) = filter_probes(filter_hash(key), blocks);
+    for bit in probes {
+        filter[block * FILTER_BLOCK + bit / 8] |= 1 << (bit % 8);
+    }
+}
+
+/// Whether `filter` may hold `key` (false: it certainly does not).
+fn filter_may_contain(filter: &[u8], key: u128) -> bool {
+    let blocks = (filter.len() / FILTER_BLOCK) as u32;
+    if blocks == 0 {
+        return true;
+    }
+    let (block, mut probes) = filter_probes(filter_hash(key), blocks);
+    probes.all(|bit| filter[block * FILTER_BLOCK + bit / 8] & (1 << (bit % 8)) != 0)
+}
+
 impl RunHeader {
-    fn encode(&self) -> [u8; HEADER_LEN] {
+    fn encode(&self, filter: FilterInfo) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[..8].copy_from_slice(&MAGIC);
         h[8..10].copy_from_slice(&VERSION.to_le_bytes());
@@ -128,12 +196,15 @@ impl RunHeader {
         h[24..32].copy_from_slice(&self.from.to_le_bytes());
         h[32..40].copy_from_slice(&self.to.to_le_bytes());
         h[40..44].copy_from_slice(&self.table_crc.to_le_bytes());
+        h[44..48].copy_from_slice(&filter.blocks.to_le_bytes());
+        h[48..52].copy_from_slice(&filter.crc.to_le_bytes());
+        h[52..60].copy_from_slice(&filter.keys.to_le_bytes());
         let crc = crc32fast::hash(&h[..60]);
         h[60..64].copy_from_slice(&crc.to_le_bytes());
         h
     }
 
-    fn decode(h: &[u8]) -> std::result::Result<RunHeader, String> {
+    fn decode(h: &[u8]) -> std::result::Result<(RunHeader, FilterInfo), String> {
         if h.len() < HEADER_LEN {
             return Err(format!("a run of {} bytes is shorter than its header", h.len()));
         }
@@ -150,8 +221,12 @@ impl RunHeader {
             return Err(format!("run version {version} (this build reads {VERSION})"));
         }
         let kind = RunKind::of_byte(h[10]).ok_or_else(|| format!("unknown run kind {}", h[10]))?;
-        if h[11] != 0 || h[44..60].iter().any(|&b| b != 0) {
+        if h[11] != 0 {
             return Err("reserved header bytes are not zero".into());
+        }
+        let filter = FilterInfo { blocks: u32_at(44), crc: u32_at(48), keys: u64_at(52) };
+        if filter.keys == 0 || filter.keys > u64_at(16) || filter.blocks == 0 {
+            return Err(format!("{} keys of {} entries, {} filter blocks", filter.keys, u64_at(16), filter.blocks));
         }
         if u32_at(12) as usize != BLOCK_ENTRIES {
             return Err(format!("{} entries per block (this build uses {BLOCK_ENTRIES})", u32_at(12)));
@@ -160,18 +235,22 @@ impl RunHeader {
         if from > to {
             return Err(format!("covers positions {from}..{to}"));
         }
-        Ok(RunHeader { kind, entries: u64_at(16), from, to, table_crc: u32_at(40) })
+        Ok((RunHeader { kind, entries: u64_at(16), from, to, table_crc: u32_at(40) }, filter))
     }
 
     fn blocks(&self) -> u64 {
         self.entries.div_ceil(BLOCK_ENTRIES as u64)
     }
 
-    /// The file length a run of this header has, if it fits in memory.
-    fn file_len(&self) -> Option<usize> {
+    /// The file length a run of this header and filter has, if it fits in memory.
+    fn file_len(&self, filter: FilterInfo) -> Option<usize> {
         let entries = usize::try_from(self.entries).ok()?;
         let blocks = usize::try_from(self.blocks()).ok()?;
-        HEADER_LEN.checked_add(entries.checked_mul(ENTRY_LEN)?)?.checked_add(blocks.checked_mul(TABLE_ENTRY_LEN)?)
+        let filter = usize::try_from(filter.blocks).ok()?.checked_mul(FILTER_BLOCK)?;
+        HEADER_LEN
+            .checked_add(entries.checked_mul(ENTRY_LEN)?)?
+            .checked_add(blocks.checked_mul(TABLE_ENTRY_LEN)?)?
+            .checked_add(filter)
     }
 }
 
@@ -179,18 +258,21 @@ impl RunHeader {
 /// `from..to` at `path`, durably: a temporary file, written, fsynced,
 /// renamed into place, and the directory fsynced. Entries must ascend
 /// strictly by `(key, a)`; a run with none is refused (there is nothing to
-/// index). Returns the run's header.
+/// index). `keys` is about how many distinct keys they have (the Bloom
+/// filter is sized for it; more only raises its false positives). Returns
+/// the run's header.
 pub fn write(
     io: &dyn Io,
     path: &Path,
     kind: RunKind,
     from: u64,
     to: u64,
+    keys: u64,
     entries: impl IntoIterator<Item = Entry>,
 ) -> Result<RunHeader> {
     let tmp = crate::durable::tmp_path(path);
     let file = io.create(&tmp).ctx("create", &tmp)?;
-    let written = write_to(io, &file, &tmp, kind, from, to, entries.into_iter())
+    let written = write_to(io, &file, &tmp, (kind, from, to, keys), entries.into_iter())
         .and_then(|h| io.sync_all(&file).ctx("fsync", &tmp).map(|()| h))
         .and_then(|h| io.rename(&tmp, path).ctx("rename", path).map(|()| h));
     drop(file);
@@ -210,23 +292,30 @@ pub fn write(
 /// The bytes of blocks buffered before each write.
 const WRITE_BUFFER: usize = 64 * BLOCK_ENTRIES * ENTRY_LEN;
 
+/// A run's kind, covered positions and distinct keys (about).
+type RunShape = (RunKind, u64, u64, u64);
+
 fn write_to(
     io: &dyn Io,
     file: &File,
     path: &Path,
-    kind: RunKind,
-    from: u64,
-    to: u64,
+    shape: RunShape,
     entries: impl Iterator<Item = Entry>,
 ) -> Result<RunHeader> {
-    build(kind, from, to, entries, |pos, bytes| io.write_all_at(file, bytes, pos).ctx("write", path))
+    build(shape, entries, |pos, bytes| io.write_all_at(file, bytes, pos).ctx("write", path))
 }
 
 /// The bytes of the run of `entries` (see [`write`]), in memory: for tests
 /// and the fuzz target.
-pub fn encode_to_vec(kind: RunKind, from: u64, to: u64, entries: impl IntoIterator<Item = Entry>) -> Result<Vec<u8>> {
+pub fn encode_to_vec(
+    kind: RunKind,
+    from: u64,
+    to: u64,
+    keys: u64,
+    entries: impl IntoIterator<Item = Entry>,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    build(kind, from, to, entries.into_iter(), |pos, bytes| {
+    build((kind, from, to, keys), entries.into_iter(), |pos, bytes| {
         let pos = pos as usize;
         if out.len() < pos + bytes.len() {
             out.resize(pos + bytes.len(), 0);
@@ -239,14 +328,14 @@ pub fn encode_to_vec(kind: RunKind, from: u64, to: u64, entries: impl IntoIterat
 
 /// Lays out the run of `entries`, handing each piece to `emit` with its
 /// position: the blocks in order (in pieces of [`WRITE_BUFFER`] bytes), the
-/// block table, and the header last.
+/// block table, the filter, and the header last.
 fn build(
-    kind: RunKind,
-    from: u64,
-    to: u64,
+    (kind, from, to, keys_hint): RunShape,
     entries: impl Iterator<Item = Entry>,
     mut emit: impl FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<RunHeader> {
+    let mut filter = vec![0u8; filter_blocks_for(keys_hint) as usize * FILTER_BLOCK];
+    let mut keys = 0u64;
     if from > to {
         return Err(Error::InvalidConfig(format!("an index run cannot cover positions {from}..{to}")));
     }
@@ -260,6 +349,10 @@ fn build(
     for e in entries {
         if last.is_some_and(|l| l >= e.sort_key()) {
             return Err(Error::InvalidConfig("index run entries must ascend strictly by (key, a)".into()));
+        }
+        if last.is_none_or(|(k, _)| k != e.key) {
+            keys += 1;
+            filter_add(&mut filter, e.key);
         }
         last = Some(e.sort_key());
         if count.is_multiple_of(BLOCK_ENTRIES as u64) {
@@ -289,8 +382,11 @@ fn build(
     emit(pos, &buf)?;
     pos += buf.len() as u64;
     emit(pos, &table)?;
+    pos += table.len() as u64;
+    emit(pos, &filter)?;
     let header = RunHeader { kind, entries: count, from, to, table_crc: crc32fast::hash(&table) };
-    emit(0, &header.encode())?;
+    let info = FilterInfo { blocks: (filter.len() / FILTER_BLOCK) as u32, crc: crc32fast::hash(&filter), keys };
+    emit(0, &header.encode(info))?;
     Ok(header)
 }
 
@@ -305,7 +401,12 @@ fn seal_block(table: &mut [u8], block: &[u8]) {
 pub struct Run {
     path: PathBuf,
     header: RunHeader,
+    filter: FilterInfo,
     bytes: RunBytes,
+    /// One bit per block: checked already. A run is immutable and mapped
+    /// read-only, so a block is checked the first time it is read, not at
+    /// every lookup.
+    checked: Box<[AtomicU64]>,
 }
 
 /// Where a run's bytes are: its file's map, or (for tests and fuzzing) memory.
@@ -342,11 +443,11 @@ impl Run {
             RunBytes::Map(map) => map.published_data(),
             RunBytes::Memory(v) => v,
         };
-        let header = RunHeader::decode(bytes).map_err(|why| corruption(path, 0, why))?;
+        let (header, filter) = RunHeader::decode(bytes).map_err(|why| corruption(path, 0, why))?;
         if header.entries == 0 {
             return Err(corruption(path, 0, "a run without entries".into()));
         }
-        let expected = header.file_len();
+        let expected = header.file_len(filter);
         if expected != Some(bytes.len()) {
             let why = match expected {
                 Some(n) => format!("a run of {} bytes where its header says {n}", bytes.len()),
@@ -354,10 +455,18 @@ impl Run {
             };
             return Err(corruption(path, 0, why));
         }
-        let run = Run { path: path.to_owned(), header, bytes: source };
+        let checked = (0..header.blocks().div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+        let run = Run { path: path.to_owned(), header, filter, bytes: source, checked };
         let table = run.table();
         if crc32fast::hash(table) != header.table_crc {
             return Err(corruption(path, run.table_start() as u64, "the block table's checksum does not match".into()));
+        }
+        if crc32fast::hash(run.filter_bytes()) != filter.crc {
+            return Err(corruption(
+                path,
+                run.filter_start() as u64,
+                "the Bloom filter's checksum does not match".into(),
+            ));
         }
         let mut prev = None;
         for i in 0..run.blocks() {
@@ -397,7 +506,26 @@ impl Run {
     }
 
     fn table(&self) -> &[u8] {
-        &self.bytes()[self.table_start()..]
+        &self.bytes()[self.table_start()..self.filter_start()]
+    }
+
+    fn filter_start(&self) -> usize {
+        self.table_start() + self.blocks() * TABLE_ENTRY_LEN
+    }
+
+    fn filter_bytes(&self) -> &[u8] {
+        &self.bytes()[self.filter_start()..]
+    }
+
+    /// Whether the run may hold entries of `key`: false means it certainly
+    /// does not (its Bloom filter says so), and a lookup can skip it.
+    pub fn may_contain(&self, key: u128) -> bool {
+        filter_may_contain(self.filter_bytes(), key)
+    }
+
+    /// Distinct keys in the run.
+    pub fn keys(&self) -> u64 {
+        self.filter.keys
     }
 
     fn table_entry(&self, i: usize) -> &[u8] {
@@ -433,6 +561,18 @@ impl Run {
         let start = HEADER_LEN + i * BLOCK_ENTRIES * ENTRY_LEN;
         let end = (start + BLOCK_ENTRIES * ENTRY_LEN).min(self.table_start());
         let block = &self.bytes()[start..end];
+        let (word, bit) = (&self.checked[i / 64], 1u64 << (i % 64));
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return Ok(block);
+        }
+        self.check_block(i, start, block)?;
+        word.fetch_or(bit, Ordering::Relaxed);
+        Ok(block)
+    }
+
+    /// Checks block `i` (at `start`): its CRC, its first entry against the
+    /// table, its order, and that it ends below the next block.
+    fn check_block(&self, i: usize, start: usize, block: &[u8]) -> Result<()> {
         let t = self.table_entry(i);
         let crc = u32::from_le_bytes(t[24..28].try_into().expect("4 bytes"));
         if crc32fast::hash(block) != crc || t[28..32] != [0; 4] {
@@ -454,7 +594,7 @@ impl Run {
         if i + 1 < self.blocks() && prev.is_some_and(|p| p >= self.block_first(i + 1)) {
             return Err(corruption(&self.path, start as u64, format!("block {i} overlaps block {}", i + 1)));
         }
-        Ok(block)
+        Ok(())
     }
 
     /// The entries from the first at or after `(key, a)`, in order.
@@ -594,10 +734,14 @@ pub(crate) fn fix_checksums(bytes: &mut [u8]) {
         return;
     }
     let entries = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let filter_blocks = u32::from_le_bytes(bytes[44..48].try_into().expect("4 bytes")) as usize;
     let Ok(entries) = usize::try_from(entries) else { return };
     let Some(table_start) = entries.checked_mul(ENTRY_LEN).and_then(|n| n.checked_add(HEADER_LEN)) else { return };
     let blocks = entries.div_ceil(BLOCK_ENTRIES);
-    if blocks.checked_mul(TABLE_ENTRY_LEN).and_then(|n| n.checked_add(table_start)) != Some(bytes.len()) {
+    let Some(filter_start) = blocks.checked_mul(TABLE_ENTRY_LEN).and_then(|n| n.checked_add(table_start)) else {
+        return;
+    };
+    if filter_blocks.checked_mul(FILTER_BLOCK).and_then(|n| n.checked_add(filter_start)) != Some(bytes.len()) {
         return;
     }
     for i in 0..blocks {
@@ -607,8 +751,10 @@ pub(crate) fn fix_checksums(bytes: &mut [u8]) {
         let at = table_start + i * TABLE_ENTRY_LEN + 24;
         bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
     }
-    let table_crc = crc32fast::hash(&bytes[table_start..]);
+    let table_crc = crc32fast::hash(&bytes[table_start..filter_start]);
     bytes[40..44].copy_from_slice(&table_crc.to_le_bytes());
+    let filter_crc = crc32fast::hash(&bytes[filter_start..]);
+    bytes[48..52].copy_from_slice(&filter_crc.to_le_bytes());
     let header_crc = crc32fast::hash(&bytes[..60]);
     bytes[60..64].copy_from_slice(&header_crc.to_le_bytes());
 }
@@ -627,10 +773,14 @@ pub(crate) fn roundtrip_for_fuzzing(bytes: &[u8]) -> bool {
         let back = run.entries_back_from(e.key, e.a).ok().and_then(|mut it| it.next()).and_then(Result::ok);
         assert_eq!(back, Some(*e), "a backward seek lands on every entry");
     }
+    // A run whose filter or key count does not match its keys (with
+    // checksums made right over them) is not one annal writes.
+    if entries.iter().any(|e| !run.may_contain(e.key)) {
+        return false;
+    }
     let h = run.header();
-    let again = encode_to_vec(h.kind, h.from, h.to, entries).expect("accepted entries encode");
-    assert_eq!(again, bytes, "a run has one encoding");
-    true
+    let Ok(again) = encode_to_vec(h.kind, h.from, h.to, run.keys(), entries) else { return false };
+    again == bytes
 }
 
 #[cfg(test)]
@@ -650,7 +800,7 @@ mod tests {
     #[test]
     fn golden_run() {
         let entries = [Entry { key: 0x0102, a: 3, b: 40 }, Entry { key: 0x0102, a: 4, b: 41 }];
-        let bytes = encode_to_vec(RunKind::Stream, 40, 42, entries).unwrap();
+        let bytes = encode_to_vec(RunKind::Stream, 40, 42, 1, entries).unwrap();
         let mut block = Vec::new();
         for e in entries {
             block.extend_from_slice(&e.key.to_le_bytes());
@@ -661,6 +811,14 @@ mod tests {
         table.extend_from_slice(&3u64.to_le_bytes());
         table.extend_from_slice(&crc32fast::hash(&block).to_le_bytes());
         table.extend_from_slice(&[0; 4]);
+        // One filter block (10 bits for 1 key round up to 512); key 0x0102
+        // hashes to 0x1e09f8a031519da4 (block 0 of 1), whose own hash gives
+        // the probes 298, 153, 350, 90, 230, 269 and 377 (FORMAT.md).
+        assert_eq!(filter_hash(0x0102), 0x1e09_f8a0_3151_9da4);
+        let mut filter = vec![0u8; 64];
+        for bit in [298usize, 153, 350, 90, 230, 269, 377] {
+            filter[bit / 8] |= 1 << (bit % 8);
+        }
         let mut header = b"ANNALRUN".to_vec();
         header.extend_from_slice(&1u16.to_le_bytes()); // version
         header.extend_from_slice(&[1, 0]); // kind: stream index, reserved
@@ -669,10 +827,12 @@ mod tests {
         header.extend_from_slice(&40u64.to_le_bytes()); // from
         header.extend_from_slice(&42u64.to_le_bytes()); // to
         header.extend_from_slice(&crc32fast::hash(&table).to_le_bytes());
-        header.extend_from_slice(&[0; 16]);
+        header.extend_from_slice(&1u32.to_le_bytes()); // filter blocks
+        header.extend_from_slice(&crc32fast::hash(&filter).to_le_bytes());
+        header.extend_from_slice(&1u64.to_le_bytes()); // distinct keys
         let crc = crc32fast::hash(&header);
         header.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(bytes, [header, block, table].concat());
+        assert_eq!(bytes, [header, block, table, filter].concat());
         assert!(roundtrip_for_fuzzing(&bytes));
     }
 
@@ -682,7 +842,8 @@ mod tests {
         for n in [1u64, 127, 128, 129, 1000] {
             let path = dir.path().join(format!("{n}.run"));
             let entries = sample(n);
-            let header = write(&crate::io::OsIo, &path, RunKind::EventId, 5, 5 + n, entries.clone()).unwrap();
+            let keys = n.div_ceil(2);
+            let header = write(&crate::io::OsIo, &path, RunKind::EventId, 5, 5 + n, keys, entries.clone()).unwrap();
             assert_eq!((header.entries, header.from, header.to, header.kind), (n, 5, 5 + n, RunKind::EventId));
             assert!(!crate::durable::tmp_path(&path).exists());
             let run = Run::open(&crate::io::OsIo, &path).unwrap();
@@ -713,19 +874,19 @@ mod tests {
 
     #[test]
     fn entries_out_of_order_and_empty_runs_are_refused() {
-        assert!(matches!(encode_to_vec(RunKind::Stream, 0, 1, []), Err(Error::InvalidConfig(_))));
+        assert!(matches!(encode_to_vec(RunKind::Stream, 0, 1, 1, []), Err(Error::InvalidConfig(_))));
         assert!(matches!(
-            encode_to_vec(RunKind::Stream, 0, 1, [entry(1, 0), entry(1, 0)]),
+            encode_to_vec(RunKind::Stream, 0, 1, 1, [entry(1, 0), entry(1, 0)]),
             Err(Error::InvalidConfig(_))
         ));
         assert!(matches!(
-            encode_to_vec(RunKind::Stream, 0, 1, [entry(2, 0), entry(1, 5)]),
+            encode_to_vec(RunKind::Stream, 0, 1, 2, [entry(2, 0), entry(1, 5)]),
             Err(Error::InvalidConfig(_))
         ));
-        assert!(matches!(encode_to_vec(RunKind::Stream, 2, 1, [entry(1, 0)]), Err(Error::InvalidConfig(_))));
+        assert!(matches!(encode_to_vec(RunKind::Stream, 2, 1, 1, [entry(1, 0)]), Err(Error::InvalidConfig(_))));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.run");
-        assert!(write(&crate::io::OsIo, &path, RunKind::Stream, 0, 1, [entry(2, 0), entry(1, 0)]).is_err());
+        assert!(write(&crate::io::OsIo, &path, RunKind::Stream, 0, 1, 2, [entry(2, 0), entry(1, 0)]).is_err());
         assert!(!path.exists() && !crate::durable::tmp_path(&path).exists(), "nothing is left of a refused run");
     }
 
@@ -733,7 +894,7 @@ mod tests {
     /// opened, in a block when the block is read, with the position named.
     #[test]
     fn every_damaged_byte_of_a_run_is_found() {
-        let bytes = encode_to_vec(RunKind::Stream, 0, 300, sample(300)).unwrap();
+        let bytes = encode_to_vec(RunKind::Stream, 0, 300, 150, sample(300)).unwrap();
         let table_start = HEADER_LEN + 300 * ENTRY_LEN;
         for at in 0..bytes.len() {
             let mut damaged = bytes.clone();
@@ -759,6 +920,21 @@ mod tests {
         assert!(Run::from_memory(Path::new("x.run"), longer).is_err());
     }
 
+    /// The Bloom filter holds every key, and answers no for most others
+    /// (about 1 % false positives at 10 bits per key).
+    #[test]
+    fn the_filter_has_every_key_and_few_others() {
+        let keys = 10_000u64;
+        let entries: Vec<Entry> = (0..keys).map(|k| entry(u128::from(k) * 0x1_0000_0001, 0)).collect();
+        let run =
+            Run::from_memory(Path::new("x.run"), encode_to_vec(RunKind::EventId, 0, 1, keys, entries.clone()).unwrap())
+                .unwrap();
+        assert!(entries.iter().all(|e| run.may_contain(e.key)));
+        let others = (keys..keys * 11).filter(|&k| run.may_contain(u128::from(k) * 0x1_0000_0001)).count();
+        assert!(others < 3 * keys as usize / 10, "{others} false positives in {}", keys * 10);
+        assert_eq!(run.keys(), keys);
+    }
+
     /// Blocks that are each intact but overlap (possible only if checksums
     /// were made right over misordered entries) are refused when read.
     #[test]
@@ -766,7 +942,7 @@ mod tests {
         let mut entries = sample(256);
         // Move block 0's last entry past block 1's first, fixing checksums after.
         entries[127] = entry(entries[128].key, entries[128].a + 5);
-        let mut bytes = encode_to_vec(RunKind::Stream, 0, 1, sample(256)).unwrap();
+        let mut bytes = encode_to_vec(RunKind::Stream, 0, 1, 128, sample(256)).unwrap();
         let at = HEADER_LEN + 127 * ENTRY_LEN;
         entries[127].encode(&mut bytes[at..at + ENTRY_LEN]);
         fix_checksums(&mut bytes);

@@ -275,11 +275,14 @@ impl EventStore {
     /// its metadata.
     pub(crate) fn stream_state(&self, stream: &str, hash: u128) -> Result<StreamState> {
         let index = self.index();
-        let last = index.last_of(hash, TOMBSTONE_VERSION - 1)?.map(|(v, _)| v);
-        let deleted = match index.entries(RunKind::Stream, hash, TOMBSTONE_VERSION, false, 1)?.first() {
-            // The tombstone of this stream (not of another of the same hash).
-            Some(&(_, position)) => self.event_at(position)?.is_some_and(|e| e.stream == stream),
-            None => false,
+        // One lookup finds the last event, or the tombstone if there is one.
+        let (last, deleted) = match index.last_of(hash, TOMBSTONE_VERSION)? {
+            Some((TOMBSTONE_VERSION, position)) => {
+                // The tombstone of this stream (not of another of the same hash).
+                let deleted = self.event_at(position)?.is_some_and(|e| e.stream == stream);
+                (index.last_of(hash, TOMBSTONE_VERSION - 1)?.map(|(v, _)| v), deleted)
+            }
+            found => (found.map(|(v, _)| v), false),
         };
         let metadata = match stream.starts_with(METADATA_STREAM_PREFIX) {
             // A metadata stream shows its last event only: the metadata in force.
