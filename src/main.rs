@@ -1,6 +1,6 @@
 //! `annal`: the command-line tool of the annal log storage engine (benchmark,
 //! append, read, tail, verify, dump, stats; topics: topic, produce, consume,
-//! retention). Run `annal --help`.
+//! retention; the event store: events). Run `annal --help`.
 
 #![deny(unsafe_code)]
 

@@ -3,6 +3,7 @@
 mod append;
 mod archive;
 mod bench;
+mod events;
 mod follow;
 mod inspect;
 mod produce;
@@ -24,11 +25,12 @@ use annal::TopicStore;
 const EXIT_CODES: &str = "\
 Exit status: 0 on success; 1 for wrong arguments, a directory that is not an \
 annal log or store, or any other error; 2 when stored data is corrupt (the message names \
-the file, the log offset and the byte position). `verify` has its own, as fsck: see \
+the file, the log offset and the byte position); 3 when an event append finds its stream \
+at another version than --expected says. `verify` has its own, as fsck: see \
 'annal verify --help'. Every error is one line on stderr.";
 
 /// Every subcommand's name.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 14] = [
     "bench",
     "append",
     "read",
@@ -42,6 +44,7 @@ const COMMANDS: [&str; 13] = [
     "retention",
     "compact",
     "archive",
+    "events",
 ];
 
 /// The annal log storage engine's command-line tool.
@@ -67,6 +70,7 @@ enum Command {
     Retention(topic::RetentionArgs),
     Compact(topic::CompactArgs),
     Archive(archive::ArchiveArgs),
+    Events(events::EventsArgs),
 }
 
 /// The durability policy, as a command-line value.
@@ -109,6 +113,8 @@ pub(crate) enum Failure {
     BrokenPipe,
     /// A command's own exit status (`verify`'s), with its one-line message.
     Status(u8, String),
+    /// An event append's stream is not at the expected version: exit 3.
+    WrongExpectedVersion(String),
 }
 
 impl From<annal::Error> for Failure {
@@ -127,10 +133,22 @@ impl From<annal::Error> for Failure {
     }
 }
 
+impl From<annal::events::Error> for Failure {
+    fn from(e: annal::events::Error) -> Failure {
+        match e {
+            annal::events::Error::Engine(e) => Failure::from(e),
+            e @ annal::events::Error::WrongExpectedVersion { .. } => Failure::WrongExpectedVersion(e.to_string()),
+            e => Failure::Error(e.to_string()),
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Error(m) | Failure::Corruption(m) | Failure::Status(_, m) => f.write_str(m),
+            Failure::Error(m) | Failure::Corruption(m) | Failure::Status(_, m) | Failure::WrongExpectedVersion(m) => {
+                f.write_str(m)
+            }
             Failure::BrokenPipe => f.write_str("broken pipe"),
         }
     }
@@ -227,6 +245,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Retention(args) => topic::run_retention(&args),
         Command::Compact(args) => topic::run_compact(&args),
         Command::Archive(args) => archive::run_archive(&args),
+        Command::Events(args) => events::run_events(&args),
     };
     match result {
         Ok(()) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
@@ -237,6 +256,10 @@ pub(crate) fn main() -> ExitCode {
         Err(Failure::Corruption(m)) => {
             eprintln!("annal: {m}");
             ExitCode::from(2)
+        }
+        Err(Failure::WrongExpectedVersion(m)) => {
+            eprintln!("annal: error: {m}");
+            ExitCode::from(3)
         }
         Err(Failure::Status(code, m)) => {
             eprintln!("annal: {m}");
@@ -273,13 +296,14 @@ fn usage_error(e: &clap::Error) -> ExitCode {
                 let flag = negative_value_flag(arg);
                 one_line = format!("{flag}{arg}: must be a non-negative integer");
             }
-            // `annal COMMAND --help`, or `annal COMMAND SUBCOMMAND --help` for topic and retention.
+            // `annal COMMAND --help`, or `annal COMMAND SUBCOMMAND --help` for topic, retention and events.
             let args: Vec<String> = std::env::args().skip(1).take(2).collect();
             let known = |list: &[&str], a: Option<&String>| a.filter(|a| list.contains(&a.as_str())).cloned();
             let command = known(&COMMANDS, args.first());
             let sub = match command.as_deref() {
                 Some("topic") => known(&["create", "list", "describe", "delete"], args.get(1)),
                 Some("retention") => known(&["run"], args.get(1)),
+                Some("events") => known(&events::SUBCOMMANDS, args.get(1)),
                 _ => None,
             };
             let help = match (command, sub) {
