@@ -547,3 +547,43 @@ fn wrong_arguments_give_one_line_naming_the_subcommand_help() {
         assert!(stdout(&out).contains(&format!("Usage: annal events {sub}")), "{sub}: {}", stdout(&out));
     }
 }
+
+/// `meta` prints and sets a stream's metadata, which reads then honour;
+/// `delete` soft and hard, with exit 3 on a wrong expected version; and
+/// `scavenge` removes what no read returns, leaving every read's answer as
+/// it was.
+#[test]
+fn meta_delete_and_scavenge() {
+    let tmp = common::fast_tempdir();
+    let dir = sample_store(tmp.path());
+    let d = p(&dir);
+    assert_eq!(
+        events(&["meta", d, "order-1"]),
+        [json!({"stream": "order-1", "max_age_ms": null, "max_count": null, "truncate_before": null})]
+    );
+    let set = events(&["meta", d, "order-1", "--max-count", "1"]);
+    assert_eq!(set[0]["max_count"], json!(1));
+    assert_eq!(set[0]["position"], json!(5), "the metadata event follows the 5 sample events");
+    assert_eq!(ids(&events(&["read", d, "order-1"])), [("order-1".to_owned(), 1)]);
+    assert_eq!(events(&["meta", d, "order-1"])[0]["max_count"], json!(1));
+
+    fails(&["events", "delete", d, "order-2", "--expected", "5"], b"", 3, "is at version 0");
+    assert_eq!(events(&["delete", d, "order-2"]), [json!({"stream": "order-2", "deleted": "soft", "position": 6})]);
+    assert!(events(&["read", d, "order-2"]).is_empty(), "a soft-deleted stream reads as not found");
+    let again = append(&dir, "order-2", r#"{"type":"OrderPlaced","data":{}}"#, &["--expected", "no-stream"]);
+    assert_eq!(again["first_version"], json!(1), "appending again continues its versions");
+
+    assert_eq!(events(&["delete", d, "cart-1", "--hard"])[0]["deleted"], json!("hard"));
+    fails(&["events", "read", d, "cart-1"], b"", 1, "is deleted (hard)");
+    fails(&["events", "append", d, "cart-1"], br#"{"type":"X","data":1}"#, 1, "is deleted (hard)");
+
+    let before = events(&["all", d]);
+    let scavenged = events(&["scavenge", d]);
+    assert_eq!(scavenged.len(), 1);
+    assert!(scavenged[0]["segments_examined"].as_u64().unwrap() >= 1, "{scavenged:?}");
+    // order-1 v0, order-2 v0 (soft-deleted, not its last), cart-1 v0 and v1.
+    assert_eq!(scavenged[0]["events_removed"], json!(4), "{scavenged:?}");
+    assert_eq!(events(&["all", d]), before, "every read gives what it gave before");
+    fails(&["events", "scavenge", p(&tmp.path().join("nothing"))], b"", 1, "not an event store");
+    fails(&["events", "meta", d, "s", "--max-count", "x"], b"", 1, "invalid value");
+}

@@ -63,7 +63,7 @@ pub(crate) struct AppendArgs {
     event_type: Option<String>,
 }
 
-fn parse_expected(s: &str) -> Result<ExpectedVersion, String> {
+pub(super) fn parse_expected(s: &str) -> Result<ExpectedVersion, String> {
     match s {
         "any" => Ok(ExpectedVersion::Any),
         "no-stream" => Ok(ExpectedVersion::NoStream),

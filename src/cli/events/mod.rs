@@ -1,4 +1,4 @@
-//! `annal events append|read|all|subscribe|streams`: the event store
+//! `annal events append|read|all|subscribe|streams|meta|delete|scavenge`: the event store
 //! (docs/EVENTS.md) from the command line, JSON lines in and out.
 //!
 //! Every command opens the store through [`EventStore::open`], which takes
@@ -7,6 +7,7 @@
 //! watches the global log's files read-only meanwhile, so appenders come and
 //! go. A command that finds the store open elsewhere waits for it a moment.
 
+mod admin;
 mod append;
 mod read;
 mod subscribe;
@@ -26,7 +27,8 @@ use annal::events::{self, ContentType, EventStore, EventStoreConfig, RecordedEve
 use super::{CliResult, Failure};
 
 /// The subcommands, as `annal events SUBCOMMAND --help` names them.
-pub(crate) const SUBCOMMANDS: [&str; 5] = ["append", "read", "all", "subscribe", "streams"];
+pub(crate) const SUBCOMMANDS: [&str; 8] =
+    ["append", "read", "all", "subscribe", "streams", "meta", "delete", "scavenge"];
 
 /// Append, read and follow the events of an event store.
 ///
@@ -52,6 +54,9 @@ enum EventsCommand {
     All(read::AllArgs),
     Subscribe(subscribe::SubscribeArgs),
     Streams(read::StreamsArgs),
+    Meta(admin::MetaArgs),
+    Delete(admin::DeleteArgs),
+    Scavenge(admin::ScavengeArgs),
 }
 
 pub(crate) fn run_events(args: &EventsArgs) -> CliResult {
@@ -61,6 +66,9 @@ pub(crate) fn run_events(args: &EventsArgs) -> CliResult {
         EventsCommand::All(a) => read::run_all(a),
         EventsCommand::Subscribe(a) => subscribe::run(a),
         EventsCommand::Streams(a) => read::run_streams(a),
+        EventsCommand::Meta(a) => admin::run_meta(a),
+        EventsCommand::Delete(a) => admin::run_delete(a),
+        EventsCommand::Scavenge(a) => admin::run_scavenge(a),
     }
 }
 
