@@ -587,3 +587,40 @@ fn meta_delete_and_scavenge() {
     fails(&["events", "scavenge", p(&tmp.path().join("nothing"))], b"", 1, "not an event store");
     fails(&["events", "meta", d, "s", "--max-count", "x"], b"", 1, "invalid value");
 }
+
+/// `verify`, `stats` and `dump` understand an event store: its global log,
+/// its index runs (a damaged one is a warning: the next open rebuilds it),
+/// and its events.
+#[test]
+fn verify_stats_and_dump_of_an_event_store() {
+    let tmp = common::fast_tempdir();
+    let dir = sample_store(tmp.path());
+    let d = p(&dir);
+    let out = ok(&["verify", d], b"");
+    assert!(out.starts_with("ok: "), "{out}");
+    assert!(out.contains("5 events"), "{out}");
+    let stats = ok(&["stats", d], b"");
+    assert!(stats.contains("events: 5 (positions below 5)"), "{stats}");
+    assert!(stats.contains("records: 5"), "{stats}");
+    let dump = ok(&["dump", d], b"");
+    assert!(dump.contains("order-1"), "{dump}");
+    // Damage one index run: a warning, which the next open repairs.
+    let run = std::fs::read_dir(dir.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "run"))
+        .expect("an index run");
+    let mut bytes = std::fs::read(&run).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&run, bytes).unwrap();
+    let out = run_annal(&["verify", d]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("the next open rebuilds it"), "{}", stdout(&out));
+    assert_eq!(events(&["read", d, "order-1"]).len(), 2, "the open rebuilt the index");
+    assert!(ok(&["verify", d], b"").starts_with("ok: "));
+}
+
+fn run_annal(args: &[&str]) -> Output {
+    run(args, b"")
+}

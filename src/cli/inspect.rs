@@ -45,6 +45,12 @@ use super::{CliResult, Failure, print, stdout_error};
 ///       read;
 ///   16  wrong arguments.
 ///
+/// DIR may also be an event store (it has an events.meta): its global log is
+/// verified as above (lines prefixed `log: `), then events.meta, the index
+/// manifest and every block of every index run (damage there is a warning:
+/// the next open rebuilds the index from the log), and that every record of
+/// the log is an event (one that is not is corruption).
+///
 /// DIR may also be a store (it has a topics directory) or a topic directory
 /// (it has a topic.meta): then each topic's topic.meta is checked, and every
 /// partition it lists is verified as above. Each line is prefixed with
@@ -66,7 +72,8 @@ pub(crate) struct VerifyArgs {
 /// Human-readable and read-only; meant for looking at a damaged log. For each
 /// record: offset, byte position, frame length, timestamp, key, value size and
 /// header names. A segment's records are listed up to the first invalid one,
-/// which is described.
+/// which is described. For an event store (a directory with an events.meta),
+/// its global log is dumped.
 #[derive(Debug, Args)]
 pub(crate) struct DumpArgs {
     /// The log directory.
@@ -80,6 +87,10 @@ pub(crate) struct DumpArgs {
 ///
 /// Opens the log read-only (never changes a file) and reports what a writer
 /// opening it would find, such as a torn tail it would cut.
+///
+/// DIR may also be an event store (it has an events.meta): its events, the
+/// position after the last, its index runs per index and their size, then
+/// its global log's stats as above.
 ///
 /// DIR may also be a store (it has a topics directory) or a topic directory
 /// (it has a topic.meta), opened read-only without taking the store's lock.
@@ -99,6 +110,8 @@ pub(crate) struct StatsArgs {
 /// What a directory given to `verify` or `stats` holds.
 enum Target {
     Log,
+    /// An event store: it has an events.meta.
+    Events,
     /// A store's root: it has a topics directory.
     Store,
     /// One topic's directory: it has a topic.meta.
@@ -107,7 +120,9 @@ enum Target {
 
 impl Target {
     fn of(dir: &Path) -> Target {
-        if dir.join(TOPICS_DIR_NAME).is_dir() {
+        if annal::events::is_event_store(dir) {
+            Target::Events
+        } else if dir.join(TOPICS_DIR_NAME).is_dir() {
             Target::Store
         } else if dir.join(TOPIC_META_FILE_NAME).is_file() {
             Target::Topic
@@ -120,6 +135,7 @@ impl Target {
 fn verify_any(args: &VerifyArgs) -> CliResult {
     let topics = match Target::of(&args.dir) {
         Target::Log => return verify_log(args),
+        Target::Events => return verify_events(args),
         Target::Store => {
             let topics_dir = args.dir.join(TOPICS_DIR_NAME);
             topic_names(&topics_dir)?.into_iter().map(|n| (topics_dir.join(&n), n)).collect()
@@ -191,6 +207,41 @@ fn verify_outcome(dir: &Path, corrupt: usize, warnings: usize, errors: usize) ->
         ));
     }
     Ok(())
+}
+
+/// Verifies an event store: its global log as a log (each line prefixed
+/// `log: `), then its own files (events.meta, the index manifest and every
+/// block of every index run) and that every record of the log is an event.
+fn verify_events(args: &VerifyArgs) -> CliResult {
+    let log_dir = args.dir.join(annal::events::LOG_DIR_NAME);
+    let report = inspect::verify(&log_dir)?;
+    let (mut corrupt, mut warnings, log_summary) = summarize(&report);
+    let mut text = report_lines(&report, args.verbose, "log: ");
+    let check = annal::events::check_store(&args.dir)?;
+    for (path, why, repair) in &check.problems {
+        let label = match repair {
+            annal::events::Repair::ByOpening => {
+                warnings += 1;
+                "warning (the next open rebuilds it)"
+            }
+            annal::events::Repair::No => {
+                corrupt += 1;
+                "error"
+            }
+        };
+        text.push_str(&format!("{label}: {}: {why}\n", path.display()));
+    }
+    let [streams, ids, categories, types] = check.runs;
+    let indexed = check.indexed_to.map_or_else(|| "no index runs yet".to_owned(), |to| format!("indexed to {to}"));
+    let summary = format!(
+        "{} events; index {indexed}, runs: {streams} stream, {ids} event-id, {categories} category, {types} type, \
+         {} entries checked; log: {log_summary}",
+        check.events, check.index_entries
+    );
+    let subject = format!("{} ", args.dir.display());
+    text.push_str(&format!("{}\n", verdict(corrupt, warnings, 0, &subject, &summary)));
+    print(&text)?;
+    verify_outcome(&args.dir, corrupt, warnings, 0)
 }
 
 fn verify_log(args: &VerifyArgs) -> CliResult {
@@ -373,13 +424,19 @@ fn resolve_topic(dir: &Path) -> CliResult<(PathBuf, String)> {
 
 pub(crate) fn run_dump(args: &DumpArgs) -> CliResult {
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    inspect::dump(&args.dir, args.segment, &mut out)?;
+    // An event store's records are in its global log.
+    let dir = match Target::of(&args.dir) {
+        Target::Events => args.dir.join(annal::events::LOG_DIR_NAME),
+        _ => args.dir.clone(),
+    };
+    inspect::dump(&dir, args.segment, &mut out)?;
     out.flush().map_err(stdout_error)
 }
 
 pub(crate) fn run_stats(args: &StatsArgs) -> CliResult {
     match Target::of(&args.dir) {
         Target::Log => log_stats(args),
+        Target::Events => events_stats(args),
         Target::Store => topics_stats(&args.dir, None),
         Target::Topic => {
             let (resolved, name) = resolve_topic(&args.dir)?;
@@ -500,6 +557,23 @@ fn topic_stats(topic: &Topic, total: &mut TopicTotals) -> annal::Result<String> 
     text.push_str(&format!("{name} total: {}\n", sum.describe()));
     total.add(&sum);
     Ok(text)
+}
+
+/// Prints an event store's events and indexes, then its global log's stats.
+fn events_stats(args: &StatsArgs) -> CliResult {
+    let check = annal::events::check_store(&args.dir)?;
+    let [streams, ids, categories, types] = check.runs;
+    let indexed = check.indexed_to.map_or_else(|| "no index runs yet".to_owned(), |to| format!("indexed to {to}"));
+    print(&format!(
+        "event store: {}\nevents: {} (positions below {})\nindex: {indexed}; runs: {streams} stream, {ids} event-id, \
+         {categories} category, {types} type; {} entries, {} bytes\n",
+        args.dir.display(),
+        check.events,
+        check.head,
+        check.index_entries,
+        check.index_bytes
+    ))?;
+    log_stats(&StatsArgs { dir: args.dir.join(annal::events::LOG_DIR_NAME) })
 }
 
 fn log_stats(args: &StatsArgs) -> CliResult {

@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod check;
 mod error;
 mod event;
 mod index;
@@ -25,6 +26,7 @@ mod streams;
 mod subscription;
 internals!(meta, run);
 
+pub use check::{Repair, StoreCheck, check_store, is_event_store};
 pub use error::{CurrentVersion, Error, ExpectedVersion, Result};
 pub use event::{
     ContentType, MAX_EVENT_TYPE_LEN, MAX_STREAM_ID_LEN, NewEvent, RecordedEvent, category, event_type_problem,
