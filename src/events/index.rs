@@ -251,7 +251,14 @@ impl Indexes {
         log_end: u64,
     ) -> Result<(Indexes, IndexRecovery)> {
         let mut recovery = IndexRecovery::default();
-        io.create_dir_all(dir).ctx("create index directory", dir)?;
+        if !dir.is_dir() {
+            io.create_dir_all(dir).ctx("create index directory", dir)?;
+            // Durable before any run is written in it: a power loss must not
+            // take the directory, and the runs with it, away.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                io.sync_dir(parent).ctx("fsync directory", parent)?;
+            }
+        }
         let loaded = load(dir, io.as_ref(), log_end);
         let (manifest, runs) = match loaded {
             Ok(Some(found)) => found,

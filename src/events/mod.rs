@@ -26,6 +26,9 @@ mod streams;
 mod subscription;
 internals!(meta, run);
 
+/// Event ids: the `uuid` crate's type, re-exported so that an application
+/// names it without a dependency of its own.
+pub use uuid::Uuid;
 pub use check::{Repair, StoreCheck, check_store, is_event_store};
 pub use error::{CurrentVersion, Error, ExpectedVersion, Result};
 pub use event::{

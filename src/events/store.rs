@@ -177,6 +177,8 @@ pub struct EventStore {
     /// The store syncs after each append (the log itself is opened with
     /// `Never`, so that no fsync happens while an append holds its stripes).
     sync_appends: bool,
+    /// Index entries the memtable holds before a flush.
+    flush_entries: usize,
     recovery: IndexRecovery,
 }
 
@@ -243,6 +245,7 @@ impl EventStore {
             index,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             sync_appends,
+            flush_entries: config.flush_entries,
             recovery: IndexRecovery::default(),
         };
         recovery.replayed = store.replay()?;
@@ -349,6 +352,7 @@ impl EventStore {
         if appends.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_room()?;
         let results = {
             let _stripes = self.lock_stripes(&hashes);
             // Retries of earlier appends write nothing.
@@ -480,8 +484,22 @@ impl EventStore {
         if self.sync_appends {
             self.log.sync()?;
         }
+        // The append is done (and durable under `Always`): a failed flush of
+        // the index is not its failure. The entries stay in the memtable, the
+        // next append tries again, and `check_room` refuses appends once the
+        // memtable holds twice what a flush writes.
         if self.index.flush_due() {
-            self.flush(false)?;
+            let _ = self.flush(false);
+        }
+        Ok(())
+    }
+
+    /// Refuses an append while the index cannot be flushed and its memtable
+    /// has grown to twice its flush size (the memory of the indexes stays
+    /// bounded): flushes first, and fails with the flush's error.
+    pub(crate) fn check_room(&self) -> Result<()> {
+        if self.index.memtable_len() >= self.flush_entries.saturating_mul(2) {
+            self.flush(true)?;
         }
         Ok(())
     }

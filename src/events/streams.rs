@@ -331,6 +331,7 @@ impl EventStore {
             DeleteMode::Hard => {
                 let tombstone = StreamAppend::new(stream, expected, vec![tombstone()]);
                 let hashes = self.validate(std::slice::from_ref(&tombstone))?;
+                self.check_room()?;
                 let result = {
                     let _stripes = self.lock_stripes(&hashes);
                     let state = self.stream_state(stream, hashes[0])?;
@@ -362,6 +363,7 @@ impl EventStore {
             vec![metadata_event(StreamMetadata::default())],
         );
         let meta_hash = self.validate(std::slice::from_ref(&probe))?[0];
+        self.check_room()?;
         let hash = self.hash(stream);
         let result = {
             let _stripes = self.lock_stripes(&[hash, meta_hash]);
