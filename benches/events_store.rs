@@ -1,0 +1,187 @@
+//! The event store's workloads (docs/BENCHMARKS.md, "Event store"): appends
+//! in batches and one at a time, with and without fsync, from 1 and 8
+//! writers; reads of a stream of 100 events; a subscription catching up; and
+//! rebuilding the indexes from the global log. Each workload runs `ROUNDS`
+//! times (default 3) in a fresh directory; the median and the spread are
+//! printed, with one JSON line per workload at the end.
+//!
+//! `cargo bench --bench events_store` (sizes: `EVENTS` events for the batch
+//! and rebuild workloads, default 1,000,000; `STREAMS` streams, default
+//! 100,000; `TMPDIR` for the directory).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use annal::Durability;
+use annal::events::{
+    Direction, EventStore, EventStoreConfig, ExpectedVersion, NewEvent, StartFrom, SubscriptionTarget,
+};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn config(durability: Durability) -> EventStoreConfig {
+    let default = EventStoreConfig::default();
+    let log = default.log_config().clone().with_durability(durability);
+    default.with_log_config(log)
+}
+
+fn event() -> NewEvent {
+    NewEvent::json("OrderPlaced", &br#"{"total":30,"currency":"EUR","lines":3}"#[..])
+}
+
+fn stream_names(n: u64) -> Vec<String> {
+    (0..n).map(|i| format!("order-{i}")).collect()
+}
+
+/// Appends `events` events in calls of `batch` to `streams` streams round
+/// robin, from `writers` threads; events per second.
+fn appends(durability: Durability, events: u64, batch: u64, streams: u64, writers: u64) -> f64 {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Arc::new(EventStore::open(dir.path(), config(durability)).expect("open"));
+    let names = Arc::new(stream_names(streams));
+    let calls = events / batch / writers;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..writers {
+            let (store, names) = (Arc::clone(&store), Arc::clone(&names));
+            s.spawn(move || {
+                for i in 0..calls {
+                    let stream = &names[((i * writers + w) % names.len() as u64) as usize];
+                    let batch: Vec<NewEvent> = (0..batch).map(|_| event()).collect();
+                    store.append(stream, ExpectedVersion::Any, batch).expect("append");
+                }
+            });
+        }
+    });
+    let rate = (calls * writers * batch) as f64 / start.elapsed().as_secs_f64();
+    Arc::into_inner(store).expect("the only handle").close().expect("close");
+    rate
+}
+
+/// A store of `streams` streams of 100 events each, written round robin (a
+/// stream's events spread over the whole log), flushed.
+fn store_of_streams(streams: u64) -> (tempfile::TempDir, EventStore) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = EventStore::open(dir.path(), config(Durability::Never)).expect("open");
+    let names = stream_names(streams);
+    for _ in 0..100 {
+        for name in &names {
+            store.append(name, ExpectedVersion::Any, vec![event()]).expect("append");
+        }
+    }
+    store.flush_index().expect("flush");
+    (dir, store)
+}
+
+/// Latencies of reading whole streams of 100 events: p50 and p99, in µs.
+fn stream_reads(store: &EventStore, streams: u64, reads: u64) -> (f64, f64) {
+    let mut lat = Vec::with_capacity(reads as usize);
+    for i in 0..reads {
+        let name = format!("order-{}", (i * 7919) % streams);
+        let t = Instant::now();
+        let events = store.read_stream(&name, 0, Direction::Forward, 100).expect("read");
+        lat.push(t.elapsed());
+        assert_eq!(events.len(), 100);
+    }
+    lat.sort();
+    let at = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+/// A subscription to `target` from the beginning, catching up over the
+/// store; events per second.
+fn catch_up(store: &EventStore, target: SubscriptionTarget, expected: u64) -> f64 {
+    let mut sub = store.subscribe(target, StartFrom::Beginning).expect("subscribe");
+    let start = Instant::now();
+    let mut n = 0;
+    while n < expected {
+        sub.next_timeout(Duration::from_secs(10)).expect("next").expect("an event");
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Reopens the store in `dir` without its index: seconds to rebuild it.
+fn rebuild(dir: &std::path::Path) -> f64 {
+    std::fs::remove_dir_all(dir.join(annal::events::INDEX_DIR_NAME)).expect("remove the index");
+    let start = Instant::now();
+    let store = EventStore::open(dir, config(Durability::Never)).expect("open");
+    let took = start.elapsed().as_secs_f64();
+    store.close().expect("close");
+    took
+}
+
+/// The median of `values` and their spread (max - min) in % of it.
+fn summary(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    (median, (values[values.len() - 1] - values[0]) / median * 100.0)
+}
+
+fn main() {
+    let rounds = env("ROUNDS", 3);
+    let events = env("EVENTS", 1_000_000);
+    let streams = env("STREAMS", 100_000);
+    let mut results: Vec<(String, f64, f64, &str)> = Vec::new();
+    let mut record = |name: String, mut values: Vec<f64>, unit: &'static str| {
+        let (median, spread) = summary(&mut values);
+        let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+        println!("{name:58} {median:>12.1} {unit:9} spread {spread:5.1}%  ({})", rounds.join(", "));
+        results.push((name, median, spread, unit));
+    };
+    let run = |f: &dyn Fn() -> f64| (0..rounds).map(|_| f()).collect::<Vec<_>>();
+
+    record(
+        format!("append, batches of 10 to {streams} streams, no fsync"),
+        run(&|| appends(Durability::Never, events, 10, streams, 1)),
+        "events/s",
+    );
+    record(
+        format!("append, 1 event per call to {streams} streams, no fsync"),
+        run(&|| appends(Durability::Never, events / 5, 1, streams, 1)),
+        "events/s",
+    );
+    for writers in [1, 8] {
+        record(
+            format!("append, 1 event per call, durable (Always), {writers} writer(s)"),
+            run(&|| appends(Durability::Always, 5_000 * writers, 1, streams, writers)),
+            "events/s",
+        );
+    }
+    record(
+        format!("append, batches of 10, durable (Always), 8 writers"),
+        run(&|| appends(Durability::Always, 200_000, 10, streams, 8)),
+        "events/s",
+    );
+
+    let read_streams = env("READ_STREAMS", 20_000);
+    let (dir, store) = store_of_streams(read_streams);
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    for _ in 0..rounds {
+        let (a, b) = stream_reads(&store, read_streams, 20_000);
+        p50.push(a);
+        p99.push(b);
+    }
+    record(format!("read a stream of 100 events, {read_streams} streams, p50"), p50, "us");
+    record(format!("read a stream of 100 events, {read_streams} streams, p99"), p99, "us");
+    let total = read_streams * 100;
+    record(
+        format!("subscription to $all catching up over {total} events"),
+        run(&|| catch_up(&store, SubscriptionTarget::All, total)),
+        "events/s",
+    );
+    record(
+        format!("subscription to a category catching up ({total} events)"),
+        run(&|| catch_up(&store, SubscriptionTarget::Category("order".into()), total)),
+        "events/s",
+    );
+    store.close().expect("close");
+    record(format!("rebuild the indexes of {total} events"), run(&|| rebuild(dir.path())), "s");
+
+    for (name, median, spread, unit) in &results {
+        println!("{{\"workload\":{:?},\"median\":{median:.3},\"spread_percent\":{spread:.1},\"unit\":{unit:?}}}", name);
+    }
+}
