@@ -151,7 +151,7 @@ fn main() {
         );
     }
     record(
-        format!("append, batches of 10, durable (Always), 8 writers"),
+        "append, batches of 10, durable (Always), 8 writers".to_owned(),
         run(&|| appends(Durability::Always, 200_000, 10, streams, 8)),
         "events/s",
     );
