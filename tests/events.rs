@@ -252,8 +252,10 @@ fn the_index_survives_flushes_merges_and_reopens() {
             }
         }
         let stats = store.index_stats();
+        // About 12 flushes of 50 events per round: merged 3 at a time by size
+        // tier, so fewer than 3 runs per tier, and a few tiers.
         for runs in [stats.stream_runs, stats.id_runs, stats.category_runs, stats.event_type_runs] {
-            assert!((1..=3).contains(&runs), "{stats:?}");
+            assert!((1..=8).contains(&runs), "{stats:?}");
         }
         for (stream, positions) in &model {
             let events = store.read_stream(stream, 0, Direction::Forward, usize::MAX).unwrap();

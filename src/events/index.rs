@@ -496,13 +496,44 @@ impl Indexes {
     /// The caller holds `flushing`.
     fn merge_if_due(&self) -> Result<()> {
         for kind in RunKind::ALL {
-            let inputs: Vec<Arc<OpenRun>> = {
-                let st = self.state.read_locked();
-                st.runs.iter().filter(|r| r.record.header.kind == kind).cloned().collect()
-            };
-            if inputs.len() <= self.limits.merge_runs {
-                continue;
+            while let Some(inputs) = self.merge_candidates(kind) {
+                self.merge(kind, &inputs)?;
             }
+        }
+        Ok(())
+    }
+
+    /// The runs of `kind` to merge now, if any: the newest ones, when at
+    /// least `merge_runs` of them are of the same size tier. A run's tier is
+    /// how many times `merge_runs` flushes' worth it holds, as a power of
+    /// `merge_runs` (a flushed run is of tier 0; `merge_runs` of them merge
+    /// into one of tier 1, and so on), so an entry is rewritten once per
+    /// tier, and an index of `n` flushes keeps at most about `merge_runs`
+    /// runs per tier, `log(n) / log(merge_runs)` tiers.
+    fn merge_candidates(&self, kind: RunKind) -> Option<Vec<Arc<OpenRun>>> {
+        let runs: Vec<Arc<OpenRun>> = {
+            let st = self.state.read_locked();
+            st.runs.iter().filter(|r| r.record.header.kind == kind).cloned().collect()
+        };
+        let fanout = self.limits.merge_runs.max(2) as u64;
+        let flush = self.limits.flush_entries.max(1) as u64;
+        let tier = |r: &OpenRun| {
+            let mut size = r.record.header.entries / flush;
+            let mut tier = 0;
+            while size >= fanout {
+                size /= fanout;
+                tier += 1;
+            }
+            tier
+        };
+        let last = tier(runs.last()?);
+        let same = runs.iter().rev().take_while(|r| tier(r) <= last).count();
+        (same >= self.limits.merge_runs).then(|| runs[runs.len() - same..].to_vec())
+    }
+
+    /// Merges `inputs` (consecutive runs of `kind`, oldest first) into one.
+    fn merge(&self, kind: RunKind, inputs: &[Arc<OpenRun>]) -> Result<()> {
+        {
             let mut manifest = self.state.read_locked().manifest.clone();
             let seq = manifest.next_seq;
             manifest.next_seq += 1;
@@ -510,7 +541,7 @@ impl Indexes {
             let from = inputs.iter().map(|r| r.record.header.from).min().unwrap_or(0);
             let to = inputs.iter().map(|r| r.record.header.to).max().unwrap_or(0);
             let mut iters = Vec::with_capacity(inputs.len());
-            for r in &inputs {
+            for r in inputs {
                 iters.push(r.run.iter()?.peekable());
             }
             let mut failure = None;

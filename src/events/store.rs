@@ -75,7 +75,8 @@ impl EventStoreConfig {
         self
     }
 
-    /// Runs an index may have before they are merged into one (default 8).
+    /// How many runs of one size tier an index merges into one of the next
+    /// tier (default 8): see docs/EVENTS.md, "The indexes".
     pub fn with_merge_runs(mut self, n: usize) -> EventStoreConfig {
         self.merge_runs = n;
         self
@@ -757,14 +758,21 @@ impl EventStore {
 
     /// The event at `position`; `None` if scavenging removed it.
     pub(crate) fn event_at(&self, position: u64) -> Result<Option<RecordedEvent>> {
-        let record = match self.log.get(position) {
-            Ok(r) => r,
-            Err(crate::Error::Compacted { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let e = event::decode(record.key.as_deref(), record.value.as_deref())
-            .map_err(|why| self.bad_event(position, why))?;
-        Ok(Some(e.to_recorded(position, record.timestamp)))
+        let end = self.log.next_offset();
+        if position >= end || position < self.log.start_offset() {
+            let start = self.log.start_offset();
+            return Err(crate::Error::OffsetOutOfRange { requested: position, start, end }.into());
+        }
+        // Decoded in place from the log's map: one copy of the event's bytes.
+        let mut reader = self.log.read_from(position)?;
+        match reader.next_record()? {
+            Some(record) if record.offset() == position => {
+                let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
+                Ok(Some(e.to_recorded(position, record.timestamp())))
+            }
+            // The reader skipped a gap: scavenging removed the event.
+            _ => Ok(None),
+        }
     }
 
     /// Writes the index entries held in memory as index runs (after making
