@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod engines;
+mod events;
 mod group_commit;
 mod report;
 mod run;
@@ -69,6 +70,33 @@ struct Args {
     /// Run only the group-commit workload.
     #[arg(long)]
     only_group_commit: bool,
+    /// Also run the event-store workloads (annal's EventStore, SQLite and
+    /// PostgreSQL; see README.md, "Event store").
+    #[arg(long)]
+    events: bool,
+    /// Run only the event-store workloads.
+    #[arg(long)]
+    only_events: bool,
+    /// Engines of the event-store workloads, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = events::EvEngine::ALL)]
+    event_engines: Vec<events::EvEngine>,
+    /// Streams the event appends go to, round robin.
+    #[arg(long, default_value_t = 100_000)]
+    event_streams: u64,
+    /// Calls of each not-durable event-append workload (0 skips them).
+    #[arg(long, default_value_t = 100_000)]
+    event_calls: u64,
+    /// Calls of each durable event-append workload, all writers together
+    /// (0 skips them).
+    #[arg(long, default_value_t = 4_000)]
+    event_durable_calls: u64,
+    /// Streams of 100 events in the store the stream reads and the
+    /// catch-up read (0 skips them).
+    #[arg(long, default_value_t = 20_000)]
+    event_read_streams: u64,
+    /// Stream reads per repetition.
+    #[arg(long, default_value_t = 20_000)]
+    event_reads: u64,
 }
 
 /// The JSON file.
@@ -83,6 +111,8 @@ struct Output<'a> {
     engines: Vec<EngineInfo>,
     results: &'a [Measurement],
     group_commit: &'a [group_commit::GcMeasurement],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<&'a events::EvReport>,
 }
 
 #[derive(Serialize)]
@@ -125,14 +155,31 @@ fn compare(args: Args) -> Result<bool> {
         eprintln!("warning: a debug build; run with `cargo run --release` for meaningful figures");
     }
 
-    let sizes = if args.only_group_commit { Vec::new() } else { sizes };
-    let gc_records = scale(args.group_commit_records);
+    let sizes = if args.only_group_commit || args.only_events { Vec::new() } else { sizes };
+    let gc_records = if args.only_events { 0 } else { scale(args.group_commit_records) };
+    let mut ev_engines = args.event_engines.clone();
+    ev_engines.sort_by_key(|e| events::EvEngine::ALL.iter().position(|a| a == e));
+    ev_engines.dedup();
+    let ev_settings = (args.events || args.only_events).then(|| {
+        let scale = |n: u64| if args.quick { n / 10 } else { n };
+        events::EvSettings {
+            streams: scale(args.event_streams).max(8),
+            calls: scale(args.event_calls),
+            durable_calls: scale(args.event_durable_calls),
+            read_streams: scale(args.event_read_streams),
+            reads: scale(args.event_reads).max(1),
+            runs: args.runs,
+            engines: ev_engines.clone(),
+        }
+    });
     let gc_writers: Vec<usize> = if gc_records == 0 {
         Vec::new()
     } else {
         args.group_commit_writers.iter().copied().filter(|&w| w > 0).collect()
     };
-    let steps = sizes.len() * args.runs as usize * engines.len() * 4 + gc_writers.len() * args.runs as usize * 2;
+    let steps = sizes.len() * args.runs as usize * engines.len() * 4
+        + gc_writers.len() * args.runs as usize * 2
+        + ev_settings.as_ref().map_or(0, |s| events::steps(s) as usize);
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")?);
     let settings = Settings { batch, fsync_records, parent: args.dir.as_deref(), bar: &bar };
@@ -154,6 +201,7 @@ fn compare(args: Args) -> Result<bool> {
         let pool = Pool::random(gc_records, 100, 0x6763_0000);
         group_commit::measure(pool.values(), &gc_writers, args.runs, args.dir.as_deref(), &bar)?
     };
+    let ev = ev_settings.as_ref().map(|s| events::measure(s, args.dir.as_deref(), &bar));
     bar.finish_and_clear();
     let mut results = run::median_of_runs(runs);
     report::add_ratios(&mut results);
@@ -165,6 +213,12 @@ fn compare(args: Args) -> Result<bool> {
     if !gc.is_empty() {
         println!();
         print!("{}", group_commit::markdown(&gc, args.runs));
+    }
+    if let Some(ev) = &ev {
+        if !size_list.is_empty() || !gc.is_empty() {
+            println!();
+        }
+        print!("{}", events::markdown(ev));
     }
 
     let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -187,10 +241,12 @@ fn compare(args: Args) -> Result<bool> {
         engines: engines.iter().map(|e| e.info()).collect(),
         results: &results,
         group_commit: &gc,
+        events: ev.as_ref(),
     };
     let json = serde_json::to_string_pretty(&output)?;
     std::fs::write(&args.json, json + "\n").map_err(|e| format!("writing {}: {e}", args.json.display()))?;
     eprintln!("results written to {}", args.json.display());
 
-    Ok(!results.iter().any(|m| matches!(m.outcome, Outcome::Failed { .. })))
+    let ev_failed = ev.as_ref().is_some_and(|r| r.results.iter().any(|m| m.error.is_some()));
+    Ok(!ev_failed && !results.iter().any(|m| matches!(m.outcome, Outcome::Failed { .. })))
 }
