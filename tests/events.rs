@@ -680,3 +680,69 @@ fn scavenging_removes_only_what_no_read_returns() {
     store.close().unwrap();
     assert!(size < 300 * 200, "the global log shrank to {size} bytes");
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The stream as of a time: the events appended at or before it, found
+/// through the global log's time index (waits on the clock, not a duration).
+#[test]
+fn a_stream_reads_as_of_a_time() {
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    let mut times = Vec::new();
+    for phase in 0..3u64 {
+        for i in 0..4 {
+            store.append("acct-1", ExpectedVersion::Any, vec![ev(phase * 10 + i)]).unwrap();
+            store.append("acct-2", ExpectedVersion::Any, vec![ev(i)]).unwrap();
+        }
+        let last = store.read_all(u64::MAX, Direction::Backward, 1).unwrap()[0].timestamp_ms;
+        times.push(last);
+        while now_ms() <= last {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(versions(&store.read_stream_as_of("acct-1", 0, times[0], 100).unwrap()), [0, 1, 2, 3]);
+    assert_eq!(versions(&store.read_stream_as_of("acct-1", 2, times[1], 100).unwrap()), [2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(&store.read_stream_as_of("acct-1", 0, times[2], 5).unwrap()), [0, 1, 2, 3, 4]);
+    assert!(store.read_stream_as_of("acct-1", 0, times[0] - 10_000, 100).unwrap().is_empty());
+    assert_eq!(store.read_stream_as_of("acct-1", 0, i64::MAX, 100).unwrap().len(), 12);
+    store.close().unwrap();
+}
+
+#[test]
+fn the_durable_position_follows_the_syncs() {
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    store.append("s", ExpectedVersion::Any, vec![ev(0), ev(1)]).unwrap();
+    assert_eq!((store.head_position(), store.durable_position()), (2, 0), "Never: not durable yet");
+    store.log().sync().unwrap();
+    assert_eq!(store.durable_position(), 2);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_subscription_filters_by_stream_or_type_prefix() {
+    use annal::events::{StartFrom, SubscriptionFilter, SubscriptionTarget};
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    for (stream, kind) in
+        [("order-1", "OrderPlaced"), ("order-10", "OrderPaid"), ("cart-1", "CartOpened"), ("order-2", "OrderPlaced")]
+    {
+        store.append(stream, ExpectedVersion::Any, vec![NewEvent::json(kind, "{}")]).unwrap();
+    }
+    let by_stream = store
+        .subscribe(SubscriptionTarget::All, StartFrom::Beginning)
+        .unwrap()
+        .with_filter(SubscriptionFilter::StreamPrefix("order-1".into()));
+    let mut by_stream = by_stream;
+    assert_eq!(positions(&take(&mut by_stream, 2)), [0, 1]);
+    assert!(by_stream.next_timeout(std::time::Duration::ZERO).unwrap().is_none());
+    let mut by_type = store
+        .subscribe(SubscriptionTarget::Category("order".into()), StartFrom::Beginning)
+        .unwrap()
+        .with_filter(SubscriptionFilter::EventTypePrefix("OrderPl".into()));
+    assert_eq!(positions(&take(&mut by_type, 2)), [0, 3]);
+    store.close().unwrap();
+}

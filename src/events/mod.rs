@@ -45,4 +45,4 @@ pub use streams::{
     DeleteMode, METADATA_EVENT_TYPE, METADATA_STREAM_PREFIX, ScavengeOutcome, StreamMetadata, TOMBSTONE_EVENT_TYPE,
     TOMBSTONE_VERSION,
 };
-pub use subscription::{StartFrom, Subscription, SubscriptionTarget};
+pub use subscription::{StartFrom, Subscription, SubscriptionFilter, SubscriptionTarget};

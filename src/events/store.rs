@@ -571,6 +571,40 @@ impl EventStore {
     /// gives [`Error::StreamDeleted`]. Events its metadata hides (truncated,
     /// past its maximum count or age) are not returned.
     pub fn read_stream(&self, stream: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
+        self.read_stream_below(stream, from, direction, max, u64::MAX)
+    }
+
+    /// Up to `max` events of `stream` from version `from` that were appended
+    /// at or before `as_of_ms` (milliseconds since the Unix epoch): the
+    /// stream as it was then. The global log's time index gives the first
+    /// position appended later; the stream is read forward up to it (and
+    /// each event's own timestamp is checked too).
+    pub fn read_stream_as_of(&self, stream: &str, from: u64, as_of_ms: i64, max: usize) -> Result<Vec<RecordedEvent>> {
+        let below = self.log.offset_for_timestamp(as_of_ms.saturating_add(1))?.unwrap_or(u64::MAX);
+        let mut events = self.read_stream_below(stream, from, Direction::Forward, max, below)?;
+        events.retain(|e| e.timestamp_ms <= as_of_ms);
+        Ok(events)
+    }
+
+    /// The position below which every event is durable (a power loss cannot
+    /// take it away): the global log's durable watermark. A reader that acts
+    /// on what it reads and must never see an event a crash could take back
+    /// reads below it (a subscription does with
+    /// [`crate::events::Subscription::durable_only`]).
+    pub fn durable_position(&self) -> u64 {
+        self.log.durable_offset()
+    }
+
+    /// [`EventStore::read_stream`], of the events at positions below `below`
+    /// only.
+    fn read_stream_below(
+        &self,
+        stream: &str,
+        from: u64,
+        direction: Direction,
+        max: usize,
+        below: u64,
+    ) -> Result<Vec<RecordedEvent>> {
         if let Some(reason) = event::stream_id_problem(stream) {
             return Err(Error::InvalidStreamId { stream: shown(stream), reason });
         }
@@ -591,18 +625,20 @@ impl EventStore {
             let want = (max - out.len()).min(1024);
             let entries = self.index.entries(RunKind::Stream, hash, next, backward, want)?;
             let Some(&(last, _)) = entries.last() else { break };
-            let wanted: Vec<(u64, u64)> =
-                entries.into_iter().filter(|&(v, _)| v != TOMBSTONE_VERSION && v >= shown_from).collect();
-            let positions: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
-            for ((version, _), event) in wanted.into_iter().zip(self.events_at(&positions)?) {
-                let Some(event) = event else { continue };
-                // Another stream of the same hash (as likely as two equal
-                // random UUIDs), or an event past the maximum age.
-                if event.stream != stream || event.version != version || event.timestamp_ms < min_timestamp {
-                    continue;
-                }
-                out.push(event);
+            // A stream's positions grow with its versions: forward, the first
+            // one at or past `below` ends the read.
+            if !backward && entries.iter().any(|&(v, p)| p >= below && v != TOMBSTONE_VERSION) {
+                let kept = entries.iter().take_while(|&&(_, p)| p < below).count();
+                let wanted: Vec<(u64, u64)> =
+                    entries[..kept].iter().copied().filter(|&(v, _)| v != TOMBSTONE_VERSION && v >= shown_from).collect();
+                self.push_stream_events(stream, wanted, min_timestamp, &mut out)?;
+                break;
             }
+            let wanted: Vec<(u64, u64)> = entries
+                .into_iter()
+                .filter(|&(v, p)| v != TOMBSTONE_VERSION && v >= shown_from && p < below)
+                .collect();
+            self.push_stream_events(stream, wanted, min_timestamp, &mut out)?;
             next = match backward {
                 true if last == 0 => break,
                 true => last - 1,
@@ -612,6 +648,27 @@ impl EventStore {
         }
         out.truncate(max);
         Ok(out)
+    }
+
+    /// Reads the events of `stream` at `wanted` (version, position) pairs
+    /// into `out`, skipping any of another stream of the same hash (as
+    /// likely as two equal random UUIDs) or past the maximum age.
+    fn push_stream_events(
+        &self,
+        stream: &str,
+        wanted: Vec<(u64, u64)>,
+        min_timestamp: i64,
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<()> {
+        let positions: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
+        for ((version, _), event) in wanted.into_iter().zip(self.events_at(&positions)?) {
+            let Some(event) = event else { continue };
+            if event.stream != stream || event.version != version || event.timestamp_ms < min_timestamp {
+                continue;
+            }
+            out.push(event);
+        }
+        Ok(())
     }
 
     /// Up to `max` events of the global log (`$all`) from position `from`

@@ -42,6 +42,15 @@ pub enum SubscriptionTarget {
     EventType(String),
 }
 
+/// A further filter of a subscription's events ([`Subscription::with_filter`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SubscriptionFilter {
+    /// Only events of streams whose id starts with this.
+    StreamPrefix(String),
+    /// Only events whose type starts with this.
+    EventTypePrefix(String),
+}
+
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StartFrom {
@@ -70,6 +79,7 @@ pub struct Subscription<'a> {
     /// Reading the global log (live, or `$all` from the start).
     reader: Option<LogReader>,
     durable_only: bool,
+    filter: Option<SubscriptionFilter>,
     /// Which events the streams' metadata and deletions hide (looked up
     /// again at each call: they may change while the subscription lives).
     visibility: Visibility,
@@ -105,6 +115,7 @@ impl EventStore {
             pending: VecDeque::new(),
             reader: None,
             durable_only: false,
+            filter: None,
             visibility: Visibility::default(),
         })
     }
@@ -118,6 +129,13 @@ impl Subscription<'_> {
     #[must_use]
     pub fn durable_only(mut self) -> Self {
         self.durable_only = true;
+        self
+    }
+
+    /// Delivers only the events `filter` keeps, of those of the target.
+    #[must_use]
+    pub fn with_filter(mut self, filter: SubscriptionFilter) -> Self {
+        self.filter = Some(filter);
         self
     }
 
@@ -264,7 +282,12 @@ impl Subscription<'_> {
             SubscriptionTarget::Category(c) => event::category(&e.stream) == c,
             SubscriptionTarget::EventType(t) => e.event_type == *t,
         };
-        Ok(target && self.visibility.shows(self.store, e)?)
+        let kept = match &self.filter {
+            None => true,
+            Some(SubscriptionFilter::StreamPrefix(p)) => e.stream.starts_with(p.as_str()),
+            Some(SubscriptionFilter::EventTypePrefix(p)) => e.event_type.starts_with(p.as_str()),
+        };
+        Ok(target && kept && self.visibility.shows(self.store, e)?)
     }
 }
 

@@ -122,8 +122,12 @@ fn read_stream(store: &EventStore, args: &ReadArgs) -> CliResult {
     let shows = |e: &RecordedEvent| args.as_of.is_none_or(|t| e.timestamp_ms <= t);
     print_pages(args.max, |want| {
         let Some(at) = from else { return Ok(None) };
-        let page =
-            store.read_stream(&args.stream, at, direction(backward), want).map_err(|e| store_failure(&args.dir, e))?;
+        let page = match (args.as_of, backward) {
+            // Forward as of a time: the time index says where to stop.
+            (Some(t), false) => store.read_stream_as_of(&args.stream, at, t, want),
+            _ => store.read_stream(&args.stream, at, direction(backward), want),
+        }
+        .map_err(|e| store_failure(&args.dir, e))?;
         from = match (page.last(), backward) {
             (None, _) => return Ok(None),
             (Some(e), false) => e.version.checked_add(1),
