@@ -269,8 +269,9 @@ fn load_index(
         let max_before = s.max_timestamp;
         let pos = DATA_START + at;
         let decoded = record::decode_frame_as(&data[at..], format);
-        // The offset of the frame's first record, relative to the base.
-        let rel = decoded.as_ref().map_or(0, |f| f.base_offset() - base);
+        // The offset of the frame's first record, relative to the base (a
+        // frame below the base is not this segment's: `accept` refuses it).
+        let rel = decoded.as_ref().map_or(0, |f| f.base_offset().wrapping_sub(base));
         let len = s.accept(pos, decoded)?;
         if let Some((o, t)) = entries.next_if(|(o, _)| o.position as usize == pos)
             && (u64::from(o.rel_offset) != rel || t.max_timestamp_before != max_before)
