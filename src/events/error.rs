@@ -136,6 +136,14 @@ pub enum Error {
 /// The event store's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// [`Error::InvalidStreamId`] if `stream` is not a valid stream id.
+pub(crate) fn check_stream_id(stream: &str) -> Result<()> {
+    match super::event::stream_id_problem(stream) {
+        Some(reason) => Err(Error::InvalidStreamId { stream: shown(stream), reason }),
+        None => Ok(()),
+    }
+}
+
 /// A stream id shortened for error messages.
 pub(crate) fn shown(stream: &str) -> String {
     if stream.len() <= 100 {

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use uuid::Uuid;
 
-use super::error::{CurrentVersion, Error, ExpectedVersion, Result, shown};
+use super::error::{CurrentVersion, Error, ExpectedVersion, Result, check_stream_id, shown};
 use super::event::{self, NewEvent, RecordedEvent};
 use super::index::{IndexLimits, IndexRecovery, Indexed, Indexes};
 use super::meta::{EVENTS_META_FILE_NAME, EventsMeta, INDEX_MANIFEST_FILE_NAME, StreamHasher};
@@ -186,18 +186,12 @@ pub struct EventStore {
 /// One stream's part of an append being prepared.
 pub(crate) struct Planned<'a> {
     append: &'a StreamAppend,
+    /// The hashes of its stream and of the stream's category.
+    hash: u128,
+    category: u128,
     /// Its first version, and the ids its events get.
     first_version: u64,
     ids: Vec<Uuid>,
-}
-
-impl Planned<'_> {
-    /// `append` from version `first_version`, with ids drawn for the events
-    /// that have none.
-    pub(crate) fn new(append: &StreamAppend, first_version: u64) -> Planned<'_> {
-        let ids = append.events.iter().map(|e| e.id.unwrap_or_else(Uuid::now_v7)).collect();
-        Planned { append, first_version, ids }
-    }
 }
 
 impl EventStore {
@@ -264,7 +258,14 @@ impl EventStore {
             let Some(record) = reader.next_record()? else { break };
             let position = record.offset();
             let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
-            batch.push(self.indexed(e.stream, e.event_type, e.version, e.id, position));
+            batch.push(Indexed {
+                stream: self.hasher.hash(e.stream),
+                version: e.version,
+                id: e.id.as_u128(),
+                category: self.hasher.hash(event::category(e.stream)),
+                event_type: self.hasher.hash(e.event_type),
+                position,
+            });
             replayed += 1;
             if batch.len() == batch.capacity() {
                 self.index.insert_all(batch.drain(..));
@@ -277,16 +278,12 @@ impl EventStore {
         Ok(replayed)
     }
 
-    /// What the indexes hold of an event.
-    fn indexed(&self, stream: &str, event_type: &str, version: u64, id: Uuid, position: u64) -> Indexed {
-        Indexed {
-            stream: self.hasher.hash(stream),
-            version,
-            id: id.as_u128(),
-            category: self.hasher.hash(event::category(stream)),
-            event_type: self.hasher.hash(event_type),
-            position,
-        }
+    /// `append`, with hash `hash`, planned from version `first_version`, with
+    /// ids drawn for the events that have none.
+    pub(crate) fn plan<'a>(&self, append: &'a StreamAppend, hash: u128, first_version: u64) -> Planned<'a> {
+        let ids = append.events.iter().map(|e| e.id.unwrap_or_else(Uuid::now_v7)).collect();
+        let category = self.hasher.hash(event::category(&append.stream));
+        Planned { append, hash, category, first_version, ids }
     }
 
     /// The hash of a stream id, category or event type under the store's key.
@@ -373,7 +370,7 @@ impl EventStore {
             for (a, &hash) in appends.iter().zip(&hashes) {
                 let state = self.stream_state(&a.stream, hash)?;
                 state.check(&a.stream, a.expected)?;
-                planned.push(Planned::new(a, state.next_version()));
+                planned.push(self.plan(a, hash, state.next_version()));
             }
             self.append_locked(&planned)?
         };
@@ -387,8 +384,7 @@ impl EventStore {
         let max = u64::from(self.log.config().max_record_bytes());
         let mut hashes = Vec::with_capacity(appends.len());
         for (i, a) in appends.iter().enumerate() {
-            let system = a.stream.strip_prefix(METADATA_STREAM_PREFIX).unwrap_or(&a.stream);
-            if let Some(reason) = event::stream_id_problem(system) {
+            if let Some(reason) = event::stream_id_problem(a.stream.strip_prefix(METADATA_STREAM_PREFIX).unwrap_or(&a.stream)) {
                 return Err(Error::InvalidStreamId { stream: shown(&a.stream), reason });
             }
             if appends[..i].iter().any(|b| b.stream == a.stream) {
@@ -464,7 +460,14 @@ impl EventStore {
         let mut entries = Vec::with_capacity(records.len());
         for p in planned {
             for (i, (id, e)) in p.ids.iter().zip(&p.append.events).enumerate() {
-                entries.push(self.indexed(&p.append.stream, &e.event_type, p.first_version + i as u64, *id, position));
+                entries.push(Indexed {
+                    stream: p.hash,
+                    version: p.first_version + i as u64,
+                    id: id.as_u128(),
+                    category: p.category,
+                    event_type: self.hasher.hash(&e.event_type),
+                    position,
+                });
                 position += 1;
             }
             let n = p.ids.len() as u64;
@@ -555,9 +558,7 @@ impl EventStore {
     /// delete, until events are appended again). A hard-deleted stream gives
     /// [`Error::StreamDeleted`].
     pub fn stream_version(&self, stream: &str) -> Result<CurrentVersion> {
-        if let Some(reason) = event::stream_id_problem(stream) {
-            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
-        }
+        check_stream_id(stream)?;
         let state = self.stream_state(stream, self.hasher.hash(stream))?;
         if state.deleted {
             return Err(Error::StreamDeleted { stream: shown(stream) });
@@ -605,9 +606,7 @@ impl EventStore {
         max: usize,
         below: u64,
     ) -> Result<Vec<RecordedEvent>> {
-        if let Some(reason) = event::stream_id_problem(stream) {
-            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
-        }
+        check_stream_id(stream)?;
         let hash = self.hasher.hash(stream);
         let state = self.stream_state(stream, hash)?;
         if state.deleted {
@@ -627,18 +626,15 @@ impl EventStore {
             let Some(&(last, _)) = entries.last() else { break };
             // A stream's positions grow with its versions: forward, the first
             // one at or past `below` ends the read.
-            if !backward && entries.iter().any(|&(v, p)| p >= below && v != TOMBSTONE_VERSION) {
-                let kept = entries.iter().take_while(|&&(_, p)| p < below).count();
-                let wanted: Vec<(u64, u64)> =
-                    entries[..kept].iter().copied().filter(|&(v, _)| v != TOMBSTONE_VERSION && v >= shown_from).collect();
-                self.push_stream_events(stream, wanted, min_timestamp, &mut out)?;
-                break;
-            }
+            let ends = !backward && entries.iter().any(|&(_, p)| p >= below);
             let wanted: Vec<(u64, u64)> = entries
                 .into_iter()
                 .filter(|&(v, p)| v != TOMBSTONE_VERSION && v >= shown_from && p < below)
                 .collect();
             self.push_stream_events(stream, wanted, min_timestamp, &mut out)?;
+            if ends {
+                break;
+            }
             next = match backward {
                 true if last == 0 => break,
                 true => last - 1,
@@ -693,18 +689,22 @@ impl EventStore {
                 }
             }
             Direction::Backward => {
-                let mut position = from.min(end.saturating_sub(1));
-                while out.len() < max && position >= start && end > 0 {
-                    if let Some(e) = self.event_at(position)?
-                        && visibility.shows(self, &e)?
-                    {
-                        out.push(e);
+                // Pages of positions downward, each read in one pass.
+                let mut top = from.min(end.saturating_sub(1));
+                while out.len() < max && end > 0 && top >= start {
+                    let bottom = top.saturating_sub((max - out.len()).min(1024) as u64 - 1).max(start);
+                    let positions: Vec<u64> = (bottom..=top).rev().collect();
+                    for e in self.events_at(&positions)?.into_iter().flatten() {
+                        if visibility.shows(self, &e)? {
+                            out.push(e);
+                        }
                     }
-                    if position == 0 {
+                    if bottom == 0 {
                         break;
                     }
-                    position -= 1;
+                    top = bottom - 1;
                 }
+                out.truncate(max);
             }
         }
         Ok(out)

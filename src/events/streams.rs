@@ -23,10 +23,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::error::{CurrentVersion, Error, ExpectedVersion, Result, shown};
+use super::error::{CurrentVersion, Error, ExpectedVersion, Result, check_stream_id, shown};
 use super::event::{self, NewEvent, RecordedEvent};
 use super::run::RunKind;
-use super::store::{AppendResult, EventStore, Planned, StreamAppend};
+use super::store::{AppendResult, EventStore, StreamAppend};
 
 /// The prefix of a metadata stream's id: `$$order-17` holds the metadata of
 /// `order-17`. Appends to such ids are the store's own.
@@ -306,9 +306,7 @@ impl EventStore {
 
     /// `stream`'s metadata (the default if none was set).
     pub fn stream_metadata(&self, stream: &str) -> Result<StreamMetadata> {
-        if let Some(reason) = event::stream_id_problem(stream) {
-            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
-        }
+        check_stream_id(stream)?;
         self.read_metadata(stream)
     }
 
@@ -336,7 +334,7 @@ impl EventStore {
                     let _stripes = self.lock_stripes(&hashes);
                     let state = self.stream_state(stream, hashes[0])?;
                     state.check(stream, expected)?;
-                    let mut results = self.append_locked(&[Planned::new(&tombstone, TOMBSTONE_VERSION)])?;
+                    let mut results = self.append_locked(&[self.plan(&tombstone, hashes[0], TOMBSTONE_VERSION)])?;
                     results.pop().expect("one result")
                 };
                 self.after_append()?;
@@ -353,25 +351,18 @@ impl EventStore {
         expected: ExpectedVersion,
         metadata: impl FnOnce(&StreamState) -> Result<StreamMetadata>,
     ) -> Result<AppendResult> {
-        if let Some(reason) = event::stream_id_problem(stream) {
-            return Err(Error::InvalidStreamId { stream: shown(stream), reason });
-        }
+        check_stream_id(stream)?;
         let meta_stream = format!("{METADATA_STREAM_PREFIX}{stream}");
-        let probe = StreamAppend::new(
-            meta_stream.clone(),
-            ExpectedVersion::Any,
-            vec![metadata_event(StreamMetadata::default())],
-        );
-        let meta_hash = self.validate(std::slice::from_ref(&probe))?[0];
+        let (hash, meta_hash) = (self.hash(stream), self.hash(&meta_stream));
         self.check_room()?;
-        let hash = self.hash(stream);
         let result = {
             let _stripes = self.lock_stripes(&[hash, meta_hash]);
             let state = self.stream_state(stream, hash)?;
             state.check(stream, expected)?;
             let append = StreamAppend::new(meta_stream, ExpectedVersion::Any, vec![metadata_event(metadata(&state)?)]);
+            self.validate(std::slice::from_ref(&append))?;
             let meta_state = self.stream_state(&append.stream, meta_hash)?;
-            let mut results = self.append_locked(&[Planned::new(&append, meta_state.next_version())])?;
+            let mut results = self.append_locked(&[self.plan(&append, meta_hash, meta_state.next_version())])?;
             results.pop().expect("one result")
         };
         self.after_append()?;

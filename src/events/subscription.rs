@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::error::{Error, Result, shown};
+use super::error::{Result, check_stream_id};
 use super::event::{self, RecordedEvent};
 use super::run::RunKind;
 use super::store::EventStore;
@@ -93,9 +93,7 @@ impl EventStore {
         let index = match &target {
             SubscriptionTarget::All => None,
             SubscriptionTarget::Stream(s) => {
-                if let Some(reason) = event::stream_id_problem(s) {
-                    return Err(Error::InvalidStreamId { stream: shown(s), reason });
-                }
+                check_stream_id(s)?;
                 Some((RunKind::Stream, self.hash(s)))
             }
             SubscriptionTarget::Category(c) => Some((RunKind::Category, self.hash(c))),

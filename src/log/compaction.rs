@@ -20,7 +20,7 @@
 //! record is never dropped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use super::{Log, SegmentInfo, Shared, now_ms, sealed_info};
@@ -217,14 +217,7 @@ impl Shared {
         now: i64,
         progress: &mut dyn FnMut(&SegmentInfo),
     ) -> Result<CompactionOutcome> {
-        if self.read_only {
-            return Err(Error::ReadOnly { path: self.dir.clone() });
-        }
-        let mut mark = self.compaction.locked();
-        {
-            let w = self.writer.locked();
-            self.check_writable(&w)?;
-        }
+        let mut mark = self.begin_rewrite()?;
         // Archived segments are immutable objects: they are neither read nor
         // rewritten. While any exist, an older value of a key may live in one,
         // so no tombstone is dropped (dropping it would bring that value back).
@@ -327,19 +320,27 @@ impl Shared {
         keep: &mut dyn FnMut(&RecordRef<'_>) -> bool,
         progress: &mut dyn FnMut(&SegmentInfo),
     ) -> Result<CompactionOutcome> {
-        if self.read_only {
-            return Err(Error::ReadOnly { path: self.dir.clone() });
-        }
-        let _one = self.compaction.locked();
-        {
-            let w = self.writer.locked();
-            self.check_writable(&w)?;
-        }
+        let _one = self.begin_rewrite()?;
         let sealed = self.compaction_candidates();
         let mut outcome = CompactionOutcome { segments_examined: sealed.len(), ..CompactionOutcome::default() };
         let present = vec![true; sealed.len()];
         self.rewrite_sealed(&sealed, &present, keep, progress, &mut outcome)?;
         Ok(outcome)
+    }
+
+    /// Takes the lock that serializes rewrites of sealed segments
+    /// (compactions and [`Log::retain_sealed`]), once the log is known to be
+    /// writable.
+    fn begin_rewrite(&self) -> Result<MutexGuard<'_, CompactionMark>> {
+        if self.read_only {
+            return Err(Error::ReadOnly { path: self.dir.clone() });
+        }
+        let mark = self.compaction.locked();
+        {
+            let w = self.writer.locked();
+            self.check_writable(&w)?;
+        }
+        Ok(mark)
     }
 
     /// Opens a sealed segment to compact it; `None` if retention has deleted
