@@ -52,3 +52,10 @@ pub(crate) fn read_optional(io: &dyn Io, path: &Path) -> Result<Option<Vec<u8>>>
         Err(e) => Err(Error::io("read", path, e)),
     }
 }
+
+/// The small file `path` decoded as a `T` in its envelope, or `None` if there
+/// is no such file; a damaged file is [`Error::Corruption`] naming it.
+pub(crate) fn read_decoded<T: crate::envelope::Decode>(io: &dyn Io, path: &Path) -> Result<Option<T>> {
+    let Some(bytes) = read_optional(io, path)? else { return Ok(None) };
+    T::decode(&bytes).map(Some).map_err(|kind| Error::Corruption { path: path.to_owned(), offset: 0, position: 0, kind })
+}

@@ -56,7 +56,7 @@ pub fn is_event_store(dir: &Path) -> bool {
 pub fn check_store(dir: &Path) -> Result<StoreCheck> {
     let mut check = StoreCheck::default();
     let meta_path = dir.join(EVENTS_META_FILE_NAME);
-    match super::meta::read::<EventsMeta>(&OsIo, &meta_path) {
+    match crate::durable::read_decoded::<EventsMeta>(&OsIo, &meta_path) {
         Ok(Some(_)) => {}
         Ok(None) => return Err(Error::NotALog { path: dir.to_owned(), reason: format!("no {EVENTS_META_FILE_NAME}") }),
         Err(e) => check.problems.push((meta_path, e.to_string(), Repair::ByOpening)),
@@ -73,7 +73,7 @@ pub fn check_store(dir: &Path) -> Result<StoreCheck> {
     }
     let index_dir = dir.join(INDEX_DIR_NAME);
     let manifest_path = index_dir.join(INDEX_MANIFEST_FILE_NAME);
-    let manifest = match super::meta::read::<IndexManifest>(&OsIo, &manifest_path) {
+    let manifest = match crate::durable::read_decoded::<IndexManifest>(&OsIo, &manifest_path) {
         Ok(m) => m,
         Err(e) => {
             check.problems.push((manifest_path.clone(), e.to_string(), Repair::ByOpening));

@@ -611,7 +611,7 @@ type Loaded = (IndexManifest, Vec<Arc<OpenRun>>);
 /// `Err(why)`: the indexes cannot be used as they are.
 fn load(dir: &Path, io: &dyn Io, log_end: u64) -> std::result::Result<Option<Loaded>, String> {
     let path = dir.join(INDEX_MANIFEST_FILE_NAME);
-    let manifest = match super::meta::read::<IndexManifest>(io, &path) {
+    let manifest = match crate::durable::read_decoded::<IndexManifest>(io, &path) {
         Ok(Some(m)) => m,
         Ok(None) => return Ok(None),
         Err(e) => return Err(e.to_string()),

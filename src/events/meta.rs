@@ -7,14 +7,13 @@
 //! - `index/index.manifest`: which index runs hold the indexes, and the
 //!   global position up to which they cover the log.
 
-use std::path::Path;
 
 use siphasher::sip128::SipHasher13;
 
 use super::run::{RunHeader, RunKind};
 use crate::envelope::{Decode, Encode, Reader};
-use crate::error::{Error, Result};
-use crate::io::Io;
+
+
 
 /// File name of the store's metadata, in its root directory.
 pub const EVENTS_META_FILE_NAME: &str = "events.meta";
@@ -173,18 +172,6 @@ impl Decode for IndexManifest {
         r.finish()?;
         Ok(IndexManifest { indexed_to, next_seq, runs })
     }
-}
-
-/// Reads the decodable small file `path`; `None` if there is none, and
-/// [`Error::Corruption`] naming it if it is damaged.
-pub(crate) fn read<T: Decode>(io: &dyn Io, path: &Path) -> Result<Option<T>> {
-    let Some(bytes) = crate::durable::read_optional(io, path)? else { return Ok(None) };
-    T::decode(&bytes).map(Some).map_err(|kind| Error::Corruption {
-        path: path.to_owned(),
-        offset: 0,
-        position: 0,
-        kind,
-    })
 }
 
 #[cfg(test)]

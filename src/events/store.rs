@@ -210,7 +210,7 @@ impl EventStore {
         }
         let index_dir = dir.join(INDEX_DIR_NAME);
         let meta_path = dir.join(EVENTS_META_FILE_NAME);
-        let meta = match super::meta::read::<EventsMeta>(io.as_ref(), &meta_path)? {
+        let meta = match crate::durable::read_decoded::<EventsMeta>(io.as_ref(), &meta_path)? {
             Some(meta) => meta,
             None => {
                 // A new store, or one whose events.meta was lost: index runs

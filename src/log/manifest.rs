@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::{ObjectDigest, is_valid_key};
 use crate::envelope::{Decode, Encode, Reader, bad};
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{CorruptionKind, Result};
 use crate::io::Io;
 use crate::segment::{FOOTER_LEN, SealedMeta, SegmentFooter};
 
@@ -200,6 +200,7 @@ pub(crate) fn encode(entries: &[ManifestEntry]) -> Vec<u8> {
 }
 
 /// Decodes the file's bytes; the error says what is wrong.
+#[cfg(test)]
 pub(crate) fn decode(b: &[u8]) -> std::result::Result<Vec<ManifestEntry>, CorruptionKind> {
     Manifest::decode(b).map(|m| m.0)
 }
@@ -207,9 +208,7 @@ pub(crate) fn decode(b: &[u8]) -> std::result::Result<Vec<ManifestEntry>, Corrup
 /// Reads the manifest in `dir`; no file means no archived segment. A damaged
 /// file is corruption, never ignored (the segments it names exist nowhere else).
 pub(crate) fn read(io: &dyn Io, dir: &Path) -> Result<Vec<ManifestEntry>> {
-    let p = path(dir);
-    let Some(bytes) = crate::durable::read_optional(io, &p)? else { return Ok(Vec::new()) };
-    decode(&bytes).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
+    Ok(crate::durable::read_decoded::<Manifest>(io, &path(dir))?.map_or_else(Vec::new, |m| m.0))
 }
 
 /// Durably replaces the manifest in `dir` with `entries`.

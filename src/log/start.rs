@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::envelope::{Decode, Encode, Reader, bad};
-use crate::error::{CorruptionKind, Error, Result};
+use crate::error::{CorruptionKind, Result};
 use crate::io::Io;
 
 /// File name of the log-start-offset file inside a log directory.
@@ -85,18 +85,12 @@ pub(crate) fn encode(offset: u64) -> Vec<u8> {
     StartOffset(offset).encode()
 }
 
-/// Decodes the file's bytes; the error says what is wrong.
-pub(crate) fn decode(b: &[u8]) -> std::result::Result<u64, CorruptionKind> {
-    StartOffset::decode(b).map(|s| s.0)
-}
 
 /// Reads the start offset recorded in `dir`, `None` if there is no file. A
 /// damaged file is corruption (reported, never ignored: ignoring it would
 /// bring deleted offsets back or let offsets be reused).
 pub(crate) fn read(io: &dyn Io, dir: &Path) -> Result<Option<u64>> {
-    let p = path(dir);
-    let Some(bytes) = crate::durable::read_optional(io, &p)? else { return Ok(None) };
-    decode(&bytes).map(Some).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
+    Ok(crate::durable::read_decoded::<StartOffset>(io, &path(dir))?.map(|s| s.0))
 }
 
 /// Durably records `offset` as the log's start offset.

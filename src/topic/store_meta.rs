@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::envelope::{Decode, Encode, Reader};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::io::Io;
 
 /// File name of the store's metadata in its root directory.
@@ -75,9 +75,7 @@ pub fn read(root: &Path) -> Result<StoreMeta> {
 
 /// [`read`] through `io`.
 pub(crate) fn read_with(io: &dyn Io, root: &Path) -> Result<StoreMeta> {
-    let p = path(root);
-    let Some(bytes) = crate::durable::read_optional(io, &p)? else { return Ok(StoreMeta::default()) };
-    StoreMeta::decode(&bytes).map_err(|kind| Error::Corruption { path: p, offset: 0, position: 0, kind })
+    Ok(crate::durable::read_decoded::<StoreMeta>(io, &path(root))?.unwrap_or_default())
 }
 
 /// Durably replaces the store's metadata.
