@@ -74,17 +74,7 @@ const RANDOM_PLANS: u64 = 5;
 /// Share (%) of the post-crash states whose recovery is crashed too.
 const SECOND_CRASH_PERCENT: u64 = 30;
 /// Post-crash states per crash point.
-const MODES: [LossMode; 5] = [
-    LossMode::ProcessCrash,
-    LossMode::Clean,
-    LossMode::Random { keep_percent: 50, torn: false },
-    LossMode::Random { keep_percent: 50, torn: true },
-    LossMode::Random { keep_percent: 80, torn: true },
-];
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
-}
+const MODES: [LossMode; 5] = powerloss::SWEEP_MODES;
 
 // ---------------------------------------------------------------------------
 // Workloads
@@ -705,8 +695,8 @@ fn run_point(plan: &Plan, k: u64, stats: &mut Stats) {
 #[test]
 fn crash_at_the_calls_of_topic_administration() {
     let started = Instant::now();
-    let only_plan = env_u64("ANNAL_SIM_SEED");
-    let only_k = env_u64("ANNAL_SIM_CRASH_AT");
+    let only_plan = powerloss::env_u64("ANNAL_SIM_SEED");
+    let only_k = powerloss::env_u64("ANNAL_SIM_CRASH_AT");
     let mut stats = Stats::default();
     let mut per_plan = Vec::new();
     for plan in plans().into_iter().filter(|p| only_plan.is_none_or(|id| id == p.id)) {
@@ -779,12 +769,7 @@ fn crash_at_the_calls_of_topic_administration() {
             ("growths in flight found grown", c.grown_in_flight, 10),
             ("variants that lost a directory operation", stats.dir_ops_lost, 2000),
         ];
-        for (what, got, least) in seen {
-            assert!(
-                got >= least,
-                "{summary}\n\nthe simulation fired too little: {got} {what}, at least {least} expected"
-            );
-        }
+        powerloss::assert_fired(&summary, &seen);
     }
 }
 

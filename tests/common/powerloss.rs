@@ -1138,3 +1138,29 @@ fn materialize(dir: &Path, entries: &Entries) {
         }
     }
 }
+
+/// The post-crash states a sweep tries at each crash point: the process
+/// dies, the power goes with only synced data kept, and three random
+/// writebacks (two with torn pages).
+pub const SWEEP_MODES: [LossMode; 5] = [
+    LossMode::ProcessCrash,
+    LossMode::Clean,
+    LossMode::Random { keep_percent: 50, torn: false },
+    LossMode::Random { keep_percent: 50, torn: true },
+    LossMode::Random { keep_percent: 80, torn: true },
+];
+
+/// The number in environment variable `name`, if it is set (a sweep's
+/// replay settings); panics on anything else.
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}={v} is not a number")))
+}
+
+/// Fails a sweep that fired less than it should: each `(what, got, least)`
+/// must have `got >= least`, so that a simulator that stops firing fails
+/// instead of passing. `summary` is the sweep's summary line.
+pub fn assert_fired(summary: &str, seen: &[(&str, u64, u64)]) {
+    for &(what, got, least) in seen {
+        assert!(got >= least, "{summary}\n\nthe simulation fired too little: {got} {what}, at least {least} expected");
+    }
+}
