@@ -68,7 +68,7 @@ pub(crate) fn path(root: &Path) -> PathBuf {
 }
 
 /// Reads the store's metadata; no file means nothing recorded. A damaged
-/// file is [`Error::Corruption`] naming it.
+/// file is [`crate::Error::Corruption`] naming it.
 pub fn read(root: &Path) -> Result<StoreMeta> {
     read_with(&crate::io::OsIo, root)
 }
