@@ -1125,3 +1125,71 @@ fn footer_cut_by_a_byte_is_not_completed_by_the_extension() {
     assert_eq!(log.recovery_report().truncated_bytes, FOOTER_LEN as u64 - 1, "read-write");
     assert_eq!(log.read_from(0).unwrap().collect::<annal::Result<Vec<_>>>().unwrap(), model);
 }
+
+/// A reader positioned inside an index interval steps over the frames before
+/// its offset by their headers: damage in the body of such a frame neither
+/// stops it nor reaches what it returns (the frame itself is refused when
+/// read), and a damaged length in such a header ends the read with
+/// `Corruption` rather than with wrong records. `Log::read_at` behaves the
+/// same.
+#[test]
+fn a_reader_steps_over_a_frame_before_its_offset_by_its_header() {
+    let tmp = common::fast_tempdir();
+    let dir = tmp.path().join("log");
+    // One index entry for the whole segment: every read scans from its start.
+    let config = LogConfig::default().with_index_interval_bytes(1 << 20).with_durability(Durability::Never);
+    let value = |i: u64| vec![i as u8; 100];
+    let frame_len = 32 + 24 + 100;
+    let log = Log::open(&dir, config.clone()).unwrap();
+    for i in 0..10 {
+        log.append(&Record::new(&value(i)).with_timestamp(1_000 + i as i64)).unwrap();
+    }
+    log.roll().unwrap();
+    log.close().unwrap();
+    let path = dir.join(log_file_name(0));
+    let original = fs::read(&path).unwrap();
+    let frame_at = |i: usize| DATA_START + frame_len * i;
+    assert_eq!(original[frame_at(3)..frame_at(3) + 4], (frame_len as u32).to_le_bytes(), "the frame layout");
+
+    // A flipped byte in the value of record 3.
+    let mut bytes = original.clone();
+    bytes[frame_at(3) + 80] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let log = Log::open_read_only(&dir, config.clone()).unwrap();
+    let from_5: Vec<OwnedRecord> = log.read_from(5).unwrap().collect::<annal::Result<_>>().unwrap();
+    assert_eq!(
+        from_5.iter().map(|r| r.value.clone().unwrap()).collect::<Vec<_>>(),
+        (5..10).map(value).collect::<Vec<_>>()
+    );
+    assert!(matches!(log.get(3), Err(Error::Corruption { offset: 3, .. })), "{:?}", log.get(3));
+    let mut seen = Vec::new();
+    let read = log.read_at(&[5, 9, 3], |_, r| {
+        seen.push(r.offset());
+        Ok::<(), Error>(())
+    });
+    assert!(matches!(read, Err(Error::Corruption { offset: 3, .. })), "{read:?}");
+    assert!(seen.is_empty(), "nothing visited before the damaged frame: {seen:?}");
+    let mut seen = Vec::new();
+    log.read_at(&[5, 9], |_, r| {
+        assert_eq!(r.value(), Some(&value(r.offset())[..]));
+        seen.push(r.offset());
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    assert_eq!(seen, [5, 9]);
+    drop(log);
+
+    // A damaged length in the header of frame 3: reads past it fail.
+    for len in [frame_len as u32 + 1, frame_len as u32 - 1, 3, u32::MAX] {
+        let mut bytes = original.clone();
+        bytes[frame_at(3)..frame_at(3) + 4].copy_from_slice(&len.to_le_bytes());
+        fs::write(&path, &bytes).unwrap();
+        let log = Log::open_read_only(&dir, config.clone()).unwrap();
+        let read: annal::Result<Vec<OwnedRecord>> = log.read_from(5).and_then(|r| r.collect());
+        assert!(matches!(read, Err(Error::Corruption { .. })), "length {len}: {read:?}");
+        let read = log.read_at(&[7], |_, _| Ok::<(), Error>(()));
+        assert!(matches!(read, Err(Error::Corruption { .. })), "length {len}: {read:?}");
+        let (before, _) = read_span(&log, 0, "damaged length");
+        assert_eq!(before.len(), 3, "length {len}: the records before the damage");
+    }
+}

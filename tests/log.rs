@@ -128,6 +128,30 @@ fn check(log: &Log, model: &[OwnedRecord], rng: &mut Rng, what: &str) {
         let suffix: Vec<_> = log.read_from(at).unwrap().map(Result::unwrap).collect();
         assert_eq!(suffix, model[at as usize..], "{what}: read_from({at})");
     }
+    // Scattered reads: offsets in any order, with runs and repeats.
+    if n > 0 {
+        let mut offsets: Vec<u64> = (0..rng.range(1, 40)).map(|_| rng.range(0, n)).collect();
+        let run_from = rng.range(0, n);
+        offsets.extend(run_from..(run_from + rng.range(1, 20)).min(n));
+        let mut got: Vec<Option<OwnedRecord>> = vec![None; offsets.len()];
+        let mut seen = Vec::new();
+        log.read_at(&offsets, |i, r| {
+            assert!(got[i].is_none(), "{what}: read_at visited index {i} twice");
+            seen.push(r.offset());
+            got[i] = Some(r.to_owned());
+            Ok::<(), Error>(())
+        })
+        .unwrap();
+        assert!(seen.is_sorted(), "{what}: read_at visits in offset order: {seen:?}");
+        for (i, &at) in offsets.iter().enumerate() {
+            assert_eq!(got[i].as_ref(), Some(&model[at as usize]), "{what}: read_at(.., {at})");
+        }
+        let past = [0, n];
+        match log.read_at(&past, |_, _| Ok::<(), Error>(())) {
+            Err(Error::OffsetOutOfRange { requested, start, end }) => assert_eq!((requested, start, end), (n, 0, n)),
+            other => panic!("{what}: read_at({past:?}) = {other:?}"),
+        }
+    }
     // The end: an empty reader; beyond it, out of range.
     assert_eq!(log.read_from(n).unwrap().count(), 0, "{what}");
     match log.get(n) {

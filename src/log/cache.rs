@@ -123,10 +123,16 @@ impl Shared {
     /// The segment holding `offset` (in its offset range), if any (the active
     /// one, or a sealed one opened through the cache).
     pub(crate) fn segment_for(&self, offset: u64) -> Result<Option<Arc<Segment>>> {
+        Ok(self.segment_and_end_for(offset)?.map(|(seg, _)| seg))
+    }
+
+    /// [`Shared::segment_for`], with the end of the segment's offset range
+    /// (`u64::MAX` for the last, unsealed segment, whose end grows).
+    pub(crate) fn segment_and_end_for(&self, offset: u64) -> Result<Option<(Arc<Segment>, u64)>> {
         let meta = {
             let set = self.segments.read_locked();
             if set.unsealed_base().is_some_and(|base| offset >= base) {
-                return set.last_unsealed();
+                return Ok(set.last_unsealed()?.map(|seg| (seg, u64::MAX)));
             }
             let i = set.sealed.partition_point(|m| m.footer.base_offset <= offset);
             match i.checked_sub(1).map(|i| set.sealed[i]) {
@@ -135,7 +141,7 @@ impl Shared {
             }
         };
         match self.open_current(meta) {
-            Ok(seg) => Ok(Some(seg)),
+            Ok(seg) => Ok(Some((seg, meta.footer.next_offset))),
             // Retention deleted the segment between the lookup and the open.
             Err(_) if meta.footer.next_offset <= self.start_offset.load(Ordering::Acquire) => {
                 Err(self.out_of_range(offset))

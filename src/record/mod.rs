@@ -215,6 +215,35 @@ pub(crate) fn peek_len(buf: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(buf.get(0..4)?.try_into().ok()?))
 }
 
+/// The span of the frame of format `format` at the start of `buf`, read
+/// from its header alone: its length, its first record's offset and the
+/// offset after its last. The header's own fields are checked (a length that
+/// fits in `buf`, the format's magic byte, at least one record, no offset
+/// overflow), but not the checksum nor the records: this is for stepping over
+/// a frame whose records are not returned. The first frame whose records are
+/// returned is then checked whole, so a damaged header sends a reader to
+/// bytes that fail that check, never to wrong records.
+pub(crate) fn peek_span(buf: &[u8], format: FrameFormat) -> Result<(usize, u64, u64), CorruptionKind> {
+    let len = peek_len(buf).ok_or(CorruptionKind::BadLength(0))?;
+    let n = len as usize;
+    if n < format.min_len() || n > buf.len() {
+        return Err(CorruptionKind::BadLength(len));
+    }
+    let base = u64_at(buf, 8);
+    let (magic, count) = match format {
+        FrameFormat::V1 => (v1::RECORD_MAGIC, 1),
+        FrameFormat::Batch => (batch::BATCH_MAGIC, u64::from(u32_at(buf, 28))),
+    };
+    if buf[MAGIC_POS] != magic {
+        return Err(CorruptionKind::BadLayout("unknown magic byte"));
+    }
+    if count == 0 {
+        return Err(CorruptionKind::BadLayout("empty batch"));
+    }
+    let next = base.checked_add(count).ok_or(CorruptionKind::BadLayout(LAST_OFFSET))?;
+    Ok((n, base, next))
+}
+
 /// Little-endian integer fields at fixed positions of bytes already known to
 /// be long enough (checked by the caller; a short slice is a bug).
 #[inline]

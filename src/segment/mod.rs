@@ -176,6 +176,27 @@ impl Segment {
     }
 }
 
+impl Segment {
+    /// The length and next offset of the frame at file position `pos`,
+    /// whose first record's offset should be `expected`, from its header
+    /// alone ([`record::peek_span`]): to step over a frame none of whose
+    /// records a reader returns, without reading all of its bytes.
+    pub(crate) fn frame_span_at(&self, pos: usize, expected: u64) -> Result<(usize, u64)> {
+        let data = self.area.published_data();
+        let (len, base, next) =
+            record::peek_span(&data[pos - DATA_START..], self.format).map_err(|kind| self.corruption(expected, pos, kind))?;
+        let fits = match self.sparse_end() {
+            None => base == expected,
+            Some(end) => base >= expected && next <= end,
+        };
+        if !fits {
+            let kind = CorruptionKind::UnexpectedOffset { expected, found: base };
+            return Err(self.corruption(expected, pos, kind));
+        }
+        Ok((len, next))
+    }
+}
+
 /// Whether a frame may hold its offsets where `expected` is due: its first
 /// record's offset is exactly `expected` in a dense segment; in a sparse one
 /// whose range ends at `sparse_end`, at least `expected`, and its last
