@@ -6,8 +6,10 @@
 //! printed, with one JSON line per workload at the end.
 //!
 //! `cargo bench --bench events_store` (sizes: `EVENTS` events for the batch
-//! and rebuild workloads, default 1,000,000; `STREAMS` streams, default
-//! 100,000; `TMPDIR` for the directory).
+//! workloads, default 1,000,000; `STREAMS` streams they go to, default
+//! 100,000; `READ_STREAMS` streams of 100 events in the read store, default
+//! 20,000, among `ALL_STREAMS` streams in all (the others of one event),
+//! default 1,000,000; `TMPDIR` for the directory).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,29 +63,48 @@ fn appends(durability: Durability, events: u64, batch: u64, streams: u64, writer
 }
 
 /// A store of `streams` streams of 100 events each, written round robin (a
-/// stream's events spread over the whole log), flushed.
-fn store_of_streams(streams: u64) -> (tempfile::TempDir, EventStore) {
+/// stream's events spread over the whole log), and `singles` streams of one
+/// event spread between the rounds, flushed.
+fn store_of_streams(streams: u64, singles: u64) -> (tempfile::TempDir, EventStore) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let store = EventStore::open(dir.path(), config(Durability::Never)).expect("open");
     let names = stream_names(streams);
-    for _ in 0..100 {
+    let mut single = 0;
+    for round in 0..100 {
         for name in &names {
             store.append(name, ExpectedVersion::Any, vec![event()]).expect("append");
+        }
+        while single < singles * (round + 1) / 100 {
+            store.append(&format!("cart-{single}"), ExpectedVersion::NoStream, vec![event()]).expect("append");
+            single += 1;
         }
     }
     store.flush_index().expect("flush");
     (dir, store)
 }
 
-/// Latencies of reading whole streams of 100 events: p50 and p99, in µs.
-fn stream_reads(store: &EventStore, streams: u64, reads: u64) -> (f64, f64) {
+/// Latencies of reading whole streams of 100 events: p50 and p99, in µs;
+/// copied out (`read_stream`) or visited in place (`read_stream_with`).
+fn stream_reads(store: &EventStore, streams: u64, reads: u64, in_place: bool) -> (f64, f64) {
     let mut lat = Vec::with_capacity(reads as usize);
     for i in 0..reads {
         let name = format!("order-{}", (i * 7919) % streams);
         let t = Instant::now();
-        let events = store.read_stream(&name, 0, Direction::Forward, 100).expect("read");
+        let n = if in_place {
+            let mut bytes = 0;
+            let n = store
+                .read_stream_with(&name, 0, Direction::Forward, 100, |e| {
+                    bytes += e.data.len();
+                    Ok::<(), annal::events::Error>(())
+                })
+                .expect("read");
+            std::hint::black_box(bytes);
+            n
+        } else {
+            store.read_stream(&name, 0, Direction::Forward, 100).expect("read").len()
+        };
         lat.push(t.elapsed());
-        assert_eq!(events.len(), 100);
+        assert_eq!(n, 100);
     }
     lat.sort();
     let at = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
@@ -157,25 +178,28 @@ fn main() {
     );
 
     let read_streams = env("READ_STREAMS", 20_000);
-    let (dir, store) = store_of_streams(read_streams);
-    let mut p50 = Vec::new();
-    let mut p99 = Vec::new();
-    for _ in 0..rounds {
-        let (a, b) = stream_reads(&store, read_streams, 20_000);
-        p50.push(a);
-        p99.push(b);
+    let all_streams = env("ALL_STREAMS", 1_000_000).max(read_streams);
+    let (dir, store) = store_of_streams(read_streams, all_streams - read_streams);
+    for in_place in [false, true] {
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let (a, b) = stream_reads(&store, read_streams, 20_000, in_place);
+            p50.push(a);
+            p99.push(b);
+        }
+        let how = if in_place { "read_stream_with" } else { "read_stream" };
+        record(format!("read a stream of 100 events, {all_streams} streams, {how}, p50"), p50, "us");
+        record(format!("read a stream of 100 events, {all_streams} streams, {how}, p99"), p99, "us");
     }
-    record(format!("read a stream of 100 events, {read_streams} streams, p50"), p50, "us");
-    record(format!("read a stream of 100 events, {read_streams} streams, p99"), p99, "us");
-    let total = read_streams * 100;
+    let total = read_streams * 100 + (all_streams - read_streams);
     record(
         format!("subscription to $all catching up over {total} events"),
         run(&|| catch_up(&store, SubscriptionTarget::All, total)),
         "events/s",
     );
     record(
-        format!("subscription to a category catching up ({total} events)"),
-        run(&|| catch_up(&store, SubscriptionTarget::Category("order".into()), total)),
+        format!("subscription to a category catching up ({} events)", read_streams * 100),
+        run(&|| catch_up(&store, SubscriptionTarget::Category("order".into()), read_streams * 100)),
         "events/s",
     );
     store.close().expect("close");

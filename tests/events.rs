@@ -708,6 +708,57 @@ fn a_stream_reads_as_of_a_time() {
     assert_eq!(versions(&store.read_stream_as_of("acct-1", 0, times[2], 5).unwrap()), [0, 1, 2, 3, 4]);
     assert!(store.read_stream_as_of("acct-1", 0, times[0] - 10_000, 100).unwrap().is_empty());
     assert_eq!(store.read_stream_as_of("acct-1", 0, i64::MAX, 100).unwrap().len(), 12);
+    let mut seen = Vec::new();
+    let n = store
+        .read_stream_as_of_with("acct-1", 1, times[1], 100, |e| {
+            seen.push((e.version, e.data.to_vec()));
+            Ok::<(), annal::events::Error>(())
+        })
+        .unwrap();
+    let want: Vec<(u64, Vec<u8>)> =
+        store.read_stream_as_of("acct-1", 1, times[1], 100).unwrap().into_iter().map(|e| (e.version, e.data)).collect();
+    assert_eq!((n, seen), (7, want));
+    store.close().unwrap();
+}
+
+/// A visitor's own error ends the read at once and comes back as it was.
+#[test]
+fn a_visitor_reads_a_stream_in_place_and_its_error_ends_the_read() {
+    #[derive(Debug)]
+    enum AppError {
+        Store(annal::events::Error),
+        Refused(u64),
+    }
+    impl From<annal::events::Error> for AppError {
+        fn from(e: annal::events::Error) -> AppError {
+            AppError::Store(e)
+        }
+    }
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    for i in 0..10 {
+        store.append("acct-1", ExpectedVersion::Any, vec![ev(i)]).unwrap();
+        store.append("acct-2", ExpectedVersion::Any, vec![ev(100 + i)]).unwrap();
+    }
+    for direction in [Direction::Forward, Direction::Backward] {
+        let from = if direction == Direction::Forward { 0 } else { u64::MAX };
+        let mut seen = Vec::new();
+        let got = store.read_stream_with("acct-1", from, direction, 100, |e| {
+            if e.version == 4 {
+                return Err(AppError::Refused(e.version));
+            }
+            seen.push(e.version);
+            Ok(())
+        });
+        assert!(matches!(got, Err(AppError::Refused(4))), "{got:?}");
+        let want: Vec<u64> = match direction {
+            Direction::Forward => (0..4).collect(),
+            Direction::Backward => (5..10).rev().collect(),
+        };
+        assert_eq!(seen, want, "{direction:?}");
+    }
+    let got = store.read_stream_with("", 0, Direction::Forward, 1, |_| Ok::<(), AppError>(()));
+    assert!(matches!(got, Err(AppError::Store(annal::events::Error::InvalidStreamId { .. }))), "{got:?}");
     store.close().unwrap();
 }
 

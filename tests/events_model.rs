@@ -419,8 +419,19 @@ fn run(ops: Vec<Op>) {
                 } else {
                     mine.filter(|&p| model.events[p].version >= from).take(max.into()).collect()
                 };
-                same_events(&got.unwrap(), &model, &want, &stream);
+                let got = got.unwrap();
+                same_events(&got, &model, &want, &stream);
                 assert_eq!(s.stream_version(&stream).unwrap(), model.current(&stream));
+                // The visitor sees the same events, in the same order.
+                let direction = if backward { Direction::Backward } else { Direction::Forward };
+                let mut viewed = Vec::new();
+                let n = s
+                    .read_stream_with(&stream, from, direction, max.into(), |e| {
+                        viewed.push(e.to_recorded());
+                        Ok::<(), Error>(())
+                    })
+                    .unwrap();
+                assert_eq!((n, &viewed), (got.len(), &got));
             }
             Op::ReadAll { from, backward, max } => {
                 let from = (from % 48) as usize;

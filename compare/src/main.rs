@@ -94,6 +94,10 @@ struct Args {
     /// catch-up read (0 skips them).
     #[arg(long, default_value_t = 20_000)]
     event_read_streams: u64,
+    /// Streams of 1 event added to the read store, so that it holds this
+    /// many streams in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    event_store_streams: u64,
     /// Stream reads per repetition.
     #[arg(long, default_value_t = 20_000)]
     event_reads: u64,
@@ -167,6 +171,7 @@ fn compare(args: Args) -> Result<bool> {
             calls: scale(args.event_calls),
             durable_calls: scale(args.event_durable_calls),
             read_streams: scale(args.event_read_streams),
+            single_streams: scale(args.event_store_streams).saturating_sub(scale(args.event_read_streams)),
             reads: scale(args.event_reads).max(1),
             runs: args.runs,
             engines: ev_engines.clone(),

@@ -166,6 +166,69 @@ pub struct RecordedEvent {
     pub timestamp_ms: i64,
 }
 
+/// An event as it is stored, borrowed from the log (see
+/// [`crate::events::EventStore::read_stream_with`]): the fields of a
+/// [`RecordedEvent`] without a copy of its strings and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventView<'a> {
+    /// The stream it belongs to.
+    pub stream: &'a str,
+    /// Its version in the stream (0-based, dense).
+    pub version: u64,
+    /// Its global position: its offset in the global log.
+    pub position: u64,
+    /// Its id.
+    pub id: Uuid,
+    /// Its type.
+    pub event_type: &'a str,
+    /// Its data.
+    pub data: &'a [u8],
+    /// Whether the data is JSON or binary.
+    pub data_type: ContentType,
+    /// Its metadata (empty if none).
+    pub metadata: &'a [u8],
+    /// Whether the metadata is JSON or binary.
+    pub metadata_type: ContentType,
+    /// When it was appended, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+impl EventView<'_> {
+    /// The event, copied.
+    pub fn to_recorded(&self) -> RecordedEvent {
+        RecordedEvent {
+            stream: self.stream.to_owned(),
+            version: self.version,
+            position: self.position,
+            id: self.id,
+            event_type: self.event_type.to_owned(),
+            data: self.data.to_vec(),
+            data_type: self.data_type,
+            metadata: self.metadata.to_vec(),
+            metadata_type: self.metadata_type,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+impl RecordedEvent {
+    /// A view of the event, borrowed from it.
+    pub fn view(&self) -> EventView<'_> {
+        EventView {
+            stream: &self.stream,
+            version: self.version,
+            position: self.position,
+            id: self.id,
+            event_type: &self.event_type,
+            data: &self.data,
+            data_type: self.data_type,
+            metadata: &self.metadata,
+            metadata_type: self.metadata_type,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
 /// Why a stream id is refused, if it is: it must be UTF-8 (a `&str` is) of
 /// 1 to [`MAX_STREAM_ID_LEN`] bytes.
 pub fn stream_id_problem(stream: &str) -> Option<String> {
@@ -245,18 +308,23 @@ pub(crate) struct EventRef<'a> {
     pub(crate) metadata_type: ContentType,
 }
 
-impl EventRef<'_> {
+impl<'a> EventRef<'a> {
     /// The event, owned, at `position` with `timestamp_ms`.
     pub(crate) fn to_recorded(self, position: u64, timestamp_ms: i64) -> RecordedEvent {
-        RecordedEvent {
-            stream: self.stream.to_owned(),
+        self.view(position, timestamp_ms).to_recorded()
+    }
+
+    /// The event at `position` with `timestamp_ms`, still borrowed.
+    pub(crate) fn view(self, position: u64, timestamp_ms: i64) -> EventView<'a> {
+        EventView {
+            stream: self.stream,
             version: self.version,
             position,
             id: self.id,
-            event_type: self.event_type.to_owned(),
-            data: self.data.to_vec(),
+            event_type: self.event_type,
+            data: self.data,
             data_type: self.data_type,
-            metadata: self.metadata.to_vec(),
+            metadata: self.metadata,
             metadata_type: self.metadata_type,
             timestamp_ms,
         }

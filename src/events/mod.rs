@@ -32,7 +32,7 @@ pub use uuid::Uuid;
 pub use check::{Repair, StoreCheck, check_store, is_event_store};
 pub use error::{CurrentVersion, Error, ExpectedVersion, Result};
 pub use event::{
-    ContentType, MAX_EVENT_TYPE_LEN, MAX_STREAM_ID_LEN, NewEvent, RecordedEvent, category, event_type_problem,
+    ContentType, EventView, MAX_EVENT_TYPE_LEN, MAX_STREAM_ID_LEN, NewEvent, RecordedEvent, category, event_type_problem,
     stream_id_problem,
 };
 #[allow(unused_imports)]

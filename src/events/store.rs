@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use super::error::{CurrentVersion, Error, ExpectedVersion, Result, check_stream_id, shown};
-use super::event::{self, NewEvent, RecordedEvent};
+use super::event::{self, EventRef, EventView, NewEvent, RecordedEvent};
 use super::index::{IndexLimits, IndexRecovery, Indexed, Indexes};
 use super::meta::{EVENTS_META_FILE_NAME, EventsMeta, INDEX_MANIFEST_FILE_NAME, StreamHasher};
 use super::run::RunKind;
@@ -572,7 +572,30 @@ impl EventStore {
     /// gives [`Error::StreamDeleted`]. Events its metadata hides (truncated,
     /// past its maximum count or age) are not returned.
     pub fn read_stream(&self, stream: &str, from: u64, direction: Direction, max: usize) -> Result<Vec<RecordedEvent>> {
-        self.read_stream_below(stream, from, direction, max, u64::MAX)
+        let mut out = Vec::with_capacity(max.min(1024));
+        self.read_stream_with(stream, from, direction, max, |e| {
+            out.push(e.to_recorded());
+            Ok::<(), Error>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`EventStore::read_stream`] without a copy: calls `visit` with each
+    /// event, borrowed from the log, in the order `read_stream` returns them,
+    /// and returns how many it visited. This is how to replay a stream into
+    /// an aggregate: its data is decoded straight from the log's memory map.
+    /// An error of `visit` ends the read and is returned. (Read backward,
+    /// the events of each page of up to 1,024 are copied before they are
+    /// visited, as the log is read forward.)
+    pub fn read_stream_with<E: From<Error>>(
+        &self,
+        stream: &str,
+        from: u64,
+        direction: Direction,
+        max: usize,
+        visit: impl FnMut(&EventView<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
+        self.visit_stream_below(stream, from, direction, max, u64::MAX, i64::MAX, visit)
     }
 
     /// Up to `max` events of `stream` from version `from` that were appended
@@ -581,10 +604,26 @@ impl EventStore {
     /// position appended later; the stream is read forward up to it (and
     /// each event's own timestamp is checked too).
     pub fn read_stream_as_of(&self, stream: &str, from: u64, as_of_ms: i64, max: usize) -> Result<Vec<RecordedEvent>> {
-        let below = self.log.offset_for_timestamp(as_of_ms.saturating_add(1))?.unwrap_or(u64::MAX);
-        let mut events = self.read_stream_below(stream, from, Direction::Forward, max, below)?;
-        events.retain(|e| e.timestamp_ms <= as_of_ms);
-        Ok(events)
+        let mut out = Vec::with_capacity(max.min(1024));
+        self.read_stream_as_of_with(stream, from, as_of_ms, max, |e| {
+            out.push(e.to_recorded());
+            Ok::<(), Error>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`EventStore::read_stream_as_of`] without a copy, as
+    /// [`EventStore::read_stream_with`]: returns how many events it visited.
+    pub fn read_stream_as_of_with<E: From<Error>>(
+        &self,
+        stream: &str,
+        from: u64,
+        as_of_ms: i64,
+        max: usize,
+        visit: impl FnMut(&EventView<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
+        let below = self.log.offset_for_timestamp(as_of_ms.saturating_add(1)).map_err(Error::from)?.unwrap_or(u64::MAX);
+        self.visit_stream_below(stream, from, Direction::Forward, max, below, as_of_ms, visit)
     }
 
     /// The position below which every event is durable (a power loss cannot
@@ -596,33 +635,36 @@ impl EventStore {
         self.log.durable_offset()
     }
 
-    /// [`EventStore::read_stream`], of the events at positions below `below`
-    /// only.
-    fn read_stream_below(
+    /// [`EventStore::read_stream_with`], of the events at positions below
+    /// `below` with a timestamp at or before `until_ms` only.
+    #[allow(clippy::too_many_arguments)]
+    fn visit_stream_below<E: From<Error>>(
         &self,
         stream: &str,
         from: u64,
         direction: Direction,
         max: usize,
         below: u64,
-    ) -> Result<Vec<RecordedEvent>> {
+        until_ms: i64,
+        mut visit: impl FnMut(&EventView<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
         check_stream_id(stream)?;
         let hash = self.hasher.hash(stream);
         let state = self.stream_state(stream, hash)?;
         if state.deleted {
-            return Err(Error::StreamDeleted { stream: shown(stream) });
+            return Err(Error::StreamDeleted { stream: shown(stream) }.into());
         }
         let shown_from = state.visible_from();
         let min_timestamp = state.min_timestamp();
         let backward = direction == Direction::Backward;
         let mut next = if backward { from.min(u64::MAX - 1) } else { from.max(shown_from) };
-        let mut out = Vec::with_capacity(max.min(1024));
-        while out.len() < max {
+        let mut visited = 0;
+        while visited < max {
             if backward && next < shown_from {
                 break;
             }
-            let want = (max - out.len()).min(1024);
-            let entries = self.index.entries(RunKind::Stream, hash, next, backward, want)?;
+            let want = (max - visited).min(1024);
+            let entries = self.index.entries(RunKind::Stream, hash, next, backward, want).map_err(Error::from)?;
             let Some(&(last, _)) = entries.last() else { break };
             // A stream's positions grow with its versions: forward, the first
             // one at or past `below` ends the read.
@@ -631,7 +673,19 @@ impl EventStore {
                 .into_iter()
                 .filter(|&(v, p)| v != TOMBSTONE_VERSION && v >= shown_from && p < below)
                 .collect();
-            self.push_stream_events(stream, wanted, min_timestamp, &mut out)?;
+            let positions: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
+            // Skipped: an event of another stream of the same hash (as likely
+            // as two equal random UUIDs), or one outside the time bounds.
+            let keep = |i: usize, e: &EventRef<'_>, timestamp: i64| {
+                e.stream == stream && e.version == wanted[i].0 && (min_timestamp..=until_ms).contains(&timestamp)
+            };
+            self.visit_events(&positions, keep, |e| {
+                if visited < max {
+                    visited += 1;
+                    visit(e)?;
+                }
+                Ok::<(), E>(())
+            })?;
             if ends {
                 break;
             }
@@ -642,29 +696,7 @@ impl EventStore {
                 false => last + 1,
             };
         }
-        out.truncate(max);
-        Ok(out)
-    }
-
-    /// Reads the events of `stream` at `wanted` (version, position) pairs
-    /// into `out`, skipping any of another stream of the same hash (as
-    /// likely as two equal random UUIDs) or past the maximum age.
-    fn push_stream_events(
-        &self,
-        stream: &str,
-        wanted: Vec<(u64, u64)>,
-        min_timestamp: i64,
-        out: &mut Vec<RecordedEvent>,
-    ) -> Result<()> {
-        let positions: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
-        for ((version, _), event) in wanted.into_iter().zip(self.events_at(&positions)?) {
-            let Some(event) = event else { continue };
-            if event.stream != stream || event.version != version || event.timestamp_ms < min_timestamp {
-                continue;
-            }
-            out.push(event);
-        }
-        Ok(())
+        Ok(visited)
     }
 
     /// Up to `max` events of the global log (`$all`) from position `from`
@@ -694,7 +726,9 @@ impl EventStore {
                 while out.len() < max && end > 0 && top >= start {
                     let bottom = top.saturating_sub((max - out.len()).min(1024) as u64 - 1).max(start);
                     let positions: Vec<u64> = (bottom..=top).rev().collect();
-                    for e in self.events_at(&positions)?.into_iter().flatten() {
+                    let mut page = Vec::with_capacity(positions.len());
+                    self.read_events(&positions, |_, _, _| true, &mut page)?;
+                    for e in page {
                         if visibility.shows(self, &e)? {
                             out.push(e);
                         }
@@ -754,7 +788,9 @@ impl EventStore {
             let entries = self.index.entries(kind, hash, next, backward, want)?;
             let Some(&(last, _)) = entries.last() else { break };
             let positions: Vec<u64> = entries.iter().map(|&(p, _)| p).collect();
-            for event in self.events_at(&positions)?.into_iter().flatten() {
+            let mut page = Vec::with_capacity(positions.len());
+            self.read_events(&positions, |_, _, _| true, &mut page)?;
+            for event in page {
                 // Another name of the same hash (as likely as two equal
                 // random UUIDs), or an event its stream's metadata hides.
                 if matches(&event) && visibility.shows(self, &event)? {
@@ -770,47 +806,57 @@ impl EventStore {
         Ok(out)
     }
 
-    /// The events at `positions`, in their order (`None` where scavenging
-    /// removed one). Neighbouring positions, such as the events of one
-    /// append, are read in one pass over the log: the batch they share is
-    /// decoded once, not once per event.
-    pub(crate) fn events_at(&self, positions: &[u64]) -> Result<Vec<Option<RecordedEvent>>> {
-        let mut out = Vec::with_capacity(positions.len());
-        let mut i = 0;
-        while i < positions.len() {
-            // The longest run of consecutive positions from `i`, either way.
-            let step = match positions.get(i + 1) {
-                Some(&p) if p == positions[i] + 1 => 1i64,
-                Some(&p) if p + 1 == positions[i] => -1,
-                _ => 0,
-            };
-            let mut j = i + 1;
-            while step != 0 && j < positions.len() && positions[j] as i64 == positions[j - 1] as i64 + step {
-                j += 1;
+    /// Appends to `out` the events at `positions` (strictly ascending or
+    /// strictly descending), in that order, that `keep(i, event,
+    /// timestamp_ms)` accepts (`i` is the event's index in `positions`);
+    /// positions scavenging removed are skipped.
+    pub(crate) fn read_events(
+        &self,
+        positions: &[u64],
+        keep: impl FnMut(usize, &EventRef<'_>, i64) -> bool,
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<()> {
+        self.visit_events(positions, keep, |e| {
+            out.push(e.to_recorded());
+            Ok::<(), Error>(())
+        })
+    }
+
+    /// Calls `visit` with the events at `positions` (strictly ascending or
+    /// strictly descending), in that order, that `keep(i, event,
+    /// timestamp_ms)` accepts (`i` is the event's index in `positions`);
+    /// positions scavenging removed are skipped. The log locates every event
+    /// before it reads any ([`crate::Log::read_at`]). Ascending, each event
+    /// is visited in place in the log's map; descending, the kept events are
+    /// copied first, as the log reads them ascending.
+    fn visit_events<E: From<Error>>(
+        &self,
+        positions: &[u64],
+        mut keep: impl FnMut(usize, &EventRef<'_>, i64) -> bool,
+        mut visit: impl FnMut(&EventView<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let descending = positions.len() > 1 && positions[0] > positions[1];
+        let mut copied = Vec::new();
+        let read = self.log.read_at(positions, |i, record| {
+            let position = record.offset();
+            let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
+            let view = e.view(position, record.timestamp());
+            match descending {
+                _ if !keep(i, &e, record.timestamp()) => {}
+                true => copied.push(view.to_recorded()),
+                false => visit(&view).map_err(Visited::Caller)?,
             }
-            if j == i + 1 {
-                out.push(self.event_at(positions[i])?);
-                i = j;
-                continue;
-            }
-            let (lo, hi) = (positions[i].min(positions[j - 1]), positions[i].max(positions[j - 1]));
-            let mut found: Vec<Option<RecordedEvent>> = vec![None; (hi - lo + 1) as usize];
-            let mut reader = self.log.read_from(lo)?;
-            while let Some(record) = reader.next_record()? {
-                let position = record.offset();
-                if position > hi {
-                    break;
-                }
-                let e = event::decode(record.key(), record.value()).map_err(|why| self.bad_event(position, why))?;
-                found[(position - lo) as usize] = Some(e.to_recorded(position, record.timestamp()));
-            }
-            if step < 0 {
-                found.reverse();
-            }
-            out.extend(found);
-            i = j;
+            Ok(())
+        });
+        match read {
+            Ok(()) => {}
+            Err(Visited::Store(e)) => return Err(e.into()),
+            Err(Visited::Caller(e)) => return Err(e),
         }
-        Ok(out)
+        for e in copied.iter().rev() {
+            visit(&e.view())?;
+        }
+        Ok(())
     }
 
     /// The event at `position`; `None` if scavenging removed it.
@@ -866,5 +912,23 @@ impl EventStore {
     pub fn close(self) -> Result<()> {
         self.flush(true)?;
         Ok(self.log.close()?)
+    }
+}
+
+/// An error ending a visit of events: the store's, or the visitor's own.
+enum Visited<E> {
+    Store(Error),
+    Caller(E),
+}
+
+impl<E> From<Error> for Visited<E> {
+    fn from(e: Error) -> Visited<E> {
+        Visited::Store(e)
+    }
+}
+
+impl<E> From<crate::Error> for Visited<E> {
+    fn from(e: crate::Error) -> Visited<E> {
+        Visited::Store(e.into())
     }
 }

@@ -45,13 +45,19 @@ impl Store for AnnalStore {
         Ok(Box::new(AnnalSession { store: self.store()? }))
     }
 
-    fn fill(&mut self, streams: u64, per_stream: u64) -> Result<()> {
+    fn fill(&mut self, streams: u64, per_stream: u64, singles: u64) -> Result<()> {
         let store = self.store()?;
         let names: Vec<String> = (0..streams).map(|s| format!("order-{s}")).collect();
+        let mut single = 0;
         for v in 0..per_stream {
             let expected = if v == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(v - 1) };
             for name in &names {
                 store.append(name, expected, vec![NewEvent::json("OrderPlaced", READ_EVENT_DATA)])?;
+            }
+            while single < singles * (v + 1) / per_stream {
+                let event = NewEvent::json("OrderPlaced", READ_EVENT_DATA);
+                store.append(&format!("cart-{single}"), ExpectedVersion::NoStream, vec![event])?;
+                single += 1;
             }
         }
         store.flush_index()?;
@@ -95,13 +101,17 @@ impl Session for AnnalSession<'_> {
     }
 
     fn read_stream(&mut self, stream: &str) -> Result<usize> {
-        let events = self.store.read_stream(stream, 0, Direction::Forward, 100)?;
-        for (i, e) in events.iter().enumerate() {
-            if e.version != i as u64 || e.data.is_empty() {
-                return Err(format!("{stream}: event {i} has version {}", e.version).into());
+        // Each event borrowed from the log, as the SQL engines' rows are
+        // read (`&str` fields of the fetched rows).
+        let mut next = 0;
+        let n = self.store.read_stream_with(stream, 0, Direction::Forward, 100, |e| {
+            if e.version != next || e.data.is_empty() || e.event_type.is_empty() {
+                return Err(format!("{stream}: event {next} has version {}", e.version).into());
             }
-        }
-        Ok(events.len())
+            next += 1;
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        })?;
+        Ok(n)
     }
 
     fn catch_up(&mut self, total: u64) -> Result<u64> {

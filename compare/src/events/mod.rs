@@ -35,9 +35,10 @@ pub trait Store: Sync {
     /// A connection (a writer or reader of its own).
     fn session(&self) -> Result<Box<dyn Session + Send + '_>>;
     /// Writes `per_stream` events to each of `streams` streams `order-<i>`,
-    /// round robin (a stream's events spread over the whole store), quickly
-    /// and untimed.
-    fn fill(&mut self, streams: u64, per_stream: u64) -> Result<()>;
+    /// round robin (a stream's events spread over the whole store), and one
+    /// event to each of `singles` streams `cart-<i>`, spread evenly between
+    /// the rounds, quickly and untimed.
+    fn fill(&mut self, streams: u64, per_stream: u64, singles: u64) -> Result<()>;
     /// Events stored.
     fn count(&self) -> Result<u64>;
     /// Rebuilds the store's indexes from its events: seconds, if the engine
@@ -103,13 +104,20 @@ impl EvEngine {
 
     fn settings(self) -> &'static str {
         match self {
-            EvEngine::Annal => "EventStore, EventStoreConfig::default() with Durability::Always (durable) or Never; \
-                append(stream, Exact(v) or NoStream, events); ids drawn by annal",
-            EvEngine::Sqlite => "SQLite 3.50.2 (rusqlite 0.37, bundled), WAL, synchronous=FULL (durable) or OFF, \
-                busy_timeout 60 s; append: BEGIN IMMEDIATE, SELECT max(version), INSERT per event, COMMIT",
-            EvEngine::Postgres => "postgres crate 0.19.12 over loopback TCP, one connection per writer; \
+            EvEngine::Annal => {
+                "EventStore, EventStoreConfig::default() with Durability::Always (durable) or Never; \
+                append(stream, Exact(v) or NoStream, events); ids drawn by annal; stream reads with \
+                read_stream_with (each event borrowed from the log, as the SQL rows are read)"
+            }
+            EvEngine::Sqlite => {
+                "SQLite 3.50.2 (rusqlite 0.37, bundled), WAL, synchronous=FULL (durable) or OFF, \
+                busy_timeout 60 s; append: BEGIN IMMEDIATE, SELECT max(version), INSERT per event, COMMIT"
+            }
+            EvEngine::Postgres => {
+                "postgres crate 0.19.12 over loopback TCP, one connection per writer; \
                 synchronous_commit=on (durable) or off; append: BEGIN, SELECT max(version), one multi-row \
-                INSERT (a unique violation is a conflict), COMMIT; shared_buffers=1GB",
+                INSERT (a unique violation is a conflict), COMMIT; shared_buffers=1GB"
+            }
         }
     }
 }
@@ -151,13 +159,17 @@ impl EvWorkload {
                 if durable { "durable" } else { "not durable" },
                 if writers == 1 { "" } else { "s" }
             ),
-            EvWorkload::ReadP50 => format!("read a stream of 100 events ({} streams), p50", thousands(s.read_streams)),
-            EvWorkload::ReadP99 => format!("read a stream of 100 events ({} streams), p99", thousands(s.read_streams)),
+            EvWorkload::ReadP50 => {
+                format!("read a stream of 100 events ({} streams), p50", thousands(s.store_streams()))
+            }
+            EvWorkload::ReadP99 => {
+                format!("read a stream of 100 events ({} streams), p99", thousands(s.store_streams()))
+            }
             EvWorkload::CatchUp => {
-                format!("catch up over all {} events", thousands(s.read_streams * STREAM_EVENTS))
+                format!("catch up over all {} events", thousands(s.store_events()))
             }
             EvWorkload::Rebuild => {
-                format!("rebuild the indexes of {} events", thousands(s.read_streams * STREAM_EVENTS))
+                format!("rebuild the indexes of {} events", thousands(s.store_events()))
             }
         }
     }
@@ -183,12 +195,27 @@ pub struct EvSettings {
     pub durable_calls: u64,
     /// Streams of 100 events in the read store.
     pub read_streams: u64,
+    /// Streams of one event added to the read store (spread between the
+    /// rounds of the streams of 100).
+    pub single_streams: u64,
     /// Stream reads per repetition.
     pub reads: u64,
     /// Repetitions.
     pub runs: u32,
     /// Engines, annal first.
     pub engines: Vec<EvEngine>,
+}
+
+impl EvSettings {
+    /// Streams in the read store.
+    pub fn store_streams(&self) -> u64 {
+        self.read_streams + self.single_streams
+    }
+
+    /// Events in the read store.
+    pub fn store_events(&self) -> u64 {
+        self.read_streams * STREAM_EVENTS + self.single_streams
+    }
 }
 
 /// One (engine, workload): every repetition and their median.
@@ -328,9 +355,14 @@ fn append_run(store: &dyn Store, names: &[String], per_call: usize, writers: usi
     Ok(expected as f64 / secs)
 }
 
-/// p50 and p99 of `reads` stream reads, in µs.
+/// p50 and p99 of `reads` stream reads, in µs, after as many untimed reads
+/// of the same streams (every engine's caches warm, as in a running
+/// service: annal's maps, SQLite's page cache, PostgreSQL's buffers).
 fn read_run(store: &dyn Store, streams: u64, reads: u64) -> Result<(f64, f64)> {
     let mut session = store.session()?;
+    for i in 0..reads {
+        session.read_stream(&format!("order-{}", (i * 7919) % streams))?;
+    }
     let mut lat = Vec::with_capacity(reads as usize);
     for i in 0..reads {
         let name = format!("order-{}", (i * 7919) % streams);
@@ -417,12 +449,12 @@ pub fn measure(s: &EvSettings, parent: Option<&Path>, bar: &ProgressBar) -> EvRe
     }
 
     if s.read_streams > 0 {
-        let total = s.read_streams * STREAM_EVENTS;
+        let total = s.store_events();
         let mut stores: Vec<(EvEngine, Result<Opened<'_>, String>)> = Vec::new();
         for &engine in &s.engines {
             bar.set_message(format!("{}: writing {} events for the reads", engine.name(), thousands(total)));
             let opened = Opened::open(engine, &pg, parent, false).and_then(|mut o| {
-                o.store_mut().fill(s.read_streams, STREAM_EVENTS)?;
+                o.store_mut().fill(s.read_streams, STREAM_EVENTS, s.single_streams)?;
                 Ok(o)
             });
             stores.push((engine, opened.map_err(|e| e.to_string())));
@@ -513,11 +545,8 @@ fn summarise(raw: Raw, s: &EvSettings) -> Vec<EvMeasurement> {
             }
         }
     }
-    let annal: Vec<(EvWorkload, f64)> = out
-        .iter()
-        .filter(|m| m.engine == EvEngine::Annal)
-        .filter_map(|m| m.median.map(|v| (m.workload, v)))
-        .collect();
+    let annal: Vec<(EvWorkload, f64)> =
+        out.iter().filter(|m| m.engine == EvEngine::Annal).filter_map(|m| m.median.map(|v| (m.workload, v))).collect();
     for m in &mut out {
         m.ratio_to_annal = match (m.median, annal.iter().find(|(w, _)| *w == m.workload)) {
             (Some(v), Some((_, a))) if *a > 0.0 => Some(v / a),
@@ -552,12 +581,13 @@ fn figure(v: f64, unit: &str) -> String {
 /// The markdown table and its notes.
 pub fn markdown(r: &EvReport) -> String {
     use std::fmt::Write as _;
-    let mut out = String::from(
-        "| workload | engine | median | spread | x annal | every run |\n|---|---|---:|---:|---:|---|\n",
-    );
+    let mut out =
+        String::from("| workload | engine | median | spread | x annal | every run |\n|---|---|---:|---:|---:|---|\n");
     for m in &r.results {
         let (cells, runs) = match (&m.error, m.median) {
-            (Some(_), _) | (None, None) => (["FAILED (see notes)".to_string(), String::new(), String::new()], String::new()),
+            (Some(_), _) | (None, None) => {
+                (["FAILED (see notes)".to_string(), String::new(), String::new()], String::new())
+            }
             (None, Some(v)) => (
                 [
                     if m.unit == "events/s" { format!("{} events/s", figure(v, m.unit)) } else { figure(v, m.unit) },
@@ -580,8 +610,8 @@ pub fn markdown(r: &EvReport) -> String {
          durable, {} durable (all writers together). The event count is checked after each run (untimed). Each \
          event: type `OrderPlaced`, data `{}` (JSON; JSONB in PostgreSQL, TEXT in SQLite), no metadata.\n\
          - Reads: one store per engine of {} streams of 100 events written round robin (a stream's events \
-         spread over the whole store), untimed; {} reads of whole streams per repetition, checking versions. \
-         Catch-up: annal subscribes to `$all` from the beginning; SQL reads `WHERE global_seq > $last ORDER BY \
+         spread over the whole store) and {} streams of 1 event spread between the rounds, untimed; {} reads \
+         of whole streams per repetition, checking versions, after as many untimed ones. Catch-up: annal subscribes to `$all` from the beginning; SQL reads `WHERE global_seq > $last ORDER BY \
          global_seq LIMIT 1000` pages. Rebuild: annal closed, its index directory removed, open timed.\n",
         r.settings.runs,
         thousands(r.settings.streams),
@@ -589,6 +619,7 @@ pub fn markdown(r: &EvReport) -> String {
         thousands(r.settings.durable_calls),
         READ_EVENT_DATA,
         thousands(r.settings.read_streams),
+        thousands(r.settings.single_streams),
         thousands(r.settings.reads),
     );
     if let Some(v) = &r.postgres_version {
@@ -623,6 +654,7 @@ mod tests {
             calls: 8,
             durable_calls: 8,
             read_streams: 1,
+            single_streams: 1,
             reads: 1,
             runs: 3,
             engines: vec![EvEngine::Annal, EvEngine::Sqlite, EvEngine::Postgres],

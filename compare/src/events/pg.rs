@@ -47,7 +47,11 @@ fn bin_dir() -> Result<PathBuf> {
         }
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| format!("PostgreSQL not found (no initdb on the PATH, /usr/lib/postgresql: {e}); apt-get install postgresql"))?
+        .map_err(|e| {
+            format!(
+                "PostgreSQL not found (no initdb on the PATH, /usr/lib/postgresql: {e}); apt-get install postgresql"
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|d| d.join("initdb").is_file())
         .collect();
@@ -166,7 +170,11 @@ fn insert_sql(n: usize) -> String {
 impl Store for PgStore<'_> {
     fn session(&self) -> Result<Box<dyn Session + Send + '_>> {
         let mut client = self.server.connect()?;
-        client.batch_execute(if self.durable { "SET synchronous_commit = on" } else { "SET synchronous_commit = off" })?;
+        client.batch_execute(if self.durable {
+            "SET synchronous_commit = on"
+        } else {
+            "SET synchronous_commit = off"
+        })?;
         let max = client.prepare("SELECT max(version) FROM events WHERE stream_id = $1")?;
         let read = client.prepare(
             "SELECT global_seq, version, event_id, type, data::text, metadata::text FROM events \
@@ -175,14 +183,21 @@ impl Store for PgStore<'_> {
         Ok(Box::new(PgSession { client, max, read, inserts: Vec::new(), ids: super::next_id_seed() }))
     }
 
-    fn fill(&mut self, streams: u64, per_stream: u64) -> Result<()> {
+    fn fill(&mut self, streams: u64, per_stream: u64, singles: u64) -> Result<()> {
         let mut client = self.server.connect()?;
         client.batch_execute("SET synchronous_commit = off")?;
+        // Single i goes after round floor(((i + 1) * per_stream - 1) / singles): the first round v with
+        // i < singles * (v + 1) / per_stream, where the other engines' loops write it.
         client.execute(
             "INSERT INTO events (stream_id, version, event_id, type, data) \
-             SELECT 'order-' || s, v, gen_random_uuid(), 'OrderPlaced', $1::text::jsonb \
-             FROM generate_series(0, $2::bigint - 1) v, generate_series(0, $3::bigint - 1) s ORDER BY v, s",
-            &[&READ_EVENT_DATA, &(per_stream as i64), &(streams as i64)],
+             SELECT stream_id, version, gen_random_uuid(), 'OrderPlaced', $1::text::jsonb FROM ( \
+               SELECT 'order-' || s AS stream_id, v AS version, v AS round, 0 AS part, s AS n \
+               FROM generate_series(0, $2::bigint - 1) v, generate_series(0, $3::bigint - 1) s \
+               UNION ALL \
+               SELECT 'cart-' || i, 0, ((i + 1) * $2::bigint - 1) / $4::bigint, 1, i \
+               FROM generate_series(0, $5::bigint - 1) i \
+             ) x ORDER BY round, part, n",
+            &[&READ_EVENT_DATA, &(per_stream as i64), &(streams as i64), &(singles.max(1) as i64), &(singles as i64)],
         )?;
         client.batch_execute("VACUUM ANALYZE events")?;
         client.batch_execute("CHECKPOINT")?;

@@ -48,7 +48,7 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteSession { conn: connect(&self.path, self.durable)?, ids: super::next_id_seed() }))
     }
 
-    fn fill(&mut self, streams: u64, per_stream: u64) -> Result<()> {
+    fn fill(&mut self, streams: u64, per_stream: u64, singles: u64) -> Result<()> {
         let mut conn = connect(&self.path, false)?;
         let tx = conn.transaction()?;
         {
@@ -56,10 +56,16 @@ impl Store for SqliteStore {
                 "INSERT INTO events (stream_id, version, event_id, type, data) VALUES (?1, ?2, ?3, 'OrderPlaced', ?4)",
             )?;
             let mut ids = super::next_id_seed();
+            let mut single = 0;
             for v in 0..per_stream {
                 for s in 0..streams {
                     let id = event_id(&mut ids);
                     insert.execute((format!("order-{s}"), v as i64, &id.as_bytes()[..], READ_EVENT_DATA))?;
+                }
+                while single < singles * (v + 1) / per_stream {
+                    let id = event_id(&mut ids);
+                    insert.execute((format!("cart-{single}"), 0i64, &id.as_bytes()[..], READ_EVENT_DATA))?;
+                    single += 1;
                 }
             }
         }
