@@ -24,7 +24,8 @@ pub struct StoreCheck {
     /// The index manifest's runs, and the position up to which they cover
     /// the log (none: no manifest yet).
     pub indexed_to: Option<u64>,
-    /// Index runs checked, per kind, in the order of [`RunKind::ALL`].
+    /// Index runs checked, per kind: the stream, event-id, category and
+    /// event-type indexes, in that order.
     pub runs: [usize; 4],
     /// Index entries read from them (every block checked).
     pub index_entries: u64,

@@ -1,8 +1,10 @@
 //! The smallest embedding of annal: open a log, append a batch atomically,
-//! read it back, reopen. `.ci/run` builds and runs it with
+//! read it back, reopen; then an event store: append to a stream with an
+//! expected version, read the stream back. `.ci/run` builds and runs it with
 //! `default-features = false` and checks with `cargo tree` that none of the
 //! `annal` binary's dependencies come with it.
 
+use annal::events::{Direction, EventStore, EventStoreConfig, ExpectedVersion, NewEvent};
 use annal::{Durability, Log, LogConfig, Record};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,6 +20,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(reopened.next_offset(), batch.end);
     reopened.close()?;
     std::fs::remove_dir_all(&dir)?;
-    println!("{{\"first_offset\": {}, \"next_offset\": {}, \"read\": {}}}", batch.start, batch.end, values.len());
+
+    let events_dir = std::env::temp_dir().join(format!("annal-embedder-events-{}", std::process::id()));
+    let store = EventStore::open(&events_dir, EventStoreConfig::default())?;
+    store.append("order-1", ExpectedVersion::NoStream, vec![NewEvent::json("OrderPlaced", r#"{"total":30}"#)])?;
+    store.append("order-1", ExpectedVersion::Exact(0), vec![NewEvent::json("OrderPaid", r#"{"amount":30}"#)])?;
+    let stream = store.read_stream("order-1", 0, Direction::Forward, 10)?;
+    assert_eq!(stream.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["OrderPlaced", "OrderPaid"]);
+    store.close()?;
+    std::fs::remove_dir_all(&events_dir)?;
+    println!(
+        "{{\"first_offset\": {}, \"next_offset\": {}, \"read\": {}, \"stream_events\": {}}}",
+        batch.start,
+        batch.end,
+        values.len(),
+        stream.len()
+    );
     Ok(())
 }
