@@ -60,10 +60,9 @@ macro_rules! internals {
     )*};
 }
 
-internals!(
-    config, durable, envelope, error, format, fuzzing, index, inspect, log, record, segment, sync, topic
-);
-// After the macro, which its module uses for its own insides.
+internals!(config, durable, envelope, error, format, fuzzing, index, inspect, log, record, segment, sync, topic);
+// After the macro, which their modules use for their own insides.
+pub mod consumer;
 pub mod events;
 mod mmap;
 
