@@ -5,6 +5,7 @@ mod archive;
 mod bench;
 mod events;
 mod follow;
+mod groups;
 mod inspect;
 mod produce;
 mod read;
@@ -30,7 +31,7 @@ at another version than --expected says. `verify` has its own, as fsck: see \
 'annal verify --help'. Every error is one line on stderr.";
 
 /// Every subcommand's name.
-const COMMANDS: [&str; 14] = [
+const COMMANDS: [&str; 15] = [
     "bench",
     "append",
     "read",
@@ -41,6 +42,7 @@ const COMMANDS: [&str; 14] = [
     "topic",
     "produce",
     "consume",
+    "groups",
     "retention",
     "compact",
     "archive",
@@ -67,6 +69,7 @@ enum Command {
     Topic(topic::TopicArgs),
     Produce(produce::ProduceArgs),
     Consume(produce::ConsumeArgs),
+    Groups(groups::GroupsArgs),
     Retention(topic::RetentionArgs),
     Compact(topic::CompactArgs),
     Archive(archive::ArchiveArgs),
@@ -242,6 +245,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Topic(args) => topic::run_topic(&args),
         Command::Produce(args) => produce::run_produce(&args),
         Command::Consume(args) => produce::run_consume(&args),
+        Command::Groups(args) => groups::run_groups(&args),
         Command::Retention(args) => topic::run_retention(&args),
         Command::Compact(args) => topic::run_compact(&args),
         Command::Archive(args) => archive::run_archive(&args),

@@ -72,25 +72,25 @@ pub(crate) struct ProduceArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ConsumeArgs {
     /// The topic.
-    topic: String,
+    pub(crate) topic: String,
     /// The store directory.
     #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Only this partition.
     #[arg(long, value_name = "P")]
-    partition: Option<u32>,
+    pub(crate) partition: Option<u32>,
     /// First offset to print (needs --partition).
-    #[arg(long, value_name = "OFFSET", requires = "partition", conflicts_with = "from_time")]
+    #[arg(long, value_name = "OFFSET", requires = "partition", conflicts_with_all = ["from_time", "group"])]
     from: Option<u64>,
     /// Start at the first record with a timestamp of at least T (ms since the Unix epoch).
-    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    #[arg(long, value_name = "T", allow_negative_numbers = true, conflicts_with = "group")]
     from_time: Option<i64>,
     /// Print at most N records in all.
     #[arg(long, value_name = "N")]
-    max: Option<u64>,
+    pub(crate) max: Option<u64>,
     /// One JSON object per line instead of tab-separated text.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// After the records there are, keep printing the ones a writer appends
     /// (as `annal tail` does for one log), until --max records or the end
     /// of the output.
@@ -100,8 +100,16 @@ pub(crate) struct ConsumeArgs {
     /// to (default: the archive the store recorded in its store.meta).
     /// Without a reachable archive, the local records are printed and the
     /// archived offsets named, with exit status 1.
-    #[arg(long, value_name = "ARCHIVE")]
+    #[arg(long, value_name = "ARCHIVE", conflicts_with = "group")]
     archive_dir: Option<PathBuf>,
+    /// Consume as consumer group G: from its committed offsets (each
+    /// partition's earliest where none) to the end, then commit the offsets
+    /// after what was printed (see `annal groups`).
+    #[arg(long, value_name = "G", conflicts_with = "follow")]
+    pub(crate) group: Option<String>,
+    /// With --group: print without committing.
+    #[arg(long, requires = "group")]
+    pub(crate) no_commit: bool,
 }
 
 pub(crate) fn run_produce(args: &ProduceArgs) -> CliResult {
@@ -171,6 +179,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 pub(crate) fn run_consume(args: &ConsumeArgs) -> CliResult {
+    if let Some(group) = &args.group {
+        return super::groups::run_group_consume(args, group);
+    }
     let mut config = TopicStoreConfig::default();
     if let Some(dir) = &args.archive_dir {
         if !dir.is_dir() {

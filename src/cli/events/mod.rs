@@ -9,7 +9,7 @@
 
 mod admin;
 mod append;
-mod read;
+pub(crate) mod read;
 mod subscribe;
 
 use std::path::Path;
