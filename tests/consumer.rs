@@ -422,3 +422,155 @@ fn two_consumers_split_the_partitions_and_read_each_record_once() {
         "{log:?}"
     );
 }
+
+mod protocol_model {
+    //! The group protocol against a simple model: members join, leave,
+    //! heartbeat (releasing what they are asked to), go silent past their
+    //! session, and commit with the generation they know or an older one.
+    //! Commits succeed exactly when the model says the member is alive and
+    //! owns the partition; no partition ever has two owners; and once every
+    //! live member has heartbeated to a fixpoint, every partition has exactly
+    //! one live owner.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const PARTITIONS: u32 = 5;
+    const SESSION_MS: i64 = 10_000;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Join(usize),
+        Leave(usize),
+        Beat(usize),
+        Commit(usize, u32),
+        StaleCommit(usize, u32),
+        Wait(i64),
+        Settle,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..4usize).prop_map(Op::Join),
+            1 => (0..4usize).prop_map(Op::Leave),
+            4 => (0..4usize).prop_map(Op::Beat),
+            3 => (0..4usize, 0..PARTITIONS).prop_map(|(m, p)| Op::Commit(m, p)),
+            1 => (0..4usize, 0..PARTITIONS).prop_map(|(m, p)| Op::StaleCommit(m, p)),
+            1 => (1..12_000i64).prop_map(Op::Wait),
+            1 => Just(Op::Settle),
+        ]
+    }
+
+    #[derive(Debug, Default, Clone)]
+    struct Slot {
+        id: Option<String>,
+        last_seen: i64,
+        generation: u32,
+        owned: BTreeSet<TopicPartition>,
+    }
+
+    fn run(assignor: Assignor, ops: Vec<Op>) {
+        let (_dir, _store, groups) = setup(PARTITIONS, 3);
+        let config = MemberConfig::new(["orders"])
+            .with_assignor(assignor)
+            .with_session_timeout(Duration::from_millis(SESSION_MS as u64));
+        let mut slots = vec![Slot::default(); 4];
+        let mut now = T0;
+        // Members silent past their session are gone at the next call.
+        let expire = |slots: &mut Vec<Slot>, now: i64| {
+            for s in slots.iter_mut() {
+                if s.id.is_some() && now - s.last_seen > SESSION_MS {
+                    *s = Slot::default();
+                }
+            }
+        };
+        let beat = |groups: &ConsumerGroups, s: &mut Slot, now: i64| {
+            let id = s.id.clone().expect("a member");
+            let hb = groups.heartbeat_at("g", &id, now).unwrap();
+            s.last_seen = now;
+            s.generation = hb.generation;
+            if !hb.revoke.is_empty() {
+                groups.release("g", &id, &hb.revoke).unwrap();
+            }
+            s.owned = hb.owned.difference(&hb.revoke).cloned().collect();
+        };
+        for op in ops {
+            match op {
+                Op::Wait(ms) => {
+                    now += ms;
+                    continue;
+                }
+                Op::Join(i) => {
+                    expire(&mut slots, now);
+                    if slots[i].id.is_none() {
+                        let id = groups.join_at("g", &config, now).unwrap();
+                        slots[i] = Slot { id: Some(id), last_seen: now, ..Slot::default() };
+                    }
+                }
+                Op::Leave(i) => {
+                    expire(&mut slots, now);
+                    if let Some(id) = slots[i].id.take() {
+                        groups.leave_at("g", &id, now).unwrap();
+                        slots[i] = Slot::default();
+                    }
+                }
+                Op::Beat(i) => {
+                    expire(&mut slots, now);
+                    if slots[i].id.is_some() {
+                        beat(&groups, &mut slots[i], now);
+                    }
+                }
+                Op::Commit(i, p) | Op::StaleCommit(i, p) => {
+                    expire(&mut slots, now);
+                    let Some(id) = slots[i].id.clone() else { continue };
+                    let stale = matches!(op, Op::StaleCommit(..));
+                    let generation = if stale { slots[i].generation.wrapping_sub(1) } else { slots[i].generation };
+                    let tp = TopicPartition::new("orders", p);
+                    let result =
+                        groups.commit_at("g", Some((&id, generation)), &[OffsetCommit::new("orders", p, 0)], now);
+                    let owns = slots[i].owned.contains(&tp);
+                    assert_eq!(
+                        result.is_ok(),
+                        owns && !stale,
+                        "{op:?} by {id} owning {:?}: {result:?}",
+                        slots[i].owned
+                    );
+                }
+                Op::Settle => {
+                    expire(&mut slots, now);
+                    for _ in 0..8 {
+                        for s in slots.iter_mut().filter(|s| s.id.is_some()) {
+                            beat(&groups, s, now);
+                        }
+                    }
+                    let live: Vec<&Slot> = slots.iter().filter(|s| s.id.is_some()).collect();
+                    if !live.is_empty() {
+                        let mut seen = BTreeSet::new();
+                        for s in &live {
+                            for tp in &s.owned {
+                                assert!(seen.insert(tp.clone()), "{tp} owned twice: {slots:?}");
+                            }
+                        }
+                        assert_eq!(seen, all_partitions(PARTITIONS), "after settling: {slots:?}");
+                    }
+                }
+            }
+            // Never two owners, whatever the state.
+            let mut seen = BTreeSet::new();
+            for m in groups.describe("g").unwrap() {
+                for tp in m.owned {
+                    assert!(seen.insert(tp.clone()), "{tp} owned twice");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn the_group_protocol_behaves_as_its_model(ops in proptest::collection::vec(op(), 1..60), which in 0..3usize) {
+            let assignor = [Assignor::Range, Assignor::RoundRobin, Assignor::CooperativeSticky][which];
+            run(assignor, ops);
+        }
+    }
+}

@@ -10,6 +10,8 @@
 
 #[path = "../fuzz/harness/api_ops.rs"]
 mod api_ops;
+#[path = "../fuzz/harness/commit_records.rs"]
+mod commit_records;
 #[path = "../fuzz/harness/common.rs"]
 mod common;
 #[path = "../fuzz/harness/compact_ops.rs"]
@@ -384,6 +386,20 @@ fn event_files_seeds_with_every_byte_changed() {
                 let mut b = seed.clone();
                 b[i] ^= x;
                 event_files::run(&b);
+            }
+        }
+    }
+}
+
+#[test]
+fn commit_records_seeds_pass_and_survive_every_byte_changed() {
+    for (path, bytes) in seeds("commit_records") {
+        assert!(commit_records::decodes(&bytes), "{} does not decode", path.display());
+        for i in 0..bytes.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= x;
+                commit_records::run(&b);
             }
         }
     }

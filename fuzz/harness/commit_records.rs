@@ -1,0 +1,13 @@
+//! Harness of the `commit_records` target: a record of the consumer groups'
+//! committed-offsets topic (two bytes of key length, the key, then the value,
+//! none if nothing follows). Whatever decodes must encode to the same bytes;
+//! nothing may panic.
+
+pub fn run(data: &[u8]) {
+    decodes(data);
+}
+
+/// Runs `data` through the harness; whether it decoded.
+pub fn decodes(data: &[u8]) -> bool {
+    annal::fuzzing::commit_record_roundtrip(data)
+}
