@@ -574,3 +574,77 @@ mod protocol_model {
         }
     }
 }
+
+mod idempotent_producer {
+    use super::*;
+    use annal::consumer::{Producers, REMEMBERED_BATCHES};
+
+    fn records(values: &[&'static str]) -> Vec<Record<'static>> {
+        values.iter().map(|v| Record::new(v.as_bytes())).collect()
+    }
+
+    fn end(store: &TopicStore, p: u32) -> u64 {
+        store.topic("orders").unwrap().next_offset(p).unwrap()
+    }
+
+    #[test]
+    fn retries_duplicated_and_reordered_return_the_original_offsets_across_restarts() {
+        let (dir, store, _groups) = setup(2, 0);
+        drop(_groups);
+        let producers = Arc::new(Producers::new(Arc::clone(&store)));
+        let mut p = producers.producer(7, 1);
+        let a = p.send_batch("orders", 0, &records(&["a0", "a1", "a2"])).unwrap();
+        let b = p.send_batch("orders", 0, &records(&["b0", "b1"])).unwrap();
+        let c = p.send_batch("orders", 0, &records(&["c0"])).unwrap();
+        assert_eq!((a.clone(), b.clone(), c.clone()), (0..3, 3..5, 5..6));
+        // Retries, in any order, write nothing and answer as the first time.
+        assert_eq!(p.send_batch_at("orders", 0, 3, &records(&["b0", "b1"])).unwrap(), b);
+        assert_eq!(p.send_batch_at("orders", 0, 0, &records(&["a0", "a1", "a2"])).unwrap(), a);
+        assert_eq!(p.send_batch_at("orders", 0, 5, &records(&["c0"])).unwrap(), c);
+        assert_eq!(end(&store, 0), 6);
+        // A gap, a wrong length, an empty batch: refused, nothing written.
+        let e = p.send_batch_at("orders", 0, 9, &records(&["x"])).unwrap_err();
+        assert!(matches!(e, Error::SequenceGap { expected: 6, got: 9, .. }), "{e:?}");
+        let e = p.send_batch_at("orders", 0, 3, &records(&["b0"])).unwrap_err();
+        assert!(matches!(e, Error::SequenceMismatch { .. }), "{e:?}");
+        assert!(p.send_batch_at("orders", 0, 6, &[]).is_err());
+        assert_eq!(end(&store, 0), 6);
+        // Sequences are per partition.
+        assert_eq!(p.send_batch("orders", 1, &records(&["p1"])).unwrap(), 0..1);
+
+        // A restart of the store: the state comes back from the records.
+        drop((p, producers));
+        Arc::try_unwrap(store).unwrap().close().unwrap();
+        let store = Arc::new(TopicStore::open(dir.path(), cfg()).unwrap());
+        let producers = Arc::new(Producers::new(Arc::clone(&store)));
+        let mut p = producers.producer(7, 1);
+        assert_eq!(p.send_batch_at("orders", 0, 3, &records(&["b0", "b1"])).unwrap(), b);
+        assert_eq!(p.next_sequence("orders", 0).unwrap(), 6);
+        assert_eq!(p.send_batch("orders", 0, &records(&["d0"])).unwrap(), 6..7);
+        assert_eq!(end(&store, 0), 7);
+        // Only the last batches are remembered.
+        for i in 0..REMEMBERED_BATCHES {
+            p.send_batch("orders", 0, &records(&["e"])).unwrap();
+            let _ = i;
+        }
+        let e = p.send_batch_at("orders", 0, 3, &records(&["b0", "b1"])).unwrap_err();
+        assert!(matches!(e, Error::SequenceMismatch { .. }) && e.to_string().contains("older"), "{e}");
+
+        // A new epoch fences the old one and starts its sequences at 0.
+        let mut newer = producers.producer(7, 2);
+        assert_eq!(newer.next_sequence("orders", 0).unwrap(), 0);
+        let n = newer.send_batch("orders", 0, &records(&["n0"])).unwrap();
+        let e = p.send_batch("orders", 0, &records(&["zombie"])).unwrap_err();
+        assert!(matches!(e, Error::ProducerFenced { epoch: 1, current: 2, .. }), "{e:?}");
+        assert_eq!(end(&store, 0), n.end);
+        // Another producer id has sequences of its own.
+        let mut other = producers.producer(8, 0);
+        assert_eq!(other.send_batch("orders", 0, &records(&["o"])).unwrap(), n.end..n.end + 1);
+        // The user's headers stay on the record, after the producer's.
+        let h = [annal::Header { name: "trace", value: b"t1" }];
+        let at = other.send_batch("orders", 1, &[Record::new(b"h").with_headers(&h)]).unwrap();
+        let r = store.topic("orders").unwrap().partition(1).unwrap().get(at.start).unwrap();
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["annal.producer", "trace"]);
+    }
+}

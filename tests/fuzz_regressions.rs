@@ -10,12 +10,12 @@
 
 #[path = "../fuzz/harness/api_ops.rs"]
 mod api_ops;
-#[path = "../fuzz/harness/commit_records.rs"]
-mod commit_records;
 #[path = "../fuzz/harness/common.rs"]
 mod common;
 #[path = "../fuzz/harness/compact_ops.rs"]
 mod compact_ops;
+#[path = "../fuzz/harness/consumer_records.rs"]
+mod consumer_records;
 #[path = "../fuzz/harness/event_files.rs"]
 mod event_files;
 #[path = "../fuzz/harness/index_load.rs"]
@@ -392,14 +392,14 @@ fn event_files_seeds_with_every_byte_changed() {
 }
 
 #[test]
-fn commit_records_seeds_pass_and_survive_every_byte_changed() {
-    for (path, bytes) in seeds("commit_records") {
-        assert!(commit_records::decodes(&bytes), "{} does not decode", path.display());
+fn consumer_records_seeds_pass_and_survive_every_byte_changed() {
+    for (path, bytes) in seeds("consumer_records") {
+        assert!(consumer_records::decodes(&bytes), "{} does not decode", path.display());
         for i in 0..bytes.len() {
             for x in [0x01u8, 0x80, 0xff] {
                 let mut b = bytes.clone();
                 b[i] ^= x;
-                commit_records::run(&b);
+                consumer_records::run(&b);
             }
         }
     }

@@ -127,6 +127,51 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An idempotent send from an epoch older than the partition has seen
+    /// from this producer id: another instance of the producer took over.
+    /// Nothing is written.
+    #[error("{topic}/{partition}: producer {producer_id} at epoch {epoch} is fenced by epoch {current}")]
+    ProducerFenced {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer id.
+        producer_id: u64,
+        /// The epoch of the send.
+        epoch: u16,
+        /// The newest epoch the partition has seen.
+        current: u16,
+    },
+    /// An idempotent batch whose first sequence number is past the next one
+    /// expected: a batch before it is missing. Nothing is written.
+    #[error("{topic}/{partition}: producer {producer_id} sent sequence {got}, {expected} expected")]
+    SequenceGap {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer id.
+        producer_id: u64,
+        /// The next sequence number expected.
+        expected: u32,
+        /// The batch's first sequence number.
+        got: u32,
+    },
+    /// An idempotent batch that repeats an earlier sequence but is not one of
+    /// the batches remembered (older, or of another length). Nothing is
+    /// written.
+    #[error("{topic}/{partition}: producer {producer_id}: {reason}")]
+    SequenceMismatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer id.
+        producer_id: u64,
+        /// What does not match.
+        reason: String,
+    },
     /// The store failed or refused an operation (an unknown topic, a
     /// partition out of range, an I/O error, a failed log).
     #[error(transparent)]

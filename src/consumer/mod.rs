@@ -1,7 +1,8 @@
 //! Consumer groups over a [`crate::TopicStore`] (docs/CONSUMERS.md): durable
 //! committed offsets, group membership in one process with partition
 //! assignors and generations, a [`Consumer`] that polls its partitions,
-//! lag, and offset resets as `kafka-consumer-groups.sh` does them.
+//! lag, offset resets as `kafka-consumer-groups.sh` does them, and an
+//! idempotent producer ([`Producers`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -37,7 +38,7 @@ mod consumer;
 mod error;
 mod groups;
 mod lag;
-internals!(record);
+internals!(producer, record);
 mod reset;
 
 pub use assignor::{Assignor, TopicPartition};
@@ -48,6 +49,7 @@ pub use groups::{
     OffsetCommit,
 };
 pub use lag::{GroupLag, PartitionLag};
+pub use producer::{IdempotentProducer, PRODUCER_HEADER, Producers, REMEMBERED_BATCHES};
 pub use reset::{ResetPlan, ResetRow, ResetScope, ResetTarget};
 
 /// The topic that holds the committed offsets: one partition, compacted.
