@@ -648,3 +648,52 @@ mod idempotent_producer {
         assert_eq!(names, ["annal.producer", "trace"]);
     }
 }
+
+/// Three consumers in threads join one group one after another while
+/// records keep coming: every record is read exactly once (what a consumer
+/// read is committed before its partitions move), whatever the assignor.
+#[test]
+fn consumers_in_threads_read_every_record_once_across_rebalances() {
+    for assignor in [Assignor::Range, Assignor::CooperativeSticky] {
+        let (_dir, store, groups) = setup(6, 0);
+        let total = 600u64;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let topic = store.topic("orders").unwrap();
+            scope.spawn(move || {
+                for i in 0..total {
+                    topic.send_to((i % 6) as u32, &Record::new(&i.to_le_bytes())).unwrap();
+                }
+            });
+            for _ in 0..3 {
+                let (groups, seen, done) = (Arc::clone(&groups), Arc::clone(&seen), Arc::clone(&done));
+                scope.spawn(move || {
+                    let config = ConsumerConfig::new("g", ["orders"])
+                        .with_assignor(assignor)
+                        .with_offset_reset(OffsetReset::Earliest)
+                        .with_auto_commit(Some(Duration::from_millis(1)));
+                    let mut c = Consumer::new(groups, config).unwrap();
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        let polled = c.poll(20, Duration::from_millis(5)).unwrap();
+                        let mut seen = seen.lock().unwrap();
+                        seen.extend(
+                            polled
+                                .iter()
+                                .map(|r| u64::from_le_bytes(r.record.value.clone().unwrap().try_into().unwrap())),
+                        );
+                        if seen.len() as u64 >= total {
+                            done.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                    }
+                    c.close().unwrap();
+                });
+            }
+        });
+        let mut seen = Arc::try_unwrap(seen).unwrap().into_inner().unwrap();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!((seen.len() as u64, n as u64), (total, total), "{assignor:?}: every record once");
+    }
+}
