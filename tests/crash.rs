@@ -15,14 +15,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use annal::{Durability, Log, LogConfig, Record};
+use common::child::Child;
 use common::{Rng, key_for, read_all, value_for};
 
 const ENV_DIR: &str = "ANNAL_CRASH_TEST_DIR";
@@ -223,57 +222,31 @@ fn parse_line(line: &str, run: &mut ChildRun) {
 /// reported. A failure of any of its threads fails the test.
 fn run_child(dir: &Path, durability: &str, seed: u64, kill_after: u64, min_passes: u64, delay_us: u64) -> ChildRun {
     let stderr_path = dir.with_extension(format!("stderr-{seed}"));
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_writer", "--nocapture", "--ignored", "--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_DURABILITY, durability)
-        .env(ENV_SEED, seed.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let seed = seed.to_string();
+    let envs = [(ENV_DIR, dir.to_str().unwrap()), (ENV_DURABILITY, durability), (ENV_SEED, seed.as_str())];
+    let child = Child::spawn("child_writer", &envs, &stderr_path);
     let mut run = ChildRun::default();
-    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
     while run.acks < kill_after || run.passes < min_passes {
         if let Some(failure) = &run.failed {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the child failed: {failure}; stderr:\n{}", stderr());
+            child.fail(&format!("the child failed: {failure}"));
         }
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        match child.line(Duration::from_secs(60)) {
             Ok(line) => parse_line(&line, &mut run),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("child stopped reporting ({e}) after {} acks; stderr:\n{}", run.acks, stderr());
-            }
+            Err(e) => child.fail(&format!("child stopped reporting ({e}) after {} acks", run.acks)),
         }
     }
     if delay_us > 0 {
         std::thread::sleep(Duration::from_micros(delay_us));
     }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    // Everything the child printed before it died is still in the pipe.
-    reader.join().unwrap();
-    for line in rx.try_iter() {
-        parse_line(&line, &mut run);
+    let ended = child.kill();
+    for line in &ended.lines {
+        parse_line(line, &mut run);
     }
     if let Some(failure) = &run.failed {
-        panic!("the child failed before it was killed: {failure}; stderr:\n{}", stderr());
+        panic!("the child failed before it was killed: {failure}; stderr:\n{}", ended.stderr);
     }
-    assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL, not {status:?}; stderr:\n{}", stderr());
-    let _ = std::fs::remove_file(&stderr_path);
+    let status = ended.status;
+    assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL, not {status:?}; stderr:\n{}", ended.stderr);
     run
 }
 

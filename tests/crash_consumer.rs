@@ -16,17 +16,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use annal::consumer::{Consumer, ConsumerConfig, ConsumerGroups, GroupsConfig, OffsetReset, TopicPartition};
 use annal::{Durability, LogConfig, Record, TopicConfig, TopicStore, TopicStoreConfig};
 use common::Rng;
+use common::child::Child;
 
 const ENV_DIR: &str = "ANNAL_CONSUMER_CRASH_DIR";
 const MARK: &str = "annal-consumer-child:";
@@ -124,42 +123,22 @@ fn parse_line(line: &str, run: &mut ChildRun) {
 }
 
 fn run_child(dir: &Path, acks: u64, delay_us: u64) -> ChildRun {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_consumer", "--nocapture", "--ignored", "--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let stderr_path = dir.with_extension("stderr");
+    let child = Child::spawn("child_consumer", &[(ENV_DIR, dir.to_str().unwrap())], &stderr_path);
     let mut run = ChildRun::default();
     while run.acks < acks {
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        match child.line(Duration::from_secs(60)) {
             Ok(line) => parse_line(&line, &mut run),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the child stopped reporting ({e}) after {} commits", run.acks);
-            }
+            Err(e) => child.fail(&format!("the child stopped reporting ({e}) after {} commits", run.acks)),
         }
     }
     std::thread::sleep(Duration::from_micros(delay_us));
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    for line in rx.try_iter() {
-        parse_line(&line, &mut run);
+    let ended = child.kill();
+    for line in &ended.lines {
+        parse_line(line, &mut run);
     }
-    assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL, not {status:?}");
+    let status = ended.status;
+    assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL, not {status:?}; stderr:\n{}", ended.stderr);
     run
 }
 

@@ -34,11 +34,9 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use annal::events::{
@@ -47,6 +45,7 @@ use annal::events::{
 };
 use annal::{Durability, LogConfig};
 use common::Rng;
+use common::child::Child;
 use uuid::Uuid;
 
 const ENV_DIR: &str = "ANNAL_EVENTS_CRASH_DIR";
@@ -310,43 +309,20 @@ enum Kill {
 /// returns what it reported. A failure of the child fails the test.
 fn run_child(dir: &Path, variant: &str, seed: u64, kill: Kill, book: &mut Book) -> ChildRun {
     let stderr_path = dir.with_extension(format!("stderr-{seed}"));
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_event_writer", "--nocapture", "--ignored", "--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_VARIANT, variant)
-        .env(ENV_SEED, seed.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
+    let seed = seed.to_string();
+    let envs = [(ENV_DIR, dir.to_str().unwrap()), (ENV_VARIANT, variant), (ENV_SEED, seed.as_str())];
     let started = Instant::now();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let child = Child::spawn("child_event_writer", &envs, &stderr_path);
     let mut run = ChildRun::default();
-    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
     match kill {
         Kill::AfterAcks(acks, delay_us) => {
             while run.acks < acks {
                 if let Some(failure) = &run.failed {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("the child failed: {failure}; stderr:\n{}", stderr());
+                    child.fail(&format!("the child failed: {failure}"));
                 }
-                match rx.recv_timeout(Duration::from_secs(60)) {
+                match child.line(Duration::from_secs(60)) {
                     Ok(line) => parse_line(&line, &mut run, book),
-                    Err(e) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        panic!("the child stopped reporting ({e}) after {} acks; stderr:\n{}", run.acks, stderr());
-                    }
+                    Err(e) => child.fail(&format!("the child stopped reporting ({e}) after {} acks", run.acks)),
                 }
             }
             std::thread::sleep(Duration::from_micros(delay_us));
@@ -354,24 +330,21 @@ fn run_child(dir: &Path, variant: &str, seed: u64, kill: Kill, book: &mut Book) 
         Kill::AfterStart(us) => {
             let at = started + Duration::from_micros(us);
             while let Some(left) = at.checked_duration_since(Instant::now()) {
-                if let Ok(line) = rx.recv_timeout(left) {
+                if let Ok(line) = child.line(left) {
                     parse_line(&line, &mut run, book);
                 }
             }
         }
     }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    // Everything the child printed before it died is still in the pipe.
-    reader.join().unwrap();
-    for line in rx.try_iter() {
-        parse_line(&line, &mut run, book);
+    let ended = child.kill();
+    for line in &ended.lines {
+        parse_line(line, &mut run, book);
     }
     if let Some(failure) = &run.failed {
-        panic!("the child failed before it was killed: {failure}; stderr:\n{}", stderr());
+        panic!("the child failed before it was killed: {failure}; stderr:\n{}", ended.stderr);
     }
-    assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL, not {status:?}; stderr:\n{}", stderr());
-    let _ = std::fs::remove_file(&stderr_path);
+    let status = ended.status;
+    assert_eq!(status.signal(), Some(9), "the child must die by SIGKILL, not {status:?}; stderr:\n{}", ended.stderr);
     run
 }
 
