@@ -178,6 +178,9 @@ pub struct EventStore {
     /// The store syncs after each append (the log itself is opened with
     /// `Never`, so that no fsync happens while an append holds its stripes).
     sync_appends: bool,
+    /// The durability the store was opened with (its log's says `Never`
+    /// under `Always`: see `sync_appends`).
+    durability: Durability,
     /// Index entries the memtable holds before a flush.
     flush_entries: usize,
     recovery: IndexRecovery,
@@ -240,6 +243,7 @@ impl EventStore {
             index,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             sync_appends,
+            durability: config.log.durability(),
             flush_entries: config.flush_entries,
             recovery: IndexRecovery::default(),
         };
@@ -325,6 +329,41 @@ impl EventStore {
     /// The position the next event will have.
     pub fn head_position(&self) -> u64 {
         self.log.next_offset()
+    }
+
+    /// The durability the store was opened with
+    /// ([`EventStoreConfig::with_log_config`]): when an append's events
+    /// become durable, and so when [`EventStore::durable_position`] moves.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Waits until the global log holds an event at `position` or past it
+    /// (with `durable`, until that event is durable:
+    /// [`EventStore::durable_position`] is past `position`), for at most
+    /// `timeout`, and returns whether it does. It gives up early, returning
+    /// false, once `interrupted()` holds: the condition is checked when the
+    /// wait starts and each time it wakes, with the log's waiting lock held,
+    /// so a thread that makes it hold and then calls
+    /// [`EventStore::wake_waiters`] is never missed. (Persistent
+    /// subscriptions wait this way for new events or for a change of their
+    /// group, whichever comes first.)
+    pub fn wait_for_position(
+        &self,
+        position: u64,
+        durable: bool,
+        timeout: std::time::Duration,
+        interrupted: &dyn Fn() -> bool,
+    ) -> bool {
+        self.log.wait_for_unless(position, durable, timeout, interrupted)
+    }
+
+    /// Wakes every thread waiting for events (in
+    /// [`EventStore::wait_for_position`] or a subscription's
+    /// `next_timeout`): each looks again at what it waits for, and goes on
+    /// waiting unless that has come or its interruption holds.
+    pub fn wake_waiters(&self) {
+        self.log.wake_waiters();
     }
 
     /// Appends `events` to `stream` if it is at `expected`. All the events
