@@ -61,7 +61,8 @@ macro_rules! internals {
 }
 
 internals!(
-    config, durable, envelope, error, events, format, fuzzing, index, inspect, log, record, segment, sync, topic
+    config, consumer, durable, envelope, error, events, format, fuzzing, index, inspect, log, record, segment, sync,
+    topic
 );
 mod mmap;
 
