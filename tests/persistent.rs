@@ -68,17 +68,26 @@ fn round_robin_members_share_the_events_each_acknowledged_exactly_once() {
         append(&store, &format!("job-{}", i % STREAMS), i);
     }
     let acked: Mutex<Vec<(usize, u64)>> = Mutex::new(Vec::new());
-    let done = AtomicUsize::new(0);
+    let (done, started) = (AtomicUsize::new(0), AtomicUsize::new(0));
     std::thread::scope(|scope| {
         for m in 0..4 {
-            let (subs, acked, done) = (&subs, &acked, &done);
+            let (subs, acked, done, started) = (&subs, &acked, &done, &started);
             scope.spawn(move || {
                 let member = subs.connect("workers", &format!("worker-{m}")).unwrap();
                 let deadline = Instant::now() + Duration::from_secs(120);
+                let mut first = true;
                 while done.load(Ordering::SeqCst) < EVENTS as usize {
                     assert!(Instant::now() < deadline, "{} of {EVENTS} acknowledged", done.load(Ordering::SeqCst));
                     let Some(d) = member.next(Duration::from_millis(100)).unwrap() else { continue };
                     assert_eq!(d.retry_count(), 0);
+                    if std::mem::take(&mut first) {
+                        // Holding its first delivery, a member waits until
+                        // every member has one: the others are given events
+                        // meanwhile, so that all four share them whatever
+                        // the scheduling.
+                        started.fetch_add(1, Ordering::SeqCst);
+                        common::await_workers(started, 4);
+                    }
                     acked.lock().unwrap().push((m, d.event().position));
                     member.ack(&d).unwrap();
                     done.fetch_add(1, Ordering::SeqCst);
@@ -105,7 +114,7 @@ fn round_robin_members_share_the_events_each_acknowledged_exactly_once() {
         *m.entry(w).or_default() += 1;
         m
     });
-    assert!(per_member.len() >= 2, "the members shared the events: {per_member:?}");
+    assert_eq!(per_member.len(), 4, "the members shared the events: {per_member:?}");
     // Everything done: the checkpoint is past every event of the category.
     let info = subs.info("workers").unwrap();
     assert!(info.checkpoint > *all.last().unwrap(), "{info:?}");
