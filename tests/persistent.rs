@@ -702,3 +702,56 @@ fn damaged_state_events_are_typed_errors_naming_stream_and_position() {
     drop(subs);
     close(store);
 }
+
+#[test]
+fn a_second_handle_writing_the_same_group_gets_a_conflict() {
+    let dir = common::fast_tempdir();
+    let store = open(dir.path(), Durability::Never);
+    let (one, two) =
+        (PersistentSubscriptions::new(Arc::clone(&store)), PersistentSubscriptions::new(Arc::clone(&store)));
+    one.create("g", GroupSettings::new(GroupTarget::All).with_checkpoint_interval(1)).unwrap();
+    append(&store, "s-1", 0);
+    append(&store, "s-2", 0);
+    // Each handle loads the group for itself (a process must have one).
+    let (a, b) = (one.connect("g", "a").unwrap(), two.connect("g", "b").unwrap());
+    let (da, db) = (next(&a), next(&b));
+    assert_eq!(da.event().position, db.event().position, "two copies of the group");
+    a.ack(&da).unwrap();
+    match b.ack(&db) {
+        Err(e @ Error::Conflict { .. }) => assert!(e.to_string().contains("$persistent.checkpoint-g"), "{e}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    a.abandon();
+    b.abandon();
+    drop((one, two));
+    close(store);
+}
+
+#[test]
+fn a_replay_drops_a_parked_event_that_is_gone() {
+    let dir = common::fast_tempdir();
+    let store = open(dir.path(), Durability::Never);
+    let subs = PersistentSubscriptions::new(Arc::clone(&store));
+    subs.create("g", GroupSettings::new(GroupTarget::Category("x".into()))).unwrap();
+    append(&store, "x-1", 0);
+    let kept = append(&store, "x-2", 0);
+    let member = subs.connect("g", "m").unwrap();
+    for _ in 0..2 {
+        let d = next(&member);
+        member.nack(&d, NackAction::Park, "later").unwrap();
+    }
+    assert_eq!(subs.info("g").unwrap().parked, 2);
+    // x-1 is deleted: its parked event has nothing to deliver any more.
+    store.delete_stream("x-1", ExpectedVersion::Any, DeleteMode::Soft).unwrap();
+    let listed = subs.parked_events("g", 10).unwrap();
+    assert_eq!(listed.iter().map(|p| p.event.is_some()).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(subs.replay_parked("g").unwrap(), 2);
+    let d = next(&member);
+    assert_eq!((d.event().position, d.replayed()), (kept, true));
+    member.ack(&d).unwrap();
+    assert!(nothing(&member));
+    assert_eq!(subs.info("g").unwrap().parked, 0);
+    drop(member);
+    drop(subs);
+    close(store);
+}
