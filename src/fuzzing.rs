@@ -74,7 +74,7 @@ where
 }
 
 /// Decodes an event-store structure from `data[1..]`, chosen by the low 7
-/// bits of `data[0]`, modulo 3:
+/// bits of `data[0]`, modulo 4:
 ///
 /// - 0: an event record of the global log: two bytes (little-endian) give
 ///   the key's length (modulo what is left), then the key, then the value.
@@ -85,11 +85,14 @@ where
 ///   bytes.
 /// - 2: the data of a stream metadata event. Whatever decodes must encode to
 ///   the same bytes.
+/// - 3: the data of a persistent subscription's state event, chosen by
+///   `data[1]` modulo 3 (settings, checkpoint, parked event) from
+///   `data[2..]`. Whatever decodes must encode to the same bytes.
 ///
 /// Panics if a check fails; never on bad input. Returns whether it decoded.
 pub fn event_file_roundtrip(data: &[u8]) -> bool {
     let Some((&selector, rest)) = data.split_first() else { return false };
-    match (selector & 0x7f) % 3 {
+    match (selector & 0x7f) % 4 {
         0 => {
             let Some((len, rest)) = rest.split_first_chunk::<2>() else { return false };
             let (key, value) = rest.split_at(usize::from(u16::from_le_bytes(*len)).min(rest.len()));
@@ -107,10 +110,14 @@ pub fn event_file_roundtrip(data: &[u8]) -> bool {
             }
             crate::events::run::roundtrip_for_fuzzing(&bytes)
         }
-        _ => {
+        2 => {
             let Ok(meta) = crate::events::StreamMetadata::decode(rest) else { return false };
             assert_eq!(meta.encode(), rest, "stream metadata has one encoding");
             true
+        }
+        _ => {
+            let Some((&which, rest)) = rest.split_first() else { return false };
+            crate::consumer::persistent::records::roundtrip_for_fuzzing(which, rest)
         }
     }
 }

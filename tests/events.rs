@@ -797,3 +797,71 @@ fn a_subscription_filters_by_stream_or_type_prefix() {
     assert_eq!(positions(&take(&mut by_type, 2)), [0, 3]);
     store.close().unwrap();
 }
+
+#[test]
+fn the_store_says_its_durability_and_a_subscription_its_next_position() {
+    use annal::events::{StartFrom, SubscriptionTarget};
+    use std::time::Duration;
+    let dir = common::fast_tempdir();
+    let always = EventStoreConfig::default().with_log_config(LogConfig::default().with_durability(Durability::Always));
+    let store = EventStore::open(dir.path(), always).unwrap();
+    assert_eq!(store.durability(), Durability::Always);
+    // Events of another category after the last matching one: the
+    // checkpoint stays after what was delivered, the next position moves on.
+    store.append("a-1", ExpectedVersion::Any, vec![ev(0)]).unwrap();
+    store.append("b-1", ExpectedVersion::Any, vec![ev(1), ev(2)]).unwrap();
+    let mut sub = store.subscribe(SubscriptionTarget::Category("a".into()), StartFrom::Beginning).unwrap();
+    assert_eq!(sub.next_position(), 0);
+    assert_eq!(sub.next_timeout(Duration::ZERO).unwrap().map(|e| e.position), Some(0));
+    assert!(sub.next_timeout(Duration::ZERO).unwrap().is_none());
+    assert_eq!((sub.checkpoint(), sub.next_position()), (1, 3));
+    // Resuming from the next position does not look at b-1's events again.
+    let mut resumed =
+        store.subscribe(SubscriptionTarget::Category("a".into()), StartFrom::Position(sub.next_position())).unwrap();
+    let p = store.append("a-1", ExpectedVersion::Any, vec![ev(3)]).unwrap().position;
+    assert_eq!(resumed.next_timeout(Duration::ZERO).unwrap().map(|e| e.position), Some(p));
+    store.close().unwrap();
+}
+
+#[test]
+fn a_wait_for_a_position_ends_with_the_event_its_durability_or_an_interruption() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
+    let dir = common::fast_tempdir();
+    let store = EventStore::open(dir.path(), cfg()).unwrap();
+    assert_eq!(store.durability(), Durability::Never);
+    let never = || false;
+    assert!(!store.wait_for_position(0, false, Duration::ZERO, &never));
+    store.append("a", ExpectedVersion::Any, vec![ev(0)]).unwrap();
+    assert!(store.wait_for_position(0, false, Duration::ZERO, &never));
+    assert!(!store.wait_for_position(0, true, Duration::ZERO, &never), "not durable before a sync");
+    let long = Duration::from_secs(60);
+    // An interruption: the waiting thread checks its condition when it
+    // starts (counted), then sleeps until woken.
+    let (stop, checks) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let interrupted = || {
+        checks.fetch_add(1, Ordering::SeqCst);
+        stop.load(Ordering::SeqCst)
+    };
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            (store.wait_for_position(5, false, long, &interrupted), started.elapsed())
+        });
+        common::await_workers(&checks, 1);
+        stop.store(true, Ordering::SeqCst);
+        store.wake_waiters();
+        let (found, took) = waiting.join().unwrap();
+        assert!(!found && took < long / 2, "interrupted ({took:?})");
+    });
+    // A sync makes the event durable: a durable wait ends.
+    checks.store(0, Ordering::SeqCst);
+    let counted = || checks.fetch_add(1, Ordering::SeqCst) == usize::MAX;
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| store.wait_for_position(0, true, long, &counted));
+        common::await_workers(&checks, 1);
+        store.log().sync().unwrap();
+        assert!(waiting.join().unwrap());
+    });
+    store.close().unwrap();
+}

@@ -146,6 +146,17 @@ impl From<annal::events::Error> for Failure {
     }
 }
 
+impl From<annal::consumer::persistent::Error> for Failure {
+    fn from(e: annal::consumer::persistent::Error) -> Failure {
+        use annal::consumer::persistent::Error;
+        match e {
+            Error::Store(e) => Failure::from(e),
+            e @ Error::DamagedState { .. } => Failure::Corruption(e.to_string()),
+            e => Failure::Error(e.to_string()),
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

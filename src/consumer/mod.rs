@@ -2,7 +2,10 @@
 //! committed offsets, group membership in one process with partition
 //! assignors and generations, a [`Consumer`] that polls its partitions,
 //! lag, offset resets as `kafka-consumer-groups.sh` does them, and an
-//! idempotent producer ([`Producers`]).
+//! idempotent producer ([`Producers`]); and [`persistent`] subscriptions on
+//! the event store: named groups of competing consumers over `$all`, a
+//! category or a stream, their checkpoint and parked events kept in streams
+//! of the store (docs/EVENTS.md, "Persistent subscriptions").
 //!
 //! ```
 //! use std::sync::Arc;
@@ -38,6 +41,7 @@ mod consumer;
 mod error;
 mod groups;
 mod lag;
+pub mod persistent;
 internals!(producer, record);
 mod reset;
 

@@ -69,7 +69,11 @@ pub fn check_store(dir: &Path) -> Result<StoreCheck> {
         check.events += 1;
         if let Err(why) = super::event::decode(record.key(), record.value()) {
             let path = dir.join(LOG_DIR_NAME);
-            check.problems.push((path, format!("position {}: not an event record: {why}", record.offset()), Repair::No));
+            check.problems.push((
+                path,
+                format!("position {}: not an event record: {why}", record.offset()),
+                Repair::No,
+            ));
         }
     }
     let index_dir = dir.join(INDEX_DIR_NAME);

@@ -26,14 +26,11 @@ mod streams;
 mod subscription;
 internals!(meta, run);
 
-/// Event ids: the `uuid` crate's type, re-exported so that an application
-/// names it without a dependency of its own.
-pub use uuid::Uuid;
 pub use check::{Repair, StoreCheck, check_store, is_event_store};
 pub use error::{CurrentVersion, Error, ExpectedVersion, Result};
 pub use event::{
-    ContentType, EventView, MAX_EVENT_TYPE_LEN, MAX_STREAM_ID_LEN, NewEvent, RecordedEvent, category, event_type_problem,
-    stream_id_problem,
+    ContentType, EventView, MAX_EVENT_TYPE_LEN, MAX_STREAM_ID_LEN, NewEvent, RecordedEvent, category,
+    event_type_problem, stream_id_problem,
 };
 #[allow(unused_imports)]
 pub(crate) use event::{EventRef, decode, encode_value, encoded_len};
@@ -46,3 +43,6 @@ pub use streams::{
     TOMBSTONE_VERSION,
 };
 pub use subscription::{StartFrom, Subscription, SubscriptionFilter, SubscriptionTarget};
+/// Event ids: the `uuid` crate's type, re-exported so that an application
+/// names it without a dependency of its own.
+pub use uuid::Uuid;

@@ -178,6 +178,9 @@ pub struct EventStore {
     /// The store syncs after each append (the log itself is opened with
     /// `Never`, so that no fsync happens while an append holds its stripes).
     sync_appends: bool,
+    /// The durability the store was opened with (its log's says `Never`
+    /// under `Always`: see `sync_appends`).
+    durability: Durability,
     /// Index entries the memtable holds before a flush.
     flush_entries: usize,
     recovery: IndexRecovery,
@@ -240,6 +243,7 @@ impl EventStore {
             index,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             sync_appends,
+            durability: config.log.durability(),
             flush_entries: config.flush_entries,
             recovery: IndexRecovery::default(),
         };
@@ -327,6 +331,41 @@ impl EventStore {
         self.log.next_offset()
     }
 
+    /// The durability the store was opened with
+    /// ([`EventStoreConfig::with_log_config`]): when an append's events
+    /// become durable, and so when [`EventStore::durable_position`] moves.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Waits until the global log holds an event at `position` or past it
+    /// (with `durable`, until that event is durable:
+    /// [`EventStore::durable_position`] is past `position`), for at most
+    /// `timeout`, and returns whether it does. It gives up early, returning
+    /// false, once `interrupted()` holds: the condition is checked when the
+    /// wait starts and each time it wakes, with the log's waiting lock held,
+    /// so a thread that makes it hold and then calls
+    /// [`EventStore::wake_waiters`] is never missed. (Persistent
+    /// subscriptions wait this way for new events or for a change of their
+    /// group, whichever comes first.)
+    pub fn wait_for_position(
+        &self,
+        position: u64,
+        durable: bool,
+        timeout: std::time::Duration,
+        interrupted: &dyn Fn() -> bool,
+    ) -> bool {
+        self.log.wait_for_unless(position, durable, timeout, interrupted)
+    }
+
+    /// Wakes every thread waiting for events (in
+    /// [`EventStore::wait_for_position`] or a subscription's
+    /// `next_timeout`): each looks again at what it waits for, and goes on
+    /// waiting unless that has come or its interruption holds.
+    pub fn wake_waiters(&self) {
+        self.log.wake_waiters();
+    }
+
     /// Appends `events` to `stream` if it is at `expected`. All the events
     /// become visible together or not at all, also across a crash. Retrying
     /// an append whose events all carry ids ([`NewEvent::with_id`]) that are
@@ -384,7 +423,9 @@ impl EventStore {
         let max = u64::from(self.log.config().max_record_bytes());
         let mut hashes = Vec::with_capacity(appends.len());
         for (i, a) in appends.iter().enumerate() {
-            if let Some(reason) = event::stream_id_problem(a.stream.strip_prefix(METADATA_STREAM_PREFIX).unwrap_or(&a.stream)) {
+            if let Some(reason) =
+                event::stream_id_problem(a.stream.strip_prefix(METADATA_STREAM_PREFIX).unwrap_or(&a.stream))
+            {
                 return Err(Error::InvalidStreamId { stream: shown(&a.stream), reason });
             }
             if appends[..i].iter().any(|b| b.stream == a.stream) {
@@ -669,10 +710,8 @@ impl EventStore {
             // A stream's positions grow with its versions: forward, the first
             // one at or past `below` ends the read.
             let ends = !backward && entries.iter().any(|&(_, p)| p >= below);
-            let wanted: Vec<(u64, u64)> = entries
-                .into_iter()
-                .filter(|&(v, p)| v != TOMBSTONE_VERSION && v >= shown_from && p < below)
-                .collect();
+            let wanted: Vec<(u64, u64)> =
+                entries.into_iter().filter(|&(v, p)| v != TOMBSTONE_VERSION && v >= shown_from && p < below).collect();
             let positions: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
             // Skipped: an event of another stream of the same hash (as likely
             // as two equal random UUIDs), or one outside the time bounds.

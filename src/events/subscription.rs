@@ -144,6 +144,18 @@ impl Subscription<'_> {
         self.resume
     }
 
+    /// The global position the subscription looks at next: every event
+    /// below it was delivered or is not one the subscription delivers. (An
+    /// event read ahead from an index and not delivered yet is at or past
+    /// it.) Unlike [`Subscription::checkpoint`], it moves past the events
+    /// that do not match, so that a subscriber that resumes from it with
+    /// [`StartFrom::Position`] does not look at them again, and one that
+    /// waits for what comes next waits for this position
+    /// ([`EventStore::wait_for_position`]).
+    pub fn next_position(&self) -> u64 {
+        self.pending.front().map_or(self.next, |e| e.position)
+    }
+
     /// The next event, waiting up to `timeout` for one to be appended;
     /// `None` if none came.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<RecordedEvent>> {

@@ -463,6 +463,32 @@ impl Log {
         self.shared.wait_for(&self.shared.commit.durable, offset, timeout)
     }
 
+    /// [`Log::wait_for`] (or, with `durable`, [`Log::wait_for_durable`])
+    /// that also returns false as soon as `interrupted()` holds. The
+    /// condition is checked with the log's waiting lock held, when the wait
+    /// starts and each time it wakes: a thread that makes it hold and then
+    /// calls [`Log::wake_waiters`] is never missed.
+    pub(crate) fn wait_for_unless(
+        &self,
+        offset: u64,
+        durable: bool,
+        timeout: Duration,
+        interrupted: &dyn Fn() -> bool,
+    ) -> bool {
+        let watermark = match durable {
+            true => &self.shared.commit.durable,
+            false => &self.shared.next_offset,
+        };
+        self.shared.wait_for_unless(watermark, offset, timeout, interrupted)
+    }
+
+    /// Wakes every thread waiting for a record ([`Log::wait_for`] and the
+    /// like): each looks again at what it waits for, and goes on waiting
+    /// unless that has come or its interruption holds.
+    pub(crate) fn wake_waiters(&self) {
+        self.shared.tail.wake_all();
+    }
+
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir

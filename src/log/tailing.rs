@@ -39,6 +39,20 @@ impl Shared {
     /// Waits until `watermark` (the next offset, or the durable one) is past
     /// `offset`, for at most `timeout`. Returns whether it is.
     pub(crate) fn wait_for(&self, watermark: &AtomicU64, offset: u64, timeout: Duration) -> bool {
+        self.wait_for_unless(watermark, offset, timeout, &|| false)
+    }
+
+    /// [`Shared::wait_for`] that also gives up, returning false, once
+    /// `interrupted()` holds. It is called with the waiting lock held, when
+    /// the wait starts and each time it wakes, so a thread that makes it hold
+    /// and then calls [`Tailing::wake_all`] is never missed.
+    pub(crate) fn wait_for_unless(
+        &self,
+        watermark: &AtomicU64,
+        offset: u64,
+        timeout: Duration,
+        interrupted: &dyn Fn() -> bool,
+    ) -> bool {
         if watermark.load(Ordering::SeqCst) > offset {
             return true;
         }
@@ -50,7 +64,7 @@ impl Shared {
                 break true;
             }
             let now = Instant::now();
-            if now >= deadline || self.closed.load(Ordering::SeqCst) {
+            if now >= deadline || self.closed.load(Ordering::SeqCst) || interrupted() {
                 break false;
             }
             guard = self.tail.cv.wait_timeout(guard, deadline - now).unwrap_or_else(std::sync::PoisonError::into_inner).0;

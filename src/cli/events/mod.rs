@@ -1,4 +1,4 @@
-//! `annal events append|read|all|subscribe|streams|meta|delete|scavenge`: the event store
+//! `annal events append|read|all|subscribe|streams|meta|delete|scavenge|groups`: the event store
 //! (docs/EVENTS.md) from the command line, JSON lines in and out.
 //!
 //! Every command opens the store through [`EventStore::open`], which takes
@@ -9,6 +9,7 @@
 
 mod admin;
 mod append;
+mod group;
 pub(crate) mod read;
 mod subscribe;
 
@@ -27,8 +28,8 @@ use annal::events::{self, ContentType, EventStore, EventStoreConfig, RecordedEve
 use super::{CliResult, Failure};
 
 /// The subcommands, as `annal events SUBCOMMAND --help` names them.
-pub(crate) const SUBCOMMANDS: [&str; 8] =
-    ["append", "read", "all", "subscribe", "streams", "meta", "delete", "scavenge"];
+pub(crate) const SUBCOMMANDS: [&str; 9] =
+    ["append", "read", "all", "subscribe", "streams", "meta", "delete", "scavenge", "groups"];
 
 /// Append, read and follow the events of an event store.
 ///
@@ -57,6 +58,7 @@ enum EventsCommand {
     Meta(admin::MetaArgs),
     Delete(admin::DeleteArgs),
     Scavenge(admin::ScavengeArgs),
+    Groups(group::GroupsArgs),
 }
 
 pub(crate) fn run_events(args: &EventsArgs) -> CliResult {
@@ -69,6 +71,7 @@ pub(crate) fn run_events(args: &EventsArgs) -> CliResult {
         EventsCommand::Meta(a) => admin::run_meta(a),
         EventsCommand::Delete(a) => admin::run_delete(a),
         EventsCommand::Scavenge(a) => admin::run_scavenge(a),
+        EventsCommand::Groups(a) => group::run_groups(a),
     }
 }
 

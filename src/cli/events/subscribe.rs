@@ -43,28 +43,61 @@ use crate::cli::{CliResult, stdout_error};
 /// while it prints, so it fails if another process keeps the store open for
 /// more than 10 s (an application that embeds it). DIR must be an event
 /// store.
+///
+/// With --group G, it is a member of the persistent subscription G (see
+/// `annal events groups` and docs/EVENTS.md, "Persistent subscriptions"):
+/// it prints the events the group gives it (those of the group's target
+/// from its checkpoint on, shared with the group's other members), each
+/// acknowledged once printed and flushed, and writes the group's checkpoint
+/// whenever it closes the store; with --max N it stops after N events. A
+/// group that does not exist is an error, unless --create makes it: over
+/// $all, --stream S or --category C, from the first event, --from P or
+/// --from-end, round robin or --pinned (each stream to one member, its
+/// events in order), with --max-retries N (default 10). For an existing
+/// group, those flags must agree with it.
 #[derive(Debug, Args)]
 pub(crate) struct SubscribeArgs {
     /// The event store directory.
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// First global position to print (default: the first event).
     #[arg(long, value_name = "P", conflicts_with = "from_end")]
-    from: Option<u64>,
+    pub(super) from: Option<u64>,
     /// Print only the events appended after the command started.
     #[arg(long)]
-    from_end: bool,
+    pub(super) from_end: bool,
     /// Only the events of stream S.
     #[arg(long, value_name = "S", conflicts_with_all = ["category", "event_type"])]
-    stream: Option<String>,
+    pub(super) stream: Option<String>,
     /// Only the events of the streams of category C.
     #[arg(long, value_name = "C", conflicts_with = "event_type")]
-    category: Option<String>,
+    pub(super) category: Option<String>,
     /// Only the events of type T.
-    #[arg(long = "type", value_name = "T")]
-    event_type: Option<String>,
+    #[arg(long = "type", value_name = "T", conflicts_with = "group")]
+    pub(super) event_type: Option<String>,
+    /// Consume as a member of the persistent subscription G.
+    #[arg(long, value_name = "G")]
+    pub(super) group: Option<String>,
+    /// With --group: create the group if it does not exist.
+    #[arg(long, requires = "group")]
+    pub(super) create: bool,
+    /// With --group: the group pins each stream to one member.
+    #[arg(long, requires = "group")]
+    pub(super) pinned: bool,
+    /// With --group: stop after N events.
+    #[arg(long, value_name = "N", requires = "group")]
+    pub(super) max: Option<u64>,
+    /// With --group: the group parks an event after N retries.
+    #[arg(long, value_name = "N", requires = "group")]
+    pub(super) max_retries: Option<u32>,
+    /// With --group: the member's name (default: annal-PID).
+    #[arg(long, value_name = "NAME", requires = "group")]
+    pub(super) member: Option<String>,
 }
 
 pub(crate) fn run(args: &SubscribeArgs) -> CliResult {
+    if let Some(group) = &args.group {
+        return super::group::run_subscribe(args, group);
+    }
     super::require_store(&args.dir)?;
     let target = match (&args.stream, &args.category, &args.event_type) {
         (Some(s), _, _) => SubscriptionTarget::Stream(s.clone()),
@@ -111,7 +144,7 @@ pub(crate) fn run(args: &SubscribeArgs) -> CliResult {
 
 /// Waits until the global log holds a record at or past `head`, reading
 /// what appenders add as it appears.
-fn wait_past(watch: &mut Follower, head: u64) -> CliResult {
+pub(super) fn wait_past(watch: &mut Follower, head: u64) -> CliResult {
     loop {
         let mut past = false;
         while let Some(frame) = watch.next_frame()? {
