@@ -101,3 +101,38 @@ fn wrong_arguments_and_unknown_groups_are_one_line_errors() {
     let missing = dir.path().join("missing");
     fails(&["groups", "list", "--dir", missing.to_str().unwrap()], 1, "store");
 }
+
+/// A group whose members live in another process cannot be reset, deleted
+/// or consumed from the command line: that process holds the store (its
+/// lock), and the command is refused with a one-line error, writing nothing.
+#[test]
+fn commands_are_refused_while_another_process_has_live_members() {
+    use std::sync::Arc;
+    let dir = store_with_records(4);
+    let d = dir.path().to_str().unwrap();
+    ok(&["consume", "orders", "--dir", d, "--group", "g", "--max", "2"], b"");
+    {
+        let store = Arc::new(annal::TopicStore::open(dir.path(), annal::TopicStoreConfig::default()).unwrap());
+        let groups = annal::consumer::ConsumerGroups::open(Arc::clone(&store), Default::default()).unwrap();
+        let member = groups.join("g", &annal::consumer::MemberConfig::new(["orders"])).unwrap();
+        assert_eq!(groups.live_members("g"), 1);
+        for args in [
+            &["groups", "reset", "g", "--dir", d, "--to-earliest", "--execute"][..],
+            &["groups", "delete", "g", "--dir", d],
+            &["consume", "orders", "--dir", d, "--group", "g"],
+        ] {
+            fails(args, 1, "lock");
+        }
+        // In the process that has the member, a reset is refused too.
+        let plan = groups
+            .plan_reset("g", &annal::consumer::ResetTarget::Earliest, &annal::consumer::ResetScope::AllTopics)
+            .unwrap();
+        assert!(matches!(groups.execute_reset(&plan), Err(annal::consumer::Error::GroupNotEmpty { .. })));
+        groups.leave("g", &member).unwrap();
+        drop(groups);
+        Arc::try_unwrap(store).unwrap().close().unwrap();
+    }
+    let rows = json_lines(&ok(&["groups", "describe", "g", "--dir", d, "--json"], b""));
+    assert_eq!(rows.iter().map(|r| r["committed"].as_u64().unwrap_or(0)).sum::<u64>(), 2, "nothing was reset");
+    ok(&["groups", "reset", "g", "--dir", d, "--to-earliest", "--execute"], b"");
+}
