@@ -592,7 +592,7 @@ mod idempotent_producer {
         let (dir, store, _groups) = setup(2, 0);
         drop(_groups);
         let producers = Arc::new(Producers::new(Arc::clone(&store)));
-        let mut p = producers.producer(7, 1);
+        let p = producers.producer(7, 1);
         let a = p.send_batch("orders", 0, &records(&["a0", "a1", "a2"])).unwrap();
         let b = p.send_batch("orders", 0, &records(&["b0", "b1"])).unwrap();
         let c = p.send_batch("orders", 0, &records(&["c0"])).unwrap();
@@ -617,7 +617,7 @@ mod idempotent_producer {
         Arc::try_unwrap(store).unwrap().close().unwrap();
         let store = Arc::new(TopicStore::open(dir.path(), cfg()).unwrap());
         let producers = Arc::new(Producers::new(Arc::clone(&store)));
-        let mut p = producers.producer(7, 1);
+        let p = producers.producer(7, 1);
         assert_eq!(p.send_batch_at("orders", 0, 3, &records(&["b0", "b1"])).unwrap(), b);
         assert_eq!(p.next_sequence("orders", 0).unwrap(), 6);
         assert_eq!(p.send_batch("orders", 0, &records(&["d0"])).unwrap(), 6..7);
@@ -631,14 +631,14 @@ mod idempotent_producer {
         assert!(matches!(e, Error::SequenceMismatch { .. }) && e.to_string().contains("older"), "{e}");
 
         // A new epoch fences the old one and starts its sequences at 0.
-        let mut newer = producers.producer(7, 2);
+        let newer = producers.producer(7, 2);
         assert_eq!(newer.next_sequence("orders", 0).unwrap(), 0);
         let n = newer.send_batch("orders", 0, &records(&["n0"])).unwrap();
         let e = p.send_batch("orders", 0, &records(&["zombie"])).unwrap_err();
         assert!(matches!(e, Error::ProducerFenced { epoch: 1, current: 2, .. }), "{e:?}");
         assert_eq!(end(&store, 0), n.end);
         // Another producer id has sequences of its own.
-        let mut other = producers.producer(8, 0);
+        let other = producers.producer(8, 0);
         assert_eq!(other.send_batch("orders", 0, &records(&["o"])).unwrap(), n.end..n.end + 1);
         // The user's headers stay on the record, after the producer's.
         let h = [annal::Header { name: "trace", value: b"t1" }];
@@ -695,5 +695,93 @@ fn consumers_in_threads_read_every_record_once_across_rebalances() {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!((seen.len() as u64, n as u64), (total, total), "{assignor:?}: every record once");
+    }
+}
+
+mod review_fixes {
+    use super::*;
+    use annal::consumer::Producers;
+
+    struct FailingRevoke;
+
+    impl RebalanceListener for FailingRevoke {
+        fn on_revoked(&mut self, _: &mut Consumer, _: &BTreeSet<TopicPartition>) -> annal::consumer::Result<()> {
+            Err(Error::Invalid("the application could not save its state".into()))
+        }
+    }
+
+    /// A failed revocation (here the listener's) is reported, and the
+    /// partitions go to their new owner all the same.
+    #[test]
+    fn partitions_move_on_even_when_their_revocation_fails() {
+        let (_dir, _store, groups) = setup(4, 5);
+        let config = ConsumerConfig::new("g", ["orders"]).with_offset_reset(OffsetReset::Earliest);
+        let mut a = Consumer::new(Arc::clone(&groups), config.clone()).unwrap();
+        a.set_listener(Box::new(FailingRevoke));
+        assert_eq!(drain(&mut a, 20).len(), 20);
+        let mut b = Consumer::new(Arc::clone(&groups), config).unwrap();
+        b.poll(10, Duration::ZERO).unwrap();
+        let e = a.poll(10, Duration::ZERO).unwrap_err();
+        assert!(e.to_string().contains("could not save"), "{e}");
+        for _ in 0..4 {
+            let _ = a.poll(10, Duration::ZERO);
+            b.poll(10, Duration::ZERO).unwrap();
+        }
+        assert_eq!(a.assignment().len() + b.assignment().len(), 4, "{:?} {:?}", a.assignment(), b.assignment());
+        assert!(!b.assignment().is_empty());
+    }
+
+    /// A second live instance with the same static id fences the first.
+    #[test]
+    fn a_duplicate_static_instance_fences_the_older_one() {
+        let (_dir, _store, groups) = setup(2, 1);
+        let config = MemberConfig::new(["orders"]).with_instance_id("host-a");
+        let old = groups.join_at("g", &config, T0).unwrap();
+        let owned = settle(&groups, "g", std::slice::from_ref(&old), T0);
+        let new = groups.join_at("g", &config, T0 + 1).unwrap();
+        assert_ne!(old, new);
+        assert!(matches!(groups.heartbeat_at("g", &old, T0 + 2), Err(Error::UnknownMember { .. })));
+        assert_eq!(groups.heartbeat_at("g", &new, T0 + 2).unwrap().owned, owned[&old]);
+        groups.leave_at("g", &old, T0 + 3).unwrap();
+        assert_eq!(groups.live_members_at("g", T0 + 3), 1, "the old handle's leave changes nothing");
+    }
+
+    #[test]
+    fn resets_to_current_and_shifts_follow_kafka_without_a_committed_offset() {
+        let (_dir, _store, groups) = setup(2, 10);
+        groups.commit("g", &[OffsetCommit::new("orders", 0, 4)]).unwrap();
+        let all = ResetScope::Topics(vec![("orders".into(), None)]);
+        let rows = groups.plan_reset("g", &ResetTarget::Current, &all).unwrap().rows;
+        assert_eq!(rows.iter().map(|r| r.new_offset).collect::<Vec<_>>(), [4, 10], "the end where none");
+        let e = groups.plan_reset("g", &ResetTarget::ShiftBy(1), &all).unwrap_err();
+        assert!(e.to_string().contains("no committed offset"), "{e}");
+    }
+
+    /// Producers sending to a partition for the first time at once: the
+    /// state each rebuilds is not lost, so every retry is recognised.
+    #[test]
+    fn first_sends_from_many_threads_keep_every_producer_state() {
+        for _ in 0..20 {
+            let (_dir, store, _groups) = setup(1, 0);
+            let producers = Arc::new(Producers::new(Arc::clone(&store)));
+            let written: Vec<(u64, std::ops::Range<u64>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6u64)
+                    .map(|id| {
+                        let producers = Arc::clone(&producers);
+                        scope.spawn(move || {
+                            let p = producers.producer(id, 0);
+                            (id, p.send_batch("orders", 0, &[Record::new(b"a"), Record::new(b"b")]).unwrap())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (id, offsets) in written {
+                let p = producers.producer(id, 0);
+                assert_eq!(p.send_batch_at("orders", 0, 0, &[Record::new(b"a"), Record::new(b"b")]).unwrap(), offsets);
+                assert_eq!(p.next_sequence("orders", 0).unwrap(), 2);
+            }
+            assert_eq!(store.topic("orders").unwrap().next_offset(0).unwrap(), 12, "no batch twice");
+        }
     }
 }

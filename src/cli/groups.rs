@@ -88,13 +88,14 @@ struct ResetArgs {
     /// To each partition's end.
     #[arg(long)]
     to_latest: bool,
-    /// To the committed offsets (the earliest where none).
+    /// To the committed offsets (the end where none).
     #[arg(long)]
     to_current: bool,
     /// To this offset (clamped to each partition's range).
     #[arg(long, value_name = "N")]
     to_offset: Option<u64>,
-    /// Moves each committed offset by N (back if negative).
+    /// Moves each committed offset by N (back if negative); a partition
+    /// without one is an error.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     shift_by: Option<i64>,
     /// To the first record at or after this time: milliseconds since the
@@ -344,7 +345,9 @@ pub(crate) fn run_group_consume(args: &ConsumeArgs, group: &str) -> CliResult {
         let log = topic.partition(p)?;
         let committed = groups.committed(group, &args.topic, p)?.map(|c| c.offset);
         let from = committed.unwrap_or(0).clamp(log.start_offset(), log.next_offset());
-        let mut reader = log.read_from(from)?;
+        // Only what a crash cannot take back: the group's offsets never pass it.
+        let mut reader =
+            if groups.durable_reads() { log.read_from(from)?.durable_only() } else { log.read_from(from)? };
         let mut next = from;
         while args.max.is_none_or(|max| printed < max) {
             let Some(r) = reader.next_record()? else { break };

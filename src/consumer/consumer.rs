@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender as Sender};
 use super::assignor::{Assignor, TopicPartition};
 use super::error::{Error, Result};
 use super::groups::{ConsumerGroups, MemberConfig, OffsetCommit};
-use crate::{Durability, Log, OwnedRecord};
+use crate::{Log, OwnedRecord};
 
 /// Where a consumer starts in a partition its group has no committed offset
 /// for (Kafka's `auto.offset.reset`).
@@ -156,7 +156,7 @@ type CommitJob = (String, u32, Vec<OffsetCommit>, Sender<Result<()>>);
 /// A member of a consumer group: it polls records from the partitions the
 /// group assigns it, starting at the group's committed offsets, and commits
 /// the offsets it consumed (explicitly, asynchronously, or automatically on
-/// an interval). When the store's durability is not [`Durability::Never`] it
+/// an interval). When the store's durability is not [`crate::Durability::Never`] it
 /// reads only durable records, so that an offset it commits never points
 /// past what a crash can take away.
 ///
@@ -194,7 +194,7 @@ impl Consumer {
     /// poll.
     pub fn new(groups: Arc<ConsumerGroups>, config: ConsumerConfig) -> Result<Consumer> {
         let member = groups.join(&config.group, &config.member)?;
-        let durable_only = groups.store().config().log_config().durability() != Durability::Never;
+        let durable_only = groups.durable_reads();
         Ok(Consumer {
             groups,
             config,
@@ -251,10 +251,12 @@ impl Consumer {
         Ok(())
     }
 
-    /// Reads `partition` from its end.
+    /// Reads `partition` from its end (its durable end when the consumer
+    /// reads only durable records).
     pub fn seek_to_end(&mut self, partition: &TopicPartition) -> Result<()> {
+        let durable_only = self.durable_only;
         let o = self.owned.get_mut(partition).ok_or_else(|| not_owned(partition))?;
-        o.position = o.log.next_offset();
+        o.position = if durable_only { o.log.durable_offset() } else { o.log.next_offset() };
         Ok(())
     }
 
@@ -288,13 +290,15 @@ impl Consumer {
     /// and commits if auto-commit is due. A partition whose position fell
     /// below its start (retention deleted it) goes on from the start.
     pub fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        let deadline = Instant::now() + timeout;
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         loop {
             self.sync()?;
             if let Some(every) = self.config.auto_commit
                 && self.last_commit.elapsed() >= every
             {
-                self.commit()?;
+                let offsets = self.forward_offsets(self.owned.keys())?;
+                self.commit_offsets(&offsets)?;
             }
             let out = self.read(max)?;
             let now = Instant::now();
@@ -308,7 +312,7 @@ impl Consumer {
                 self.owned.values().filter(|o| !o.paused).map(|o| (Arc::clone(&o.log), o.position)).collect();
             match active.get(self.turn % active.len().max(1)) {
                 Some((log, position)) if self.durable_only => {
-                    log.wait_for_durable(position + 1, slice);
+                    log.wait_for_durable(*position, slice);
                 }
                 Some((log, position)) => {
                     log.wait_for(*position, slice);
@@ -358,15 +362,25 @@ impl Consumer {
         let beat = self.groups.heartbeat(&group, &self.member)?;
         self.generation = beat.generation;
         if !beat.revoke.is_empty() {
+            // The partitions go whatever happens here: a failed commit or
+            // listener must not keep them from their new owner for good.
+            let mut failed = None;
             if self.config.auto_commit.is_some() {
-                let offsets = self.offsets_of(beat.revoke.iter());
-                self.groups.commit_as(&group, &self.member, self.generation, &offsets)?;
+                let offsets = self.forward_offsets(beat.revoke.iter())?;
+                if let Err(e) = self.groups.commit_as(&group, &self.member, self.generation, &offsets) {
+                    failed = Some(e);
+                }
             }
-            self.with_listener(|l, c| l.on_revoked(c, &beat.revoke))?;
+            if let Err(e) = self.with_listener(|l, c| l.on_revoked(c, &beat.revoke)) {
+                failed.get_or_insert(e);
+            }
             for tp in &beat.revoke {
                 self.owned.remove(tp);
             }
             self.groups.release(&group, &self.member, &beat.revoke)?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
             return self.sync();
         }
         self.owned.retain(|tp, _| beat.owned.contains(tp));
@@ -381,6 +395,7 @@ impl Consumer {
                 Some(c) => c.offset,
                 None => match self.config.offset_reset {
                     OffsetReset::Earliest => log.start_offset(),
+                    OffsetReset::Latest if self.durable_only => log.durable_offset(),
                     OffsetReset::Latest => log.next_offset(),
                 },
             };
@@ -396,6 +411,21 @@ impl Consumer {
         result
     }
 
+    /// The positions of `partitions` that an automatic commit writes: those
+    /// at or past their committed offset (a partition the application moved
+    /// back with `seek` is left as committed: only a reset moves an offset
+    /// back).
+    fn forward_offsets<'a>(&self, partitions: impl Iterator<Item = &'a TopicPartition>) -> Result<Vec<OffsetCommit>> {
+        let mut out = Vec::new();
+        for c in self.offsets_of(partitions) {
+            let committed = self.groups.committed(&self.config.group, &c.topic, c.partition)?.map(|c| c.offset);
+            if committed.is_none_or(|committed| c.offset >= committed) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
     fn offsets_of<'a>(&self, partitions: impl Iterator<Item = &'a TopicPartition>) -> Vec<OffsetCommit> {
         partitions
             .filter_map(|tp| self.owned.get(tp).map(|o| OffsetCommit::new(tp.topic.clone(), tp.partition, o.position)))
@@ -404,9 +434,9 @@ impl Consumer {
 
     /// Commits the position of every partition the consumer owns, atomically
     /// and durably (under the store's durability). Fails with
-    /// [`Error::StaleGeneration`] if the group rebalanced since the last poll
-    /// (poll again, then commit), [`Error::UnknownMember`] if it dropped this
-    /// consumer.
+    /// [`Error::UnknownMember`] if the group dropped this consumer (its
+    /// session expired), and with [`Error::OffsetBackward`] for a partition
+    /// moved back with `seek` (only a reset moves a committed offset back).
     pub fn commit(&mut self) -> Result<()> {
         let offsets = self.offsets_of(self.owned.keys());
         self.commit_offsets(&offsets)
@@ -452,7 +482,9 @@ impl Consumer {
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
         let committed = match self.config.auto_commit {
-            Some(_) if !self.owned.is_empty() => self.commit(),
+            Some(_) if !self.owned.is_empty() => {
+                self.forward_offsets(self.owned.keys()).and_then(|offsets| self.commit_offsets(&offsets))
+            }
             _ => Ok(()),
         };
         let left = self.groups.leave(&self.config.group, &self.member);

@@ -301,6 +301,13 @@ impl ConsumerGroups {
         &self.store
     }
 
+    /// Whether consumers of this store read only durable records, and
+    /// commits and resets stop at the durable end: the store's durability is
+    /// not [`crate::Durability::Never`].
+    pub fn durable_reads(&self) -> bool {
+        self.store.config().log_config().durability() != crate::Durability::Never
+    }
+
     /// The configuration.
     pub fn config(&self) -> &GroupsConfig {
         &self.config
@@ -320,24 +327,29 @@ impl ConsumerGroups {
         Ok(keys.len())
     }
 
-    /// The `created_ms` of `topic`, if it exists.
-    fn incarnation(&self, topic: &str) -> Option<i64> {
-        self.store.topic(topic).ok().and_then(|t| t.meta().ok()).map(|m| m.created_ms)
+    /// The `created_ms` of `topic`, or `None` if it does not exist; another
+    /// failure to open it is an error (not a reason to delete its offsets).
+    fn incarnation(&self, topic: &str) -> Result<Option<i64>> {
+        match self.store.topic(topic) {
+            Ok(t) => Ok(Some(t.meta()?.created_ms)),
+            Err(crate::Error::UnknownTopic { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes the offsets of topics that are gone or were created again
     /// since they were committed.
     fn delete_stale(&self, st: &mut State) -> Result<usize> {
         let mut incarnations: HashMap<String, Option<i64>> = HashMap::new();
-        let stale: Vec<OffsetKey> = st
-            .committed
-            .iter()
-            .filter(|(k, v)| {
-                let now = *incarnations.entry(k.topic.clone()).or_insert_with(|| self.incarnation(&k.topic));
-                now != Some(v.topic_created_ms)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut stale = Vec::new();
+        for (k, v) in &st.committed {
+            if !incarnations.contains_key(&k.topic) {
+                incarnations.insert(k.topic.clone(), self.incarnation(&k.topic)?);
+            }
+            if incarnations[&k.topic] != Some(v.topic_created_ms) {
+                stale.push(k.clone());
+            }
+        }
         self.delete_keys(st, stale)
     }
 
@@ -398,7 +410,9 @@ impl ConsumerGroups {
                     max: MAX_COMMIT_METADATA_LEN,
                 });
             }
-            let end = log.next_offset();
+            // What a consumer may have read: the durable end, unless the
+            // store does not sync (then everything is what there is).
+            let end = if self.durable_reads() { log.durable_offset() } else { log.next_offset() };
             if c.offset > end {
                 return Err(Error::OffsetPastEnd {
                     group: shown(group),
@@ -408,7 +422,7 @@ impl ConsumerGroups {
                     end,
                 });
             }
-            values.push((key(group, &c.topic, c.partition), topic_created(&topic)?, c));
+            values.push((key(group, &c.topic, c.partition), topic_created(&topic)?, c, end));
         }
         let mut st = self.state.locked();
         self.expire_members(&mut st, group, now_ms);
@@ -427,7 +441,7 @@ impl ConsumerGroups {
                     return Err(Error::UnknownMember { group: shown(group), member: id.to_owned() });
                 };
                 let g = g.expect("the member's group");
-                for (k, _, _) in &values {
+                for (k, _, _, _) in &values {
                     let tp = TopicPartition::new(k.topic.clone(), k.partition);
                     let reason = if generation != m.generation {
                         Some(format!("the member is at generation {}", m.generation))
@@ -454,9 +468,13 @@ impl ConsumerGroups {
             }
         };
         if !reset {
-            for (k, created, c) in &values {
+            for (k, created, c, end) in &values {
+                // An offset past the partition's end (records a crash took
+                // back under a durability that does not sync) may come back
+                // to where the records are.
                 if let Some(v) = st.committed.get(k).filter(|v| v.topic_created_ms == *created)
                     && c.offset < v.offset
+                    && v.offset <= *end
                 {
                     return Err(Error::OffsetBackward {
                         group: shown(group),
@@ -470,7 +488,7 @@ impl ConsumerGroups {
         }
         let encoded: Vec<(OffsetKey, Vec<u8>, OffsetValue)> = values
             .into_iter()
-            .map(|(k, created, c)| {
+            .map(|(k, created, c, _)| {
                 let v = OffsetValue {
                     offset: c.offset,
                     generation,
@@ -504,7 +522,7 @@ impl ConsumerGroups {
     /// for a topic deleted or created again since).
     pub fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<CommittedOffset>> {
         check_group(group)?;
-        let created = self.incarnation(topic);
+        let created = self.incarnation(topic)?;
         let st = self.state.locked();
         Ok(st.committed.get(&key(group, topic, partition)).filter(|v| Some(v.topic_created_ms) == created).map(|v| {
             CommittedOffset {
@@ -547,8 +565,8 @@ impl ConsumerGroups {
         check_group(group)?;
         let mut st = self.state.locked();
         self.expire_members(&mut st, group, now_ms());
-        if let Some(g) = st.groups.get(group).filter(|g| !g.members.is_empty()) {
-            let members = g.members.len();
+        if let Some(g) = st.groups.get(group).filter(|g| g.live_members() > 0) {
+            let members = g.live_members();
             return Err(Error::GroupNotEmpty { group: shown(group), members, operation: "deleting it" });
         }
         let keys: Vec<OffsetKey> = st.committed.keys().filter(|k| k.group == group).cloned().collect();
@@ -600,8 +618,13 @@ impl ConsumerGroups {
             .map(|(g, _)| g.to_owned())
             .collect();
         let keys: Vec<OffsetKey> = st.committed.keys().filter(|k| expired.contains(&k.group)).cloned().collect();
-        let n = self.delete_keys(&mut st, keys)?;
-        Ok(n + self.delete_stale(&mut st)?)
+        let n = self.delete_keys(&mut st, keys)? + self.delete_stale(&mut st)?;
+        st.groups.retain(|_, g| !g.members.is_empty());
+        drop(st);
+        // Keeps the offsets topic to about one record per offset, so that an
+        // open reads little (the store's cleanup thread does it too, when on).
+        self.store.topic(OFFSETS_TOPIC)?.compact_at(now_ms)?;
+        Ok(n)
     }
 
     // ----- membership -----
@@ -649,14 +672,29 @@ impl ConsumerGroups {
         // A static member coming back: the same member, no rebalance (unless
         // it subscribes to other topics now).
         if let Some(instance) = &config.instance_id
-            && let Some((id, m)) = g.members.iter_mut().find(|(_, m)| m.instance_id.as_ref() == Some(instance))
+            && let Some(old_id) =
+                g.members.iter().find(|(_, m)| m.instance_id.as_ref() == Some(instance)).map(|(id, _)| id.clone())
         {
+            let mut m = g.members.remove(&old_id).expect("found above");
+            // An instance that is still live is fenced (as Kafka fences a
+            // duplicate group.instance.id): the newcomer takes its place
+            // under a new member id, and the old one's calls fail as an
+            // unknown member's.
+            let id = if m.left { old_id.clone() } else { format!("{instance}-{serial}") };
+            if id != old_id {
+                for owner in g.owners.values_mut().filter(|o| **o == old_id) {
+                    owner.clone_from(&id);
+                }
+                if let Some(t) = g.target.remove(&old_id) {
+                    g.target.insert(id.clone(), t);
+                }
+            }
             let same = m.topics == topics;
             m.left = false;
             m.last_seen_ms = now_ms;
             m.session_timeout_ms = session_timeout_ms;
             m.topics = topics;
-            let id = id.clone();
+            g.members.insert(id.clone(), m);
             if !same {
                 self.rebalance(g);
             }
@@ -784,9 +822,17 @@ impl ConsumerGroups {
             .collect())
     }
 
-    /// The group's live members in this process.
+    /// The group's live members in this process (those whose session has
+    /// not expired).
     pub fn live_members(&self, group: &str) -> usize {
-        self.state.locked().groups.get(group).map_or(0, Group::live_members)
+        self.live_members_at(group, now_ms())
+    }
+
+    /// [`ConsumerGroups::live_members`] at time `now_ms`.
+    pub fn live_members_at(&self, group: &str, now_ms: i64) -> usize {
+        let mut st = self.state.locked();
+        self.expire_members(&mut st, group, now_ms);
+        st.groups.get(group).map_or(0, Group::live_members)
     }
 
     fn remove_member(&self, g: &mut Group, member: &str, now_ms: i64) {

@@ -46,7 +46,7 @@ internals!(producer, record);
 mod reset;
 
 pub use assignor::{Assignor, TopicPartition};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener};
+pub use consumer::{CommitHandle, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener};
 pub use error::{Error, Result};
 pub use groups::{
     CommittedOffset, ConsumerGroups, DEFAULT_OFFSETS_RETENTION, GroupsConfig, Heartbeat, MemberConfig, MemberInfo,

@@ -70,8 +70,9 @@ struct ProducerEntry {
 }
 
 impl ProducerEntry {
-    fn next_sequence(&self) -> u32 {
-        self.batches.back().map_or(0, |&(first, count, _)| first + count)
+    /// The next sequence number; `None` once the epoch used them all.
+    fn next_sequence(&self) -> Option<u32> {
+        self.batches.back().map_or(Some(0), |&(first, count, _)| first.checked_add(count))
     }
 
     fn record(&mut self, b: &ProducerBatch, base: u64) {
@@ -122,7 +123,7 @@ impl Producers {
     /// zombie instance cannot write. A producer continues the sequences its
     /// id and epoch have in each partition.
     pub fn producer(self: &Arc<Self>, producer_id: u64, epoch: u16) -> IdempotentProducer {
-        IdempotentProducer { producers: Arc::clone(self), producer_id, epoch, next: HashMap::new() }
+        IdempotentProducer { producers: Arc::clone(self), producer_id, epoch }
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<SharedState> {
@@ -145,8 +146,16 @@ impl Producers {
                 producers.entry(b.producer_id).or_default().record(&b, r.offset());
             }
         }
+        // Another thread may have rebuilt it meanwhile and sent through it:
+        // its state is the one to keep.
+        let mut partitions = self.partitions.locked();
+        if let Some(s) = partitions.get(&key)
+            && Arc::ptr_eq(&s.locked().log, &log)
+        {
+            return Ok(Arc::clone(s));
+        }
         let state = Arc::new(Mutex::new(PartitionState { log, producers }));
-        self.partitions.locked().insert(key, Arc::clone(&state));
+        partitions.insert(key, Arc::clone(&state));
         Ok(state)
     }
 }
@@ -159,12 +168,17 @@ impl Producers {
 /// and writes nothing; a sequence past the next one expected is
 /// [`Error::SequenceGap`]; an epoch older than the partition has seen from
 /// this producer is [`Error::ProducerFenced`].
+///
+/// Use one [`Producers`] per store in a process: it holds the state every
+/// producer's sequences are checked against. In a
+/// compacted topic, compaction may remove a batch's first record, which
+/// carries its header: that batch is then forgotten at the next rebuild of
+/// the state (after a restart), and a retry of it written again.
 #[derive(Debug)]
 pub struct IdempotentProducer {
     producers: Arc<Producers>,
     producer_id: u64,
     epoch: u16,
-    next: HashMap<(String, u32), u32>,
 }
 
 impl IdempotentProducer {
@@ -179,29 +193,24 @@ impl IdempotentProducer {
     }
 
     /// The sequence number the next batch to `partition` of `topic` gets.
-    pub fn next_sequence(&mut self, topic: &str, partition: u32) -> Result<u32> {
-        if let Some(&n) = self.next.get(&(topic.to_owned(), partition)) {
-            return Ok(n);
-        }
+    pub fn next_sequence(&self, topic: &str, partition: u32) -> Result<u32> {
         let state = self.producers.partition(topic, partition)?;
         let st = state.locked();
-        let n = match st.producers.get(&self.producer_id) {
-            Some(e) if e.epoch == self.epoch => e.next_sequence(),
-            _ => 0,
-        };
-        Ok(n)
+        match st.producers.get(&self.producer_id) {
+            Some(e) if e.epoch == self.epoch => e.next_sequence().ok_or_else(|| exhausted(topic, partition)),
+            _ => Ok(0),
+        }
     }
 
     /// Sends `records` to `partition` of `topic` as one atomic batch with the
-    /// next sequence number; returns their offsets. If it fails, the
-    /// sequence is not used up: sending the same records again is a retry,
-    /// which writes them only if the failed send did not.
-    pub fn send_batch(&mut self, topic: &str, partition: u32, records: &[Record<'_>]) -> Result<Range<u64>> {
+    /// next sequence number (the partition's state says which); returns
+    /// their offsets. To retry a send whose outcome is unknown (an error, a
+    /// crash), send the same records with [`IdempotentProducer::send_batch_at`]
+    /// and the sequence this call used: they are written only if the first
+    /// send did not write them.
+    pub fn send_batch(&self, topic: &str, partition: u32, records: &[Record<'_>]) -> Result<Range<u64>> {
         let sequence = self.next_sequence(topic, partition)?;
-        let offsets = self.send_batch_at(topic, partition, sequence, records)?;
-        let n = u32::try_from(records.len()).map_err(|_| Error::Invalid("more than 2^32 records in a batch".into()))?;
-        self.next.insert((topic.to_owned(), partition), sequence + n);
-        Ok(offsets)
+        self.send_batch_at(topic, partition, sequence, records)
     }
 
     /// Sends `records` as the batch whose first record has sequence number
@@ -240,7 +249,7 @@ impl IdempotentProducer {
                     }
                     return Ok(base..base + u64::from(n));
                 }
-                e.next_sequence()
+                e.next_sequence().ok_or_else(|| exhausted(topic, partition))?
             }
             // A new producer, or a new epoch: sequences start again at 0.
             _ => 0,
@@ -267,9 +276,14 @@ impl IdempotentProducer {
     }
 }
 
+/// The error of a producer whose epoch used every sequence number of a
+/// partition: a new epoch starts again at 0.
+fn exhausted(topic: &str, partition: u32) -> Error {
+    Error::Invalid(format!("{topic}/{partition}: this epoch used every sequence number: start a new epoch"))
+}
+
 /// Decodes a producer header as the fuzz target does: `Ok` only for bytes
 /// that encode back to themselves.
-#[cfg(any(test, feature = "internals"))]
 pub fn roundtrip_for_fuzzing(bytes: &[u8]) -> std::result::Result<(), String> {
     let b = ProducerBatch::decode(bytes)?;
     assert_eq!(b.encode(), bytes, "a decoded producer header encodes back to its bytes");

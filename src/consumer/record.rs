@@ -125,7 +125,6 @@ impl OffsetValue {
 
 /// Decodes a key and an optional value as the fuzz target does: `Ok` only
 /// for bytes that encode back to themselves.
-#[cfg(any(test, feature = "internals"))]
 pub fn roundtrip_for_fuzzing(key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
     let k = OffsetKey::decode(key)?;
     assert_eq!(k.encode(), key, "a decoded key encodes back to its bytes");

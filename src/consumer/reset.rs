@@ -16,13 +16,14 @@ pub enum ResetTarget {
     Earliest,
     /// The partition's end (`--to-latest`).
     Latest,
-    /// Where it is (`--to-current`); the earliest offset where none is
-    /// committed.
+    /// Where it is (`--to-current`); the partition's end where none is
+    /// committed (as Kafka's tool).
     Current,
     /// This offset (`--to-offset`).
     Offset(u64),
     /// The committed offset moved by this many records, back if negative
-    /// (`--shift-by`); from the earliest offset where none is committed.
+    /// (`--shift-by`); a partition without a committed offset is an error
+    /// (as Kafka's tool).
     ShiftBy(i64),
     /// The first record with a timestamp at or after this time, in
     /// milliseconds since the Unix epoch; the end if none (`--to-datetime`).
@@ -152,15 +153,23 @@ impl ConsumerGroups {
         let mut rows = Vec::with_capacity(partitions.len());
         for (tp, given) in partitions {
             let log = self.store().topic(&tp.topic)?.partition(tp.partition)?;
-            let (start, end) = (log.start_offset(), log.next_offset());
+            // The end a consumer may read to: the durable end when the store syncs.
+            let end = if self.durable_reads() { log.durable_offset() } else { log.next_offset() };
+            let start = log.start_offset().min(end);
             let current = committed.get(&tp).map(|c| c.offset);
-            let base = current.unwrap_or(start);
             let wanted = match target {
                 ResetTarget::Earliest => start,
                 ResetTarget::Latest => end,
-                ResetTarget::Current => base,
+                ResetTarget::Current => current.unwrap_or(end),
                 ResetTarget::Offset(o) => *o,
-                ResetTarget::ShiftBy(n) => base.saturating_add_signed(*n),
+                ResetTarget::ShiftBy(n) => match current {
+                    Some(c) => c.saturating_add_signed(*n),
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "cannot shift {tp} of group {group:?}: it has no committed offset"
+                        )));
+                    }
+                },
                 ResetTarget::Datetime(t) => log.offset_for_timestamp(*t)?.unwrap_or(end),
                 ResetTarget::Ago(d) => {
                     let t = now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
