@@ -52,14 +52,17 @@ fn commits(durability: Durability, per_commit: u32, calls: u64) -> f64 {
 
 /// Records per second consumed and committed (after each poll) by `members`
 /// consumers of one group, each in its own thread, over 16 partitions
-/// holding `records` records in all.
-fn consume(members: usize, records: u64) -> f64 {
-    let (_dir, store) = store(Durability::Never, 16);
+/// holding `records` records in all; under `Always`, each commit is an
+/// fsync and the consumers read only durable records.
+fn consume(durability: Durability, members: usize, records: u64) -> f64 {
+    let (_dir, store) = store(durability, 16);
     let topic = store.topic("orders").expect("topic");
     let value = [7u8; 100];
-    for i in 0..records {
-        topic.send_to((i % 16) as u32, &Record::new(&value)).expect("send");
+    let batch = vec![Record::new(&value); (records / 16) as usize];
+    for p in 0..16 {
+        topic.partition(p).expect("partition").append_batch(&batch).expect("append");
     }
+    let records = records / 16 * 16;
     let groups = Arc::new(ConsumerGroups::open(Arc::clone(&store), GroupsConfig::default()).expect("groups"));
     let consumed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -175,12 +178,14 @@ fn main() {
             );
         }
     }
-    for members in [1, 8] {
-        record(
-            format!("consume and commit, {members} member(s), 16 partitions"),
-            run(&|| consume(members, 400_000)),
-            "records/s",
-        );
+    for (durability, name) in [(Durability::Never, "not durable"), (Durability::Always, "durable")] {
+        for members in [1, 8] {
+            record(
+                format!("consume and commit, {members} member(s), 16 partitions, {name}"),
+                run(&|| consume(durability, members, 400_000)),
+                "records/s",
+            );
+        }
     }
     record("rebalance: a 101st member joins 100 (200 partitions)".into(), run(&|| rebalance(100)), "ms");
     for (strategy, name) in [(Strategy::RoundRobin, "round robin"), (Strategy::Pinned, "pinned")] {

@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender as Sender};
 use super::assignor::{Assignor, TopicPartition};
 use super::error::{Error, Result};
 use super::groups::{ConsumerGroups, MemberConfig, OffsetCommit};
-use crate::{Log, OwnedRecord};
+use crate::{Log, LogReader, OwnedRecord};
 
 /// Where a consumer starts in a partition its group has no committed offset
 /// for (Kafka's `auto.offset.reset`).
@@ -137,6 +137,10 @@ struct Owned {
     log: Arc<Log>,
     position: u64,
     paused: bool,
+    /// The reader of the last poll, kept while it stands at `position`: a
+    /// new reader would find its place again (an index lookup, and the whole
+    /// batch frame it lands in checked once more).
+    reader: Option<LogReader>,
 }
 
 /// The result of a [`Consumer::commit_async`], to wait for.
@@ -338,17 +342,26 @@ impl Consumer {
             if o.paused {
                 continue;
             }
-            let (start, end) = (o.log.start_offset(), o.log.next_offset());
-            o.position = o.position.clamp(start, end);
-            let mut reader = o.log.read_from(o.position)?;
-            if self.durable_only {
-                reader = reader.durable_only();
-            }
+            let mut reader = match o.reader.take() {
+                Some(r) if r.next_offset() == o.position => r,
+                _ => fresh_reader(o, self.durable_only)?,
+            };
             while out.len() < max {
-                let Some(r) = reader.next_record()? else { break };
-                o.position = r.offset() + 1;
-                out.push(ConsumerRecord { topic: tp.topic.clone(), partition: tp.partition, record: r.to_owned() });
+                let record = match reader.next_record() {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    // Retention passed the reader: go on from the start.
+                    Err(crate::Error::OffsetOutOfRange { .. }) => {
+                        reader = fresh_reader(o, self.durable_only)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                o.position = record.offset() + 1;
+                let record = record.to_owned();
+                out.push(ConsumerRecord { topic: tp.topic.clone(), partition: tp.partition, record });
             }
+            o.reader = Some(reader);
         }
         self.turn = self.turn.wrapping_add(1);
         Ok(out)
@@ -399,7 +412,7 @@ impl Consumer {
                     OffsetReset::Latest => log.next_offset(),
                 },
             };
-            self.owned.insert(tp.clone(), Owned { log, position, paused: false });
+            self.owned.insert(tp.clone(), Owned { log, position, paused: false, reader: None });
         }
         self.with_listener(|l, c| l.on_assigned(c, &new))
     }
@@ -498,6 +511,15 @@ impl Drop for Consumer {
             let _ = self.groups.leave(&self.config.group, &self.member);
         }
     }
+}
+
+/// A reader of `o`'s partition at its position, clamped to what the
+/// partition holds (the position moves with it).
+fn fresh_reader(o: &mut Owned, durable_only: bool) -> Result<LogReader> {
+    let (start, end) = (o.log.start_offset(), o.log.next_offset());
+    o.position = o.position.clamp(start, end);
+    let reader = o.log.read_from(o.position)?;
+    Ok(if durable_only { reader.durable_only() } else { reader })
 }
 
 fn not_owned(partition: &TopicPartition) -> Error {
