@@ -8,9 +8,14 @@
 //!
 //! `cargo bench --bench consumer` (`TMPDIR` for the directories).
 
+#[path = "support/rounds.rs"]
+mod rounds;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use rounds::{Results, env};
 
 use annal::consumer::persistent::{GroupSettings, GroupTarget, PersistentSubscriptions, Strategy};
 use annal::consumer::{
@@ -18,10 +23,6 @@ use annal::consumer::{
 };
 use annal::events::{EventStore, EventStoreConfig, ExpectedVersion, NewEvent};
 use annal::{Durability, LogConfig, Record, TopicConfig, TopicStore, TopicStoreConfig};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn store(durability: Durability, partitions: u32) -> (tempfile::TempDir, Arc<TopicStore>) {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -151,21 +152,10 @@ fn persistent(strategy: Strategy, events: u64) -> f64 {
     events as f64 / start.elapsed().as_secs_f64()
 }
 
-fn summary(values: &mut [f64]) -> (f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    (median, (values[values.len() - 1] - values[0]) / median * 100.0)
-}
-
 fn main() {
     let rounds = env("ROUNDS", 3);
-    let mut results: Vec<(String, f64, f64, &str)> = Vec::new();
-    let mut record = |name: String, mut values: Vec<f64>, unit: &'static str| {
-        let (median, spread) = summary(&mut values);
-        let each: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
-        println!("{name:62} {median:>12.1} {unit:10} spread {spread:5.1}%  ({})", each.join(", "));
-        results.push((name, median, spread, unit));
-    };
+    let mut results = Results::default();
+    let mut record = |name: String, values: Vec<f64>, unit: &'static str| results.record(62, name, values, unit);
     let run = |f: &dyn Fn() -> f64| (0..rounds).map(|_| f()).collect::<Vec<_>>();
     for (durability, name, calls) in
         [(Durability::Never, "not durable", 20_000), (Durability::Always, "durable", 2_000)]
@@ -195,7 +185,5 @@ fn main() {
             "events/s",
         );
     }
-    for (name, median, spread, unit) in &results {
-        println!("{{\"workload\":{name:?},\"median\":{median:.3},\"spread_percent\":{spread:.1},\"unit\":{unit:?}}}");
-    }
+    results.print_json();
 }

@@ -11,17 +11,18 @@
 //! 20,000, among `ALL_STREAMS` streams in all (the others of one event),
 //! default 1,000,000; `TMPDIR` for the directory).
 
+#[path = "support/rounds.rs"]
+mod rounds;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rounds::{Results, env};
 
 use annal::Durability;
 use annal::events::{
     Direction, EventStore, EventStoreConfig, ExpectedVersion, NewEvent, StartFrom, SubscriptionTarget,
 };
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn config(durability: Durability) -> EventStoreConfig {
     let default = EventStoreConfig::default();
@@ -134,24 +135,12 @@ fn rebuild(dir: &std::path::Path) -> f64 {
     took
 }
 
-/// The median of `values` and their spread (max - min) in % of it.
-fn summary(values: &mut [f64]) -> (f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    (median, (values[values.len() - 1] - values[0]) / median * 100.0)
-}
-
 fn main() {
     let rounds = env("ROUNDS", 3);
     let events = env("EVENTS", 1_000_000);
     let streams = env("STREAMS", 100_000);
-    let mut results: Vec<(String, f64, f64, &str)> = Vec::new();
-    let mut record = |name: String, mut values: Vec<f64>, unit: &'static str| {
-        let (median, spread) = summary(&mut values);
-        let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
-        println!("{name:58} {median:>12.1} {unit:9} spread {spread:5.1}%  ({})", rounds.join(", "));
-        results.push((name, median, spread, unit));
-    };
+    let mut results = Results::default();
+    let mut record = |name: String, values: Vec<f64>, unit: &'static str| results.record(58, name, values, unit);
     let run = |f: &dyn Fn() -> f64| (0..rounds).map(|_| f()).collect::<Vec<_>>();
 
     record(
@@ -205,7 +194,5 @@ fn main() {
     store.close().expect("close");
     record(format!("rebuild the indexes of {total} events"), run(&|| rebuild(dir.path())), "s");
 
-    for (name, median, spread, unit) in &results {
-        println!("{{\"workload\":{:?},\"median\":{median:.3},\"spread_percent\":{spread:.1},\"unit\":{unit:?}}}", name);
-    }
+    results.print_json();
 }

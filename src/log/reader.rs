@@ -60,7 +60,16 @@ impl LogReader {
             None if offset == end => None,
             None => return Err(Error::OffsetOutOfRange { requested: offset, start, end }),
         };
-        let mut reader = LogReader {
+        let mut reader = LogReader::unplaced(shared, offset);
+        if let Some(seg) = seg {
+            reader.position_in(seg, offset)?;
+        }
+        Ok(reader)
+    }
+
+    /// A reader at `offset` that has no segment yet.
+    fn unplaced(shared: Arc<Shared>, offset: u64) -> LogReader {
+        LogReader {
             shared,
             seg: None,
             pos: DATA_START,
@@ -70,24 +79,26 @@ impl LogReader {
             left: 0,
             durable_only: false,
             fused: false,
-        };
-        if let Some(seg) = seg {
-            reader.position_in(seg, offset)?;
         }
-        Ok(reader)
     }
 
     /// Positions the reader in `seg` (which holds `offset` in its range) at
     /// the first record at or after `offset`: from the index entry at or
     /// before it, then record by record.
     fn position_in(&mut self, seg: Arc<Segment>, offset: u64) -> Result<()> {
+        self.place(seg, offset);
+        self.skip_to(offset)
+    }
+
+    /// Positions the reader in `seg` at the index entry at or before
+    /// `offset`, reading nothing yet.
+    fn place(&mut self, seg: Arc<Segment>, offset: u64) {
         debug_assert!(offset >= seg.base_offset);
         let (pos, rel) = seg.index.read_locked().lookup((offset - seg.base_offset) as u32);
         self.pos = pos;
         self.next = seg.base_offset + u64::from(rel);
         self.left = 0;
         self.seg = Some(seg);
-        self.skip_to(offset)
     }
 
     /// Makes the reader return only durable records: those below the log's
@@ -326,18 +337,8 @@ impl crate::Log {
                     seg
                 }
             };
-            let (pos, rel) = seg.index.read_locked().lookup((offset - seg.base_offset) as u32);
-            let reader = LogReader {
-                shared: Arc::clone(&self.shared),
-                next: seg.base_offset + u64::from(rel),
-                seg: Some(seg),
-                pos,
-                rec_pos: 0,
-                frame_end: 0,
-                left: 0,
-                durable_only: false,
-                fused: false,
-            };
+            let mut reader = LogReader::unplaced(Arc::clone(&self.shared), offset);
+            reader.place(seg, offset);
             runs.push((k, reader));
         }
         touch(&runs, &order);
