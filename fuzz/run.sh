@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"record_decode segment_recovery index_load api_ops compact_ops small_files event_files consumer_records"}
+targets=${FUZZ_TARGETS:-"record_decode segment_recovery index_load api_ops compact_ops small_files event_files consumer_records es_records"}
 # Decoders must never allocate more than their input justifies: a single
 # allocation over malloc_limit_mb, or a process over rss_limit_mb, is a crash.
 limits=(-rss_limit_mb=512 -malloc_limit_mb=256 -timeout=10)

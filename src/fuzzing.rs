@@ -139,3 +139,31 @@ pub fn consumer_record_roundtrip(data: &[u8]) -> bool {
     let value = (!value.is_empty()).then_some(value);
     crate::consumer::record::roundtrip_for_fuzzing(key, value).is_ok()
 }
+
+/// The `es_records` target: the application layer's records, chosen by
+/// `data[0]` modulo 2 from `data[1..]`:
+///
+/// - 0: the data of a snapshot event (docs/FORMAT.md, "Snapshot"). Whatever
+///   decodes must encode to the same bytes.
+/// - 1: the JSON metadata of an event, read for its correlation, causation
+///   and schema version. Whatever it finds must be found again in the
+///   metadata the layer writes with those values.
+///
+/// Panics if a check fails; never on bad input. Returns whether it decoded.
+pub fn es_record_roundtrip(data: &[u8]) -> bool {
+    let Some((&selector, rest)) = data.split_first() else { return false };
+    match selector % 2 {
+        0 => crate::es::snapshot::roundtrip_for_fuzzing(rest).is_ok(),
+        _ => {
+            let meta = crate::es::EventMeta::parse(rest);
+            let written = crate::es::CommandMeta {
+                correlation_id: meta.correlation_id,
+                causation_id: meta.causation_id,
+                command_id: None,
+            };
+            let again = crate::es::EventMeta::parse(&crate::es::meta_for_fuzzing(&written, meta.schema_version));
+            assert_eq!(again, meta, "metadata written with what was read reads the same");
+            meta != crate::es::EventMeta::parse(b"")
+        }
+    }
+}

@@ -63,6 +63,7 @@ macro_rules! internals {
 internals!(config, durable, envelope, error, format, fuzzing, index, inspect, log, record, segment, sync, topic);
 // After the macro, which their modules use for their own insides.
 pub mod consumer;
+pub mod es;
 pub mod events;
 mod mmap;
 

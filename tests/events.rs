@@ -179,6 +179,13 @@ fn a_retried_append_returns_the_original_result_even_after_a_restart() {
         }
     }
     assert_eq!(store.head_position(), 6);
+    // The ids are found in their streams, by version and position.
+    assert_eq!(store.find_event("s", id(11)).unwrap(), Some((1, 2)));
+    assert_eq!(store.find_event("s", id(12)).unwrap(), Some((2, 3)));
+    assert_eq!(store.find_event("t", id(10)).unwrap(), Some((0, 4)));
+    assert_eq!(store.find_event("other", id(10)).unwrap(), None, "another stream's id");
+    assert_eq!(store.find_event("s", id(99)).unwrap(), None);
+    assert_eq!(store.find_event("nothing", id(10)).unwrap(), None);
     store.close().unwrap();
 }
 

@@ -16,6 +16,8 @@ mod common;
 mod compact_ops;
 #[path = "../fuzz/harness/consumer_records.rs"]
 mod consumer_records;
+#[path = "../fuzz/harness/es_records.rs"]
+mod es_records;
 #[path = "../fuzz/harness/event_files.rs"]
 mod event_files;
 #[path = "../fuzz/harness/index_load.rs"]
@@ -748,4 +750,18 @@ fn generate_fuzz_seeds() {
     w.write("crashes", &crashes);
 
     run_seeds("api_ops", api_ops::run);
+}
+
+#[test]
+fn es_records_seeds_pass_and_survive_every_byte_changed() {
+    for (path, bytes) in seeds("es_records") {
+        assert!(es_records::decodes(&bytes), "{} does not decode", path.display());
+        for i in 0..bytes.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= x;
+                es_records::run(&b);
+            }
+        }
+    }
 }

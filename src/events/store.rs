@@ -555,22 +555,10 @@ impl EventStore {
     fn earlier_append(&self, a: &StreamAppend, hash: u128) -> Result<Option<AppendResult>> {
         let mut found: Vec<Option<(u64, u64)>> = Vec::with_capacity(a.events.len());
         for e in &a.events {
-            let Some(id) = e.id else {
-                found.push(None);
-                continue;
+            let hit = match e.id {
+                Some(id) => self.find_id(&a.stream, hash, id)?,
+                None => None,
             };
-            let mut hit = None;
-            for (position, version) in self.index.entries(RunKind::EventId, id.as_u128(), 0, false, usize::MAX)? {
-                // The id may be in other streams too: only this one's counts.
-                if self.index.entries(RunKind::Stream, hash, version, false, 1)?.first() == Some(&(version, position)) {
-                    // Scavenged: its idempotency window has closed.
-                    let Some(ev) = self.event_at(position)? else { continue };
-                    if ev.stream == a.stream {
-                        hit = Some((version, position));
-                        break;
-                    }
-                }
-            }
             found.push(hit);
         }
         let Some(first_hit) = found.iter().position(Option::is_some) else { return Ok(None) };
@@ -593,6 +581,35 @@ impl EventStore {
         let n = found.len() as u64;
         let (_, last_position) = found[found.len() - 1].expect("every event was found");
         Ok(Some(AppendResult { first_version: v0, next_expected_version: v0 + (n - 1), position: last_position }))
+    }
+
+    /// The version and global position of the event of `stream` whose id is
+    /// `id`, if the stream holds one (and scavenging has not removed it):
+    /// how an application that gives its events ids derived from a request
+    /// tells whether that request was carried out already. A hard-deleted
+    /// stream gives [`Error::StreamDeleted`].
+    pub fn find_event(&self, stream: &str, id: Uuid) -> Result<Option<(u64, u64)>> {
+        check_stream_id(stream)?;
+        let hash = self.hasher.hash(stream);
+        if self.stream_state(stream, hash)?.deleted {
+            return Err(Error::StreamDeleted { stream: shown(stream) });
+        }
+        self.find_id(stream, hash, id)
+    }
+
+    /// [`EventStore::find_event`] of a stream whose hash is `hash`.
+    fn find_id(&self, stream: &str, hash: u128, id: Uuid) -> Result<Option<(u64, u64)>> {
+        for (position, version) in self.index.entries(RunKind::EventId, id.as_u128(), 0, false, usize::MAX)? {
+            // The id may be in other streams too: only this one's counts.
+            if self.index.entries(RunKind::Stream, hash, version, false, 1)?.first() == Some(&(version, position)) {
+                // Scavenged: its idempotency window has closed.
+                let Some(ev) = self.event_at(position)? else { continue };
+                if ev.stream == stream {
+                    return Ok(Some((version, position)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The version of the last event of `stream`, or none (also after a soft

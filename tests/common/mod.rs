@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod bank;
 pub mod child;
 #[cfg(feature = "cli")]
 pub mod cli;

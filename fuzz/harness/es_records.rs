@@ -1,0 +1,13 @@
+//! Harness of the `es_records` target: the application layer's records.
+//! The first byte (modulo 2) picks a snapshot event's data or an event's
+//! JSON metadata (correlation, causation, schema version). Whatever decodes
+//! must encode to the same bytes (or read the same); nothing may panic.
+
+pub fn run(data: &[u8]) {
+    decodes(data);
+}
+
+/// Runs `data` through the harness; whether it decoded.
+pub fn decodes(data: &[u8]) -> bool {
+    annal::fuzzing::es_record_roundtrip(data)
+}
