@@ -1,6 +1,7 @@
 //! Harness of the `es_records` target: the application layer's records.
-//! The first byte (modulo 2) picks a snapshot event's data or an event's
-//! JSON metadata (correlation, causation, schema version). Whatever decodes
+//! The first byte (modulo 4) picks a snapshot event's data, an event's
+//! JSON metadata (correlation, causation, schema version), a key-value read
+//! model's `$rows` event or a projection's parked-event record. Whatever decodes
 //! must encode to the same bytes (or read the same); nothing may panic.
 
 pub fn run(data: &[u8]) {

@@ -13,8 +13,11 @@ mod aggregate;
 mod codec;
 mod error;
 mod meta;
+mod outbox;
+mod process;
+mod projection;
 mod repository;
-internals!(snapshot);
+internals!(records, snapshot);
 mod upcast;
 
 pub use aggregate::{Aggregate, DomainEvent};
@@ -25,11 +28,44 @@ pub use codec::Json;
 pub use codec::Postcard;
 pub use error::{CommandError, Error, Result};
 pub use meta::{CommandMeta, EventMeta};
+pub use outbox::{ID_HEADER, OutboxRelay, POSITION_HEADER, RelayOutcome, TYPE_HEADER};
+pub use process::{
+    CHECKPOINT_EVENT_TYPE, Dispatcher, Effects, ProcessManager, ProcessOutcome, ProcessRunner, STATE_EVENT_TYPE,
+    TIMEOUT_EVENT_TYPE, Timeout,
+};
+pub use projection::{
+    BatchOutcome, CommitError, KvModel, KvReader, LAG_COUNT_LIMIT, PARKED_EVENT_TYPE, ParkedEvent, Projection,
+    ProjectionLag, ProjectionRunner, ProjectionSource, ReadModel, Rows,
+};
+pub use records::ROWS_EVENT_TYPE;
 pub use repository::{
     DEFAULT_KEPT_SNAPSHOTS, DEFAULT_MAX_ATTEMPTS, Executed, Loaded, Repository, SkippedSnapshot, SnapshotWrite,
 };
 pub use snapshot::{SNAPSHOT_EVENT_TYPE, SNAPSHOT_STREAM_PREFIX, SnapshotPolicy};
 pub use upcast::{RawEvent, UpcastFn, Upcasters};
+
+/// Why a projection's or process manager's name is refused, if it is: 1 to
+/// 200 bytes, none of them a control character.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 200 {
+        return Some("a name has 1 to 200 bytes");
+    }
+    if name.chars().any(char::is_control) {
+        return Some("a name has no control characters");
+    }
+    None
+}
+
+/// Positions a projection, process manager or relay moves past without
+/// anything to apply before it stores its position on its own.
+const SKIPPED_BEFORE_COMMIT: u64 = 4096;
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// The metadata the layer writes for `meta` and `schema_version`, for the
 /// fuzz target.

@@ -6,7 +6,6 @@
 use std::hash::Hasher;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::aggregate::{Aggregate, DomainEvent};
 use super::codec::Codec;
@@ -602,7 +601,7 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
             }
             SnapshotPolicy::ReplayedOver(n) => loaded.replayed + appended > n,
             SnapshotPolicy::OlderThan(age) => {
-                let limit = now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+                let limit = super::now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
                 match loaded.snapshot {
                     None => true,
                     Some(_) => self.newest_snapshot_ms(id).is_none_or(|t| t < limit),
@@ -678,8 +677,4 @@ fn fingerprint<A: Aggregate, C: Codec>(upcasters: &Upcasters) -> u64 {
     h.write_u8(C::ID);
     upcasters.fingerprint(&mut h);
     h.finish()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
