@@ -141,7 +141,7 @@ pub fn consumer_record_roundtrip(data: &[u8]) -> bool {
 }
 
 /// The `es_records` target: the application layer's records, chosen by
-/// `data[0]` modulo 4 from `data[1..]`:
+/// `data[0]` modulo 5 from `data[1..]`:
 ///
 /// - 0: the data of a snapshot event (docs/FORMAT.md, "Snapshot"). Whatever
 ///   decodes must encode to the same bytes.
@@ -150,14 +150,16 @@ pub fn consumer_record_roundtrip(data: &[u8]) -> bool {
 ///   metadata the layer writes with those values.
 /// - 2: the data of a key-value read model's `$rows` event.
 /// - 3: the data of a projection's parked-event record.
+/// - 4: the data of a process manager's timeout record.
 ///
 /// Panics if a check fails; never on bad input. Returns whether it decoded.
 pub fn es_record_roundtrip(data: &[u8]) -> bool {
     let Some((&selector, rest)) = data.split_first() else { return false };
-    match selector % 4 {
+    match selector % 5 {
         0 => crate::es::snapshot::roundtrip_for_fuzzing(rest).is_ok(),
         2 => crate::es::records::rows_roundtrip_for_fuzzing(rest).is_ok(),
         3 => crate::es::records::parked_roundtrip_for_fuzzing(rest).is_ok(),
+        4 => crate::es::records::timeout_roundtrip_for_fuzzing(rest).is_ok(),
         _ => {
             let meta = crate::es::EventMeta::parse(rest);
             let written = crate::es::CommandMeta {

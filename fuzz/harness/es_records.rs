@@ -1,7 +1,8 @@
 //! Harness of the `es_records` target: the application layer's records.
-//! The first byte (modulo 4) picks a snapshot event's data, an event's
+//! The first byte (modulo 5) picks a snapshot event's data, an event's
 //! JSON metadata (correlation, causation, schema version), a key-value read
-//! model's `$rows` event or a projection's parked-event record. Whatever decodes
+//! model's `$rows` event, a parked-event record or a process manager's
+//! timeout record. Whatever decodes
 //! must encode to the same bytes (or read the same); nothing may panic.
 
 pub fn run(data: &[u8]) {

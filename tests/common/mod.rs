@@ -6,6 +6,7 @@
 
 pub mod bank;
 pub mod child;
+pub mod es_workload;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "object-store")]
