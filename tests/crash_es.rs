@@ -84,7 +84,13 @@ fn run_child(dir: &Path, lines: u64, delay_us: u64) -> (Acked, u64) {
     for line in &ended.lines {
         seen += u64::from(parse(line, &mut acked));
     }
-    assert_eq!(ended.status.signal(), Some(9), "the child must die by SIGKILL, not {:?}; stderr:\n{}", ended.status, ended.stderr);
+    assert_eq!(
+        ended.status.signal(),
+        Some(9),
+        "the child must die by SIGKILL, not {:?}; stderr:\n{}",
+        ended.status,
+        ended.stderr
+    );
     (acked, seen)
 }
 

@@ -134,6 +134,9 @@ fn a_crash_at_any_call_keeps_projections_and_process_managers_exactly_once() {
     eprintln!("{summary}");
     assert!(failures.is_empty(), "{summary}\n\n{}", failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n\n"));
     if only_k.is_none() {
-        powerloss::assert_fired(&summary, &[("crash points", points, 100), ("acknowledged states", states.len() as u64, 5)]);
+        powerloss::assert_fired(
+            &summary,
+            &[("crash points", points, 100), ("acknowledged states", states.len() as u64, 5)],
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use annal::es::{
-    Effects, Json, KvModel, ProcessManager, ProcessRunner, Projection, ProjectionRunner, ProjectionSource,
-    Repository, Rows, SnapshotPolicy, Timeout,
+    Effects, Json, KvModel, ProcessManager, ProcessRunner, Projection, ProjectionRunner, ProjectionSource, Repository,
+    Rows, SnapshotPolicy, Timeout,
 };
 use annal::events::{Direction, EventStore, EventStoreConfig, NewEvent, RecordedEvent, SubscriptionTarget};
 use annal::io::Io;
@@ -70,7 +70,8 @@ impl ProcessManager for Notary {
             "Opened" => effects.schedule("review", Duration::from_secs(3600), Vec::new()),
             "Deposited" => {
                 state.noted += 1;
-                effects.emit(format!("notes-{account}"), NewEvent::binary("Noted", event.position.to_le_bytes().to_vec()));
+                effects
+                    .emit(format!("notes-{account}"), NewEvent::binary("Noted", event.position.to_le_bytes().to_vec()));
             }
             _ => {}
         }
@@ -143,7 +144,9 @@ pub fn check(acked: &Acked, dir: &std::path::Path) -> Result<(), String> {
         }
         let got = projection.model().get(stream.as_bytes()).map(|b| i64::from_le_bytes(b.try_into().expect("8")));
         if got != expected {
-            return Err(format!("{stream}: projected balance {got:?}, a replay below {p_checkpoint} gives {expected:?}"));
+            return Err(format!(
+                "{stream}: projected balance {got:?}, a replay below {p_checkpoint} gives {expected:?}"
+            ));
         }
         // The process manager: one note per deposit below its checkpoint.
         let deposits: Vec<u64> = events
@@ -190,4 +193,3 @@ pub fn check(acked: &Acked, dir: &std::path::Path) -> Result<(), String> {
     drop((projection, pm, accounts));
     Arc::try_unwrap(store).map_err(|_| "the store is shared".to_owned())?.close().map_err(|e| format!("close: {e}"))
 }
-

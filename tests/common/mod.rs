@@ -6,9 +6,9 @@
 
 pub mod bank;
 pub mod child;
-pub mod es_workload;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod es_workload;
 #[cfg(feature = "object-store")]
 pub mod s3;
 
