@@ -387,3 +387,61 @@ fn populate_more(store: &Arc<EventStore>) {
         repo.execute(&a.to_string(), &Cmd::Deposit(1)).unwrap();
     }
 }
+
+#[test]
+fn a_projection_reads_old_events_through_the_upcasters_and_parks_a_split_event_whole() {
+    use annal::es::Upcasters;
+    let dir = common::fast_tempdir();
+    let store = open(dir.path());
+    store
+        .append(
+            "account-old",
+            ExpectedVersion::NoStream,
+            vec![
+                NewEvent::json("Opened", r#""Opened""#),
+                NewEvent::json("Deposited", r#"{"Deposited":{"amount":5}}"#),
+                // Version 1 of a transfer: a deposit and a fee in one event.
+                NewEvent::json("Transferred", r#"{"Transferred":{"amount":10,"fee":1}}"#),
+                NewEvent::json("Transferred", r#"{"Transferred":{"amount":20,"fee":-1}}"#),
+            ],
+        )
+        .unwrap();
+    let upcasters = Upcasters::new()
+        .register_json("Deposited", 1, "add-currency", |mut v| {
+            v["currency"] = "USD".into();
+            Ok(vec![("Deposited".into(), v)])
+        })
+        .register_json("Transferred", 1, "split-transfer", |v| {
+            let deposit = serde_json::json!({"amount": v["amount"], "currency": "USD"});
+            let fee = serde_json::json!({"amount": v["fee"]});
+            Ok(vec![("Deposited".into(), deposit), ("Withdrawn".into(), fee)])
+        });
+    let upcasters = Arc::new(upcasters);
+    // A negative fee is refused by this projection: its whole transfer is parked.
+    struct NoNegative(Balances);
+    impl Projection for NoNegative {
+        fn handle(&mut self, event: &RecordedEvent, rows: &mut Rows<'_>) -> Result<(), String> {
+            if event.event_type == "Withdrawn" && event.data.windows(3).any(|w| w == b":-1") {
+                return Err("a negative fee".into());
+            }
+            self.0.handle(event, rows)
+        }
+    }
+    let model = KvModel::open(Arc::clone(&store), "upcast", NoNegative(Balances::default())).unwrap();
+    let mut runner =
+        ProjectionRunner::new(Arc::clone(&store), "upcast", ProjectionSource::Category("account".into()), model)
+            .unwrap()
+            .with_upcasters(Arc::clone(&upcasters))
+            .with_max_retries(1);
+    let o = runner.run_batch(Duration::ZERO).unwrap();
+    assert_eq!((o.applied, o.parked), (4, 1), "opened, deposit, the first transfer's two halves; the second parked");
+    let balance = runner.model().get(b"account-old").map(|b| i64::from_le_bytes(b.try_into().unwrap()));
+    assert_eq!(balance, Some(5 + 10 - 1), "nothing of the parked transfer applied");
+    assert_eq!(runner.parked(10).unwrap().len(), 1);
+    // The upcast events carry their new schema version.
+    let stored = store.read_stream("account-old", 1, Direction::Forward, 1).unwrap().remove(0);
+    let now = upcasters.upcast_recorded(stored.clone()).unwrap();
+    assert_eq!(annal::es::EventMeta::parse(&now[0].metadata).schema_version, 2);
+    assert_eq!((now[0].position, now[0].id), (stored.position, stored.id));
+    assert_eq!(upcasters.upcast_recorded(now[0].clone()).unwrap(), now, "not upcast twice");
+}

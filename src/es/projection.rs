@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::error::{Error, Result};
 use super::records::{ROWS_EVENT_TYPE, RowsRecord, decode_parked, encode_parked};
+use super::upcast::Upcasters;
 use crate::events::{
     self, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StartFrom, StreamMetadata,
     SubscriptionTarget, Uuid,
@@ -134,6 +135,7 @@ pub struct ProjectionRunner<M: ReadModel> {
     batch: usize,
     max_retries: u32,
     checkpoint: Option<u64>,
+    upcasters: Option<Arc<Upcasters>>,
 }
 
 impl<M: ReadModel> ProjectionRunner<M> {
@@ -150,7 +152,17 @@ impl<M: ReadModel> ProjectionRunner<M> {
             batch: 512,
             max_retries: 3,
             checkpoint: None,
+            upcasters: None,
         })
+    }
+
+    /// Gives the model the events at their current schema versions:
+    /// upcast by `upcasters` ([`Upcasters::upcast_recorded`]) as they are
+    /// read, as the repository reads them.
+    #[must_use]
+    pub fn with_upcasters(mut self, upcasters: Arc<Upcasters>) -> Self {
+        self.upcasters = Some(upcasters);
+        self
     }
 
     /// Commits at most `n` events at a time (at least 1; 512 by default).
@@ -229,22 +241,27 @@ impl<M: ReadModel> ProjectionRunner<M> {
                     return Err(e);
                 }
                 Err(CommitError::Event { index, reason }) => {
-                    let index = index.min(rest.len().saturating_sub(1));
-                    let Some(failed) = rest.get(index) else {
+                    let Some(failed) = rest.get(index.min(rest.len().saturating_sub(1))) else {
                         return Err(Error::State {
                             what: format!("projection {}", self.name),
                             reason: format!("its model failed an empty batch: {reason}"),
                         });
                     };
-                    self.commit_or_stop(&rest[..index], failed.position)?;
-                    outcome.applied += index;
+                    // The events an upcaster made of one stored event share
+                    // its position: they are retried and parked together.
+                    let position = failed.position;
+                    let start = rest.iter().position(|e| e.position == position).unwrap_or(0);
+                    let end = rest.iter().rposition(|e| e.position == position).map_or(rest.len(), |i| i + 1);
+                    self.commit_or_stop(&rest[..start], position)?;
+                    outcome.applied += start;
+                    let group = &rest[start..end];
                     let mut last = reason;
                     let mut attempts = 1;
                     let mut done = false;
                     while attempts <= self.max_retries {
                         attempts += 1;
                         outcome.retries += 1;
-                        match self.model.commit(std::slice::from_ref(failed), failed.position + 1) {
+                        match self.model.commit(group, position + 1) {
                             Ok(()) => {
                                 done = true;
                                 break;
@@ -257,13 +274,13 @@ impl<M: ReadModel> ProjectionRunner<M> {
                         }
                     }
                     if done {
-                        outcome.applied += 1;
+                        outcome.applied += group.len();
                     } else {
-                        self.park(failed, attempts, &last)?;
-                        self.commit_or_stop(&[], failed.position + 1)?;
+                        self.park(&group[0], attempts, &last)?;
+                        self.commit_or_stop(&[], position + 1)?;
                         outcome.parked += 1;
                     }
-                    rest = &rest[index + 1..];
+                    rest = &rest[end..];
                 }
             }
         }
@@ -391,8 +408,12 @@ impl<M: ReadModel> ProjectionRunner<M> {
         while events.len() < self.batch {
             let Some(e) = sub.next_timeout(wait)? else { break };
             wait = Duration::ZERO;
-            if self.keeps(&e) {
-                events.push(e);
+            if !self.keeps(&e) {
+                continue;
+            }
+            match &self.upcasters {
+                Some(u) => events.extend(u.upcast_recorded(e)?),
+                None => events.push(e),
             }
         }
         Ok((events, sub.next_position().max(from)))

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::codec::Codec;
 use super::error::{Error, Result};
 use super::meta::EventMeta;
-use crate::events::EventView;
+use crate::events::{EventView, RecordedEvent};
 
 /// An event as an upcaster sees it: its type, schema version and the
 /// codec's bytes of it.
@@ -199,6 +199,58 @@ impl Upcasters {
             hasher.write(name.as_bytes());
             hasher.write_u8(0xff);
         }
+    }
+
+    /// The stored event `event` at the current schema versions: itself if
+    /// no upcaster applies, else the events the upcasters make of it, each
+    /// with the stored event's stream, version, position, id and timestamp,
+    /// and metadata giving its new schema version (with the stored
+    /// metadata's `$correlationId` and `$causationId`; other members are
+    /// not carried over). How projection and process-manager runners
+    /// ([`crate::es::ProjectionRunner::with_upcasters`]) and subscribers
+    /// read old events at the current schema.
+    pub fn upcast_recorded(&self, event: RecordedEvent) -> Result<Vec<RecordedEvent>> {
+        if !self.by_type.contains_key(&event.event_type) {
+            return Ok(vec![event]);
+        }
+        let meta = EventMeta::parse(&event.metadata);
+        if !self.applies_to(&event.event_type, meta.schema_version) {
+            return Ok(vec![event]);
+        }
+        let raw = RawEvent {
+            event_type: event.event_type.clone(),
+            schema_version: meta.schema_version,
+            data: event.data.clone(),
+        };
+        let upcast = self.upcast(raw).map_err(|reason| Error::Upcast {
+            stream: event.stream.clone(),
+            version: event.version,
+            event_type: event.event_type.clone(),
+            schema_version: meta.schema_version,
+            reason,
+        })?;
+        let ids = super::meta::CommandMeta {
+            correlation_id: meta.correlation_id,
+            causation_id: meta.causation_id,
+            command_id: None,
+        };
+        Ok(upcast
+            .into_iter()
+            .map(|raw| {
+                let metadata = super::meta::encode(&ids, raw.schema_version);
+                RecordedEvent {
+                    event_type: raw.event_type,
+                    data: raw.data,
+                    metadata_type: if metadata.is_empty() {
+                        event.metadata_type
+                    } else {
+                        crate::events::ContentType::Json
+                    },
+                    metadata,
+                    ..event.clone()
+                }
+            })
+            .collect())
     }
 
     /// Decodes the stored event `view` into events of type `E` with `codec`,
