@@ -6,8 +6,8 @@
 //! projections kept exactly once, process managers with durable timeouts,
 //! and the outbox relay to topics.
 //!
-//! Events and snapshots go through serde and a [`Codec`]: [`Json`] (feature
-//! `json`, on by default) or [`Postcard`] (feature `postcard`).
+//! Events and snapshots go through serde and a [`Codec`]: `Json` (feature
+//! `json`, on by default) or `Postcard` (feature `postcard`).
 
 mod aggregate;
 mod codec;
