@@ -14,7 +14,7 @@ use annal::es::{
 };
 use annal::events::{DeleteMode, Direction, EventStore, EventStoreConfig, ExpectedVersion, NewEvent};
 use annal::{Durability, LogConfig};
-use common::bank::{Account, AccountCommand as Cmd, AccountError, AccountEvent, AccountV2};
+use common::bank::{Account, AccountCommand as Cmd, AccountError, AccountEvent, AccountV2, deposit_upcasters};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -305,17 +305,6 @@ fn postcard_aggregates_round_trip_with_snapshots() {
     assert_eq!((p.state.balance, p.snapshot, p.state.clone()), (28, Some(5), repo.replay("p").unwrap().state));
     let e = &store.read_stream("account-p", 0, Direction::Forward, 1).unwrap()[0];
     assert_eq!(e.data_type, annal::events::ContentType::Binary);
-}
-
-/// Version 1 deposits had no currency; version 2 has one; version 3 names
-/// the type `Deposited` as before but splits fees out (here: none).
-fn deposit_upcasters() -> Upcasters {
-    Upcasters::new()
-        .register_json("Deposited", 1, "add-currency", |mut v| {
-            v["currency"] = "USD".into();
-            Ok(vec![("Deposited".into(), v)])
-        })
-        .register_json("Credited", 1, "rename-credited", |v| Ok(vec![("Deposited".into(), v)]))
 }
 
 #[test]

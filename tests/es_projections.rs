@@ -18,7 +18,7 @@ use annal::events::{
     Direction, EventStore, EventStoreConfig, ExpectedVersion, NewEvent, RecordedEvent, SubscriptionTarget,
 };
 use annal::{Durability, LogConfig, TopicConfig, TopicStore, TopicStoreConfig};
-use common::bank::{Account, AccountCommand as Cmd, AccountEvent};
+use common::bank::{Account, AccountCommand as Cmd};
 
 fn cfg() -> EventStoreConfig {
     EventStoreConfig::default()
@@ -45,16 +45,7 @@ impl Projection for Balances {
             *n -= 1;
             return Err(format!("refusing {} once more", event.stream));
         }
-        let e: AccountEvent = serde_json::from_slice(&event.data).map_err(|e| e.to_string())?;
-        let key = event.stream.as_bytes();
-        let balance = rows.get(key).map_or(0, |b| i64::from_le_bytes(b.try_into().unwrap()));
-        let balance = match e {
-            AccountEvent::Opened => balance,
-            AccountEvent::Deposited { amount, .. } => balance + amount,
-            AccountEvent::Withdrawn { amount } => balance - amount,
-        };
-        rows.put(key, balance.to_le_bytes());
-        Ok(())
+        common::es_workload::Balances.handle(event, rows)
     }
 }
 
@@ -390,7 +381,6 @@ fn populate_more(store: &Arc<EventStore>) {
 
 #[test]
 fn a_projection_reads_old_events_through_the_upcasters_and_parks_a_split_event_whole() {
-    use annal::es::Upcasters;
     let dir = common::fast_tempdir();
     let store = open(dir.path());
     store
@@ -406,16 +396,11 @@ fn a_projection_reads_old_events_through_the_upcasters_and_parks_a_split_event_w
             ],
         )
         .unwrap();
-    let upcasters = Upcasters::new()
-        .register_json("Deposited", 1, "add-currency", |mut v| {
-            v["currency"] = "USD".into();
-            Ok(vec![("Deposited".into(), v)])
-        })
-        .register_json("Transferred", 1, "split-transfer", |v| {
-            let deposit = serde_json::json!({"amount": v["amount"], "currency": "USD"});
-            let fee = serde_json::json!({"amount": v["fee"]});
-            Ok(vec![("Deposited".into(), deposit), ("Withdrawn".into(), fee)])
-        });
+    let upcasters = common::bank::deposit_upcasters().register_json("Transferred", 1, "split-transfer", |v| {
+        let deposit = serde_json::json!({"amount": v["amount"], "currency": "USD"});
+        let fee = serde_json::json!({"amount": v["fee"]});
+        Ok(vec![("Deposited".into(), deposit), ("Withdrawn".into(), fee)])
+    });
     let upcasters = Arc::new(upcasters);
     // A negative fee is refused by this projection: its whole transfer is parked.
     struct NoNegative(Balances);

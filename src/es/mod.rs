@@ -60,6 +60,31 @@ fn name_problem(name: &str) -> Option<&'static str> {
 /// anything to apply before it stores its position on its own.
 const SKIPPED_BEFORE_COMMIT: u64 = 4096;
 
+/// Up to `max` durable events of `sub` that `keep` keeps (waiting up to
+/// `timeout` for the first), each through `take`, and the position after
+/// everything looked at: how projections, process managers and the relay
+/// read their sources.
+fn read_durable_batch(
+    sub: &mut crate::events::Subscription<'_>,
+    from: u64,
+    max: usize,
+    timeout: std::time::Duration,
+    keep: impl Fn(&crate::events::RecordedEvent) -> bool,
+    mut take: impl FnMut(crate::events::RecordedEvent) -> Result<()>,
+) -> Result<u64> {
+    let mut wait = timeout;
+    let mut taken = 0;
+    while taken < max {
+        let Some(e) = sub.next_timeout(wait)? else { break };
+        wait = std::time::Duration::ZERO;
+        if keep(&e) {
+            take(e)?;
+            taken += 1;
+        }
+    }
+    Ok(sub.next_position().max(from))
+}
+
 /// Now, in milliseconds since the Unix epoch.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()

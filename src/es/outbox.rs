@@ -143,18 +143,14 @@ impl OutboxRelay {
     /// new checkpoint.
     pub fn run_batch(&mut self, timeout: Duration) -> Result<RelayOutcome> {
         let from = self.checkpoint.max(self.store.log().start_offset());
-        let (events, next) = {
+        let mut events: Vec<RecordedEvent> = Vec::new();
+        let next = {
             let mut sub = self.store.subscribe(self.target.clone(), StartFrom::Position(from))?.durable_only();
-            let mut events: Vec<RecordedEvent> = Vec::new();
-            let mut wait = timeout;
-            while events.len() < self.batch {
-                let Some(e) = sub.next_timeout(wait)? else { break };
-                wait = Duration::ZERO;
-                if !e.stream.starts_with('$') {
-                    events.push(e);
-                }
-            }
-            (events, sub.next_position().max(from))
+            let keep = |e: &RecordedEvent| !e.stream.starts_with('$');
+            super::read_durable_batch(&mut sub, from, self.batch, timeout, keep, |e| {
+                events.push(e);
+                Ok(())
+            })?
         };
         let mut outcome = RelayOutcome { checkpoint: self.checkpoint, ..RelayOutcome::default() };
         // With no event to publish, the position is stored only once it has

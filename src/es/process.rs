@@ -320,18 +320,14 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
         let mut outcome = ProcessOutcome::default();
         self.fire_due(now_ms, &mut outcome)?;
         let from = self.checkpoint;
-        let (events, next) = {
+        let mut events = Vec::new();
+        let next = {
             let mut sub = self.store.subscribe(self.target.clone(), StartFrom::Position(from))?.durable_only();
-            let mut events = Vec::new();
-            let mut wait = timeout;
-            while events.len() < self.batch {
-                let Some(e) = sub.next_timeout(wait)? else { break };
-                wait = Duration::ZERO;
-                if !e.stream.starts_with('$') {
-                    events.push(e);
-                }
-            }
-            (events, sub.next_position().max(from))
+            let keep = |e: &RecordedEvent| !e.stream.starts_with('$');
+            super::read_durable_batch(&mut sub, from, self.batch, timeout, keep, |e| {
+                events.push(e);
+                Ok(())
+            })?
         };
         for e in &events {
             if let Some(instance) = self.manager.instance(e) {

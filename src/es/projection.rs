@@ -404,19 +404,21 @@ impl<M: ReadModel> ProjectionRunner<M> {
     fn read_batch(&self, from: u64, timeout: Duration) -> Result<(Vec<RecordedEvent>, u64)> {
         let mut sub = self.subscription(from)?;
         let mut events = Vec::new();
-        let mut wait = timeout;
-        while events.len() < self.batch {
-            let Some(e) = sub.next_timeout(wait)? else { break };
-            wait = Duration::ZERO;
-            if !self.keeps(&e) {
-                continue;
-            }
-            match &self.upcasters {
-                Some(u) => events.extend(u.upcast_recorded(e)?),
-                None => events.push(e),
-            }
-        }
-        Ok((events, sub.next_position().max(from)))
+        let next = super::read_durable_batch(
+            &mut sub,
+            from,
+            self.batch,
+            timeout,
+            |e| self.keeps(e),
+            |e| {
+                match &self.upcasters {
+                    Some(u) => events.extend(u.upcast_recorded(e)?),
+                    None => events.push(e),
+                }
+                Ok(())
+            },
+        )?;
+        Ok((events, next))
     }
 
     /// Records `event` as parked, once (a retry after a crash writes

@@ -54,13 +54,7 @@ pub struct Upcasters {
 
 impl std::fmt::Debug for Upcasters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut keys: Vec<_> = self
-            .by_type
-            .iter()
-            .flat_map(|(t, m)| m.iter().map(move |(v, u)| (t.as_str(), *v, u.name.as_str())))
-            .collect();
-        keys.sort_unstable();
-        f.debug_struct("Upcasters").field("upcasters", &keys).finish()
+        f.debug_struct("Upcasters").field("upcasters", &self.keys()).finish()
     }
 }
 
@@ -143,6 +137,17 @@ impl Upcasters {
         })
     }
 
+    /// The upcasters' (event type, from version, name), sorted.
+    fn keys(&self) -> Vec<(&str, u32, &str)> {
+        let mut keys: Vec<_> = self
+            .by_type
+            .iter()
+            .flat_map(|(t, m)| m.iter().map(move |(v, u)| (t.as_str(), *v, u.name.as_str())))
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
     /// Whether no upcaster is registered.
     pub fn is_empty(&self) -> bool {
         self.by_type.is_empty()
@@ -185,12 +190,7 @@ impl Upcasters {
     /// Feeds the registered keys and names to `hasher`, in a fixed order (a
     /// part of the snapshots' fingerprint).
     pub(crate) fn fingerprint(&self, hasher: &mut impl Hasher) {
-        let mut keys: Vec<_> = self
-            .by_type
-            .iter()
-            .flat_map(|(t, m)| m.iter().map(move |(v, u)| (t.as_str(), *v, u.name.as_str())))
-            .collect();
-        keys.sort_unstable();
+        let keys = self.keys();
         hasher.write_usize(keys.len());
         for (t, v, name) in keys {
             hasher.write(t.as_bytes());

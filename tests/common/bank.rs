@@ -1,7 +1,7 @@
 //! A bank account aggregate for the tests of `annal::es`: opened, deposits
 //! and withdrawals, no overdraft.
 
-use annal::es::{Aggregate, DomainEvent};
+use annal::es::{Aggregate, DomainEvent, Upcasters};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,4 +102,15 @@ impl Aggregate for AccountV2 {
     fn apply(&mut self, event: &AccountEvent) {
         self.0.apply(event);
     }
+}
+
+/// Version 1 deposits had no currency (they were in dollars), and a
+/// deposit was once called `Credited`.
+pub fn deposit_upcasters() -> Upcasters {
+    Upcasters::new()
+        .register_json("Deposited", 1, "add-currency", |mut v| {
+            v["currency"] = "USD".into();
+            Ok(vec![("Deposited".into(), v)])
+        })
+        .register_json("Credited", 1, "rename-credited", |v| Ok(vec![("Deposited".into(), v)]))
 }
