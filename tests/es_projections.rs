@@ -216,6 +216,7 @@ impl ProcessManager for Payments {
                     .emit("$commands-payments", NewEvent::json("RequestPayment", format!(r#"{{"order":"{order}"}}"#)));
                 effects.schedule("payment", Duration::from_secs(15 * 60), order.as_bytes().to_vec());
             }
+            "Poison" => return Err("a poisoned order".into()),
             "Paid" if !state.done => {
                 state.done = true;
                 effects.cancel("payment");
@@ -243,6 +244,7 @@ fn a_process_manager_reacts_once_and_its_timeouts_survive_a_restart() {
         store.append(&format!("order-{o}"), ExpectedVersion::NoStream, vec![NewEvent::json("Placed", "{}")]).unwrap();
     }
     store.append("order-1", ExpectedVersion::Exact(0), vec![NewEvent::json("Paid", "{}")]).unwrap();
+    store.append("order-9", ExpectedVersion::NoStream, vec![NewEvent::json("Poison", "{}")]).unwrap();
     let t0 = now_ms();
     let open_runner = |store: &Arc<EventStore>| {
         ProcessRunner::open(Arc::clone(store), "payments", SubscriptionTarget::Category("order".into()), Payments, Json)
@@ -250,7 +252,10 @@ fn a_process_manager_reacts_once_and_its_timeouts_survive_a_restart() {
     };
     let mut runner = open_runner(&store);
     let o = runner.run_batch_at(t0, Duration::ZERO).unwrap();
-    assert_eq!((o.reacted, o.fired), (4, 0));
+    assert_eq!((o.reacted, o.fired, o.parked), (4, 0, 1));
+    let parked = runner.parked(10).unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(parked[0].reason.contains("poisoned") && parked[0].attempts == 4, "{parked:?}");
     // Its own emitted `Confirmed` is an event of the category too.
     runner.run_batch_at(t0, Duration::ZERO).unwrap();
     let types = |o: u32| -> Vec<String> {

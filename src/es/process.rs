@@ -229,6 +229,13 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
         format!("$pm.parked-{}", self.name)
     }
 
+    /// The manager's parked events and timeouts, oldest first (at most
+    /// `max`): events it failed on after its retries, and timeouts it
+    /// failed on (position `u64::MAX`, their reason naming nothing else).
+    pub fn parked(&self, max: usize) -> Result<Vec<ParkedEvent>> {
+        super::projection::read_parked(&self.store, &self.parked_stream(), max)
+    }
+
     /// The position the manager goes on from.
     pub fn checkpoint(&self) -> u64 {
         self.checkpoint
@@ -406,8 +413,12 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
                 Err(reason) => {
                     // A timeout the manager cannot handle is dropped, and
                     // said so in the parked stream.
+                    // Recorded once, even if a crash makes it fire again.
+                    let key = format!("{}/{instance}/{name}/{due}", self.name);
+                    let id = Uuid::new_v5(&Uuid::nil(), key.as_bytes());
+                    let reason = format!("timeout {name:?} of instance {instance:?}: {reason}");
                     let record = ParkedEvent { position: u64::MAX, event_id: Uuid::nil(), attempts: 1, reason };
-                    let parked = NewEvent::binary(super::PARKED_EVENT_TYPE, encode_parked(&record));
+                    let parked = NewEvent::binary(super::PARKED_EVENT_TYPE, encode_parked(&record)).with_id(id);
                     self.store.append(&self.parked_stream(), ExpectedVersion::Any, vec![parked])?;
                     self.commit(None, Vec::new(), vec![fired], None)?;
                     self.states.remove(&instance);

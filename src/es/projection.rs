@@ -364,20 +364,7 @@ impl<M: ReadModel> ProjectionRunner<M> {
 
     /// The projection's parked events, oldest first (at most `max`).
     pub fn parked(&self, max: usize) -> Result<Vec<ParkedEvent>> {
-        let mut out = Vec::new();
-        self.store.read_stream_with(&self.parked_stream(), 0, Direction::Forward, max, |view| {
-            match decode_parked(view.data) {
-                Ok(p) => out.push(p),
-                Err(reason) => {
-                    return Err(Error::State {
-                        what: format!("parked event {} of {}", view.version, view.stream),
-                        reason,
-                    });
-                }
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        read_parked(&self.store, &self.parked_stream(), max)
     }
 
     fn subscription(&self, from: u64) -> Result<events::Subscription<'_>> {
@@ -435,6 +422,20 @@ impl<M: ReadModel> ProjectionRunner<M> {
         self.store.append(&self.parked_stream(), ExpectedVersion::Any, vec![record])?;
         Ok(())
     }
+}
+
+/// The parked events of `stream`, oldest first (at most `max`).
+pub(crate) fn read_parked(store: &EventStore, stream: &str, max: usize) -> Result<Vec<ParkedEvent>> {
+    let mut out = Vec::new();
+    store.read_stream_with(stream, 0, Direction::Forward, max, |view| {
+        let parked = decode_parked(view.data).map_err(|reason| Error::State {
+            what: format!("parked event {} of {}", view.version, view.stream),
+            reason,
+        })?;
+        out.push(parked);
+        Ok::<(), Error>(())
+    })?;
+    Ok(out)
 }
 
 /// A projection into a [`KvModel`]: turns each event into changes of rows.
