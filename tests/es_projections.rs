@@ -257,7 +257,8 @@ fn a_process_manager_reacts_once_and_its_timeouts_survive_a_restart() {
     assert_eq!(parked.len(), 1);
     assert!(parked[0].reason.contains("poisoned") && parked[0].attempts == 4, "{parked:?}");
     // Its own emitted `Confirmed` is an event of the category too.
-    runner.run_batch_at(t0, Duration::ZERO).unwrap();
+    assert_eq!(runner.run_until_caught_up_at(t0).unwrap(), 1);
+    assert_eq!(runner.run_until_caught_up_at(t0).unwrap(), 0);
     let types = |o: u32| -> Vec<String> {
         store
             .read_stream(&format!("order-{o}"), 0, Direction::Forward, 10)

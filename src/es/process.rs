@@ -353,6 +353,21 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
         Ok(outcome)
     }
 
+    /// Runs batches at the time `now_ms` until the manager has reacted to
+    /// every durable event of its source there is now; returns how many
+    /// events it reacted to (parked ones included).
+    pub fn run_until_caught_up_at(&mut self, now_ms: i64) -> Result<u64> {
+        let mut reacted = 0u64;
+        loop {
+            let before = self.checkpoint;
+            let o = self.run_batch_at(now_ms, Duration::ZERO)?;
+            reacted += (o.reacted + o.parked) as u64;
+            if o.reacted + o.parked + o.fired == 0 && self.checkpoint == before {
+                return Ok(reacted);
+            }
+        }
+    }
+
     /// Reacts to `e` of `instance`, with retries, then parking; returns the
     /// events emitted and whether it was parked.
     fn react(&mut self, instance: &str, e: &RecordedEvent, now_ms: i64) -> Result<(usize, bool)> {

@@ -277,11 +277,13 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
     fn load_below(&self, id: &str, as_of_ms: Option<i64>) -> Result<Loaded<A>> {
         let stream = Self::stream_id(id);
         let mut skipped = Vec::new();
-        let snapshots = match self.policy {
-            SnapshotPolicy::Never => Vec::new(),
-            _ => self.snapshots(id, as_of_ms, &mut skipped)?,
-        };
-        for (snapshot_version, header, state) in snapshots {
+        // Newest first, one at a time: the first usable one ends the search.
+        let mut below = (self.policy != SnapshotPolicy::Never).then_some(u64::MAX);
+        while let Some(from) = below
+            && let Some((snapshot_version, header, state)) =
+                self.snapshot_at_or_below(id, from, as_of_ms, &mut skipped)?
+        {
+            below = snapshot_version.checked_sub(1);
             let state = match self.codec.decode(&state) {
                 Ok(state) => state,
                 Err(e) => {
@@ -373,33 +375,46 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
         Ok(())
     }
 
-    /// The snapshots of `id` this repository may use, newest first, with
-    /// their state's bytes (covering an event at or before `as_of_ms` if
-    /// given); the others are added to `skipped`.
-    fn snapshots(
+    /// The newest snapshot of `id` at or below version `from` of its
+    /// snapshot stream that this repository may use, with its state's bytes
+    /// (covering an event at or before `as_of_ms` if given); the ones passed
+    /// over on the way are added to `skipped`.
+    fn snapshot_at_or_below(
         &self,
         id: &str,
+        mut from: u64,
         as_of_ms: Option<i64>,
         skipped: &mut Vec<SkippedSnapshot>,
-    ) -> Result<Vec<(u64, SnapshotHeader, Vec<u8>)>> {
+    ) -> Result<Option<(u64, SnapshotHeader, Vec<u8>)>> {
         let stream = Self::snapshot_stream_id(id);
         if events::stream_id_problem(&stream).is_some() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let mut found = Vec::new();
-        let read = self.store.read_stream_with(&stream, u64::MAX, Direction::Backward, usize::MAX, |view| {
-            match self.check_snapshot(view) {
-                Ok((header, _)) if as_of_ms.is_some_and(|t| header.covered_ms > t) => {}
-                Ok((header, state)) => found.push((view.version, header, state.to_vec())),
-                Err(reason) => skipped.push(SkippedSnapshot { version: view.version, reason }),
+        loop {
+            let mut seen = None;
+            let mut found = None;
+            let read = self.store.read_stream_with(&stream, from, Direction::Backward, 1, |view| {
+                seen = Some(view.version);
+                match self.check_snapshot(view) {
+                    Ok((header, _)) if as_of_ms.is_some_and(|t| header.covered_ms > t) => {}
+                    Ok((header, state)) => found = Some((view.version, header, state.to_vec())),
+                    Err(reason) => skipped.push(SkippedSnapshot { version: view.version, reason }),
+                }
+                Ok::<(), events::Error>(())
+            });
+            match read {
+                Ok(_) => {}
+                // A deleted snapshot stream has no snapshot to offer.
+                Err(events::Error::StreamDeleted { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
             }
-            Ok::<(), events::Error>(())
-        });
-        match read {
-            Ok(_) => Ok(found),
-            // A deleted snapshot stream has no snapshot to offer.
-            Err(events::Error::StreamDeleted { .. }) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
+            if found.is_some() {
+                return Ok(found);
+            }
+            match seen.and_then(|v| v.checked_sub(1)) {
+                Some(v) => from = v,
+                None => return Ok(None),
+            }
         }
     }
 
@@ -620,8 +635,8 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
     /// The time of the event the newest snapshot of `id` covers.
     fn newest_snapshot_ms(&self, id: &str) -> Option<i64> {
         let mut skipped = Vec::new();
-        let found = self.snapshots(id, None, &mut skipped).ok()?;
-        found.first().map(|(_, h, _)| h.covered_ms)
+        let found = self.snapshot_at_or_below(id, u64::MAX, None, &mut skipped).ok()?;
+        found.map(|(_, h, _)| h.covered_ms)
     }
 
     /// Deletes the aggregate `id`: its stream and its snapshots, as `mode`
