@@ -31,15 +31,18 @@
 //! a command dispatched again after a crash writes nothing. A simulated
 //! payment gateway, another dispatcher over the payment streams, answers
 //! each payment request (paid, declined, or never, by the order's id), and
-//! a key-value projection keeps each order's status.
+//! a key-value projection keeps each order's status. The order events are
+//! published to the topic `order-events` of a topic store beside the event
+//! store by the outbox relay, with the idempotent producer, each once.
 //!
 //! Time is simulated: order `i` is placed at `START + i` seconds, and the
 //! process manager runs at that time (`ProcessRunner::run_batch_at`), so
 //! the 15 minutes of a timeout pass in a moment.
 //!
-//! Everything the run depends on is in the store (the saga's states,
-//! checkpoints and timeouts, the dispatchers' checkpoints, the projection's
-//! rows): with `--dir`, a run killed at any point (SIGKILL) and started
+//! Everything the run depends on is in the stores, `DIR/events` and
+//! `DIR/topics` (the saga's states, checkpoints and timeouts, the
+//! dispatchers' and the relay's checkpoints, the projection's rows, the
+//! published records): with `--dir`, a run killed at any point (SIGKILL) and started
 //! again goes on where it stopped and finishes the orders. Orders are
 //! placed with command ids derived from their numbers, so none is placed
 //! twice. At the end the run checks the whole store and prints a summary
@@ -52,20 +55,23 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use annal::consumer::Producers;
 use annal::es::{
     Aggregate, CommandError, CommandMeta, Dispatcher, DomainEvent, Effects, EventMeta, Executed, Json, KvModel,
-    ProcessManager, ProcessRunner, Projection, ProjectionRunner, ProjectionSource, Repository, Rows, SnapshotPolicy,
-    Timeout,
+    OutboxRelay, POSITION_HEADER, ProcessManager, ProcessRunner, Projection, ProjectionRunner, ProjectionSource,
+    Repository, Rows, SnapshotPolicy, Timeout,
 };
 use annal::events::{
     Direction, EventStore, EventStoreConfig, ExpectedVersion, NewEvent, RecordedEvent, SubscriptionTarget, Uuid,
 };
-use annal::{Durability, LogConfig};
+use annal::{Durability, LogConfig, TopicConfig, TopicStore, TopicStoreConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The stream of the saga's commands.
 const COMMANDS: &str = "$commands-orders";
+/// The topic the outbox relay publishes the order events to.
+const ORDER_TOPIC: &str = "order-events";
 /// The simulated clock's start: 2026-01-01T00:00:00Z.
 const START_MS: i64 = 1_767_225_600_000;
 /// Simulated time between two orders.
@@ -634,6 +640,8 @@ struct App {
     dispatcher: ProjectionRunner<Dispatcher<Handler>>,
     gateway: ProjectionRunner<Dispatcher<Handler>>,
     statuses: ProjectionRunner<KvModel<Statuses>>,
+    relay: OutboxRelay,
+    published: u64,
     stats: Rc<RefCell<Stats>>,
     gateway_stats: Rc<RefCell<Stats>>,
     /// What the saga did in this process: reactions, timeouts fired,
@@ -645,7 +653,7 @@ struct App {
 }
 
 impl App {
-    fn open(store: Arc<EventStore>, o: &Options) -> Fallible<App> {
+    fn open(store: Arc<EventStore>, topics: Arc<TopicStore>, o: &Options) -> Fallible<App> {
         let (seed, pace, kill_after) = (o.seed, Duration::from_millis(o.pace_ms), o.kill_after_commands);
         let orders = Repository::<Order, Json>::new(Arc::clone(&store), Json);
         let payments = Repository::<Payment, Json>::new(Arc::clone(&store), Json);
@@ -728,8 +736,17 @@ impl App {
             ProjectionSource::Category("order".into()),
             KvModel::open(Arc::clone(&store), "order-status", Statuses)?,
         )?;
+        // The outbox: the order events, published to a topic exactly once.
+        if topics.topic(ORDER_TOPIC).is_err() {
+            topics.create_topic(ORDER_TOPIC, TopicConfig::default().with_partitions(4))?;
+        }
+        let producers = Arc::new(Producers::new(Arc::clone(&topics)));
+        let target = SubscriptionTarget::Category("order".into());
+        let relay = OutboxRelay::open(Arc::clone(&store), topics, &producers, "orders", target, ORDER_TOPIC, (1, 0))?;
         Ok(App {
             store,
+            relay,
+            published: 0,
             orders,
             saga,
             dispatcher,
@@ -767,7 +784,9 @@ impl App {
             let payments = self.gateway.run_batch(Duration::ZERO)?;
             self.sync()?;
             let statuses = self.statuses.run_batch(Duration::ZERO)?;
-            let moved = saga.reacted + saga.fired + saga.parked;
+            let relayed = self.relay.run_batch(Duration::ZERO)?;
+            self.published += relayed.published as u64;
+            let moved = saga.reacted + saga.fired + saga.parked + relayed.published + relayed.skipped;
             let moved = moved + commands.applied + commands.parked + payments.applied + payments.parked;
             if moved + statuses.applied + statuses.parked == 0 {
                 return Ok(());
@@ -807,10 +826,11 @@ fn run() -> Fallible<bool> {
     // would take back only events nothing had acted on yet.
     let config = EventStoreConfig::default();
     let log: LogConfig = config.log_config().clone().with_durability(Durability::Never);
-    let store = Arc::new(EventStore::open(&dir, config.with_log_config(log))?);
+    let store = Arc::new(EventStore::open(dir.join("events"), config.with_log_config(log.clone()))?);
+    let topics = Arc::new(TopicStore::open(dir.join("topics"), TopicStoreConfig::default().with_log_config(log))?);
     let resumed = store.head_position() > 0;
     same_options(&store, &o)?;
-    let mut app = App::open(Arc::clone(&store), &o)?;
+    let mut app = App::open(Arc::clone(&store), topics, &o)?;
     emit(json!({ "phase": "start", "dir": dir.display().to_string(), "orders": o.orders, "seed": o.seed,
         "skus": o.skus, "resumed": resumed, "saga_checkpoint": app.saga.checkpoint(),
         "pending_timeouts": app.saga.pending_timeouts().len() }));
@@ -867,6 +887,7 @@ fn run() -> Fallible<bool> {
     s.insert("commands_executed_now".into(), json!(stats.executed));
     s.insert("commands_found_done".into(), json!(stats.already_done));
     s.insert("payments_answered_now".into(), json!(app.gateway_stats.borrow().executed));
+    s.insert("published_now".into(), json!(app.published));
     s.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
     s.insert("consistent".into(), json!(consistent));
     emit(json!({ "summary": summary }));
@@ -1105,6 +1126,32 @@ fn verify(app: &mut App, o: &Options) -> Fallible<(serde_json::Value, bool)> {
         problem(format!("{rejected} commands refused by their aggregates"));
     }
 
+    // The outbox: every order event published once, in its stream's order.
+    let mut published: Vec<u64> = Vec::new();
+    let topic = app.relay.topics().topic(ORDER_TOPIC)?;
+    for p in 0..topic.partitions() {
+        let log = topic.partition(p)?;
+        let mut reader = log.read_from(log.start_offset())?;
+        while let Some(r) = reader.next_record()? {
+            let position = r.headers().find(|h| h.name == POSITION_HEADER).ok_or("a record without its position")?;
+            published.push(u64::from_le_bytes(position.value.try_into()?));
+        }
+    }
+    let published_count = published.len();
+    published.sort_unstable();
+    let order_positions: Vec<u64> = {
+        let mut v: Vec<u64> =
+            store.read_category("order", 0, Direction::Forward, usize::MAX)?.iter().map(|e| e.position).collect();
+        v.sort_unstable();
+        v
+    };
+    let outbox_once = published == order_positions;
+    if !outbox_once {
+        problem(format!(
+            "the topic holds {published_count} order events, the store {}: not each once",
+            order_positions.len()
+        ));
+    }
     let consistent = problems.is_empty();
     let report = json!({
         "orders": o.orders,
@@ -1127,6 +1174,8 @@ fn verify(app: &mut App, o: &Options) -> Fallible<(serde_json::Value, bool)> {
             "projection_mismatches": projection_mismatches,
             "parked": parked,
             "rejected_commands": rejected,
+            "published": published_count,
+            "published_each_once": outbox_once,
         }
     });
     Ok((report, consistent))

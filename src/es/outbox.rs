@@ -176,6 +176,14 @@ impl OutboxRelay {
             self.last_sent[p] = evs.last().map(|e| e.position);
             outcome.published += evs.len();
         }
+        // Durable in the topic before the checkpoint says so, whatever the
+        // topic's own durability.
+        let handle = self.topics.topic(&self.topic).map_err(|e| Error::Consumer(e.into()))?;
+        for (p, evs) in by_partition.iter().enumerate() {
+            if !evs.is_empty() {
+                handle.partition(p as u32).map_err(|e| Error::Consumer(e.into()))?.sync()?;
+            }
+        }
         let expected = self.checkpoint_version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
         let event = NewEvent::binary(super::CHECKPOINT_EVENT_TYPE, next.to_le_bytes().to_vec());
         let written = self.store.append(&format!("$outbox.checkpoint-{}", self.name), expected, vec![event])?;
