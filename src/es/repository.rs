@@ -375,7 +375,11 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
 
     /// The snapshots of `id` this repository may use, newest first, with
     /// their state's bytes (covering an event at or before `as_of_ms` if
-    /// given); the others are added to `skipped`.
+    /// given); the others are added to `skipped`. Only the newest
+    /// `kept_snapshots` are looked at: the snapshot stream shows no more
+    /// (its max count), and a read without that bound has the index collect
+    /// the entries of up to 1,024 older snapshots not scavenged yet, a third
+    /// of a load from a snapshot.
     fn snapshots(
         &self,
         id: &str,
@@ -387,14 +391,15 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
             return Ok(Vec::new());
         }
         let mut found = Vec::new();
-        let read = self.store.read_stream_with(&stream, u64::MAX, Direction::Backward, usize::MAX, |view| {
-            match self.check_snapshot(view) {
-                Ok((header, _)) if as_of_ms.is_some_and(|t| header.covered_ms > t) => {}
-                Ok((header, state)) => found.push((view.version, header, state.to_vec())),
-                Err(reason) => skipped.push(SkippedSnapshot { version: view.version, reason }),
-            }
-            Ok::<(), events::Error>(())
-        });
+        let read =
+            self.store.read_stream_with(&stream, u64::MAX, Direction::Backward, self.kept_snapshots as usize, |view| {
+                match self.check_snapshot(view) {
+                    Ok((header, _)) if as_of_ms.is_some_and(|t| header.covered_ms > t) => {}
+                    Ok((header, state)) => found.push((view.version, header, state.to_vec())),
+                    Err(reason) => skipped.push(SkippedSnapshot { version: view.version, reason }),
+                }
+                Ok::<(), events::Error>(())
+            });
         match read {
             Ok(_) => Ok(found),
             // A deleted snapshot stream has no snapshot to offer.
