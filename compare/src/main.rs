@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod engines;
+mod es;
 mod events;
 mod group_commit;
 mod report;
@@ -101,6 +102,47 @@ struct Args {
     /// Stream reads per repetition.
     #[arg(long, default_value_t = 20_000)]
     event_reads: u64,
+    /// Also run the event-sourcing workloads (annal::es against cqrs-es,
+    /// and a projection into SQLite; see README.md, "Event sourcing").
+    #[arg(long)]
+    es: bool,
+    /// Run only the event-sourcing workloads.
+    #[arg(long)]
+    only_es: bool,
+    /// Engines of the event-sourcing workloads, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = es::EsEngine::ALL)]
+    es_engines: Vec<es::EsEngine>,
+    /// Events of the one aggregate the loads read (0 skips them).
+    #[arg(long, default_value_t = 1_000_000)]
+    es_load_events: u64,
+    /// Events per command writing that aggregate (untimed; cqrs-es's
+    /// MemStore at least 50,000). It must divide the snapshot size or be a
+    /// multiple of it (see README.md).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    es_load_batch: u64,
+    /// A snapshot every this many events (annal's EveryEvents, cqrs-es's
+    /// snapshot size).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    es_snapshot_every: u64,
+    /// Loads from the snapshot per repetition (their median is the
+    /// repetition's figure).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    es_loads: u64,
+    /// Aggregates of the execute workloads (0 skips them).
+    #[arg(long, default_value_t = 100_000)]
+    es_aggregates: u64,
+    /// Commands of each not-durable execute workload.
+    #[arg(long, default_value_t = 100_000)]
+    es_commands: u64,
+    /// Commands of each durable execute workload, all threads together.
+    #[arg(long, default_value_t = 8_000)]
+    es_durable_commands: u64,
+    /// Events the projection goes over (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    es_projection_events: u64,
+    /// Aggregates those events belong to.
+    #[arg(long, default_value_t = 100_000)]
+    es_projection_aggregates: u64,
 }
 
 /// The JSON file.
@@ -117,6 +159,8 @@ struct Output<'a> {
     group_commit: &'a [group_commit::GcMeasurement],
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<&'a events::EvReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    es: Option<&'a es::EsReport>,
 }
 
 #[derive(Serialize)]
@@ -159,12 +203,12 @@ fn compare(args: Args) -> Result<bool> {
         eprintln!("warning: a debug build; run with `cargo run --release` for meaningful figures");
     }
 
-    let sizes = if args.only_group_commit || args.only_events { Vec::new() } else { sizes };
-    let gc_records = if args.only_events { 0 } else { scale(args.group_commit_records) };
+    let sizes = if args.only_group_commit || args.only_events || args.only_es { Vec::new() } else { sizes };
+    let gc_records = if args.only_events || args.only_es { 0 } else { scale(args.group_commit_records) };
     let mut ev_engines = args.event_engines.clone();
     ev_engines.sort_by_key(|e| events::EvEngine::ALL.iter().position(|a| a == e));
     ev_engines.dedup();
-    let ev_settings = (args.events || args.only_events).then(|| {
+    let ev_settings = ((args.events || args.only_events) && !args.only_es).then(|| {
         let scale = |n: u64| if args.quick { n / 10 } else { n };
         events::EvSettings {
             streams: scale(args.event_streams).max(8),
@@ -177,6 +221,25 @@ fn compare(args: Args) -> Result<bool> {
             engines: ev_engines.clone(),
         }
     });
+    let mut es_engines = args.es_engines.clone();
+    es_engines.sort_by_key(|e| es::EsEngine::ALL.iter().position(|a| a == e));
+    es_engines.dedup();
+    let es_settings = (args.es || args.only_es).then(|| {
+        let scale = |n: u64| if args.quick { n / 10 } else { n };
+        es::EsSettings {
+            load_events: scale(args.es_load_events),
+            load_batch: args.es_load_batch,
+            snapshot_every: args.es_snapshot_every,
+            loads: args.es_loads,
+            aggregates: scale(args.es_aggregates),
+            commands: scale(args.es_commands).max(1),
+            durable_commands: scale(args.es_durable_commands).max(1),
+            projection_events: scale(args.es_projection_events),
+            projection_aggregates: scale(args.es_projection_aggregates).max(1),
+            runs: args.runs,
+            engines: es_engines,
+        }
+    });
     let gc_writers: Vec<usize> = if gc_records == 0 {
         Vec::new()
     } else {
@@ -184,7 +247,8 @@ fn compare(args: Args) -> Result<bool> {
     };
     let steps = sizes.len() * args.runs as usize * engines.len() * 4
         + gc_writers.len() * args.runs as usize * 2
-        + ev_settings.as_ref().map_or(0, |s| events::steps(s) as usize);
+        + ev_settings.as_ref().map_or(0, |s| events::steps(s) as usize)
+        + es_settings.as_ref().map_or(0, |s| es::steps(s) as usize);
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {wide_msg}")?);
     let settings = Settings { batch, fsync_records, parent: args.dir.as_deref(), bar: &bar };
@@ -207,6 +271,7 @@ fn compare(args: Args) -> Result<bool> {
         group_commit::measure(pool.values(), &gc_writers, args.runs, args.dir.as_deref(), &bar)?
     };
     let ev = ev_settings.as_ref().map(|s| events::measure(s, args.dir.as_deref(), &bar));
+    let es = es_settings.as_ref().map(|s| es::measure(s, args.dir.as_deref(), &bar));
     bar.finish_and_clear();
     let mut results = run::median_of_runs(runs);
     report::add_ratios(&mut results);
@@ -224,6 +289,12 @@ fn compare(args: Args) -> Result<bool> {
             println!();
         }
         print!("{}", events::markdown(ev));
+    }
+    if let Some(es) = &es {
+        if !size_list.is_empty() || !gc.is_empty() || ev.is_some() {
+            println!();
+        }
+        print!("{}", es::markdown(es));
     }
 
     let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -247,11 +318,13 @@ fn compare(args: Args) -> Result<bool> {
         results: &results,
         group_commit: &gc,
         events: ev.as_ref(),
+        es: es.as_ref(),
     };
     let json = serde_json::to_string_pretty(&output)?;
     std::fs::write(&args.json, json + "\n").map_err(|e| format!("writing {}: {e}", args.json.display()))?;
     eprintln!("results written to {}", args.json.display());
 
-    let ev_failed = ev.as_ref().is_some_and(|r| r.results.iter().any(|m| m.error.is_some()));
+    let ev_failed = ev.as_ref().is_some_and(|r| r.results.iter().any(|m| m.error.is_some()))
+        || es.as_ref().is_some_and(|r| r.results.iter().any(|m| m.error.is_some()));
     Ok(!ev_failed && !results.iter().any(|m| matches!(m.outcome, Outcome::Failed { .. })))
 }
