@@ -100,6 +100,20 @@ pub struct Settings<'a> {
     pub bar: &'a ProgressBar,
 }
 
+/// The median (the lower middle one for an even count) of `runs`, and their
+/// spread, (max - min) / median in percent (none for a single run or a
+/// median of zero); `None` if there is no run.
+pub fn median_and_spread(runs: &[f64]) -> Option<(f64, Option<f64>)> {
+    if runs.is_empty() {
+        return None;
+    }
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[(sorted.len() - 1) / 2];
+    let spread = (sorted.len() > 1 && median > 0.0).then(|| (sorted[sorted.len() - 1] - sorted[0]) / median * 100.0);
+    Some((median, spread))
+}
+
 /// Merges the repetitions of each (engine, workload, value size) into one
 /// measurement: the median repetition by records/s (the lower of the two
 /// middle ones for an even count), with every repetition's rate kept. A

@@ -535,14 +535,10 @@ fn summarise(raw: Raw, s: &EvSettings) -> Vec<EvMeasurement> {
         }
     }
     for m in &mut out {
-        if m.error.is_none() && !m.runs.is_empty() {
-            let mut sorted = m.runs.clone();
-            sorted.sort_by(f64::total_cmp);
-            let median = sorted[(sorted.len() - 1) / 2];
-            m.median = Some(median);
-            if sorted.len() > 1 && median > 0.0 {
-                m.spread_pct = Some((sorted[sorted.len() - 1] - sorted[0]) / median * 100.0);
-            }
+        if m.error.is_none()
+            && let Some((median, spread)) = crate::run::median_and_spread(&m.runs)
+        {
+            (m.median, m.spread_pct) = (Some(median), spread);
         }
     }
     let annal: Vec<(EvWorkload, f64)> =
