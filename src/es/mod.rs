@@ -10,6 +10,7 @@
 //! `json`, on by default) or `Postcard` (feature `postcard`).
 
 mod aggregate;
+mod checkpoint;
 mod codec;
 mod error;
 mod meta;
@@ -21,6 +22,7 @@ internals!(records, snapshot);
 mod upcast;
 
 pub use aggregate::{Aggregate, DomainEvent};
+pub use checkpoint::CHECKPOINT_EVENT_TYPE;
 pub use codec::Codec;
 #[cfg(feature = "json")]
 pub use codec::Json;
@@ -30,8 +32,7 @@ pub use error::{CommandError, Error, Result};
 pub use meta::{CommandMeta, EventMeta};
 pub use outbox::{ID_HEADER, OutboxRelay, POSITION_HEADER, RelayOutcome, TYPE_HEADER};
 pub use process::{
-    CHECKPOINT_EVENT_TYPE, Dispatcher, Effects, ProcessManager, ProcessOutcome, ProcessRunner, STATE_EVENT_TYPE,
-    TIMEOUT_EVENT_TYPE, Timeout,
+    Dispatcher, Effects, ProcessManager, ProcessOutcome, ProcessRunner, STATE_EVENT_TYPE, TIMEOUT_EVENT_TYPE, Timeout,
 };
 pub use projection::{
     BatchOutcome, CommitError, KvModel, KvReader, LAG_COUNT_LIMIT, PARKED_EVENT_TYPE, ParkedEvent, Projection,

@@ -14,9 +14,10 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::checkpoint::Checkpoint;
 use super::error::{Error, Result};
 use crate::consumer::{IdempotentProducer, Producers};
-use crate::events::{Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StartFrom, SubscriptionTarget};
+use crate::events::{EventStore, RecordedEvent, StartFrom, SubscriptionTarget};
 use crate::{Header, Record, TopicStore, partition_for_key};
 
 /// The header of a relayed record giving its event's global position.
@@ -50,7 +51,8 @@ pub struct OutboxRelay {
     topic: String,
     batch: usize,
     checkpoint: u64,
-    checkpoint_version: Option<u64>,
+    /// The checkpoint as stored.
+    stored: Checkpoint,
     /// Per partition, the position of the last event it has.
     last_sent: Vec<Option<u64>>,
 }
@@ -108,17 +110,7 @@ impl OutboxRelay {
             };
             last_sent.push(last);
         }
-        let stream = format!("$outbox.checkpoint-{name}");
-        let (mut checkpoint, mut checkpoint_version) = (0, None);
-        store.read_stream_with(&stream, u64::MAX, Direction::Backward, 1, |view| {
-            let b: [u8; 8] = view.data.try_into().map_err(|_| Error::State {
-                what: format!("checkpoint {} of {stream:?}", view.version),
-                reason: format!("{} bytes (8)", view.data.len()),
-            })?;
-            checkpoint = u64::from_le_bytes(b);
-            checkpoint_version = Some(view.version);
-            Ok::<(), Error>(())
-        })?;
+        let stored = Checkpoint::open(&store, format!("$outbox.checkpoint-{name}"))?;
         Ok(OutboxRelay {
             producer: producers.producer(producer_id, epoch),
             store,
@@ -127,8 +119,8 @@ impl OutboxRelay {
             target,
             topic: topic.to_owned(),
             batch: 512,
-            checkpoint,
-            checkpoint_version,
+            checkpoint: stored.position().unwrap_or(0),
+            stored,
             last_sent,
         })
     }
@@ -184,10 +176,7 @@ impl OutboxRelay {
                 handle.partition(p as u32).map_err(|e| Error::Consumer(e.into()))?.sync()?;
             }
         }
-        let expected = self.checkpoint_version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        let event = NewEvent::binary(super::CHECKPOINT_EVENT_TYPE, next.to_le_bytes().to_vec());
-        let written = self.store.append(&format!("$outbox.checkpoint-{}", self.name), expected, vec![event])?;
-        self.checkpoint_version = Some(written.next_expected_version);
+        self.stored.store(&self.store, next)?;
         self.checkpoint = next;
         outcome.checkpoint = next;
         Ok(outcome)

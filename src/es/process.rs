@@ -19,19 +19,18 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::checkpoint::Checkpoint;
 use super::codec::Codec;
 use super::error::{Error, Result};
 use super::projection::{CommitError, ParkedEvent, ReadModel};
 use super::records::{TimeoutKind, TimeoutRecord, encode_parked};
 use crate::events::{
     self, CurrentVersion, Direction, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StartFrom, StreamAppend,
-    StreamMetadata, SubscriptionTarget, Uuid,
+    SubscriptionTarget, Uuid,
 };
 
 /// The event type of a process manager instance's state.
 pub const STATE_EVENT_TYPE: &str = "$state";
-/// The event type of a checkpoint.
-pub const CHECKPOINT_EVENT_TYPE: &str = "$checkpoint";
 /// The event type of a timeout record.
 pub const TIMEOUT_EVENT_TYPE: &str = "$timeout";
 
@@ -154,7 +153,8 @@ pub struct ProcessRunner<P: ProcessManager, C: Codec> {
     max_retries: u32,
     batch: usize,
     checkpoint: u64,
-    checkpoint_version: Option<u64>,
+    /// The checkpoint as stored (`checkpoint` is never below the log's start).
+    stored: Checkpoint,
     /// Pending timeouts: (instance, name) -> (due, payload), and by due time.
     pending: HashMap<(String, String), (i64, Vec<u8>)>,
     due: BTreeMap<(i64, String, String), ()>,
@@ -189,7 +189,7 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
             max_retries: 3,
             batch: 256,
             checkpoint: 0,
-            checkpoint_version: None,
+            stored: Checkpoint::default(),
             pending: HashMap::new(),
             due: BTreeMap::new(),
             states: HashMap::new(),
@@ -247,19 +247,8 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
     }
 
     fn load(&mut self) -> Result<()> {
-        let stream = self.checkpoint_stream();
-        let (mut checkpoint, mut version) = (0, None);
-        self.store.read_stream_with(&stream, u64::MAX, Direction::Backward, 1, |view| {
-            checkpoint = decode_checkpoint(view.data).map_err(|reason| Error::State {
-                what: format!("checkpoint {} of {stream:?}", view.version),
-                reason,
-            })?;
-            version = Some(view.version);
-            Ok::<(), Error>(())
-        })?;
-        self.checkpoint = checkpoint.max(self.store.log().start_offset());
-        self.checkpoint_version = version;
-        keep_last(&self.store, &stream)?;
+        self.stored = Checkpoint::open(&self.store, self.checkpoint_stream())?;
+        self.checkpoint = self.stored.position().unwrap_or(0).max(self.store.log().start_offset());
         let timeouts = self.timeouts_stream();
         let mut records = Vec::new();
         self.store.read_stream_with(&timeouts, 0, Direction::Forward, usize::MAX, |view| {
@@ -474,9 +463,7 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
             instance_state = Some((instance.to_owned(), version, s));
         }
         if let Some(c) = checkpoint {
-            let expected = self.checkpoint_version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-            let event = NewEvent::binary(CHECKPOINT_EVENT_TYPE, c.to_le_bytes().to_vec());
-            appends.push(StreamAppend::new(self.checkpoint_stream(), expected, vec![event]));
+            appends.push(self.stored.append(c));
         }
         if !timeouts.is_empty() {
             let events = timeouts.iter().map(|t| NewEvent::binary(TIMEOUT_EVENT_TYPE, t.encode())).collect();
@@ -509,7 +496,7 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
         }
         if let Some(c) = checkpoint {
             let r = results.next().expect("one result per stream");
-            self.checkpoint_version = Some(r.next_expected_version);
+            self.stored.written(c, r.next_expected_version);
             self.checkpoint = c;
         }
         for t in timeouts {
@@ -517,19 +504,6 @@ impl<P: ProcessManager, C: Codec> ProcessRunner<P, C> {
         }
         Ok(())
     }
-}
-
-/// Sets a checkpoint stream's metadata to keep its last event only (once).
-fn keep_last(store: &EventStore, stream: &str) -> Result<()> {
-    if store.stream_metadata(stream)?.max_count() != Some(1) {
-        store.set_stream_metadata(stream, StreamMetadata::default().with_max_count(1))?;
-    }
-    Ok(())
-}
-
-fn decode_checkpoint(b: &[u8]) -> std::result::Result<u64, String> {
-    let b: [u8; 8] = b.try_into().map_err(|_| format!("a checkpoint of {} bytes (8)", b.len()))?;
-    Ok(u64::from_le_bytes(b))
 }
 
 /// A read model whose effects are idempotent (commands carried out with
@@ -540,15 +514,13 @@ fn decode_checkpoint(b: &[u8]) -> std::result::Result<u64, String> {
 /// command stream to carry out a process manager's commands.
 pub struct Dispatcher<F> {
     store: Arc<EventStore>,
-    stream: String,
-    version: Option<u64>,
-    checkpoint: Option<u64>,
+    checkpoint: Checkpoint,
     handler: F,
 }
 
 impl<F> std::fmt::Debug for Dispatcher<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dispatcher").field("stream", &self.stream).field("checkpoint", &self.checkpoint).finish()
+        f.debug_struct("Dispatcher").field("checkpoint", &self.checkpoint).finish()
     }
 }
 
@@ -558,24 +530,14 @@ impl<F: FnMut(&RecordedEvent) -> std::result::Result<(), String>> Dispatcher<F> 
         if let Some(reason) = super::name_problem(name) {
             return Err(Error::Invalid(format!("dispatcher name {name:?}: {reason}")));
         }
-        let stream = format!("$checkpoint-{name}");
-        let (mut checkpoint, mut version) = (None, None);
-        store.read_stream_with(&stream, u64::MAX, Direction::Backward, 1, |view| {
-            checkpoint = Some(decode_checkpoint(view.data).map_err(|reason| Error::State {
-                what: format!("checkpoint {} of {stream:?}", view.version),
-                reason,
-            })?);
-            version = Some(view.version);
-            Ok::<(), Error>(())
-        })?;
-        keep_last(&store, &stream)?;
-        Ok(Dispatcher { store, stream, version, checkpoint, handler })
+        let checkpoint = Checkpoint::open(&store, format!("$checkpoint-{name}"))?;
+        Ok(Dispatcher { store, checkpoint, handler })
     }
 }
 
 impl<F: FnMut(&RecordedEvent) -> std::result::Result<(), String>> ReadModel for Dispatcher<F> {
     fn checkpoint(&mut self) -> Result<Option<u64>> {
-        Ok(self.checkpoint)
+        Ok(self.checkpoint.position())
     }
 
     fn commit(&mut self, events: &[RecordedEvent], next: u64) -> std::result::Result<(), CommitError> {
@@ -584,24 +546,11 @@ impl<F: FnMut(&RecordedEvent) -> std::result::Result<(), String>> ReadModel for 
             // which their idempotency makes harmless.
             (self.handler)(e).map_err(|reason| CommitError::Event { index, reason })?;
         }
-        self.store_checkpoint(next)?;
+        self.checkpoint.store(&self.store, next)?;
         Ok(())
     }
 
     fn reset(&mut self) -> Result<()> {
-        self.store_checkpoint(0)?;
-        self.checkpoint = None;
-        Ok(())
-    }
-}
-
-impl<F> Dispatcher<F> {
-    fn store_checkpoint(&mut self, position: u64) -> Result<()> {
-        let expected = self.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        let event = NewEvent::binary(CHECKPOINT_EVENT_TYPE, position.to_le_bytes().to_vec());
-        let written = self.store.append(&self.stream, expected, vec![event])?;
-        self.version = Some(written.next_expected_version);
-        self.checkpoint = Some(position);
-        Ok(())
+        self.checkpoint.store(&self.store, 0)
     }
 }

@@ -324,7 +324,7 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
         let mut version = header.stream_version;
         let mut replayed = 0u64;
         let state = &mut loaded.state;
-        let mut visit = |view: &EventView<'_>| -> std::result::Result<(), LoadFail> {
+        let visit = |view: &EventView<'_>| -> std::result::Result<(), LoadFail> {
             if !covered_seen {
                 covered_seen = true;
                 if view.version != header.stream_version || view.timestamp_ms != header.covered_ms {
@@ -341,10 +341,7 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
             Ok(())
         };
         let from = header.stream_version;
-        match as_of_ms {
-            None => self.store.read_stream_with(stream, from, Direction::Forward, usize::MAX, &mut visit)?,
-            Some(t) => self.store.read_stream_as_of_with(stream, from, t, usize::MAX, &mut visit)?,
-        };
+        self.read_forward(stream, from, as_of_ms, visit)?;
         if !covered_seen {
             return Err(LoadFail::Stale(format!("version {} it covers is not in the stream", header.stream_version)));
         }
@@ -354,22 +351,34 @@ impl<A: Aggregate, C: Codec> Repository<A, C> {
         Ok(())
     }
 
+    /// Visits the events of `stream` from version `from` (appended up to
+    /// `as_of_ms`, if given), in order.
+    fn read_forward<E: From<events::Error>>(
+        &self,
+        stream: &str,
+        from: u64,
+        as_of_ms: Option<i64>,
+        visit: impl FnMut(&EventView<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
+        match as_of_ms {
+            None => self.store.read_stream_with(stream, from, Direction::Forward, usize::MAX, visit),
+            Some(t) => self.store.read_stream_as_of_with(stream, from, t, usize::MAX, visit),
+        }
+    }
+
     /// Applies to `loaded` every event of `stream` from `from` (up to
     /// `as_of_ms`).
     fn apply_from(&self, stream: &str, from: u64, as_of_ms: Option<i64>, loaded: &mut Loaded<A>) -> Result<()> {
         let state = &mut loaded.state;
         let mut version = loaded.version;
         let mut replayed = 0u64;
-        let mut visit = |view: &EventView<'_>| -> Result<()> {
+        let visit = |view: &EventView<'_>| -> Result<()> {
             self.upcasters.decode(&self.codec, view, |e: A::Event| state.apply(&e))?;
             version = Some(view.version);
             replayed += 1;
             Ok(())
         };
-        match as_of_ms {
-            None => self.store.read_stream_with(stream, from, Direction::Forward, usize::MAX, &mut visit)?,
-            Some(t) => self.store.read_stream_as_of_with(stream, from, t, usize::MAX, &mut visit)?,
-        };
+        self.read_forward(stream, from, as_of_ms, visit)?;
         loaded.version = version;
         loaded.replayed += replayed;
         Ok(())
